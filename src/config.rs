@@ -1,0 +1,656 @@
+//! The configuration: TOML types with defaults, `TELEMETRYD_*` environment overrides, and
+//! validation whose messages name the key and what is wrong with it.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, environment variables
+//! (`TELEMETRYD_SECTION__KEY=value`, e.g. `TELEMETRYD_SERVER__LISTEN=0.0.0.0:8080`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ingest::pii::PiiKind;
+use crate::model::Field;
+use crate::net::Cidr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub geo: GeoConfig,
+    pub privacy: PrivacyConfig,
+    pub limits: LimitsConfig,
+    pub products: Vec<ProductConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory for the store, the index and generated files.
+    pub data_dir: PathBuf,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed (IPs or CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body as sent (compressed or not).
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression.
+    pub max_decompressed_bytes: usize,
+    /// Most events in one batch.
+    pub max_batch_events: usize,
+    /// Largest single event (its JSON text).
+    pub max_event_bytes: usize,
+    /// Batches waiting for the store writer before ingest answers 503.
+    pub writer_queue: usize,
+    /// HTTP worker threads; 0 = one per CPU core.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            max_decompressed_bytes: 10 * 1024 * 1024,
+            max_batch_events: 1000,
+            max_event_bytes: 64 * 1024,
+            writer_queue: 1024,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub tokens: Vec<AdminToken>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    pub name: String,
+    pub role: Role,
+    /// `sha256:HEX` as printed by `telemetryd hash-token`.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoConfig {
+    /// Path to a MaxMind DB file (GeoIP2/GeoLite2 nested layout or flat `country_code` layout).
+    pub database: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// What to do with PII found in free text (error message, stack).
+    pub free_text: FreeTextAction,
+    /// What to do with PII found in ids and dimensions.
+    pub fields: FieldAction,
+    /// Which detectors run; default all.
+    pub detectors: Vec<String>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            free_text: FreeTextAction::Scrub,
+            fields: FieldAction::Reject,
+            detectors: PiiKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreeTextAction {
+    /// Replace each finding with a placeholder such as `[email]`.
+    Scrub,
+    /// Reject the whole event.
+    Reject,
+    /// Keep the text as sent.
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldAction {
+    /// Reject the whole event.
+    Reject,
+    /// Drop the offending field and keep the event.
+    Drop,
+    /// Keep the value as sent.
+    Keep,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Default events per install per minute (sliding window); a product may override it.
+    pub rate_limit_per_minute: u32,
+    /// Events dated further ahead than this are clamped to the receive time.
+    pub max_future_secs: u64,
+    /// Events dated further back than this are clamped to the receive time.
+    pub max_past_days: u64,
+    /// A client clock off by more than this (from `sent_at`) has its timestamps corrected.
+    pub clock_drift_tolerance_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            rate_limit_per_minute: 100,
+            max_future_secs: 60,
+            max_past_days: 30,
+            clock_drift_tolerance_secs: 55 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Keys a client must send in `X-Telemetry-Key`; empty = anonymous ingest.
+    #[serde(default)]
+    pub ingest_keys: Vec<String>,
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Flat-key → canonical-field names for flat events.
+    #[serde(default)]
+    pub mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub schema: SchemaConfig,
+    /// Per-product override of the `[privacy]` actions.
+    #[serde(default)]
+    pub privacy: Option<ProductPrivacy>,
+}
+
+fn default_retention_days() -> u32 {
+    90
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPrivacy {
+    pub free_text: Option<FreeTextAction>,
+    pub fields: Option<FieldAction>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaConfig {
+    pub mode: SchemaMode,
+    /// Event names accepted in strict mode.
+    pub events: Vec<String>,
+    /// Dimensions with a closed set of values; others become `"other"`.
+    pub enums: BTreeMap<String, Vec<String>>,
+    /// Numeric measurements.
+    pub numbers: Vec<String>,
+    /// Boolean dimensions.
+    pub bools: Vec<String>,
+    /// Free string dimensions (still PII-checked).
+    pub strings: Vec<String>,
+    /// String dimensions that must match a regex, or are dropped.
+    pub patterns: BTreeMap<String, String>,
+    /// Canonical fields an event must carry (e.g. `install_id`).
+    pub required: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaMode {
+    Strict,
+    #[default]
+    Open,
+}
+
+impl Config {
+    /// Reads, applies environment overrides, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, path, std::env::vars())
+    }
+
+    /// Parses TOML text with overrides from `env` (name, value) pairs, then validates.
+    pub fn from_toml_with_env(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        // Parsed from the text first, so that errors point at a line of the file.
+        let mut config: Config = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("TELEMETRYD_"))
+            .collect();
+        if !overrides.is_empty() {
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+            for (name, value) in &overrides {
+                apply_override(&mut table, &name["TELEMETRYD_".len()..], value)?;
+            }
+            config = table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    key: "environment override".into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without environment overrides (tests, embedded defaults).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_toml_with_env(text, Path::new("<inline>"), std::iter::empty())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("`{}` is not an address: {e}", self.server.listen),
+            )
+        })
+    }
+
+    pub fn trusted_proxies(&self) -> Result<Vec<Cidr>, ConfigError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Cidr::parse(s).ok_or_else(|| {
+                    invalid(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("`{s}` is not an IP address or CIDR"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    pub fn pii_detectors(&self) -> Result<Vec<PiiKind>, ConfigError> {
+        self.privacy
+            .detectors
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                PiiKind::from_name(name).ok_or_else(|| {
+                    let known: Vec<_> = PiiKind::ALL.iter().map(|k| k.as_str()).collect();
+                    invalid(
+                        format!("privacy.detectors[{i}]"),
+                        format!("unknown detector `{name}`; known: {}", known.join(", ")),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        self.trusted_proxies()?;
+        self.pii_detectors()?;
+        let server = &self.server;
+        for (key, value) in [
+            ("server.max_body_bytes", server.max_body_bytes),
+            (
+                "server.max_decompressed_bytes",
+                server.max_decompressed_bytes,
+            ),
+            ("server.max_batch_events", server.max_batch_events),
+            ("server.max_event_bytes", server.max_event_bytes),
+            ("server.writer_queue", server.writer_queue),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if server.data_dir.as_os_str().is_empty() {
+            return Err(invalid("server.data_dir", "must not be empty"));
+        }
+        self.validate_admin()?;
+        if let Some(path) = &self.geo.database {
+            if !path.is_file() {
+                return Err(invalid(
+                    "geo.database",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+        }
+        if self.limits.rate_limit_per_minute == 0 {
+            return Err(invalid(
+                "limits.rate_limit_per_minute",
+                "must be greater than 0",
+            ));
+        }
+        if self.products.is_empty() {
+            return Err(invalid(
+                "products",
+                "no product configured: add at least one [[products]] table with an `id`",
+            ));
+        }
+        let mut seen_ids = std::collections::HashSet::new();
+        let mut seen_keys = std::collections::HashSet::new();
+        for (i, product) in self.products.iter().enumerate() {
+            let key = |k: &str| format!("products[{i}].{k}");
+            product.validate(&key)?;
+            if !seen_ids.insert(product.id.as_str()) {
+                return Err(invalid(
+                    key("id"),
+                    format!("product id `{}` is used twice", product.id),
+                ));
+            }
+            for ingest_key in &product.ingest_keys {
+                if !seen_keys.insert(ingest_key.as_str()) {
+                    return Err(invalid(
+                        key("ingest_keys"),
+                        "an ingest key is used by two products",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, token) in self.admin.tokens.iter().enumerate() {
+            let key = format!("admin.tokens[{i}]");
+            if token.name.trim().is_empty() {
+                return Err(invalid(format!("{key}.name"), "must not be empty"));
+            }
+            if !names.insert(token.name.as_str()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("token name `{}` is used twice", token.name),
+                ));
+            }
+            if crate::http::auth::parse_token_hash(&token.hash).is_none() {
+                return Err(invalid(
+                    format!("{key}.hash"),
+                    "must be `sha256:` followed by 64 hex digits, as printed by `telemetryd hash-token`",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProductConfig {
+    fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 64
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(invalid(
+                key("id"),
+                format!("`{}` must be 1-64 letters, digits, `-` or `_`", self.id),
+            ));
+        }
+        if self.retention_days == 0 {
+            return Err(invalid(key("retention_days"), "must be at least 1"));
+        }
+        if self.rate_limit_per_minute == Some(0) {
+            return Err(invalid(
+                key("rate_limit_per_minute"),
+                "must be greater than 0",
+            ));
+        }
+        if self.ingest_keys.iter().any(|k| k.len() < 8) {
+            return Err(invalid(
+                key("ingest_keys"),
+                "each ingest key must be at least 8 characters",
+            ));
+        }
+        for (flat_key, field) in &self.mapping {
+            if Field::from_name(field).is_none() {
+                return Err(invalid(
+                    key(&format!("mapping.{flat_key}")),
+                    format!(
+                        "`{field}` is not an event field; known: {}",
+                        Field::names().join(", ")
+                    ),
+                ));
+            }
+        }
+        let schema = &self.schema;
+        if schema.mode == SchemaMode::Strict && schema.events.is_empty() {
+            return Err(invalid(
+                key("schema.events"),
+                "strict mode needs the list of accepted event names",
+            ));
+        }
+        for (name, pattern) in &schema.patterns {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(invalid(
+                    key(&format!("schema.patterns.{name}")),
+                    format!("invalid regex: {e}"),
+                ));
+            }
+        }
+        for (name, values) in &schema.enums {
+            if values.is_empty() {
+                return Err(invalid(
+                    key(&format!("schema.enums.{name}")),
+                    "must list at least one value",
+                ));
+            }
+        }
+        for field in &schema.required {
+            if Field::from_name(field).is_none() {
+                return Err(invalid(
+                    key("schema.required"),
+                    format!(
+                        "`{field}` is not an event field; known: {}",
+                        Field::names().join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// Applies one `TELEMETRYD_SECTION__KEY=value` override to the parsed table.
+fn apply_override(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let env_name = format!("TELEMETRYD_{key}");
+    if path.len() < 2 || path.iter().any(|p| p.is_empty()) {
+        return Err(invalid(
+            env_name,
+            "environment overrides are named TELEMETRYD_SECTION__KEY, e.g. TELEMETRYD_SERVER__LISTEN",
+        ));
+    }
+    let value = parse_env_value(raw);
+    let (last, sections) = path.split_last().expect("path has at least two parts");
+    let mut current = table;
+    for section in sections {
+        let entry = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(invalid(
+                    env_name,
+                    format!("`{section}` is not a table in the config"),
+                ))
+            }
+        };
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+/// An override value is read as a TOML value when it is one (number, bool, array), else as a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let parsed: Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+    match parsed.ok().and_then(|mut t| t.remove("v")) {
+        Some(value) => value,
+        None => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[[products]]\nid = \"app\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.limits.rate_limit_per_minute, 100);
+        assert_eq!(config.products[0].retention_days, 90);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nlisten_adress = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_adress"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_products_says_what_to_add() {
+        let err = Config::from_toml("").unwrap_err().to_string();
+        assert!(err.contains("[[products]]"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_single_keys() {
+        let env = vec![
+            (
+                "TELEMETRYD_SERVER__LISTEN".to_string(),
+                "0.0.0.0:9000".to_string(),
+            ),
+            (
+                "TELEMETRYD_LIMITS__RATE_LIMIT_PER_MINUTE".to_string(),
+                "7".to_string(),
+            ),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ];
+        let config = Config::from_toml_with_env(MINIMAL, Path::new("x"), env).unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:9000");
+        assert_eq!(config.limits.rate_limit_per_minute, 7);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[server]\nlisten = \"nope\"\n", "server.listen"),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n",
+                "server.trusted_proxies[0]",
+            ),
+            (
+                "[privacy]\ndetectors = [\"email\", \"dna\"]\n",
+                "privacy.detectors[1]",
+            ),
+            (
+                "[[admin.tokens]]\nname = \"ops\"\nrole = \"admin\"\nhash = \"plain\"\n",
+                "admin.tokens[0].hash",
+            ),
+            ("[geo]\ndatabase = \"/nonexistent.mmdb\"\n", "geo.database"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(&format!("{text}{MINIMAL}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let product_cases = [
+            ("id = \"bad id\"", "products[0].id"),
+            (
+                "id = \"a\"\nretention_days = 0",
+                "products[0].retention_days",
+            ),
+            (
+                "id = \"a\"\n[products.schema]\nmode = \"strict\"",
+                "products[0].schema.events",
+            ),
+            (
+                "id = \"a\"\n[products.schema.patterns]\nx = \"(\"",
+                "products[0].schema.patterns.x",
+            ),
+            (
+                "id = \"a\"\n[products.mapping]\nsdk = \"nonsense\"",
+                "products[0].mapping.sdk",
+            ),
+        ];
+        for (text, key) in product_cases {
+            let err = Config::from_toml(&format!("[[products]]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP surface: routes, JSON errors for everything actix itself rejects (unknown routes,
+//! wrong methods, bad query strings), and per-route request metrics.
+
+pub mod admin;
+pub mod auth;
+pub mod ingest;
+pub mod ops;
+
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::{web, HttpResponse};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::invalid_parameter("query", err.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::invalid_parameter("path", err.to_string()).into()),
+    )
+    .service(
+        web::scope("")
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let state = req.app_data::<web::Data<AppState>>().cloned();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    if let Some(state) = state {
+                        state.metrics.observe_request(
+                            &route,
+                            res.status().as_u16(),
+                            started.elapsed(),
+                        );
+                    }
+                    Ok(res)
+                }
+            })
+            .service(
+                web::resource("/api/v1/events")
+                    .route(web::post().to(ingest::post_events))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/v1/events/{id}")
+                    .route(web::get().to(admin::get_event))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/v1/stats")
+                    .route(web::get().to(admin::stats))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .route("/healthz", web::get().to(ops::healthz))
+            .route("/readyz", web::get().to(ops::readyz))
+            .route("/metrics", web::get().to(ops::metrics))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Runs blocking store work on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+}

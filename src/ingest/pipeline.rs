@@ -1,0 +1,388 @@
+//! The ingest stages for one batch: map each event's fields (native names, camelCase aliases or
+//! the product's flat `[mapping]`) onto the canonical event, apply the schema, check for PII,
+//! place it (geo), correct its time and give it an id. Each event passes or is rejected alone.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::config::{Config, FieldAction, FreeTextAction, ProductConfig};
+use crate::error::{RejectCode, Rejection};
+use crate::ingest::decode::FieldValue;
+use crate::ingest::geo::Location;
+use crate::ingest::limits::{parse_time, BatchClock};
+use crate::ingest::pii::{PiiDetector, PiiKind};
+use crate::ingest::schema::{truncate, Checked, Schema, MAX_OPEN_KEYS};
+use crate::metrics::Metrics;
+use crate::model::{DimValue, ErrorInfo, Event, Field, Level, Source};
+
+/// Longest event name, id or environment value kept.
+const MAX_FIELD_CHARS: usize = 200;
+/// Longest error message / stack kept.
+const MAX_TEXT_CHARS: usize = 16 * 1024;
+
+/// A configured product, compiled for the hot path.
+#[derive(Debug)]
+pub struct ProductRules {
+    pub index: usize,
+    pub id: String,
+    pub ingest_keys: Vec<String>,
+    pub retention_days: u32,
+    pub rate_limit_per_minute: u32,
+    /// Wire key → (field, whether it came from the product's flat mapping).
+    field_names: HashMap<String, (Field, bool)>,
+    schema: Schema,
+    free_text: FreeTextAction,
+    fields: FieldAction,
+}
+
+impl ProductRules {
+    pub fn compile(
+        index: usize,
+        product: &ProductConfig,
+        config: &Config,
+    ) -> Result<Self, regex::Error> {
+        let mut field_names = HashMap::new();
+        for (field, wire_name) in Field::wire_names() {
+            field_names.insert(wire_name.to_string(), (field, false));
+        }
+        for (flat_key, field_name) in &product.mapping {
+            if let Some(field) = Field::from_name(field_name) {
+                field_names.insert(flat_key.clone(), (field, true));
+            }
+        }
+        let privacy = product.privacy.clone().unwrap_or_default();
+        Ok(ProductRules {
+            index,
+            id: product.id.clone(),
+            ingest_keys: product.ingest_keys.clone(),
+            retention_days: product.retention_days,
+            rate_limit_per_minute: product
+                .rate_limit_per_minute
+                .unwrap_or(config.limits.rate_limit_per_minute),
+            field_names,
+            schema: Schema::compile(&product.schema)?,
+            free_text: privacy.free_text.unwrap_or(config.privacy.free_text),
+            fields: privacy.fields.unwrap_or(config.privacy.fields),
+        })
+    }
+
+    pub fn requires_key(&self) -> bool {
+        !self.ingest_keys.is_empty()
+    }
+}
+
+/// What one request shares among its events.
+pub struct EventContext<'a> {
+    pub product: &'a ProductRules,
+    pub clock: BatchClock,
+    pub location: &'a Location,
+    pub pii: &'a PiiDetector,
+    pub metrics: &'a Metrics,
+}
+
+/// The canonical fields found so far in one event.
+#[derive(Default)]
+struct Draft {
+    id: Option<String>,
+    name: Option<String>,
+    timestamp: Option<FieldValue>,
+    level: Option<Level>,
+    strings: HashMap<Field, String>,
+    error: ErrorInfo,
+    sample_rate: Option<f64>,
+    schema_version: Option<u32>,
+    dims: std::collections::BTreeMap<String, DimValue>,
+    metrics: std::collections::BTreeMap<String, f64>,
+    flat: bool,
+    /// Fields left out because their value carried PII: (field, what was found).
+    pii: Vec<(String, PiiKind)>,
+}
+
+impl EventContext<'_> {
+    /// Turns one event's key/value pairs into a stored event, or says why not.
+    pub fn build(&self, pairs: Vec<(String, FieldValue)>) -> Result<Event, Rejection> {
+        let mut draft = Draft::default();
+        for (key, value) in pairs {
+            self.take(&mut draft, key, value);
+        }
+        self.finish(draft)
+    }
+
+    fn take(&self, draft: &mut Draft, key: String, value: FieldValue) {
+        let schema = &self.product.schema;
+        match (key.as_str(), value) {
+            ("dims" | "metrics" | "properties" | "props", FieldValue::Object(inner)) => {
+                for (k, v) in inner {
+                    self.take_extra(draft, k, v);
+                }
+            }
+            ("error", FieldValue::Object(inner)) => {
+                for (k, v) in inner {
+                    let Some(text) = v.into_text() else { continue };
+                    match k.as_str() {
+                        "domain" | "type" => draft.error.domain = Some(truncate(text)),
+                        "code" => draft.error.code = Some(truncate(text)),
+                        "message" | "msg" => draft.error.message = Some(cut(text, MAX_TEXT_CHARS)),
+                        "stack" | "stacktrace" | "stack_trace" | "stackTrace" => {
+                            draft.error.stack = Some(cut(text, MAX_TEXT_CHARS))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (_, value) => match self.product.field_names.get(&key) {
+                Some(&(field, mapped)) => {
+                    draft.flat |= mapped;
+                    if field.is_free_text() || !self.carries_pii(draft, field.name(), &value) {
+                        set_field(draft, schema, field, &key, value);
+                    }
+                }
+                None => self.take_extra(draft, key, value),
+            },
+        }
+    }
+
+    /// Checks a field's value as sent — before the schema coerces or drops it, so a phone number
+    /// in an id field is caught even when the id pattern would have dropped it — and notes it.
+    fn carries_pii(&self, draft: &mut Draft, key: &str, value: &FieldValue) -> bool {
+        let FieldValue::Str(text) = value else {
+            return false;
+        };
+        if self.product.fields == FieldAction::Keep {
+            return false;
+        }
+        match self.pii.detect(text) {
+            Some(kind) => {
+                draft.pii.push((key.to_string(), kind));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn take_extra(&self, draft: &mut Draft, key: String, value: FieldValue) {
+        if draft.dims.len() + draft.metrics.len() >= MAX_OPEN_KEYS {
+            return;
+        }
+        let schema = &self.product.schema;
+        if schema.keeps(&key) && self.carries_pii(draft, &key, &value) {
+            return;
+        }
+        match schema.check(&key, value) {
+            Some(Checked::Dim(dim)) => {
+                draft.dims.insert(key, dim);
+            }
+            Some(Checked::Metric(n)) => {
+                draft.metrics.insert(key, n);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self, mut draft: Draft) -> Result<Event, Rejection> {
+        let product = self.product;
+        self.check_fields_for_pii(&draft)?;
+        let name = draft
+            .name
+            .take()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| Rejection::new(RejectCode::MissingName, "the event has no name"))?;
+        if !product.schema.accepts_event(&name) {
+            return Err(Rejection::new(
+                RejectCode::UnknownEvent,
+                format!(
+                    "event `{}` is not in the allowlist of product `{}`",
+                    cut(name, 64),
+                    product.id
+                ),
+            ));
+        }
+        for field in &product.schema.required {
+            if !draft.strings.contains_key(field) {
+                return Err(Rejection::new(
+                    RejectCode::MissingField,
+                    format!(
+                        "field `{}` is required by product `{}`",
+                        field.name(),
+                        product.id
+                    ),
+                ));
+            }
+        }
+        let error = self.scrub_free_text(draft.error)?;
+        let mut flags = Vec::new();
+        let timestamp = self
+            .clock
+            .correct(draft.timestamp.as_ref().and_then(parse_time), &mut flags);
+        let level = draft.level.unwrap_or(if error.is_some() {
+            Level::Error
+        } else {
+            Level::Info
+        });
+        let id = event_id(&product.id, draft.id.as_deref());
+        let mut take = |f: Field| draft.strings.remove(&f);
+        Ok(Event {
+            id,
+            product: product.id.clone(),
+            name,
+            timestamp,
+            received_at: self.clock.received_at,
+            level,
+            platform: take(Field::Platform),
+            channel: take(Field::Channel),
+            module: take(Field::Module),
+            app_version: take(Field::AppVersion),
+            release_channel: take(Field::ReleaseChannel),
+            os_family: take(Field::OsFamily),
+            os_version: take(Field::OsVersion),
+            arch: take(Field::Arch),
+            runtime: take(Field::Runtime),
+            device_model: take(Field::DeviceModel),
+            install_id: take(Field::InstallId),
+            user_id: take(Field::UserId),
+            session_id: take(Field::SessionId),
+            country_code: self.location.country_code.clone(),
+            region_code: self.location.region_code.clone(),
+            error,
+            fingerprint: None,
+            dims: draft.dims,
+            metrics: draft.metrics,
+            sample_rate: draft.sample_rate.unwrap_or(1.0),
+            schema_version: draft.schema_version,
+            source: if draft.flat {
+                Source::Flat
+            } else {
+                Source::Native
+            },
+            flags,
+        })
+    }
+
+    /// PII found in the name, ids, environment or dimensions: reject the event, or — with the
+    /// `drop` action — leave those fields out (they were never taken). Messages name the field,
+    /// never the value.
+    fn check_fields_for_pii(&self, draft: &Draft) -> Result<(), Rejection> {
+        let Some((field, kind)) = draft.pii.first() else {
+            return Ok(());
+        };
+        if self.product.fields == FieldAction::Reject || draft.pii.iter().any(|(f, _)| f == "name")
+        {
+            self.metrics.pii_rejected.inc();
+            return Err(Rejection::new(
+                RejectCode::PiiDetected,
+                format!(
+                    "field `{field}` looks like it contains personal data ({})",
+                    kind.as_str()
+                ),
+            ));
+        }
+        self.metrics.pii_fields_dropped.add(draft.pii.len() as u64);
+        Ok(())
+    }
+
+    fn scrub_free_text(&self, mut error: ErrorInfo) -> Result<Option<ErrorInfo>, Rejection> {
+        if error.is_empty() {
+            return Ok(None);
+        }
+        if self.product.free_text == FreeTextAction::Keep {
+            return Ok(Some(error));
+        }
+        let mut scrubbed = false;
+        for text in [
+            &mut error.message,
+            &mut error.stack,
+            &mut error.code,
+            &mut error.domain,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some((clean, kinds)) = self.pii.scrub(text) {
+                if self.product.free_text == FreeTextAction::Reject {
+                    self.metrics.pii_rejected.inc();
+                    return Err(Rejection::new(
+                        RejectCode::PiiDetected,
+                        format!(
+                            "the error text contains personal data ({})",
+                            kinds[0].as_str()
+                        ),
+                    ));
+                }
+                *text = clean;
+                scrubbed = true;
+            }
+        }
+        if scrubbed {
+            self.metrics.pii_scrubbed.inc();
+        }
+        Ok(Some(error))
+    }
+}
+
+fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value: FieldValue) {
+    match field {
+        Field::Timestamp => draft.timestamp = Some(value),
+        Field::SampleRate => {
+            if let FieldValue::Num(rate) = value {
+                draft.sample_rate = (rate > 0.0 && rate <= 1.0).then_some(rate);
+            }
+        }
+        Field::SchemaVersion => {
+            let number = match &value {
+                FieldValue::Num(n) => Some(*n),
+                FieldValue::Str(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            draft.schema_version = number
+                .filter(|n| n.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(n))
+                .map(|n| n as u32);
+        }
+        Field::Level => draft.level = value.into_text().and_then(|t| Level::parse(&t)),
+        _ => {
+            let Some(text) = value.into_text().and_then(|t| schema.check_text(key, t)) else {
+                return;
+            };
+            let text = cut(text, MAX_FIELD_CHARS);
+            match field {
+                Field::Id => draft.id = Some(text),
+                Field::Name => draft.name = Some(text),
+                Field::ErrorDomain => draft.error.domain = Some(text),
+                Field::ErrorCode => draft.error.code = Some(text),
+                Field::ErrorMessage => draft.error.message = Some(text),
+                Field::ErrorStack => draft.error.stack = Some(text),
+                _ if text.is_empty() => {}
+                _ => {
+                    draft.strings.insert(field, text);
+                }
+            }
+        }
+    }
+}
+
+/// The client's UUID, a stable UUID derived from a non-UUID client id (so it still dedups), or
+/// a new time-ordered UUIDv7.
+fn event_id(product: &str, client_id: Option<&str>) -> Uuid {
+    match client_id {
+        Some(text) => Uuid::parse_str(text).unwrap_or_else(|_| {
+            let digest = Sha256::digest(format!("{product}\u{0}{text}").as_bytes());
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            Uuid::new_v8(bytes)
+        }),
+        None => Uuid::now_v7(),
+    }
+}
+
+fn cut(mut text: String, max_chars: usize) -> String {
+    if text.len() > max_chars {
+        let end = text
+            .char_indices()
+            .nth(max_chars)
+            .map(|(i, _)| i)
+            .unwrap_or(text.len());
+        text.truncate(end);
+    }
+    text
+}

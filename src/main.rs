@@ -1,0 +1,172 @@
+//! The `telemetryd` command line: run the appliance (the default), validate a config, hash an
+//! admin token, and generate load.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use telemetryd::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "telemetryd",
+    version,
+    about = "Self-hosted client-telemetry appliance: ingest, store, search, clusters, policies, admin UI.",
+    after_help = "Run the appliance with `telemetryd --config telemetry.toml`."
+)]
+struct Cli {
+    /// Config file (runs the appliance when no subcommand is given).
+    #[arg(long, short, global = false)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance (the default).
+    Serve {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print what it configures; exits 1 naming the key on error.
+    CheckConfig {
+        /// Config file.
+        file: PathBuf,
+    },
+    /// Read an admin token from stdin and print the `sha256:` hash to put in [[admin.tokens]].
+    HashToken {
+        /// Generate a new random token, print it on stderr and its hash on stdout.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Send realistic load to a running server and report events/s and ack latency.
+    Bench(telemetryd::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.config) {
+        (Some(Command::Serve { config }), _) | (None, Some(config)) => serve(&config),
+        (Some(Command::CheckConfig { file }), _) => check_config(&file),
+        (Some(Command::HashToken { generate }), _) => hash_token(generate),
+        (Some(Command::Bench(args)), _) => telemetryd::bench::run(args)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        (None, None) => {
+            Err("no config given: run `telemetryd --config telemetry.toml` (see --help)".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(path: &Path) -> Result<(), String> {
+    init_logging();
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "telemetryd starting");
+    let listen = config.listen_addr().map_err(|e| e.to_string())?;
+    actix_web::rt::System::new().block_on(async move {
+        let state = telemetryd::AppState::open(config).map_err(|e| e.to_string())?;
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        telemetryd::serve(state, listener, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn check_config(path: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    println!("config {} is valid", path.display());
+    println!("  listen:    {}", config.server.listen);
+    println!("  data dir:  {}", config.server.data_dir.display());
+    match &config.geo.database {
+        Some(db) => println!("  geo:       {}", db.display()),
+        None => println!("  geo:       off (no database configured)"),
+    }
+    println!(
+        "  admin:     {}",
+        match config.admin.tokens.len() {
+            0 => "no tokens (a bootstrap token is generated into the data dir)".to_string(),
+            n => format!("{n} token(s)"),
+        }
+    );
+    for p in &config.products {
+        println!(
+            "  product:   {} ({}), schema {:?} with {} events, retention {} days, {}",
+            p.id,
+            p.display_name(),
+            p.schema.mode,
+            p.schema.events.len(),
+            p.retention_days,
+            if p.ingest_keys.is_empty() {
+                "anonymous ingest"
+            } else {
+                "ingest key required"
+            }
+        );
+    }
+    Ok(())
+}
+
+fn hash_token(generate: bool) -> Result<(), String> {
+    let token = if generate {
+        let token = telemetryd::http::auth::generate_token();
+        eprintln!("token: {token}");
+        token
+    } else {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| e.to_string())?;
+        let token = input.trim().to_string();
+        if token.is_empty() {
+            return Err(
+                "no token on stdin: `echo -n TOKEN | telemetryd hash-token`, or use --generate"
+                    .into(),
+            );
+        }
+        token
+    };
+    println!("{}", telemetryd::http::auth::hash_token(&token));
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Process counters and histograms, and their Prometheus text exposition. Counters are atomics
+//! touched on the hot path; gauges that live elsewhere (queue depth, store size) are passed in
+//! at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::RejectCode;
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let total = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {total}");
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_accepted: Counter,
+    pub duplicates: Counter,
+    rejected: [Counter; RejectCode::ALL.len()],
+    pub pii_scrubbed: Counter,
+    pub pii_rejected: Counter,
+    pub pii_fields_dropped: Counter,
+    pub requests_overloaded: Counter,
+    pub commits: Counter,
+    pub commit_latency: Histogram,
+    requests: RwLock<BTreeMap<(String, u16), Histogram>>,
+}
+
+/// Figures read at scrape time from the parts that own them.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Gauges {
+    pub writer_queue_depth: u64,
+    pub writer_queue_capacity: u64,
+    pub store_events: u64,
+    pub store_size_bytes: u64,
+}
+
+/// The ingest counters as JSON (`GET /api/v1/stats`).
+#[derive(Debug, Serialize)]
+pub struct StatsSnapshot {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rate_limited: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected_total: u64,
+    pub pii: PiiSnapshot,
+    pub overloaded: u64,
+    pub commits: u64,
+    pub store: Gauges,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PiiSnapshot {
+    pub scrubbed: u64,
+    pub rejected: u64,
+    pub fields_dropped: u64,
+}
+
+impl Metrics {
+    pub fn reject(&self, code: RejectCode) {
+        self.rejected[code.index()].inc();
+    }
+
+    pub fn rejected(&self, code: RejectCode) -> u64 {
+        self.rejected[code.index()].get()
+    }
+
+    /// Records one HTTP request by route pattern and status.
+    pub fn observe_request(&self, route: &str, status: u16, elapsed: Duration) {
+        let key = (route.to_string(), status);
+        if let Ok(map) = self.requests.read() {
+            if let Some(h) = map.get(&key) {
+                h.observe(elapsed);
+                return;
+            }
+        }
+        if let Ok(mut map) = self.requests.write() {
+            map.entry(key).or_default().observe(elapsed);
+        }
+    }
+
+    pub fn snapshot(&self, gauges: Gauges) -> StatsSnapshot {
+        let rejected: BTreeMap<_, _> = RejectCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), self.rejected(*c)))
+            .collect();
+        StatsSnapshot {
+            accepted: self.events_accepted.get(),
+            duplicates: self.duplicates.get(),
+            rate_limited: self.rejected(RejectCode::RateLimited),
+            rejected_total: rejected.values().sum(),
+            rejected,
+            pii: PiiSnapshot {
+                scrubbed: self.pii_scrubbed.get(),
+                rejected: self.pii_rejected.get(),
+                fields_dropped: self.pii_fields_dropped.get(),
+            },
+            overloaded: self.requests_overloaded.get(),
+            commits: self.commits.get(),
+            store: gauges,
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(8192);
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        counter(
+            &mut out,
+            "telemetryd_events_accepted_total",
+            "Events stored.",
+            self.events_accepted.get(),
+        );
+        counter(
+            &mut out,
+            "telemetryd_events_duplicate_total",
+            "Events not stored because their id was already stored.",
+            self.duplicates.get(),
+        );
+        let _ = writeln!(out, "# HELP telemetryd_events_rejected_total Events rejected, by code.\n# TYPE telemetryd_events_rejected_total counter");
+        for code in RejectCode::ALL {
+            let _ = writeln!(
+                out,
+                "telemetryd_events_rejected_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                self.rejected(code)
+            );
+        }
+        counter(
+            &mut out,
+            "telemetryd_events_rate_limited_total",
+            "Events rejected by the per-install rate limit.",
+            self.rejected(RejectCode::RateLimited),
+        );
+        counter(
+            &mut out,
+            "telemetryd_pii_scrubbed_total",
+            "Events whose free text had PII replaced by placeholders.",
+            self.pii_scrubbed.get(),
+        );
+        counter(
+            &mut out,
+            "telemetryd_pii_rejected_total",
+            "Events rejected because a field carried PII.",
+            self.pii_rejected.get(),
+        );
+        counter(
+            &mut out,
+            "telemetryd_pii_fields_dropped_total",
+            "Fields dropped because they carried PII.",
+            self.pii_fields_dropped.get(),
+        );
+        counter(
+            &mut out,
+            "telemetryd_requests_overloaded_total",
+            "Ingest requests answered 503 because the writer queue was full.",
+            self.requests_overloaded.get(),
+        );
+        counter(
+            &mut out,
+            "telemetryd_store_commits_total",
+            "Store write transactions committed.",
+            self.commits.get(),
+        );
+        let _ = writeln!(out, "# HELP telemetryd_store_commit_seconds Duration of one durable group commit.\n# TYPE telemetryd_store_commit_seconds histogram");
+        self.commit_latency
+            .render(&mut out, "telemetryd_store_commit_seconds", "");
+        gauge(
+            &mut out,
+            "telemetryd_writer_queue_depth",
+            "Batches waiting for the store writer.",
+            gauges.writer_queue_depth,
+        );
+        gauge(
+            &mut out,
+            "telemetryd_writer_queue_capacity",
+            "Batches the writer queue holds before ingest answers 503.",
+            gauges.writer_queue_capacity,
+        );
+        gauge(
+            &mut out,
+            "telemetryd_store_events",
+            "Events in the store.",
+            gauges.store_events,
+        );
+        gauge(
+            &mut out,
+            "telemetryd_store_size_bytes",
+            "Size of the store file.",
+            gauges.store_size_bytes,
+        );
+        let _ = writeln!(out, "# HELP telemetryd_http_request_duration_seconds HTTP request latency by route and status.\n# TYPE telemetryd_http_request_duration_seconds histogram");
+        if let Ok(map) = self.requests.read() {
+            for ((route, status), h) in map.iter() {
+                let labels = format!("route=\"{}\",status=\"{status}\"", route.replace('"', ""));
+                h.render(
+                    &mut out,
+                    "telemetryd_http_request_duration_seconds",
+                    &labels,
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_counters_and_buckets() {
+        let m = Metrics::default();
+        m.events_accepted.add(3);
+        m.reject(RejectCode::UnknownEvent);
+        m.observe_request("/api/v1/events", 200, Duration::from_millis(3));
+        let text = m.render(&Gauges::default());
+        assert!(text.contains("telemetryd_events_accepted_total 3"));
+        assert!(text.contains("telemetryd_events_rejected_total{code=\"unknown_event\"} 1"));
+        assert!(text.contains("telemetryd_http_request_duration_seconds_bucket{route=\"/api/v1/events\",status=\"200\",le=\"0.005\"} 1"));
+        assert!(text.contains("telemetryd_http_request_duration_seconds_count{route=\"/api/v1/events\",status=\"200\"} 1"));
+    }
+}

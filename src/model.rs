@@ -1,0 +1,252 @@
+//! The canonical event every wire format is mapped onto (DESIGN §5), and the names of its
+//! fields as clients may send them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub product: String,
+    pub name: String,
+    /// Milliseconds since the epoch, corrected for clock skew.
+    pub timestamp: i64,
+    pub received_at: i64,
+    pub level: Level,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dims: BTreeMap<String, DimValue>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    pub sample_rate: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    pub source: Source,
+    /// What ingest changed about the event (`clock_drift_corrected`, `timestamp_in_future`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+        Level::Fatal,
+    ];
+
+    /// Accepts the names SDKs use, case-insensitively (`warning`, `critical`, ...).
+    pub fn parse(text: &str) -> Option<Level> {
+        match text.to_ascii_lowercase().as_str() {
+            "debug" | "trace" | "verbose" => Some(Level::Debug),
+            "info" | "information" | "log" | "notice" => Some(Level::Info),
+            "warn" | "warning" => Some(Level::Warn),
+            "error" | "err" => Some(Level::Error),
+            "fatal" | "critical" | "crash" | "panic" => Some(Level::Fatal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+}
+
+impl ErrorInfo {
+    pub fn is_empty(&self) -> bool {
+        self.domain.is_none()
+            && self.code.is_none()
+            && self.message.is_none()
+            && self.stack.is_none()
+    }
+}
+
+/// An allowlisted dimension value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DimValue {
+    Bool(bool),
+    Str(String),
+}
+
+/// The wire format an event arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Native,
+    Flat,
+}
+
+/// A canonical field a client may send, by wire name or through a product's `[mapping]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Id,
+    Name,
+    Timestamp,
+    Level,
+    Platform,
+    Channel,
+    Module,
+    AppVersion,
+    ReleaseChannel,
+    OsFamily,
+    OsVersion,
+    Arch,
+    Runtime,
+    DeviceModel,
+    InstallId,
+    UserId,
+    SessionId,
+    SampleRate,
+    SchemaVersion,
+    ErrorDomain,
+    ErrorCode,
+    ErrorMessage,
+    ErrorStack,
+}
+
+impl Field {
+    /// (field, snake_case name, camelCase alias)
+    const TABLE: [(Field, &'static str, &'static str); 23] = [
+        (Field::Id, "id", "eventId"),
+        (Field::Name, "name", "eventName"),
+        (Field::Timestamp, "timestamp", "ts"),
+        (Field::Level, "level", "severity"),
+        (Field::Platform, "platform", "platform"),
+        (Field::Channel, "channel", "channel"),
+        (Field::Module, "module", "module"),
+        (Field::AppVersion, "app_version", "appVersion"),
+        (Field::ReleaseChannel, "release_channel", "releaseChannel"),
+        (Field::OsFamily, "os_family", "osFamily"),
+        (Field::OsVersion, "os_version", "osVersion"),
+        (Field::Arch, "arch", "arch"),
+        (Field::Runtime, "runtime", "runtime"),
+        (Field::DeviceModel, "device_model", "deviceModel"),
+        (Field::InstallId, "install_id", "installId"),
+        (Field::UserId, "user_id", "userId"),
+        (Field::SessionId, "session_id", "sessionId"),
+        (Field::SampleRate, "sample_rate", "sampleRate"),
+        (Field::SchemaVersion, "schema_version", "schemaVersion"),
+        (Field::ErrorDomain, "error_domain", "errorDomain"),
+        (Field::ErrorCode, "error_code", "errorCode"),
+        (Field::ErrorMessage, "error_message", "errorMessage"),
+        (Field::ErrorStack, "error_stack", "errorStack"),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Field> {
+        Self::TABLE
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(f, _, _)| *f)
+    }
+
+    /// Snake-case name or camelCase alias, as accepted in native events.
+    pub fn from_wire_name(name: &str) -> Option<Field> {
+        Self::TABLE
+            .iter()
+            .find(|(_, n, alias)| *n == name || *alias == name)
+            .map(|(f, _, _)| *f)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::TABLE
+            .iter()
+            .find(|(f, _, _)| *f == self)
+            .map(|(_, n, _)| *n)
+            .unwrap_or("unknown")
+    }
+
+    /// Every accepted wire name: snake_case names and camelCase aliases.
+    pub fn wire_names() -> impl Iterator<Item = (Field, &'static str)> {
+        Self::TABLE
+            .iter()
+            .flat_map(|(f, n, alias)| [(*f, *n), (*f, *alias)])
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::TABLE.iter().map(|(_, n, _)| *n).collect()
+    }
+
+    /// Parts of the error report, scrubbed as free text rather than checked as fields.
+    pub fn is_free_text(self) -> bool {
+        matches!(
+            self,
+            Field::ErrorDomain | Field::ErrorCode | Field::ErrorMessage | Field::ErrorStack
+        )
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
