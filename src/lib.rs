@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod ops;
 pub mod store;
 
 use std::future::Future;

@@ -1,17 +1,18 @@
 //! The `telemetryd` command line: run the appliance (the default), validate a config, hash an
-//! admin token, and generate load.
+//! admin token, generate load, and the operator commands of `telemetryd::ops` (health check,
+//! backup, restore, completions, man page).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use telemetryd::config::Config;
 
 #[derive(Parser)]
 #[command(
     name = "telemetryd",
-    version,
+    version = telemetryd::ops::VERSION,
     about = "Self-hosted client-telemetry appliance: ingest, store, search, clusters, policies, admin UI.",
     after_help = "Run the appliance with `telemetryd --config telemetry.toml`."
 )]
@@ -44,6 +45,19 @@ enum Command {
     },
     /// Send realistic load to a running server and report events/s and ack latency.
     Bench(telemetryd::bench::BenchArgs),
+    /// Probe /readyz of a running server: exit 0 when it answers 200, 1 otherwise.
+    Healthcheck(telemetryd::ops::HealthcheckArgs),
+    /// Copy the store consistently into a new directory, while the server runs (or not).
+    Backup(telemetryd::ops::BackupArgs),
+    /// Put a backup into the data dir of a stopped server (the search index is rebuilt on start).
+    Restore(telemetryd::ops::RestoreArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +69,19 @@ fn main() -> ExitCode {
         (Some(Command::Bench(args)), _) => telemetryd::bench::run(args)
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        (Some(Command::Healthcheck(args)), _) => {
+            telemetryd::ops::healthcheck(&args).map_err(|e| e.to_string())
+        }
+        (Some(Command::Backup(args)), _) => {
+            telemetryd::ops::backup(&args).map_err(|e| e.to_string())
+        }
+        (Some(Command::Restore(args)), _) => {
+            telemetryd::ops::restore(&args).map_err(|e| e.to_string())
+        }
+        (Some(Command::Completions { shell }), _) => {
+            telemetryd::ops::completions(Cli::command(), shell).map_err(|e| e.to_string())
+        }
+        (Some(Command::Man), _) => telemetryd::ops::man(Cli::command()).map_err(|e| e.to_string()),
         (None, None) => {
             Err("no config given: run `telemetryd --config telemetry.toml` (see --help)".into())
         }
@@ -82,7 +109,7 @@ fn init_logging() {
 fn serve(path: &Path) -> Result<(), String> {
     init_logging();
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "telemetryd starting");
+    tracing::info!(config = %path.display(), version = telemetryd::ops::VERSION, "telemetryd starting");
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
     actix_web::rt::System::new().block_on(async move {
         let state = telemetryd::AppState::open(config).map_err(|e| e.to_string())?;

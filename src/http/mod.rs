@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod ingest;
 pub mod ops;
 
@@ -50,6 +51,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/api/v1/events/{id}")
                     .route(web::get().to(admin::get_event))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api/v1/admin/backup")
+                    .route(web::post().to(backup::post_backup))
                     .default_service(web::to(method_not_allowed)),
             )
             .service(

@@ -1,6 +1,7 @@
 //! The durable store: one redb file, the source of truth. This module owns the table layout,
 //! the codecs and the read side; `writer` owns the single writer thread (group commit).
 
+pub mod backup;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
