@@ -42,7 +42,46 @@ pub struct Config {
     pub geo: GeoConfig,
     pub privacy: PrivacyConfig,
     pub limits: LimitsConfig,
+    pub search: SearchConfig,
+    pub retention: RetentionConfig,
     pub products: Vec<ProductConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// The index commits at least this often, so an acknowledged event is searchable within it.
+    pub commit_interval_ms: u64,
+    /// Memory the index writer may buffer before it flushes a segment.
+    pub writer_memory_mb: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            commit_interval_ms: 1000,
+            writer_memory_mb: 96,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// When the retention sweep runs (cron with seconds: `sec min hour day month weekday`).
+    pub schedule: String,
+    /// After a sweep, the store file is rewritten (freeing disk and physically dropping deleted
+    /// events) when at least this share of it is free space. Writes pause while it runs.
+    pub compact_free_ratio: f64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            schedule: "0 17 * * * *".into(),
+            compact_free_ratio: 0.3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -374,6 +413,37 @@ impl Config {
                     format!("file {} does not exist", path.display()),
                 ));
             }
+        }
+        if self.search.commit_interval_ms == 0 || self.search.commit_interval_ms > 60_000 {
+            return Err(invalid(
+                "search.commit_interval_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        if !(16..=4096).contains(&self.search.writer_memory_mb) {
+            return Err(invalid(
+                "search.writer_memory_mb",
+                "must be between 16 and 4096",
+            ));
+        }
+        if let Err(e) =
+            tokio_cron_scheduler::Job::new_async(self.retention.schedule.as_str(), |_, _| {
+                Box::pin(async {})
+            })
+        {
+            return Err(invalid(
+                "retention.schedule",
+                format!(
+                    "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
+                    self.retention.schedule
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.retention.compact_free_ratio) {
+            return Err(invalid(
+                "retention.compact_free_ratio",
+                "must be between 0 and 1",
+            ));
         }
         if self.limits.rate_limit_per_minute == 0 {
             return Err(invalid(

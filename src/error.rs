@@ -21,6 +21,8 @@ pub enum ApiError {
     MissingProduct,
     #[error("unknown product `{0}`")]
     UnknownProduct(String),
+    #[error("invalid query at position {position}: {message}")]
+    InvalidQuery { message: String, position: usize },
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter { name: String, reason: String },
     #[error("product `{0}` requires an ingest key in the X-Telemetry-Key header")]
@@ -67,6 +69,7 @@ impl ApiError {
             ApiError::InvalidEncoding(_) => "invalid_encoding",
             ApiError::MissingProduct => "missing_product",
             ApiError::UnknownProduct(_) => "unknown_product",
+            ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::MissingIngestKey(_) => "missing_ingest_key",
             ApiError::InvalidIngestKey => "invalid_ingest_key",
@@ -97,6 +100,9 @@ impl ApiError {
         match self {
             ApiError::InvalidParameter { name, .. } => {
                 Some(serde_json::json!({ "parameter": name }))
+            }
+            ApiError::InvalidQuery { position, .. } => {
+                Some(serde_json::json!({ "parameter": "q", "position": position }))
             }
             ApiError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit": limit })),
             ApiError::BatchTooLarge { count, limit } => {
@@ -141,6 +147,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidEncoding(_)
             | ApiError::MissingProduct
             | ApiError::UnknownProduct(_)
+            | ApiError::InvalidQuery { .. }
             | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingIngestKey(_)
             | ApiError::InvalidIngestKey

@@ -1,16 +1,21 @@
-//! telemetryd as a library: `AppState::open` builds the appliance from a `Config` (store,
-//! writer thread, ingest rules, geo, tokens), and `serve` runs the HTTP server on a listener the
-//! caller owns until the caller's shutdown future resolves. `main.rs` and the tests both use it.
+//! telemetryd as a library: `AppState::open` builds the appliance from a `Config` (store, search
+//! index, writer thread, ingest rules, geo, tokens), and `serve` runs the HTTP server and the
+//! scheduled jobs on a listener the caller owns until the caller's shutdown future resolves.
+//! `main.rs` and the tests both use it.
 
 pub mod bench;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod ops;
+pub mod privacy;
+pub mod retention;
+pub mod search;
 pub mod store;
 
 use std::future::Future;
@@ -26,8 +31,13 @@ use crate::http::auth::TokenSet;
 use crate::ingest::geo::GeoDb;
 use crate::ingest::Ingest;
 use crate::metrics::{Gauges, Metrics};
+use crate::privacy::Purge;
+use crate::search::{SearchError, SearchIndex, SearchOptions};
 use crate::store::writer::Writer;
 use crate::store::Store;
+
+/// The search index's directory inside the data dir.
+pub const INDEX_DIR: &str = "index";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +45,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("search index: {0}")]
+    Search(#[from] SearchError),
     #[error("geo database {path}: {message}")]
     Geo { path: PathBuf, message: String },
     #[error("{context}: {source}")]
@@ -49,9 +61,11 @@ pub struct AppState {
     pub config: Config,
     pub ingest: Ingest,
     pub store: Store,
+    pub search: Arc<SearchIndex>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub tokens: TokenSet,
+    pub purge: Purge,
 }
 
 impl AppState {
@@ -88,29 +102,65 @@ impl AppState {
         }
         let store = Store::open(&data_dir)?;
         tracing::info!(path = %store.path().display(), events = store.event_count()?, "store opened");
+        let search = Arc::new(SearchIndex::open(
+            &data_dir.join(INDEX_DIR),
+            Arc::new(store.clone()),
+            SearchOptions {
+                commit_interval: std::time::Duration::from_millis(config.search.commit_interval_ms),
+                writer_memory_bytes: config.search.writer_memory_mb * 1024 * 1024,
+                ..SearchOptions::default()
+            },
+        )?);
+        let index = search.stats();
+        tracing::info!(
+            docs = index.docs,
+            position = index.indexed_position,
+            "search index opened"
+        );
         let metrics = Arc::new(Metrics::default());
+        let indexer = search.clone();
         let writer = Writer::start(
             store.clone(),
             config.server.writer_queue,
             metrics.clone(),
-            Box::new(|_| {}),
+            Box::new(move |events| indexer.notify_committed(events)),
         )?;
-        Ok(web::Data::new(AppState {
+        let state = web::Data::new(AppState {
             config,
             ingest,
             store,
+            search,
             writer,
             metrics,
             tokens,
-        }))
+            purge: Purge::default(),
+        });
+        // Index deletions a crash left half done; on a plain thread, as they wait for the writer.
+        let pending =
+            std::thread::scope(|s| s.spawn(|| privacy::apply_pending_tombstones(&state)).join());
+        match pending {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                tombstones = n,
+                "applied index deletions left by an interrupted run"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "could not apply pending index deletions"),
+            Err(_) => tracing::error!("applying pending index deletions panicked"),
+        }
+        Ok(state)
     }
 
     pub fn gauges(&self) -> Gauges {
+        let index = self.search.stats();
+        let next_seq = self.store.next_seq().unwrap_or(0);
         Gauges {
             writer_queue_depth: self.writer.queue_depth(),
             writer_queue_capacity: self.writer.queue_capacity(),
             store_events: self.store.event_count().unwrap_or(0),
             store_size_bytes: self.store.file_size(),
+            index_docs: index.docs,
+            index_size_bytes: index.size_bytes,
+            index_lag: next_seq.saturating_sub(index.indexed_position),
         }
     }
 }
@@ -154,6 +204,9 @@ pub async fn serve(
     .listen(listener)?
     .run();
     tracing::info!(address = %address, workers, "listening");
+    let mut scheduler = jobs::start(state.clone().into_inner())
+        .await
+        .map_err(|e| std::io::Error::other(format!("cannot start the job scheduler: {e}")))?;
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown.await;
@@ -161,7 +214,9 @@ pub async fn serve(
         handle.stop(true).await;
     });
     server.await?;
+    let _ = scheduler.shutdown().await;
     state.writer.close();
-    tracing::info!("store writer closed; bye");
+    state.search.close();
+    tracing::info!("store writer and index closed; bye");
     Ok(())
 }

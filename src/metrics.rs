@@ -84,6 +84,11 @@ pub struct Metrics {
     pub requests_overloaded: Counter,
     pub commits: Counter,
     pub commit_latency: Histogram,
+    pub erasures: Counter,
+    pub purges: Counter,
+    pub retention_runs: Counter,
+    pub retention_deleted: Counter,
+    pub retention_installs_pruned: Counter,
     requests: RwLock<BTreeMap<(String, u16), Histogram>>,
 }
 
@@ -94,6 +99,10 @@ pub struct Gauges {
     pub writer_queue_capacity: u64,
     pub store_events: u64,
     pub store_size_bytes: u64,
+    pub index_docs: u64,
+    pub index_size_bytes: u64,
+    /// Stored events not yet searchable.
+    pub index_lag: u64,
 }
 
 /// The ingest counters as JSON (`GET /api/v1/stats`).
@@ -165,30 +174,107 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(8192);
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        };
-        counter(
-            &mut out,
-            "telemetryd_events_accepted_total",
-            "Events stored.",
-            self.events_accepted.get(),
-        );
-        counter(
-            &mut out,
-            "telemetryd_events_duplicate_total",
-            "Events not stored because their id was already stored.",
-            self.duplicates.get(),
-        );
+        let counters = [
+            (
+                "events_accepted_total",
+                "Events stored.",
+                self.events_accepted.get(),
+            ),
+            (
+                "events_duplicate_total",
+                "Events not stored because their id was already stored.",
+                self.duplicates.get(),
+            ),
+            (
+                "events_rate_limited_total",
+                "Events rejected by the per-install rate limit.",
+                self.rejected(RejectCode::RateLimited),
+            ),
+            (
+                "pii_scrubbed_total",
+                "Events whose free text had PII replaced by placeholders.",
+                self.pii_scrubbed.get(),
+            ),
+            (
+                "pii_rejected_total",
+                "Events rejected because a field carried PII.",
+                self.pii_rejected.get(),
+            ),
+            (
+                "pii_fields_dropped_total",
+                "Fields dropped because they carried PII.",
+                self.pii_fields_dropped.get(),
+            ),
+            (
+                "requests_overloaded_total",
+                "Ingest requests answered 503 because the writer queue was full.",
+                self.requests_overloaded.get(),
+            ),
+            (
+                "store_commits_total",
+                "Store write transactions committed.",
+                self.commits.get(),
+            ),
+            ("erasures_total", "Subjects erased.", self.erasures.get()),
+            (
+                "purges_total",
+                "Purges run (index merge and store rewrite).",
+                self.purges.get(),
+            ),
+            (
+                "retention_runs_total",
+                "Retention sweeps finished.",
+                self.retention_runs.get(),
+            ),
+            (
+                "retention_deleted_events_total",
+                "Events deleted by retention.",
+                self.retention_deleted.get(),
+            ),
+            (
+                "retention_pruned_installs_total",
+                "Install rows pruned by retention.",
+                self.retention_installs_pruned.get(),
+            ),
+        ];
+        let gauge_values = [
+            (
+                "writer_queue_depth",
+                "Batches waiting for the store writer.",
+                gauges.writer_queue_depth,
+            ),
+            (
+                "writer_queue_capacity",
+                "Batches the writer queue holds before ingest answers 503.",
+                gauges.writer_queue_capacity,
+            ),
+            ("store_events", "Events in the store.", gauges.store_events),
+            (
+                "store_size_bytes",
+                "Size of the store file.",
+                gauges.store_size_bytes,
+            ),
+            (
+                "index_documents",
+                "Documents in the search index.",
+                gauges.index_docs,
+            ),
+            (
+                "index_size_bytes",
+                "Size of the search index files.",
+                gauges.index_size_bytes,
+            ),
+            (
+                "index_lag_events",
+                "Stored events not yet searchable.",
+                gauges.index_lag,
+            ),
+        ];
+        for (kind, rows) in [("counter", &counters[..]), ("gauge", &gauge_values[..])] {
+            for (name, help, value) in rows {
+                let _ = writeln!(out, "# HELP telemetryd_{name} {help}\n# TYPE telemetryd_{name} {kind}\ntelemetryd_{name} {value}");
+            }
+        }
         let _ = writeln!(out, "# HELP telemetryd_events_rejected_total Events rejected, by code.\n# TYPE telemetryd_events_rejected_total counter");
         for code in RejectCode::ALL {
             let _ = writeln!(
@@ -198,69 +284,9 @@ impl Metrics {
                 self.rejected(code)
             );
         }
-        counter(
-            &mut out,
-            "telemetryd_events_rate_limited_total",
-            "Events rejected by the per-install rate limit.",
-            self.rejected(RejectCode::RateLimited),
-        );
-        counter(
-            &mut out,
-            "telemetryd_pii_scrubbed_total",
-            "Events whose free text had PII replaced by placeholders.",
-            self.pii_scrubbed.get(),
-        );
-        counter(
-            &mut out,
-            "telemetryd_pii_rejected_total",
-            "Events rejected because a field carried PII.",
-            self.pii_rejected.get(),
-        );
-        counter(
-            &mut out,
-            "telemetryd_pii_fields_dropped_total",
-            "Fields dropped because they carried PII.",
-            self.pii_fields_dropped.get(),
-        );
-        counter(
-            &mut out,
-            "telemetryd_requests_overloaded_total",
-            "Ingest requests answered 503 because the writer queue was full.",
-            self.requests_overloaded.get(),
-        );
-        counter(
-            &mut out,
-            "telemetryd_store_commits_total",
-            "Store write transactions committed.",
-            self.commits.get(),
-        );
         let _ = writeln!(out, "# HELP telemetryd_store_commit_seconds Duration of one durable group commit.\n# TYPE telemetryd_store_commit_seconds histogram");
         self.commit_latency
             .render(&mut out, "telemetryd_store_commit_seconds", "");
-        gauge(
-            &mut out,
-            "telemetryd_writer_queue_depth",
-            "Batches waiting for the store writer.",
-            gauges.writer_queue_depth,
-        );
-        gauge(
-            &mut out,
-            "telemetryd_writer_queue_capacity",
-            "Batches the writer queue holds before ingest answers 503.",
-            gauges.writer_queue_capacity,
-        );
-        gauge(
-            &mut out,
-            "telemetryd_store_events",
-            "Events in the store.",
-            gauges.store_events,
-        );
-        gauge(
-            &mut out,
-            "telemetryd_store_size_bytes",
-            "Size of the store file.",
-            gauges.store_size_bytes,
-        );
         let _ = writeln!(out, "# HELP telemetryd_http_request_duration_seconds HTTP request latency by route and status.\n# TYPE telemetryd_http_request_duration_seconds histogram");
         if let Ok(map) = self.requests.read() {
             for ((route, status), h) in map.iter() {

@@ -111,6 +111,28 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
         wait_ready(&url);
     }
     assert!(bench.wait().unwrap().success());
+    // Store and index agree once the index has caught up after the last kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let ready = request("GET", &format!("{url}/readyz"), &[], None).json();
+        if ready["index"]["lag_events"] == 0 || Instant::now() > deadline {
+            break ready;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let found = request(
+        "GET",
+        &format!("{url}/api/v1/events?limit=1"),
+        &[("authorization", auth.as_str())],
+        None,
+    )
+    .json();
+    assert_eq!(
+        found["total"], ready["store"]["events"],
+        "search and store disagree: {ready}"
+    );
+    assert_eq!(ready["index"]["documents"], ready["store"]["events"]);
     server.kill().unwrap();
     server.wait().unwrap();
 
@@ -186,7 +208,7 @@ fn sigterm_finishes_and_exits_cleanly() {
         "geo: off",
         "listening",
         "shutting down",
-        "store writer closed",
+        "store writer and index closed",
     ] {
         assert!(log.contains(expected), "log lacks `{expected}`:\n{log}");
     }

@@ -6,6 +6,8 @@ pub mod auth;
 pub mod backup;
 pub mod ingest;
 pub mod ops;
+pub mod search;
+pub mod subjects;
 
 use std::time::Instant;
 
@@ -44,30 +46,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 }
             })
             .service(
-                web::resource("/api/v1/events")
+                resource("/api/v1/events")
                     .route(web::post().to(ingest::post_events))
-                    .default_service(web::to(method_not_allowed)),
+                    .route(web::get().to(search::search_events)),
+            )
+            .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
+            .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
+            .service(resource("/api/v1/geo").route(web::get().to(search::geo)))
+            .service(resource("/api/v1/stats").route(web::get().to(admin::stats)))
+            .service(
+                resource("/api/v1/subjects/{kind}/{id}")
+                    .route(web::get().to(subjects::export))
+                    .route(web::delete().to(subjects::erase)),
             )
             .service(
-                web::resource("/api/v1/events/{id}")
-                    .route(web::get().to(admin::get_event))
-                    .default_service(web::to(method_not_allowed)),
+                resource("/api/v1/purge")
+                    .route(web::get().to(subjects::purge_status))
+                    .route(web::post().to(subjects::start_purge)),
             )
-            .service(
-                web::resource("/api/v1/admin/backup")
-                    .route(web::post().to(backup::post_backup))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api/v1/stats")
-                    .route(web::get().to(admin::stats))
-                    .default_service(web::to(method_not_allowed)),
-            )
+            .service(resource("/api/v1/audit").route(web::get().to(subjects::audit)))
+            .service(resource("/api/v1/admin/backup").route(web::post().to(backup::post_backup)))
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
             .default_service(web::to(not_found)),
     );
+}
+
+/// A resource whose other methods answer `405` with a JSON error.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

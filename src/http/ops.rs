@@ -11,14 +11,19 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers and the writer runs.
+/// Ready when the store answers, the index is open and the writer runs; the body says how far
+/// the index is behind the store.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.writer.is_running() {
         return Err(ApiError::NotReady("the store writer has stopped".into()));
     }
     let st = state.clone();
-    let events = blocking(move || Ok(st.store.event_count()?)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "store": { "events": events } })))
+    let gauges = blocking(move || Ok(st.gauges())).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ready",
+        "store": { "events": gauges.store_events },
+        "index": { "documents": gauges.index_docs, "lag_events": gauges.index_lag },
+    })))
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

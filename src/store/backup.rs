@@ -36,7 +36,15 @@ const COPY_CHUNK: u64 = 50_000;
 /// Every table of the store, copied by a backup and checked by a restore. **A table added to
 /// the store is added here** (one entry); a backup fails, naming the table, when the store holds
 /// a table this list lacks, so a forgotten table is never silently left out.
-const TABLES: &[&dyn TableCopy] = &[&EVENTS, &EVENT_IDS, &INSTALLS, &META];
+const TABLES: &[&dyn TableCopy] = &[
+    &EVENTS,
+    &EVENT_IDS,
+    &INSTALLS,
+    &META,
+    &crate::store::delete::INDEX_DELETES,
+    &crate::store::audit::AUDIT,
+    &crate::store::audit::KV,
+];
 
 /// One table, by its typed definition: copy it between databases, count its rows.
 trait TableCopy {
@@ -482,7 +490,7 @@ mod tests {
         let dir = out.path().join("b1");
         let manifest = store.backup_to(&dir).unwrap();
         assert_eq!(manifest.events, 0);
-        assert_eq!(manifest.tables.len(), 4);
+        assert_eq!(manifest.tables.len(), TABLES.len());
         assert_eq!(verify_backup(&dir).unwrap(), manifest);
         // A second backup into the same, now non-empty, directory is refused.
         assert!(matches!(

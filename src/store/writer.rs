@@ -1,6 +1,8 @@
 //! The single store writer: one thread drains every batch waiting in its bounded channel into
 //! one redb write transaction (group commit), commits it durably, and only then answers each
 //! batch. Dedup by event id and the install registry are updated in the same transaction.
+//! Every other store write (deletions, audit entries, the file rewrite) also runs on this
+//! thread, as an exclusive job between two group commits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::StoreError;
 use crate::metrics::Metrics;
 use crate::model::Event;
+use crate::store::blocks::BlockBuilder;
 use crate::store::{
-    encode_event, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS, META,
+    decode_install, encode_event, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS,
+    META, META_EVENT_COUNT, META_NEXT_SEQ,
 };
 
 /// Most events one transaction takes; the rest wait for the next one.
@@ -26,9 +30,15 @@ pub type WriteResult = Result<Vec<bool>, StoreError>;
 /// Events just made durable, with their positions, for whoever derives data from the store.
 pub type CommitListener = Box<dyn FnMut(Vec<(u64, Arc<Event>)>) + Send>;
 
-struct WriteRequest {
-    events: Vec<Arc<Event>>,
-    reply: oneshot::Sender<WriteResult>,
+type Job = Box<dyn FnOnce(&Store) + Send>;
+
+enum Command {
+    Write {
+        events: Vec<Arc<Event>>,
+        reply: oneshot::Sender<WriteResult>,
+    },
+    Exclusive(Job),
+    Stop,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -39,9 +49,9 @@ pub enum SubmitError {
     Closed,
 }
 
-/// The handle ingest uses to hand batches to the writer thread.
+/// The handle the rest of the appliance uses to write.
 pub struct Writer {
-    tx: mpsc::Sender<WriteRequest>,
+    tx: mpsc::Sender<Command>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -70,12 +80,43 @@ impl Writer {
     ) -> Result<oneshot::Receiver<WriteResult>, SubmitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(WriteRequest { events, reply })
+            .try_send(Command::Write { events, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::Full,
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
             })?;
         Ok(rx)
+    }
+
+    /// Runs `job` on the writer thread with no other write in progress, and returns its result.
+    pub async fn exclusive<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = reply.send(job(store));
+        });
+        self.tx
+            .send(Command::Exclusive(job))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Like `exclusive`, for callers outside the async runtime.
+    pub fn exclusive_blocking<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = reply.send(job(store));
+        });
+        self.tx
+            .blocking_send(Command::Exclusive(job))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
     pub fn queue_depth(&self) -> u64 {
@@ -96,65 +137,88 @@ impl Writer {
         let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
             return;
         };
-        loop {
-            let (reply, _) = oneshot::channel();
-            match self.tx.try_send(WriteRequest {
-                events: Vec::new(),
-                reply,
-            }) {
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    std::thread::sleep(std::time::Duration::from_millis(5))
-                }
-                _ => break,
-            }
+        while let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Command::Stop) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let _ = thread.join();
     }
 }
 
+struct Pending {
+    events: Vec<Arc<Event>>,
+    reply: oneshot::Sender<WriteResult>,
+}
+
 fn run(
     store: Store,
-    mut rx: mpsc::Receiver<WriteRequest>,
+    mut rx: mpsc::Receiver<Command>,
     mut next_seq: u64,
     metrics: Arc<Metrics>,
     mut listener: CommitListener,
 ) {
+    let mut group: Vec<Pending> = Vec::new();
+    let mut after_group: Option<Command> = None;
     while let Some(first) = rx.blocking_recv() {
-        if first.events.is_empty() {
-            // An empty request is the stop signal sent by `close`; drain what is left first.
-            rx.close();
-            let _ = first.reply.send(Ok(Vec::new()));
-            continue;
-        }
-        let mut group = vec![first];
-        let mut queued_events = group[0].events.len();
-        while queued_events < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(request) => {
-                    queued_events += request.events.len();
-                    group.push(request);
+        let mut queued_events = 0;
+        let mut command = Some(first);
+        // Gather every waiting write; stop at the first non-write command.
+        while let Some(c) = command.take() {
+            match c {
+                Command::Write { events, reply } => {
+                    queued_events += events.len();
+                    group.push(Pending { events, reply });
+                    if queued_events < MAX_GROUP_EVENTS {
+                        command = rx.try_recv().ok();
+                    }
                 }
-                Err(_) => break,
+                other => after_group = Some(other),
             }
         }
-        let started = Instant::now();
-        match commit_group(&store, &group, next_seq) {
-            Ok((results, committed, new_next_seq)) => {
-                next_seq = new_next_seq;
-                metrics.commits.inc();
-                metrics.commit_latency.observe(started.elapsed());
-                for (request, result) in group.into_iter().zip(results) {
-                    let _ = request.reply.send(Ok(result));
-                }
-                if !committed.is_empty() {
-                    listener(committed);
-                }
+        if !group.is_empty() {
+            commit_and_answer(
+                &store,
+                std::mem::take(&mut group),
+                &mut next_seq,
+                &metrics,
+                &mut listener,
+            );
+        }
+        match after_group.take() {
+            Some(Command::Exclusive(job)) => {
+                job(&store);
+                // A job may have rewritten the file; positions never move back.
+                next_seq = next_seq.max(store.next_seq().unwrap_or(next_seq));
             }
-            Err(e) => {
-                tracing::error!(error = %e, batches = group.len(), "store commit failed; batches answered 500");
-                for request in group {
-                    let _ = request.reply.send(Err(StoreError::Redb(e.to_string())));
-                }
+            Some(Command::Stop) => rx.close(),
+            _ => {}
+        }
+    }
+}
+
+fn commit_and_answer(
+    store: &Store,
+    group: Vec<Pending>,
+    next_seq: &mut u64,
+    metrics: &Metrics,
+    listener: &mut CommitListener,
+) {
+    let started = Instant::now();
+    match commit_group(store, &group, *next_seq) {
+        Ok((results, committed, new_next_seq)) => {
+            *next_seq = new_next_seq;
+            metrics.commits.inc();
+            metrics.commit_latency.observe(started.elapsed());
+            for (pending, result) in group.into_iter().zip(results) {
+                let _ = pending.reply.send(Ok(result));
+            }
+            if !committed.is_empty() {
+                listener(committed);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, batches = group.len(), "store commit failed; batches answered 500");
+            for pending in group {
+                let _ = pending.reply.send(Err(StoreError::Redb(e.to_string())));
             }
         }
     }
@@ -164,10 +228,11 @@ type GroupOutcome = (Vec<Vec<bool>>, Vec<(u64, Arc<Event>)>, u64);
 
 fn commit_group(
     store: &Store,
-    group: &[WriteRequest],
+    group: &[Pending],
     mut next_seq: u64,
 ) -> Result<GroupOutcome, StoreError> {
-    let mut txn = store.database().begin_write()?;
+    let db = store.database();
+    let mut txn = db.begin_write()?;
     txn.set_quick_repair(true);
     let mut results = Vec::with_capacity(group.len());
     let mut committed = Vec::new();
@@ -175,9 +240,10 @@ fn commit_group(
     {
         let mut events = txn.open_table(EVENTS)?;
         let mut ids = txn.open_table(EVENT_IDS)?;
-        for request in group {
-            let mut stored = Vec::with_capacity(request.events.len());
-            for event in &request.events {
+        let mut block = BlockBuilder::default();
+        for pending in group {
+            let mut stored = Vec::with_capacity(pending.events.len());
+            for event in &pending.events {
                 let id = event.id.as_u128();
                 if ids.get(id)?.is_some() {
                     stored.push(false);
@@ -185,7 +251,12 @@ fn commit_group(
                 }
                 let seq = next_seq;
                 next_seq += 1;
-                events.insert(seq, encode_event(event)?.as_slice())?;
+                block.push(seq, &encode_event(event)?);
+                if block.is_full() {
+                    if let Some((first, bytes)) = block.finish()? {
+                        events.insert(first, bytes.as_slice())?;
+                    }
+                }
                 ids.insert(id, seq)?;
                 note_install(&mut installs, event);
                 committed.push((seq, event.clone()));
@@ -193,9 +264,17 @@ fn commit_group(
             }
             results.push(stored);
         }
+        if let Some((first, bytes)) = block.finish()? {
+            events.insert(first, bytes.as_slice())?;
+        }
     }
     merge_installs(&txn, installs)?;
-    txn.open_table(META)?.insert("next_seq", next_seq)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let count = meta.get(META_EVENT_COUNT)?.map(|v| v.value()).unwrap_or(0);
+        meta.insert(META_EVENT_COUNT, count + committed.len() as u64)?;
+        meta.insert(META_NEXT_SEQ, next_seq)?;
+    }
     txn.commit()?;
     Ok((results, committed, next_seq))
 }
@@ -240,9 +319,10 @@ fn merge_installs(
 ) -> Result<(), StoreError> {
     let mut table = txn.open_table(INSTALLS)?;
     for (key, new) in installs {
-        let stored: Option<InstallRecord> = table
+        let stored = table
             .get(key.as_str())?
-            .and_then(|v| serde_json::from_slice(v.value()).ok());
+            .map(|v| decode_install(v.value()))
+            .transpose()?;
         let merged = match stored {
             None => new,
             Some(old) => {

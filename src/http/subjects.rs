@@ -1,0 +1,151 @@
+//! Data-subject endpoints: export (`GET`) and erasure (`DELETE`) of one install or user, the
+//! purge status, and the audit log.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::auth::Caller;
+use crate::http::blocking;
+use crate::privacy::{self, SubjectKind};
+use crate::store::audit::AuditQuery;
+use crate::AppState;
+
+fn subject(path: &(String, String)) -> Result<(SubjectKind, String), ApiError> {
+    let kind = SubjectKind::parse(&path.0)
+        .ok_or_else(|| ApiError::invalid_parameter("kind", "must be `install` or `user`"))?;
+    let id = path.1.trim();
+    if id.is_empty() || id.len() > 200 {
+        return Err(ApiError::invalid_parameter(
+            "id",
+            "must be 1 to 200 characters",
+        ));
+    }
+    Ok((kind, id.to_string()))
+}
+
+/// `GET /api/v1/subjects/{install|user}/{id}`: every event of the subject as NDJSON.
+pub async fn export(
+    _caller: Caller,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (kind, id) = subject(&path)?;
+    let st = state.clone();
+    let events = blocking(move || privacy::export(&st, kind, &id)).await?;
+    let mut body = Vec::with_capacity(events.len() * 512);
+    for event in &events {
+        serde_json::to_writer(&mut body, event).map_err(|e| ApiError::Internal(e.to_string()))?;
+        body.push(b'\n');
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(("x-total-count", events.len().to_string()))
+        .body(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseParams {
+    /// Wait for the purge (index merge and store rewrite) before answering.
+    #[serde(default)]
+    wait_purge: bool,
+}
+
+/// `DELETE /api/v1/subjects/{install|user}/{id}` (admin).
+pub async fn erase(
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    params: web::Query<EraseParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let (kind, id) = subject(&path)?;
+    let st = state.clone().into_inner();
+    let wait = params.wait_purge;
+    let report = blocking(move || {
+        let mut report = privacy::erase(&st, kind, &id, &caller.name)?;
+        if wait {
+            report.purge = wait_for_purge(&st);
+        }
+        Ok(report)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+fn wait_for_purge(state: &AppState) -> privacy::PurgeStatus {
+    loop {
+        let status = state.purge.status();
+        if status.state == "idle" {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
+
+/// `GET /api/v1/purge`: the state of the purge job.
+pub async fn purge_status(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.purge.status())
+}
+
+/// `POST /api/v1/purge` (admin): starts a purge.
+pub async fn start_purge(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let st = state.clone().into_inner();
+    Ok(HttpResponse::Accepted().json(state.purge.request(&st)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit` (admin): the audit log, newest first.
+pub async fn audit(
+    caller: Caller,
+    params: web::Query<AuditParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let now = crate::model::now_ms();
+    let time = |name: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| {
+                crate::search::parse_time_param(v, now)
+                    .map_err(|reason| ApiError::invalid_parameter(name, reason))
+            })
+            .transpose()
+    };
+    if params.limit.is_some_and(|l| l == 0 || l > 1000) {
+        return Err(ApiError::invalid_parameter(
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let query = AuditQuery {
+        action: params.action.clone(),
+        from_ms: time("from", &params.from)?,
+        to_ms: time("to", &params.to)?,
+        before: params.before,
+        limit: params.limit,
+    };
+    let page_size = query.limit.unwrap_or(100);
+    let st = state.clone();
+    let entries = blocking(move || Ok(st.store.audit_entries(&query)?)).await?;
+    let next_before = entries
+        .last()
+        .map(|e| e.id)
+        .filter(|_| entries.len() == page_size);
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_before": next_before })))
+}

@@ -1,0 +1,189 @@
+//! Collectors for search results: the newest-first page after a cursor (with exact totals) and
+//! the list of matching positions. Both read only the `timestamp` and `seq` fast fields.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+
+use super::schema::{SEQ, TIMESTAMP};
+
+/// Sort key of a hit: newest first means descending `(timestamp, seq)`.
+pub type HitKey = (i64, u64);
+
+/// Collects the `limit` greatest `(timestamp, seq)` keys strictly below `after` (the cursor),
+/// and counts all matches (`total`) and the matches below the cursor (`remaining`).
+pub struct TopByTime {
+    pub limit: usize,
+    pub after: Option<HitKey>,
+}
+
+pub struct TopFruit {
+    pub total: u64,
+    /// Matches after the cursor (all matches without one).
+    pub remaining: u64,
+    /// Descending.
+    pub hits: Vec<HitKey>,
+}
+
+pub struct TopSegment {
+    timestamps: Column<i64>,
+    seqs: Column<u64>,
+    limit: usize,
+    after: Option<HitKey>,
+    total: u64,
+    remaining: u64,
+    /// Min-heap of the best keys so far.
+    heap: BinaryHeap<Reverse<HitKey>>,
+}
+
+impl Collector for TopByTime {
+    type Fruit = TopFruit;
+    type Child = TopSegment;
+
+    fn for_segment(
+        &self,
+        _segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<TopSegment> {
+        Ok(TopSegment {
+            timestamps: segment.fast_fields().i64(TIMESTAMP)?,
+            seqs: segment.fast_fields().u64(SEQ)?,
+            limit: self.limit,
+            after: self.after,
+            total: 0,
+            remaining: 0,
+            heap: BinaryHeap::with_capacity(self.limit.min(1024) + 1),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<TopFruit>) -> tantivy::Result<TopFruit> {
+        let mut total = 0;
+        let mut remaining = 0;
+        let mut hits = Vec::new();
+        for fruit in fruits {
+            total += fruit.total;
+            remaining += fruit.remaining;
+            hits.extend(fruit.hits);
+        }
+        hits.sort_unstable_by(|a, b| b.cmp(a));
+        hits.truncate(self.limit);
+        Ok(TopFruit {
+            total,
+            remaining,
+            hits,
+        })
+    }
+}
+
+impl SegmentCollector for TopSegment {
+    type Fruit = TopFruit;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.total += 1;
+        let Some(ts) = self.timestamps.first(doc) else {
+            return;
+        };
+        let mut seq = None;
+        if let Some((after_ts, after_seq)) = self.after {
+            if ts > after_ts {
+                return;
+            }
+            if ts == after_ts {
+                let s = self.seqs.first(doc).unwrap_or(0);
+                if s >= after_seq {
+                    return;
+                }
+                seq = Some(s);
+            }
+        }
+        self.remaining += 1;
+        if self.limit == 0 {
+            return;
+        }
+        if self.heap.len() >= self.limit {
+            if let Some(Reverse((min_ts, _))) = self.heap.peek() {
+                if ts < *min_ts {
+                    return;
+                }
+            }
+        }
+        let seq = match seq {
+            Some(s) => s,
+            None => self.seqs.first(doc).unwrap_or(0),
+        };
+        let key = (ts, seq);
+        if self.heap.len() < self.limit {
+            self.heap.push(Reverse(key));
+        } else if let Some(mut min) = self.heap.peek_mut() {
+            if key > min.0 {
+                *min = Reverse(key);
+            }
+        }
+    }
+
+    fn harvest(self) -> TopFruit {
+        let mut hits: Vec<HitKey> = self.heap.into_iter().map(|Reverse(k)| k).collect();
+        hits.sort_unstable_by(|a, b| b.cmp(a));
+        TopFruit {
+            total: self.total,
+            remaining: self.remaining,
+            hits,
+        }
+    }
+}
+
+/// Collects the `seq` of every match.
+pub struct Positions;
+
+pub struct PositionsSegment {
+    seqs: Column<u64>,
+    out: Vec<u64>,
+}
+
+impl Collector for Positions {
+    type Fruit = Vec<u64>;
+    type Child = PositionsSegment;
+
+    fn for_segment(
+        &self,
+        _segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<PositionsSegment> {
+        Ok(PositionsSegment {
+            seqs: segment.fast_fields().u64(SEQ)?,
+            out: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
+        let mut all: Vec<u64> = fruits.into_iter().flatten().collect();
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for PositionsSegment {
+    type Fruit = Vec<u64>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some(seq) = self.seqs.first(doc) {
+            self.out.push(seq);
+        }
+    }
+
+    fn harvest(self) -> Vec<u64> {
+        self.out
+    }
+}

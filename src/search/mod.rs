@@ -1,0 +1,626 @@
+//! Event search: a tantivy index derived from the store (redb stays the source of truth), the
+//! indexer thread that keeps it current, and the search, count, position, delete and aggregation
+//! API over it.
+//!
+//! - [`schema`]: fields and the event → document mapping (nothing stored; `seq` maps hits back).
+//! - [`query`]: the query language (grammar in its module docs) and filter compilation.
+//! - [`indexer`]: open/recreate, commit payload, the indexer thread, purge, rebuild.
+//! - [`collect`]: newest-first pages with cursor and exact totals; position lists.
+//! - [`aggregate`]: geo, time series by level, breakdowns.
+//!
+//! Threads: one indexer thread (owns the only `IndexWriter`), one tantivy indexing worker and
+//! `SearchOptions::merge_threads` merge threads. Queries run on the caller's thread.
+
+mod aggregate;
+mod collect;
+mod indexer;
+pub mod query;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::Count;
+use tantivy::query::{BooleanQuery, Occur, Query};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+
+pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
+pub use query::parse_time_param;
+
+use crate::model::{now_ms, Event};
+use indexer::{Command, Indexer};
+use schema::{escape_json_key, exact_field, IndexFields};
+
+/// The most hits one page returns.
+pub const MAX_LIMIT: usize = 1000;
+/// The most buckets one time series returns.
+pub const MAX_BUCKETS: i64 = 10_000;
+/// The most rows one breakdown returns.
+pub const MAX_BREAKDOWN_ROWS: usize = 10_000;
+
+/// The store, as the indexer reads it.
+pub trait EventSource: Send + Sync {
+    /// Stored events with positions >= `from`, in order, at most `limit`.
+    fn events_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, String>;
+    /// The position the next stored event will get (everything below is stored or deleted).
+    fn next_seq(&self) -> Result<u64, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A query-string error; `message` names the position too.
+    #[error("invalid query: {message}")]
+    Query { message: String, position: usize },
+    /// A bad parameter (level, cursor, bucket, breakdown field).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("search index error: {0}")]
+    Tantivy(String),
+    #[error("event source error: {0}")]
+    Source(String),
+    #[error("search index i/o error: {0}")]
+    Io(String),
+    /// The indexer thread is stopped (after `close`).
+    #[error("the search indexer is stopped")]
+    Closed,
+}
+
+impl From<tantivy::TantivyError> for SearchError {
+    fn from(err: tantivy::TantivyError) -> Self {
+        SearchError::Tantivy(err.to_string())
+    }
+}
+
+/// Indexer settings. `Default`: commit every second, 64 MB writer arena, 1 merge thread,
+/// 1024 queued batches.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Longest time between an event reaching the indexer and being searchable (also the period
+    /// of the store check that picks up dropped batches).
+    pub commit_interval: Duration,
+    /// Indexing arena of the single indexing worker (clamped to 15 MB ..= 4 GB). A segment is
+    /// flushed when it fills up; memory use is about this plus merge buffers.
+    pub writer_memory_bytes: usize,
+    /// Background segment-merge threads.
+    pub merge_threads: usize,
+    /// Batches `notify_committed` may queue before it starts dropping them.
+    pub queue_capacity: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            commit_interval: Duration::from_secs(1),
+            writer_memory_bytes: 64 * 1024 * 1024,
+            merge_threads: 1,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// Which events: exact-field filters, levels, a time range and a query string, all ANDed.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+pub struct Filter {
+    pub product: Option<String>,
+    pub platform: Option<String>,
+    pub channel: Option<String>,
+    pub module: Option<String>,
+    pub name: Option<String>,
+    pub app_version: Option<String>,
+    pub release_channel: Option<String>,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub install_id: Option<String>,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub fingerprint: Option<String>,
+    /// One level or a comma list: "error,fatal".
+    pub level: Option<String>,
+    /// `[from_ms, to_ms)`.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// The query language (see [`query`]).
+    pub q: Option<String>,
+}
+
+impl Filter {
+    /// The exact-field parameters by index field name; empty strings count as absent.
+    fn exact_params(&self) -> [(&'static str, Option<&str>); 13] {
+        fn v(o: &Option<String>) -> Option<&str> {
+            o.as_deref().filter(|s| !s.is_empty())
+        }
+        [
+            ("product", v(&self.product)),
+            ("platform", v(&self.platform)),
+            ("channel", v(&self.channel)),
+            ("module", v(&self.module)),
+            ("name", v(&self.name)),
+            ("app_version", v(&self.app_version)),
+            ("release_channel", v(&self.release_channel)),
+            ("country", v(&self.country)),
+            ("region", v(&self.region)),
+            ("install_id", v(&self.install_id)),
+            ("user_id", v(&self.user_id)),
+            ("session_id", v(&self.session_id)),
+            ("fingerprint", v(&self.fingerprint)),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub filter: Filter,
+    /// Capped at [`MAX_LIMIT`].
+    pub limit: usize,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    pub seq: u64,
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SearchPage {
+    /// Newest first: `(timestamp, seq)` descending.
+    pub hits: Vec<Hit>,
+    /// Every match of the filter (not only those after the cursor).
+    pub total: u64,
+    /// Present when more matches follow this page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexStats {
+    pub docs: u64,
+    pub segments: u64,
+    pub size_bytes: u64,
+    pub indexed_position: u64,
+    /// Epoch ms of the last commit (0 = none since open).
+    pub last_commit_ms: i64,
+    /// Batches `notify_committed` dropped because the queue was full (indexed by catch-up).
+    pub dropped_batches: u64,
+}
+
+fn encode_cursor(hit: (i64, u64)) -> String {
+    format!("{}_{}", hit.0, hit.1)
+}
+
+fn decode_cursor(text: &str) -> Result<(i64, u64), SearchError> {
+    let invalid = || SearchError::InvalidRequest(format!("invalid cursor \"{text}\""));
+    let (ts, seq) = text.rsplit_once('_').ok_or_else(invalid)?;
+    Ok((
+        ts.parse().map_err(|_| invalid())?,
+        seq.parse().map_err(|_| invalid())?,
+    ))
+}
+
+/// State shared by the handle and the indexer thread.
+pub(crate) struct Shared {
+    index: Index,
+    reader: IndexReader,
+    fields: IndexFields,
+    dir: PathBuf,
+    /// Committed position, mirrored in `position_atomic` for lock-free reads.
+    position: Mutex<u64>,
+    position_changed: Condvar,
+    position_atomic: AtomicU64,
+    last_commit_ms: AtomicI64,
+    dropped_batches: AtomicU64,
+    /// Asks a running catch-up to stop early (close).
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn publish(&self, position: u64) {
+        self.position_atomic.store(position, Ordering::SeqCst);
+        self.touch_commit_time();
+        let mut guard = match self.position.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = position;
+        self.position_changed.notify_all();
+    }
+
+    fn touch_commit_time(&self) {
+        self.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: Mutex<Option<SyncSender<Command>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn close(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let sender = lock(&self.commands).take();
+        if let Some(sender) = sender {
+            let (reply, done) = sync_channel(1);
+            if sender.send(Command::Close { reply }).is_ok() {
+                let _ = done.recv();
+            }
+        }
+        if let Some(handle) = lock(&self.thread).take() {
+            if handle.join().is_err() {
+                tracing::error!("the search indexer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The event index: cheap to clone (shared inside). Dropping the last clone closes it.
+#[derive(Clone)]
+pub struct SearchIndex {
+    inner: Arc<Inner>,
+}
+
+impl SearchIndex {
+    /// Opens/creates the index in `dir` (a directory of its own, e.g. DATA_DIR/index) and starts
+    /// the indexer thread, which first catches up from `source` from the position in the last
+    /// commit payload. Returns without waiting for catch-up. An index written with another schema
+    /// version, or one that cannot be opened, is discarded and rebuilt from the store this way.
+    pub fn open(
+        dir: &Path,
+        source: Arc<dyn EventSource>,
+        options: SearchOptions,
+    ) -> Result<SearchIndex, SearchError> {
+        let (index, position) = indexer::open_or_create(dir)?;
+        let writer = indexer::new_writer(&index, &options)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let (_, fields) = schema::build_schema();
+        let shared = Arc::new(Shared {
+            index,
+            reader,
+            fields,
+            dir: dir.to_path_buf(),
+            position: Mutex::new(position),
+            position_changed: Condvar::new(),
+            position_atomic: AtomicU64::new(position),
+            last_commit_ms: AtomicI64::new(0),
+            dropped_batches: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let (sender, receiver) = sync_channel(options.queue_capacity.max(1));
+        let indexer = Indexer::new(shared.clone(), source, options, writer, position);
+        let thread = std::thread::Builder::new()
+            .name("search-indexer".to_string())
+            .spawn(move || indexer.run(receiver))
+            .map_err(|e| SearchError::Io(format!("cannot start the indexer thread: {e}")))?;
+        Ok(SearchIndex {
+            inner: Arc::new(Inner {
+                shared,
+                commands: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Blocks until everything below `seq` is indexed and committed (true), or `timeout`
+    /// passes (false).
+    pub fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let shared = self.shared();
+        let mut position = lock(&shared.position);
+        while *position < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            position = match shared.position_changed.wait_timeout(position, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
+    }
+
+    /// Non-blocking hand-off of events just committed to the store (call from the store writer
+    /// after each commit, in position order). If the queue is full the batch is dropped; the
+    /// indexer notices the gap (or its periodic store check does) and reads it from the store.
+    pub fn notify_committed(&self, events: Vec<(u64, Arc<Event>)>) {
+        if events.is_empty() {
+            return;
+        }
+        let sender = lock(&self.inner.commands).clone();
+        if let Some(sender) = sender {
+            match sender.try_send(Command::Events(events)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.shared()
+                        .dropped_batches
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("search indexer queue full; batch left to catch-up");
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Next position the index expects: every event below it that still exists in the store is
+    /// indexed and committed.
+    pub fn indexed_position(&self) -> u64 {
+        self.shared().position_atomic.load(Ordering::SeqCst)
+    }
+
+    fn searcher(&self) -> Searcher {
+        self.shared().reader.searcher()
+    }
+
+    fn compile(&self, searcher: &Searcher, filter: &Filter) -> Result<Box<dyn Query>, SearchError> {
+        let tokenizer = self
+            .shared()
+            .index
+            .tokenizers()
+            .get("default")
+            .ok_or_else(|| SearchError::Tantivy("default tokenizer missing".to_string()))?;
+        let mut context = query::QueryContext {
+            fields: &self.shared().fields,
+            searcher,
+            tokenizer,
+            now_ms: now_ms(),
+        };
+        context.filter_query(filter)
+    }
+
+    /// One page of matches, newest first by `(timestamp, seq)`. The cursor is the last hit of
+    /// the previous page; the next page holds what sorts strictly after it, so pages neither
+    /// repeat nor skip events while new ones arrive.
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchPage, SearchError> {
+        let after = request.cursor.as_deref().map(decode_cursor).transpose()?;
+        let limit = request.limit.min(MAX_LIMIT);
+        let searcher = self.searcher();
+        let query = self.compile(&searcher, &request.filter)?;
+        let fruit = searcher.search(query.as_ref(), &collect::TopByTime { limit, after })?;
+        let next_cursor = match fruit.hits.last() {
+            Some(last) if fruit.remaining > fruit.hits.len() as u64 => Some(encode_cursor(*last)),
+            _ => None,
+        };
+        Ok(SearchPage {
+            hits: fruit
+                .hits
+                .iter()
+                .map(|(timestamp, seq)| Hit {
+                    seq: *seq,
+                    timestamp: *timestamp,
+                })
+                .collect(),
+            total: fruit.total,
+            next_cursor,
+        })
+    }
+
+    /// Number of matching events.
+    pub fn count(&self, filter: &Filter) -> Result<u64, SearchError> {
+        let searcher = self.searcher();
+        let query = self.compile(&searcher, filter)?;
+        Ok(searcher.search(query.as_ref(), &Count)? as u64)
+    }
+
+    /// Positions of every matching event, ascending (for retention/erasure to find store keys).
+    pub fn positions(&self, filter: &Filter) -> Result<Vec<u64>, SearchError> {
+        let searcher = self.searcher();
+        let query = self.compile(&searcher, filter)?;
+        Ok(searcher.search(query.as_ref(), &collect::Positions)?)
+    }
+
+    fn send(&self, command: Command) -> Result<(), SearchError> {
+        let sender = lock(&self.inner.commands).clone();
+        match sender {
+            Some(sender) => sender.send(command).map_err(|_| SearchError::Closed),
+            None => Err(SearchError::Closed),
+        }
+    }
+
+    /// Deletes matching documents with positions in `seqs` and commits (the payload keeps the
+    /// position); returns how many were deleted. Blocking; runs on the indexer thread after
+    /// everything queued before it. Idempotent.
+    pub fn delete(&self, filter: &Filter, seqs: std::ops::Range<u64>) -> Result<u64, SearchError> {
+        let searcher = self.searcher();
+        let matching = self.compile(&searcher, filter)?;
+        let query: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, matching),
+            (
+                Occur::Must,
+                query::seq_range_query(&self.shared().fields, seqs),
+            ),
+        ]));
+        let (reply, result) = sync_channel(1);
+        self.send(Command::Delete { query, reply })?;
+        result.recv().map_err(|_| SearchError::Closed)?
+    }
+
+    /// Merges every segment holding deleted documents and garbage-collects unused files, so
+    /// deleted (erased) values are gone from the bytes of the index directory. Blocking; can take
+    /// a while on a large index (it rewrites the affected segments).
+    pub fn purge(&self) -> Result<(), SearchError> {
+        let (reply, result) = sync_channel(1);
+        self.send(Command::Purge { reply })?;
+        result.recv().map_err(|_| SearchError::Closed)?
+    }
+
+    /// Events, distinct installs and regions per country, sorted by events descending. Events
+    /// without a country are not counted.
+    pub fn geo(&self, filter: &Filter) -> Result<Vec<CountryCount>, SearchError> {
+        let searcher = self.searcher();
+        let query = self.compile(&searcher, filter)?;
+        let by_country = aggregate::GroupBy {
+            columns: vec!["country".to_string()],
+            install_column: "install_id".to_string(),
+        };
+        let by_region = aggregate::GroupBy {
+            columns: vec!["country".to_string(), "region".to_string()],
+            install_column: "install_id".to_string(),
+        };
+        let (countries, regions) = searcher.search(query.as_ref(), &(by_country, by_region))?;
+        Ok(aggregate::geo_rows(countries, regions))
+    }
+
+    /// Counts per bucket of `bucket_ms` (aligned to multiples of `bucket_ms` since the epoch)
+    /// stacked by level, for every bucket overlapping `[from, to)` (zero buckets included).
+    /// Without `from`/`to`, the range of the matching events is used.
+    pub fn timeseries(
+        &self,
+        filter: &Filter,
+        bucket_ms: i64,
+    ) -> Result<Vec<TimeBucket>, SearchError> {
+        if bucket_ms <= 0 {
+            return Err(SearchError::InvalidRequest(format!(
+                "bucket must be positive, got {bucket_ms} ms"
+            )));
+        }
+        let too_many = |first: i64, last: i64| (last - first) / bucket_ms >= MAX_BUCKETS;
+        let align = |t: i64| t.div_euclid(bucket_ms) * bucket_ms;
+        if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
+            if to > from && too_many(align(from), align(to - 1)) {
+                return Err(SearchError::InvalidRequest(format!(
+                    "more than {MAX_BUCKETS} buckets of {bucket_ms} ms in the time range"
+                )));
+            }
+        }
+        let searcher = self.searcher();
+        let query = self.compile(&searcher, filter)?;
+        let counts = searcher.search(
+            query.as_ref(),
+            &aggregate::LevelSeries {
+                bucket_ms,
+                level_column: "level".to_string(),
+            },
+        )?;
+        let first = match (filter.from_ms, counts.keys().next()) {
+            (Some(from), _) => align(from),
+            (None, Some(first)) => *first,
+            (None, None) => return Ok(Vec::new()),
+        };
+        let last = match (filter.to_ms, counts.keys().next_back()) {
+            (Some(to), _) => align(to.saturating_sub(1)),
+            (None, Some(last)) => *last,
+            (None, None) => return Ok(Vec::new()),
+        };
+        if last < first {
+            return Ok(Vec::new());
+        }
+        if too_many(first, last) {
+            return Err(SearchError::InvalidRequest(format!(
+                "more than {MAX_BUCKETS} buckets of {bucket_ms} ms; use a larger bucket or a time range"
+            )));
+        }
+        Ok(aggregate::series_rows(&counts, first, last, bucket_ms))
+    }
+
+    /// Events and distinct installs per value of `field` (any exact-match field or alias, or a
+    /// dimension as `dims.NAME` or `NAME`), sorted by events descending, at most `limit` rows.
+    pub fn breakdown(
+        &self,
+        filter: &Filter,
+        field: &str,
+        limit: usize,
+    ) -> Result<Vec<BreakdownRow>, SearchError> {
+        let searcher = self.searcher();
+        let column = match exact_field(field) {
+            Some((_, spec)) => spec.name.to_string(),
+            None => {
+                let key = field.strip_prefix("dims.").unwrap_or(field);
+                let column = format!("dims.{}", escape_json_key(key));
+                let mut exists = false;
+                for segment in searcher.segment_readers() {
+                    if segment.fast_fields().str(&column)?.is_some() {
+                        exists = true;
+                        break;
+                    }
+                }
+                if !exists && (!field.starts_with("dims.") || key.is_empty()) {
+                    return Err(SearchError::InvalidRequest(format!(
+                        "cannot break down by \"{field}\": not an exact-match field or a dimension in the index"
+                    )));
+                }
+                column
+            }
+        };
+        let query = self.compile(&searcher, filter)?;
+        let groups = searcher.search(
+            query.as_ref(),
+            &aggregate::GroupBy {
+                columns: vec![column],
+                install_column: "install_id".to_string(),
+            },
+        )?;
+        Ok(aggregate::breakdown_rows(
+            groups,
+            limit.min(MAX_BREAKDOWN_ROWS),
+        ))
+    }
+
+    /// Document count, segments, bytes on disk, position and last commit time.
+    pub fn stats(&self) -> IndexStats {
+        let searcher = self.searcher();
+        let size_bytes = std::fs::read_dir(&self.shared().dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        IndexStats {
+            docs: searcher.num_docs(),
+            segments: searcher.segment_readers().len() as u64,
+            size_bytes,
+            indexed_position: self.indexed_position(),
+            last_commit_ms: self.shared().last_commit_ms.load(Ordering::Relaxed),
+            dropped_batches: self.shared().dropped_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the indexer: commits what it has (payload = position) and joins the thread.
+    /// Searching keeps working on the last commit; `delete`/`purge` then fail with `Closed`.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Rebuilds an index from scratch into `dir` (removing what was there), reporting
+/// `(positions done, positions total)`; returns the number of documents indexed. No
+/// [`SearchIndex`] may be open on `dir` meanwhile (the writer lock would refuse).
+pub fn rebuild(
+    dir: &Path,
+    source: &dyn EventSource,
+    options: &SearchOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, SearchError> {
+    indexer::rebuild(dir, source, options, progress)
+}

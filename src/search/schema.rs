@@ -1,0 +1,305 @@
+//! The tantivy schema of the event index and the mapping of a canonical [`Event`] onto one
+//! index document.
+//!
+//! Nothing is STORED: the doc store stays empty and every hit is mapped back to the redb store
+//! through the `seq` fast field. Field norms are off everywhere (results are ordered by time, not
+//! by relevance), which saves one byte per document and indexed field.
+//!
+//! | field | kind | used for |
+//! |---|---|---|
+//! | `seq` | u64, fast | hit → store key, cursor tie-break, `delete(.., below_seq)` |
+//! | `timestamp` | i64 ms, fast | time range filters (fast-field range), ordering, time series |
+//! | `text` | text, default tokenizer, positions | bare words and phrases |
+//! | exact fields ([`EXACT_FIELDS`]) | raw string, indexed + fast | `field:value`, filters, breakdowns |
+//! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
+//! | `metrics` | JSON numbers, fast only | `latency_ms:>500` (fast-field range) |
+
+use std::collections::BTreeMap;
+
+use tantivy::schema::{
+    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing,
+    TextOptions,
+};
+use tantivy::TantivyDocument;
+
+use crate::model::{DimValue, Event};
+
+/// Bump when the schema or the document mapping changes: an index written with another version
+/// is discarded on open and rebuilt from the store.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const SEQ: &str = "seq";
+pub const TIMESTAMP: &str = "timestamp";
+pub const TEXT: &str = "text";
+pub const DIMS: &str = "dims";
+pub const METRICS: &str = "metrics";
+
+/// An exact-match (raw, case-sensitive) string field: indexed for `field:value` and filters, fast
+/// for breakdowns and aggregations.
+pub struct ExactField {
+    /// Index field name, also the name in the query language and in breakdowns.
+    pub name: &'static str,
+    /// Other names accepted in the query language.
+    pub aliases: &'static [&'static str],
+    pub value: fn(&Event) -> Option<&str>,
+}
+
+impl ExactField {
+    pub fn matches_name(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
+    }
+}
+
+fn error_part(event: &Event, part: fn(&crate::model::ErrorInfo) -> Option<&str>) -> Option<&str> {
+    event.error.as_ref().and_then(part)
+}
+
+/// Every exact-match field, in a fixed order (positions index [`IndexFields::exact`]).
+pub const EXACT_FIELDS: [ExactField; 17] = [
+    ExactField {
+        name: "product",
+        aliases: &[],
+        value: |e| Some(e.product.as_str()),
+    },
+    ExactField {
+        name: "platform",
+        aliases: &[],
+        value: |e| e.platform.as_deref(),
+    },
+    ExactField {
+        name: "channel",
+        aliases: &[],
+        value: |e| e.channel.as_deref(),
+    },
+    ExactField {
+        name: "module",
+        aliases: &[],
+        value: |e| e.module.as_deref(),
+    },
+    ExactField {
+        name: "level",
+        aliases: &[],
+        value: |e| Some(e.level.as_str()),
+    },
+    ExactField {
+        name: "name",
+        aliases: &[],
+        value: |e| Some(e.name.as_str()),
+    },
+    ExactField {
+        name: "app_version",
+        aliases: &[],
+        value: |e| e.app_version.as_deref(),
+    },
+    ExactField {
+        name: "release_channel",
+        aliases: &[],
+        value: |e| e.release_channel.as_deref(),
+    },
+    ExactField {
+        name: "country",
+        aliases: &["country_code"],
+        value: |e| e.country_code.as_deref(),
+    },
+    ExactField {
+        name: "region",
+        aliases: &["region_code"],
+        value: |e| e.region_code.as_deref(),
+    },
+    ExactField {
+        name: "install_id",
+        aliases: &[],
+        value: |e| e.install_id.as_deref(),
+    },
+    ExactField {
+        name: "user_id",
+        aliases: &[],
+        value: |e| e.user_id.as_deref(),
+    },
+    ExactField {
+        name: "session_id",
+        aliases: &[],
+        value: |e| e.session_id.as_deref(),
+    },
+    ExactField {
+        name: "fingerprint",
+        aliases: &[],
+        value: |e| e.fingerprint.as_deref(),
+    },
+    ExactField {
+        name: "error_code",
+        aliases: &[],
+        value: |e| error_part(e, |x| x.code.as_deref()),
+    },
+    ExactField {
+        name: "error_domain",
+        aliases: &[],
+        value: |e| error_part(e, |x| x.domain.as_deref()),
+    },
+    ExactField {
+        name: "os_family",
+        aliases: &[],
+        value: |e| e.os_family.as_deref(),
+    },
+];
+
+/// Finds an exact field by its name or alias.
+pub fn exact_field(name: &str) -> Option<(usize, &'static ExactField)> {
+    EXACT_FIELDS
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.matches_name(name))
+}
+
+/// Field handles of the schema.
+#[derive(Clone)]
+pub struct IndexFields {
+    pub seq: Field,
+    pub timestamp: Field,
+    pub text: Field,
+    pub dims: Field,
+    pub metrics: Field,
+    /// Parallel to [`EXACT_FIELDS`].
+    pub exact: Vec<Field>,
+}
+
+pub fn build_schema() -> (Schema, IndexFields) {
+    let mut builder = Schema::builder();
+    let seq = builder.add_u64_field(SEQ, NumericOptions::default().set_fast());
+    let timestamp = builder.add_i64_field(TIMESTAMP, NumericOptions::default().set_fast());
+    let text = builder.add_text_field(
+        TEXT,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_fieldnorms(false)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
+    let raw_indexing = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_fieldnorms(false)
+        .set_index_option(IndexRecordOption::Basic);
+    let exact = EXACT_FIELDS
+        .iter()
+        .map(|f| {
+            builder.add_text_field(
+                f.name,
+                TextOptions::default()
+                    .set_indexing_options(raw_indexing.clone())
+                    .set_fast("raw"),
+            )
+        })
+        .collect();
+    let dims = builder.add_json_field(
+        DIMS,
+        JsonObjectOptions::default()
+            .set_indexing_options(raw_indexing)
+            .set_fast("raw"),
+    );
+    let metrics = builder.add_json_field(METRICS, JsonObjectOptions::default().set_fast("raw"));
+    (
+        builder.build(),
+        IndexFields {
+            seq,
+            timestamp,
+            text,
+            dims,
+            metrics,
+            exact,
+        },
+    )
+}
+
+/// The text a dimension value is indexed (and matched) as.
+pub fn dim_text(value: &DimValue) -> &str {
+    match value {
+        DimValue::Str(s) => s.as_str(),
+        DimValue::Bool(true) => "true",
+        DimValue::Bool(false) => "false",
+    }
+}
+
+/// Largest magnitude below which an integral f64 is stored as i64 (exactly representable).
+const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// A metric value as indexed: integral values as i64 (they compress far better in the columnar
+/// store), others as f64. Range queries cover both column types.
+fn metric_value(value: f64) -> Option<tantivy::schema::OwnedValue> {
+    use tantivy::schema::OwnedValue;
+    if !value.is_finite() {
+        return None;
+    }
+    if value.fract() == 0.0 && value.abs() < MAX_EXACT_INT {
+        Some(OwnedValue::I64(value as i64))
+    } else {
+        Some(OwnedValue::F64(value))
+    }
+}
+
+impl IndexFields {
+    /// Maps one stored event (at position `seq`) onto an index document.
+    pub fn document(&self, seq: u64, event: &Event) -> TantivyDocument {
+        use tantivy::schema::OwnedValue;
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(self.seq, seq);
+        doc.add_i64(self.timestamp, event.timestamp);
+
+        // Full text: name, error message/code/domain, module, string dimensions.
+        doc.add_text(self.text, &event.name);
+        if let Some(error) = &event.error {
+            for part in [&error.message, &error.code, &error.domain]
+                .into_iter()
+                .flatten()
+            {
+                doc.add_text(self.text, part);
+            }
+        }
+        if let Some(module) = &event.module {
+            doc.add_text(self.text, module);
+        }
+        for value in event.dims.values() {
+            if let DimValue::Str(s) = value {
+                doc.add_text(self.text, s);
+            }
+        }
+
+        for (spec, field) in EXACT_FIELDS.iter().zip(&self.exact) {
+            if let Some(value) = (spec.value)(event) {
+                if !value.is_empty() {
+                    doc.add_text(*field, value);
+                }
+            }
+        }
+
+        if !event.dims.is_empty() {
+            let object: BTreeMap<String, OwnedValue> = event
+                .dims
+                .iter()
+                .map(|(k, v)| (k.clone(), OwnedValue::Str(dim_text(v).to_string())))
+                .collect();
+            doc.add_object(self.dims, object);
+        }
+        let metrics: BTreeMap<String, OwnedValue> = event
+            .metrics
+            .iter()
+            .filter_map(|(k, v)| metric_value(*v).map(|v| (k.clone(), v)))
+            .collect();
+        if !metrics.is_empty() {
+            doc.add_object(self.metrics, metrics);
+        }
+        doc
+    }
+}
+
+/// Escapes a JSON key for tantivy's json-path syntax (dots and backslashes are literal in keys).
+pub fn escape_json_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        if c == '.' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,145 @@
+//! Removing data from the store: events by position (rewriting their blocks, dropping their
+//! dedup ids), install rows, and the tombstones that tell the search index what it still has to
+//! delete (written in the same transaction, so a crash between store and index is repaired on
+//! the next start). Callers run these inside `Writer::exclusive`.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::error::StoreError;
+use crate::model::Event;
+use crate::store::blocks::{Block, BlockBuilder};
+use crate::store::{
+    decode_event, decode_install, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS,
+    META, META_EVENT_COUNT,
+};
+
+/// Tombstone id → what the search index must still delete (JSON, owned by the caller).
+pub const INDEX_DELETES: TableDefinition<u64, &[u8]> = TableDefinition::new("index_deletes");
+
+impl Store {
+    /// Runs `f` in one durable write transaction. Call from the writer thread only.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.database();
+        let mut txn = db.begin_write()?;
+        txn.set_quick_repair(true);
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Index deletions recorded but not yet confirmed by the index.
+    pub fn pending_index_deletes(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(INDEX_DELETES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (id, bytes) = row?;
+            out.push((id.value(), bytes.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Deletes the events at these positions and their dedup ids; returns the deleted events.
+pub fn delete_events(txn: &WriteTransaction, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
+    let mut events = txn.open_table(EVENTS)?;
+    let mut ids = txn.open_table(EVENT_IDS)?;
+    // Group positions by the block that holds them.
+    let mut by_block: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for &seq in seqs {
+        let key = events
+            .range(..=seq)?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value());
+        if let Some(key) = key {
+            by_block.entry(key).or_default().push(seq);
+        }
+    }
+    let mut deleted = Vec::new();
+    for (key, mut doomed) in by_block {
+        doomed.sort_unstable();
+        let block = match events.get(key)? {
+            Some(bytes) => Block::decode(bytes.value())?,
+            None => continue,
+        };
+        let mut rebuilt = BlockBuilder::default();
+        for (seq, json) in block.entries() {
+            if doomed.binary_search(&seq).is_ok() {
+                let event = decode_event(json)?;
+                ids.remove(event.id.as_u128())?;
+                deleted.push(event);
+            } else {
+                rebuilt.push(seq, json);
+            }
+        }
+        events.remove(key)?;
+        if let Some((first, bytes)) = rebuilt.finish()? {
+            events.insert(first, bytes.as_slice())?;
+        }
+    }
+    let mut meta = txn.open_table(META)?;
+    let count = meta.get(META_EVENT_COUNT)?.map(|v| v.value()).unwrap_or(0);
+    meta.insert(META_EVENT_COUNT, count.saturating_sub(deleted.len() as u64))?;
+    Ok(deleted)
+}
+
+/// Deletes one install's registry row; returns whether there was one.
+pub fn delete_install(
+    txn: &WriteTransaction,
+    product: &str,
+    install_id: &str,
+) -> Result<bool, StoreError> {
+    let mut table = txn.open_table(INSTALLS)?;
+    let removed = table
+        .remove(install_key(product, install_id).as_str())?
+        .is_some();
+    Ok(removed)
+}
+
+/// Deletes the install rows not seen since `cutoff_ms` for `product`; returns how many.
+pub fn prune_installs(
+    txn: &WriteTransaction,
+    product: &str,
+    cutoff_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(INSTALLS)?;
+    let prefix = format!("{product}\u{0}");
+    let mut stale = Vec::new();
+    for row in table.range(prefix.as_str()..)? {
+        let (key, value) = row?;
+        if !key.value().starts_with(&prefix) {
+            break;
+        }
+        let record: InstallRecord = decode_install(value.value())?;
+        if record.last_seen < cutoff_ms {
+            stale.push(key.value().to_string());
+        }
+    }
+    for key in &stale {
+        table.remove(key.as_str())?;
+    }
+    Ok(stale.len() as u64)
+}
+
+/// Records what the index must delete; returns the tombstone's id.
+pub fn add_tombstone(txn: &WriteTransaction, what: &[u8]) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(INDEX_DELETES)?;
+    let id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+    table.insert(id, what)?;
+    Ok(id)
+}
+
+pub fn remove_tombstone(txn: &WriteTransaction, id: u64) -> Result<(), StoreError> {
+    txn.open_table(INDEX_DELETES)?.remove(id)?;
+    Ok(())
+}

@@ -1,0 +1,617 @@
+//! Search, export, geo, retention, erasure and the audit log against a real server.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"
+[server]
+trusted_proxies = ["127.0.0.1"]
+[search]
+commit_interval_ms = 200
+[[products]]
+id = "app"
+retention_days = 2
+[[products]]
+id = "sdk"
+retention_days = 30
+"#;
+
+fn server() -> TestServer {
+    let config = format!(
+        "{CONFIG}\n[geo]\ndatabase = \"{}\"\n{}",
+        testdata("geoip2-city-test.mmdb").display(),
+        tokens_toml()
+    );
+    TestServer::start(&config, &[])
+}
+
+/// Waits until everything stored is searchable.
+fn settle(server: &TestServer) {
+    let position = server.state.store.next_seq().unwrap();
+    assert!(
+        server
+            .state
+            .search
+            .wait_indexed(position, Duration::from_secs(20)),
+        "index did not catch up"
+    );
+}
+
+fn post(server: &TestServer, product: &str, events: Value, from_ip: &str) -> Value {
+    let body = events.to_string().into_bytes();
+    let resp = server.post_events_with(
+        &format!("?product={product}"),
+        &[
+            ("content-type", "application/json"),
+            ("x-forwarded-for", from_ip),
+        ],
+        body,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()
+}
+
+fn search(server: &TestServer, query: &str) -> Value {
+    let resp = server.admin_get(&format!("/api/v1/events?{query}"));
+    assert_eq!(resp.status, 200, "{query}: {}", resp.text());
+    resp.json()
+}
+
+fn names(result: &Value) -> Vec<String> {
+    result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn ids(result: &Value) -> Vec<String> {
+    result["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn enc(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A small, known data set: dictation-app-like events and SDK-like events.
+fn seed(server: &TestServer) -> i64 {
+    let now = telemetryd::model::now_ms();
+    let app = json!([
+        {"id": "a0000000-0000-4000-8000-000000000001", "name": "dictation_completed", "timestamp": now - 5_000, "install_id": "inst-a", "user_id": "user-1",
+         "platform": "ios", "channel": "keyboard", "module": "dictation", "app_version": "3.3.1", "release_channel": "stable",
+         "dims": {"language": "en"}, "metrics": {"latency_ms": 420, "words": 12}},
+        {"id": "a0000000-0000-4000-8000-000000000002", "name": "recognition_failed", "level": "error", "timestamp": now - 4_000, "install_id": "inst-a",
+         "platform": "ios", "channel": "keyboard", "module": "dictation", "app_version": "3.3.1",
+         "error": {"domain": "speech", "code": "network_timeout", "message": "Timeout after 3021 ms contacting recognizer"},
+         "metrics": {"latency_ms": 3021}},
+        {"id": "a0000000-0000-4000-8000-000000000003", "name": "recognition_failed", "level": "fatal", "timestamp": now - 3_000, "install_id": "inst-b",
+         "platform": "android", "channel": "app", "module": "dictation", "app_version": "3.4.0",
+         "error": {"domain": "audio", "code": "session_lost", "message": "Audio session interrupted by phone call"},
+         "dims": {"language": "de"}, "metrics": {"latency_ms": 150}},
+        {"id": "a0000000-0000-4000-8000-000000000004", "name": "settings_changed", "timestamp": now - 2 * 86_400_000 - 3_600_000, "install_id": "inst-c",
+         "platform": "web", "channel": "app", "module": "settings", "app_version": "3.2.0", "dims": {"language": "fr"}},
+        {"id": "a0000000-0000-4000-8000-000000000005", "name": "keyboard_shown", "level": "warn", "timestamp": now - 10 * 86_400_000, "install_id": "inst-c",
+         "platform": "desktop", "channel": "keyboard", "module": "keyboard", "app_version": "3.2.0"}
+    ]);
+    assert_eq!(post(server, "app", app, "81.2.69.142")["accepted"], 5);
+    let sdk = json!([
+        {"id": "b0000000-0000-4000-8000-000000000001", "name": "call_completed", "timestamp": now - 1_000, "install_id": "inst-s",
+         "platform": "python", "app_version": "0.7.0", "carrier": "twilio", "latency_ms": 812, "outcome": "completed"},
+        {"id": "b0000000-0000-4000-8000-000000000002", "name": "call_completed", "timestamp": now - 900, "install_id": "inst-s",
+         "platform": "python", "app_version": "0.7.0", "carrier": "telnyx", "latency_ms": 95, "outcome": "error"}
+    ]);
+    assert_eq!(post(server, "sdk", sdk, "216.160.83.57")["accepted"], 2);
+    settle(server);
+    now
+}
+
+#[test]
+fn every_query_form_and_filter() {
+    let server = server();
+    seed(&server);
+    let all = search(&server, "");
+    assert_eq!(all["total"], 7);
+    assert_eq!(all["total_exact"], true);
+    // Newest first.
+    assert_eq!(names(&all)[..2], ["call_completed", "call_completed"]);
+    assert_eq!(names(&all).last().unwrap(), "keyboard_shown");
+
+    let q = |query: &str| format!("q={}", enc(query));
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "q=timeout".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000002"],
+        ),
+        (
+            "q=RECOGNIZER".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000002"],
+        ),
+        (
+            "q=%22phone%20call%22".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000003"],
+        ),
+        ("q=%22call%20phone%22".to_string(), vec![]),
+        (
+            q("level:error OR level:fatal"),
+            vec![
+                "a0000000-0000-4000-8000-000000000003",
+                "a0000000-0000-4000-8000-000000000002",
+            ],
+        ),
+        (
+            q("module:dictation AND NOT level:fatal"),
+            vec![
+                "a0000000-0000-4000-8000-000000000002",
+                "a0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            q("module:dictation -level:fatal"),
+            vec![
+                "a0000000-0000-4000-8000-000000000002",
+                "a0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            q("latency_ms:>400"),
+            vec![
+                "b0000000-0000-4000-8000-000000000001",
+                "a0000000-0000-4000-8000-000000000002",
+                "a0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            q("latency_ms:<=150"),
+            vec![
+                "b0000000-0000-4000-8000-000000000002",
+                "a0000000-0000-4000-8000-000000000003",
+            ],
+        ),
+        (
+            q("carrier:twilio"),
+            vec!["b0000000-0000-4000-8000-000000000001"],
+        ),
+        (
+            q("language:de OR language:fr"),
+            vec![
+                "a0000000-0000-4000-8000-000000000003",
+                "a0000000-0000-4000-8000-000000000004",
+            ],
+        ),
+        (
+            q("(platform:ios OR platform:android) AND error_code:session_lost"),
+            vec!["a0000000-0000-4000-8000-000000000003"],
+        ),
+        (
+            q("app_version:\"3.3.1\" dictation"),
+            vec![
+                "a0000000-0000-4000-8000-000000000002",
+                "a0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            "platform=ios".to_string(),
+            vec![
+                "a0000000-0000-4000-8000-000000000002",
+                "a0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            "product=sdk&app_version=0.7.0".to_string(),
+            vec![
+                "b0000000-0000-4000-8000-000000000002",
+                "b0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            "level=warn".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000005"],
+        ),
+        (
+            "level=error,fatal&channel=app".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000003"],
+        ),
+        (
+            "module=settings".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000004"],
+        ),
+        (
+            "name=call_completed&install_id=inst-s".to_string(),
+            vec![
+                "b0000000-0000-4000-8000-000000000002",
+                "b0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            "user_id=user-1".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000001"],
+        ),
+        (
+            "country=US".to_string(),
+            vec![
+                "b0000000-0000-4000-8000-000000000002",
+                "b0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            "region=GB-ENG&release_channel=stable".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000001"],
+        ),
+    ];
+    for (query, expected) in cases {
+        let result = search(&server, &query);
+        assert_eq!(ids(&result), expected, "{query}");
+        assert_eq!(result["total"], expected.len(), "{query}");
+    }
+}
+
+#[test]
+fn time_ranges_relative_and_absolute() {
+    let server = server();
+    let now = seed(&server);
+    assert_eq!(search(&server, "from=-1h")["total"], 5);
+    assert_eq!(search(&server, "from=-3d")["total"], 6);
+    assert_eq!(search(&server, "from=-3d&to=-1d")["total"], 1);
+    let from = time::OffsetDateTime::from_unix_timestamp((now - 11 * 86_400_000) / 1000).unwrap();
+    let to = time::OffsetDateTime::from_unix_timestamp((now - 9 * 86_400_000) / 1000).unwrap();
+    let fmt = |t: time::OffsetDateTime| {
+        enc(&t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap())
+    };
+    let result = search(&server, &format!("from={}&to={}", fmt(from), fmt(to)));
+    assert_eq!(names(&result), ["keyboard_shown"]);
+    let resp = server.admin_get("/api/v1/events?from=yesterday-ish");
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (400, "invalid_parameter")
+    );
+    assert_eq!(resp.json()["error"]["details"]["parameter"], "from");
+}
+
+#[test]
+fn query_errors_point_at_the_problem() {
+    let server = server();
+    for (q, position) in [
+        ("level:error AND (module:x", 19usize),
+        ("\"unclosed phrase", 0),
+        ("latency_ms:>abc", 12),
+    ] {
+        let resp = server.admin_get(&format!("/api/v1/events?q={}", enc(q)));
+        assert_eq!(
+            (resp.status, resp.error_code().as_str()),
+            (400, "invalid_query"),
+            "{q}"
+        );
+        let details = &resp.json()["error"]["details"];
+        assert_eq!(details["parameter"], "q");
+        let at = details["position"].as_u64().unwrap() as usize;
+        assert!(
+            at.abs_diff(position) <= 12,
+            "{q}: position {at}, expected near {position}"
+        );
+    }
+    let resp = server.admin_get("/api/v1/events?limit=5000");
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (400, "invalid_parameter")
+    );
+    let resp = server.admin_get("/api/v1/events?nonsense=1");
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (400, "invalid_parameter")
+    );
+}
+
+#[test]
+fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
+    let server = server();
+    let now = telemetryd::model::now_ms();
+    let batch = |from: usize, n: usize, ts: i64| -> Value {
+        Value::Array((from..from + n).map(|i| json!({"id": format!("c0000000-0000-4000-8000-{i:012}"), "name": "page", "timestamp": ts - (i % 7) as i64, "install_id": format!("i{}", i % 97)})).collect())
+    };
+    for chunk in 0..5 {
+        post(
+            &server,
+            "app",
+            batch(chunk * 100, 100, now - 60_000),
+            "127.0.0.1",
+        );
+    }
+    settle(&server);
+    let expected: HashSet<String> = (0..500)
+        .map(|i| format!("c0000000-0000-4000-8000-{i:012}"))
+        .collect();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut page = 0;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit=37&name=page&cursor={}", enc(c)),
+            None => "limit=37&name=page".to_string(),
+        };
+        let result = search(&server, &query);
+        seen.extend(ids(&result));
+        // New events arrive between pages: newer, equal and older timestamps.
+        post(
+            &server,
+            "app",
+            batch(
+                10_000 + page * 3,
+                3,
+                if page % 2 == 0 { now } else { now - 60_000 },
+            ),
+            "127.0.0.1",
+        );
+        page += 1;
+        match result["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+        assert!(page < 100, "pagination does not end");
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a page repeated an event");
+    assert!(
+        expected.is_subset(&unique),
+        "{} of the original events missing",
+        expected.difference(&unique).count()
+    );
+}
+
+#[test]
+fn export_as_ndjson_and_csv() {
+    let server = server();
+    seed(&server);
+    let resp = server.admin_get("/api/v1/events/export?format=ndjson&product=app");
+    assert_eq!(resp.status, 200);
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/x-ndjson"));
+    let lines: Vec<Value> = resp
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["id"], "a0000000-0000-4000-8000-000000000003");
+
+    let resp = server.admin_get("/api/v1/events/export?format=csv&level=error,fatal");
+    assert!(resp.header("content-type").unwrap().starts_with("text/csv"));
+    let text = resp.text();
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows[0].starts_with("id,timestamp,received_at,product,name,level"));
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[1].contains("recognition_failed")
+            && rows[1].contains("Audio session interrupted by phone call")
+    );
+    let resp = server.admin_get("/api/v1/events/export?format=xml");
+    assert_eq!(resp.error_code(), "invalid_parameter");
+    let resp = server.admin_get("/api/v1/events/export?q=%28broken");
+    assert_eq!(resp.error_code(), "invalid_query");
+}
+
+#[test]
+fn geo_counts_by_country_and_region() {
+    let server = server();
+    seed(&server);
+    let geo = server.admin_get("/api/v1/geo").json();
+    let countries = geo["countries"].as_array().unwrap();
+    assert_eq!(countries[0]["country"], "GB");
+    assert_eq!(countries[0]["events"], 5);
+    assert_eq!(countries[0]["installs"], 3);
+    assert_eq!(countries[0]["regions"][0]["region"], "GB-ENG");
+    assert_eq!(countries[1]["country"], "US");
+    assert_eq!(countries[1]["events"], 2);
+    assert_eq!(countries[1]["installs"], 1);
+    assert_eq!(countries[1]["regions"][0]["region"], "US-WA");
+    let errors = server
+        .admin_get("/api/v1/geo?level=error,fatal&from=-1h")
+        .json();
+    assert_eq!(errors["countries"].as_array().unwrap().len(), 1);
+    assert_eq!(errors["countries"][0]["events"], 2);
+}
+
+#[test]
+fn retention_removes_old_events_from_store_and_index() {
+    let server = server();
+    seed(&server);
+    let report = telemetryd::retention::sweep(&server.state.clone().into_inner()).unwrap();
+    // Product `app` keeps 2 days: its 2-day-old and 10-day-old events go; `sdk` keeps 30.
+    assert_eq!(report.events_deleted, 2);
+    assert_eq!(search(&server, "")["total"], 5);
+    assert_eq!(search(&server, "product=app")["total"], 3);
+    assert!(server
+        .state
+        .store
+        .event_by_id("a0000000-0000-4000-8000-000000000005".parse().unwrap())
+        .unwrap()
+        .is_none());
+    assert!(server
+        .state
+        .store
+        .event_by_id("a0000000-0000-4000-8000-000000000001".parse().unwrap())
+        .unwrap()
+        .is_some());
+    assert_eq!(server.state.store.event_count().unwrap(), 5);
+    // inst-c was last seen 2 days ago: pruned from the registry.
+    assert!(server
+        .state
+        .store
+        .install("app", "inst-c")
+        .unwrap()
+        .is_none());
+    assert!(server
+        .state
+        .store
+        .install("app", "inst-a")
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        server
+            .admin_get("/api/v1/events/a0000000-0000-4000-8000-000000000004")
+            .status,
+        404
+    );
+    let metrics = server.get("/metrics").text();
+    assert!(metrics.contains("telemetryd_retention_deleted_events_total 2"));
+}
+
+#[test]
+fn erasure_leaves_nothing_behind() {
+    let server = server();
+    seed(&server);
+    // Many events so the install id sits in several blocks and index segments.
+    let now = telemetryd::model::now_ms();
+    for round in 0..4 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| json!({"name": "dictation_completed", "install_id": if i % 2 == 0 { "erase-me-7f3a" } else { "keep-me" }, "timestamp": now - i, "user_id": format!("u{round}")}))
+            .collect();
+        post(&server, "app", Value::Array(batch), "127.0.0.1");
+    }
+    settle(&server);
+    assert_eq!(search(&server, "install_id=erase-me-7f3a")["total"], 100);
+
+    let viewer = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/erase-me-7f3a", server.url),
+        &[("authorization", &format!("Bearer {VIEWER_TOKEN}"))],
+        None,
+    );
+    assert_eq!(
+        (viewer.status, viewer.error_code().as_str()),
+        (403, "forbidden")
+    );
+
+    let resp = request(
+        "DELETE",
+        &format!(
+            "{}/api/v1/subjects/install/erase-me-7f3a?wait_purge=true",
+            server.url
+        ),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let report = resp.json();
+    assert_eq!(report["events_removed"], 100);
+    assert_eq!(report["installs_removed"], 1);
+    assert_eq!(report["purge"]["state"], "idle");
+    assert!(report["purge"]["last"]["error"].is_null(), "{report}");
+
+    assert_eq!(search(&server, "install_id=erase-me-7f3a")["total"], 0);
+    assert_eq!(
+        search(&server, &format!("q={}", enc("install_id:erase-me-7f3a")))["total"],
+        0
+    );
+    assert_eq!(search(&server, "install_id=keep-me")["total"], 100);
+    let export = server.admin_get("/api/v1/subjects/install/erase-me-7f3a");
+    assert_eq!((export.status, export.text().as_str()), (200, ""));
+    assert!(server
+        .state
+        .store
+        .install("app", "erase-me-7f3a")
+        .unwrap()
+        .is_none());
+    // Erasing an unknown subject is not an error.
+    let again = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/erase-me-7f3a", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(again.json()["events_removed"], 0);
+
+    let dir = server.stop();
+    assert!(files_under(&dir.path().join("index")).len() > 1);
+    assert_eq!(
+        occurrences_in_dir(dir.path(), b"erase-me-7f3a"),
+        0,
+        "the erased install id is still in the data dir"
+    );
+}
+
+#[test]
+fn export_and_audit_for_subjects() {
+    let server = server();
+    seed(&server);
+    let export = server.admin_get("/api/v1/subjects/user/user-1");
+    assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = export
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], "a0000000-0000-4000-8000-000000000001");
+    let export = server.admin_get("/api/v1/subjects/install/inst-a");
+    assert_eq!(export.text().lines().count(), 2);
+    assert_eq!(
+        server.admin_get("/api/v1/subjects/device/x").error_code(),
+        "invalid_parameter"
+    );
+
+    let resp = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/user/user-1", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.json()["events_removed"], 1);
+    let audit = server
+        .admin_get("/api/v1/audit?action=subject.erase")
+        .json();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(entry["actor"], "ops");
+    assert_eq!(entry["action"], "subject.erase");
+    assert_eq!(entry["outcome"], "ok");
+    assert_eq!(entry["result"]["events_removed"], 1);
+    let target = entry["target"].as_str().unwrap();
+    assert!(
+        target.starts_with("user:sha256:") && !target.contains("user-1"),
+        "{target}"
+    );
+    assert_eq!(server.get_as("/api/v1/audit", VIEWER_TOKEN).status, 403);
+    assert_eq!(
+        server.admin_get("/api/v1/audit?action=policy").json()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn index_catches_up_after_its_directory_is_deleted() {
+    let config = format!("{CONFIG}\n{}", tokens_toml());
+    let server = TestServer::start(&config, &[]);
+    seed(&server);
+    let before = search(&server, "");
+    let dir = server.stop();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let server = TestServer::start_in(dir, &config, &[]);
+    settle(&server);
+    let after = search(&server, "");
+    assert_eq!(after["total"], 7);
+    assert_eq!(ids(&after), ids(&before));
+}
