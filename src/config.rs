@@ -252,6 +252,10 @@ pub struct ProductConfig {
     /// Per-product override of the `[privacy]` actions.
     #[serde(default)]
     pub privacy: Option<ProductPrivacy>,
+    /// Default collection settings served to clients and enforced at ingest; policies refine
+    /// them per client.
+    #[serde(default)]
+    pub collection: crate::policies::Settings,
 }
 
 fn default_retention_days() -> u32 {
@@ -544,6 +548,8 @@ impl ProductConfig {
                 ));
             }
         }
+        crate::policies::validate_settings(&self.collection, &key("collection"))
+            .map_err(|e| invalid(e.field.clone(), e.reason.clone()))?;
         let schema = &self.schema;
         if schema.mode == SchemaMode::Strict && schema.events.is_empty() {
             return Err(invalid(

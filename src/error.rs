@@ -23,6 +23,10 @@ pub enum ApiError {
     UnknownProduct(String),
     #[error("invalid query at position {position}: {message}")]
     InvalidQuery { message: String, position: usize },
+    #[error("invalid policy: `{field}` {reason}")]
+    InvalidPolicy { field: String, reason: String },
+    #[error("{0}")]
+    Conflict(String),
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter { name: String, reason: String },
     #[error("product `{0}` requires an ingest key in the X-Telemetry-Key header")]
@@ -70,6 +74,8 @@ impl ApiError {
             ApiError::MissingProduct => "missing_product",
             ApiError::UnknownProduct(_) => "unknown_product",
             ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::InvalidPolicy { .. } => "invalid_policy",
+            ApiError::Conflict(_) => "conflict",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::MissingIngestKey(_) => "missing_ingest_key",
             ApiError::InvalidIngestKey => "invalid_ingest_key",
@@ -100,6 +106,9 @@ impl ApiError {
         match self {
             ApiError::InvalidParameter { name, .. } => {
                 Some(serde_json::json!({ "parameter": name }))
+            }
+            ApiError::InvalidPolicy { field, reason } => {
+                Some(serde_json::json!({ "field": field, "reason": reason }))
             }
             ApiError::InvalidQuery { position, .. } => {
                 Some(serde_json::json!({ "parameter": "q", "position": position }))
@@ -148,12 +157,14 @@ impl ResponseError for ApiError {
             | ApiError::MissingProduct
             | ApiError::UnknownProduct(_)
             | ApiError::InvalidQuery { .. }
+            | ApiError::InvalidPolicy { .. }
             | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::MissingIngestKey(_)
             | ApiError::InvalidIngestKey
             | ApiError::MissingToken
             | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge { .. } => {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod ops;
+pub mod policies;
 pub mod privacy;
 pub mod retention;
 pub mod search;
@@ -31,6 +32,7 @@ use crate::http::auth::TokenSet;
 use crate::ingest::geo::GeoDb;
 use crate::ingest::Ingest;
 use crate::metrics::{Gauges, Metrics};
+use crate::policies::PolicyCache;
 use crate::privacy::Purge;
 use crate::search::{SearchError, SearchIndex, SearchOptions};
 use crate::store::writer::Writer;
@@ -66,6 +68,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tokens: TokenSet,
     pub purge: Purge,
+    pub policies: PolicyCache,
 }
 
 impl AppState {
@@ -117,6 +120,19 @@ impl AppState {
             position = index.indexed_position,
             "search index opened"
         );
+        let policies = PolicyCache::new(
+            config
+                .products
+                .iter()
+                .map(|p| (p.id.clone(), p.collection.clone()))
+                .collect(),
+        );
+        let stored_policies = store.policies()?;
+        tracing::info!(
+            policies = stored_policies.len(),
+            "collection policies loaded"
+        );
+        policies.replace(stored_policies);
         let metrics = Arc::new(Metrics::default());
         let indexer = search.clone();
         let writer = Writer::start(
@@ -134,6 +150,7 @@ impl AppState {
             metrics,
             tokens,
             purge: Purge::default(),
+            policies,
         });
         // Index deletions a crash left half done; on a plain thread, as they wait for the writer.
         let pending =

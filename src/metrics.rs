@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::RejectCode;
+use crate::policies::{DecisionCounts, DropReason};
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -85,6 +86,8 @@ pub struct Metrics {
     pub commits: Counter,
     pub commit_latency: Histogram,
     pub erasures: Counter,
+    pub sampled_out: Counter,
+    dropped_by_policy: [Counter; DropReason::ALL.len()],
     pub purges: Counter,
     pub retention_runs: Counter,
     pub retention_deleted: Counter,
@@ -115,6 +118,9 @@ pub struct StatsSnapshot {
     pub rejected_total: u64,
     pub pii: PiiSnapshot,
     pub overloaded: u64,
+    pub dropped_by_policy: u64,
+    pub dropped_by_policy_reasons: BTreeMap<&'static str, u64>,
+    pub sampled_out: u64,
     pub commits: u64,
     pub store: Gauges,
 }
@@ -129,6 +135,20 @@ pub struct PiiSnapshot {
 impl Metrics {
     pub fn reject(&self, code: RejectCode) {
         self.rejected[code.index()].inc();
+    }
+
+    /// Counts what collection policies dropped and sampled out in one batch.
+    pub fn record_policy(&self, counts: &DecisionCounts) {
+        self.sampled_out.add(counts.sampled_out);
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            if let Some(n) = counts.dropped_by_reason.get(reason.as_str()) {
+                self.dropped_by_policy[i].add(*n);
+            }
+        }
+    }
+
+    pub fn dropped_by_policy(&self) -> u64 {
+        self.dropped_by_policy.iter().map(Counter::get).sum()
     }
 
     pub fn rejected(&self, code: RejectCode) -> u64 {
@@ -166,6 +186,13 @@ impl Metrics {
                 fields_dropped: self.pii_fields_dropped.get(),
             },
             overloaded: self.requests_overloaded.get(),
+            dropped_by_policy: self.dropped_by_policy(),
+            dropped_by_policy_reasons: DropReason::ALL
+                .iter()
+                .zip(&self.dropped_by_policy)
+                .map(|(r, c)| (r.as_str(), c.get()))
+                .collect(),
+            sampled_out: self.sampled_out.get(),
             commits: self.commits.get(),
             store: gauges,
         }
@@ -216,6 +243,16 @@ impl Metrics {
                 self.commits.get(),
             ),
             ("erasures_total", "Subjects erased.", self.erasures.get()),
+            (
+                "events_dropped_by_policy_total",
+                "Events dropped because a collection policy disables them.",
+                self.dropped_by_policy(),
+            ),
+            (
+                "events_sampled_out_total",
+                "Events removed by server-side sampling.",
+                self.sampled_out.get(),
+            ),
             (
                 "purges_total",
                 "Purges run (index merge and store rewrite).",

@@ -25,6 +25,10 @@ pub struct IngestQuery {
 struct IngestResponse {
     accepted: u64,
     duplicates: u64,
+    /// Dropped by a collection policy (not an error: do not retry).
+    dropped_by_policy: u64,
+    /// Removed by server-side sampling (not an error: do not retry).
+    sampled_out: u64,
     rejected: Vec<Rejection>,
 }
 
@@ -42,29 +46,18 @@ pub async fn post_events(
     check_content_type(&req)?;
     let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
     let encoding = header_str(&req, header::CONTENT_ENCODING.as_str()).map(str::to_string);
-    let client_ip = crate::net::client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        header_str(&req, header::FORWARDED.as_str()),
-        header_str(&req, "x-forwarded-for"),
-        &state.ingest.trusted_proxies,
-    );
     // The address is used here and dropped: only the location goes on.
-    let location = state.ingest.locate(client_ip);
+    let location = state.ingest.locate(client_ip(&req, &state));
     let st = state.clone();
     let prepared = blocking(move || {
         let product = &st.ingest.products[product_index];
-        st.ingest.prepare(
-            product,
-            body,
-            encoding.as_deref(),
-            &location,
-            &st.store,
-            &st.metrics,
-        )
+        st.ingest
+            .prepare(&st, product, body, encoding.as_deref(), &location)
     })
     .await?;
 
     let mut rejected = prepared.rejected;
+    let policy = prepared.policy;
     let mut duplicates = prepared.duplicates;
     let (indices, events): (Vec<usize>, Vec<_>) = prepared
         .events
@@ -94,6 +87,7 @@ pub async fn post_events(
     for rejection in &rejected {
         metrics.reject(rejection.code);
     }
+    metrics.record_policy(&policy);
     let rate_limited = rejected.iter().any(|r| r.code == RejectCode::RateLimited);
     if accepted == 0 && duplicates == 0 && rate_limited {
         return Err(ApiError::RateLimited {
@@ -104,8 +98,20 @@ pub async fn post_events(
     Ok(HttpResponse::Ok().json(IngestResponse {
         accepted,
         duplicates,
+        dropped_by_policy: policy.dropped_by_policy,
+        sampled_out: policy.sampled_out,
         rejected,
     }))
+}
+
+/// The client's address: the peer, or what a trusted proxy says it forwarded for.
+pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+    crate::net::client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        header_str(req, header::FORWARDED.as_str()),
+        header_str(req, "x-forwarded-for"),
+        &state.ingest.trusted_proxies,
+    )
 }
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup;
 pub mod ingest;
 pub mod ops;
+pub mod policies;
 pub mod search;
 pub mod subjects;
 
@@ -63,6 +64,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/api/v1/purge")
                     .route(web::get().to(subjects::purge_status))
                     .route(web::post().to(subjects::start_purge)),
+            )
+            .service(resource("/api/v1/config").route(web::get().to(policies::client_config)))
+            .service(
+                resource("/api/v1/policies")
+                    .route(web::get().to(policies::list))
+                    .route(web::post().to(policies::create)),
+            )
+            .service(resource("/api/v1/policies/preview").route(web::post().to(policies::preview)))
+            .service(
+                resource("/api/v1/policies/{id}")
+                    .route(web::get().to(policies::get))
+                    .route(web::put().to(policies::replace))
+                    .route(web::delete().to(policies::delete)),
             )
             .service(resource("/api/v1/audit").route(web::get().to(subjects::audit)))
             .service(resource("/api/v1/admin/backup").route(web::post().to(backup::post_backup)))

@@ -13,10 +13,11 @@ use std::net::IpAddr;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, RejectCode, Rejection};
-use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
 use crate::net::Cidr;
+use crate::policies::{Decision, DecisionCounts, PolicyCache};
 use crate::store::Store;
+use crate::AppState;
 use geo::{GeoDb, Location};
 use limits::{parse_time, ClockRules, RateLimiter};
 use pii::PiiDetector;
@@ -43,6 +44,8 @@ pub struct Prepared {
     pub rejected: Vec<Rejection>,
     pub duplicates: u64,
     pub retry_after_secs: u64,
+    /// What the collection policies dropped or sampled out (not errors: not retried).
+    pub policy: DecisionCounts,
 }
 
 impl Ingest {
@@ -122,16 +125,18 @@ impl Ingest {
         }
     }
 
-    /// Runs decode, mapping, schema, PII, time, dedup pre-check and rate limit over one body.
+    /// Runs decode, mapping, schema, PII, time, policy, dedup pre-check and rate limit over one
+    /// body.
+    /// `state` supplies the store (dedup), the policies and the metrics.
     pub fn prepare(
         &self,
+        state: &AppState,
         product: &ProductRules,
         body: Vec<u8>,
         content_encoding: Option<&str>,
         location: &Location,
-        store: &Store,
-        metrics: &Metrics,
     ) -> Result<Prepared, ApiError> {
+        let metrics = &state.metrics;
         let body = decode::decode_body(body, content_encoding, self.max_decompressed_bytes)?;
         let text = std::str::from_utf8(&body)
             .map_err(|e| ApiError::InvalidEncoding(format!("the body is not UTF-8: {e}")))?;
@@ -173,7 +178,8 @@ impl Ingest {
                 Err(rejection) => prepared.rejected.push(Rejection { index, ..rejection }),
             }
         }
-        self.drop_known_duplicates(&mut prepared, store)?;
+        enforce_policies(&mut prepared, &state.policies, received_at);
+        self.drop_known_duplicates(&mut prepared, &state.store)?;
         self.apply_rate_limit(&mut prepared, product, received_at);
         Ok(prepared)
     }
@@ -238,4 +244,21 @@ impl Ingest {
         prepared.events = kept;
         prepared.retry_after_secs = retry_after;
     }
+}
+
+/// Drops what the client's merged collection policy disables or samples out, and sets the
+/// effective sample rate on the events kept.
+fn enforce_policies(prepared: &mut Prepared, policies: &PolicyCache, now: i64) {
+    let counts = &mut prepared.policy;
+    prepared.events.retain_mut(|(_, event)| {
+        let decision = policies.decide_event(event, now);
+        counts.record(&decision);
+        match decision {
+            Decision::Keep { sample_rate } => {
+                event.sample_rate = sample_rate;
+                true
+            }
+            Decision::Drop(_) | Decision::SampledOut => false,
+        }
+    });
 }

@@ -44,6 +44,7 @@ const TABLES: &[&dyn TableCopy] = &[
     &crate::store::delete::INDEX_DELETES,
     &crate::store::audit::AUDIT,
     &crate::store::audit::KV,
+    &crate::store::policies::POLICIES,
 ];
 
 /// One table, by its typed definition: copy it between databases, count its rows.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backup;
 pub mod blocks;
 pub mod delete;
+pub mod policies;
 pub mod vacuum;
 pub mod writer;
 
@@ -47,6 +48,10 @@ pub struct InstallRecord {
     pub release_channel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_code: Option<String>,
     pub events: u64,
 }
 
@@ -215,6 +220,7 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(delete::INDEX_DELETES)?;
     txn.open_table(audit::AUDIT)?;
     txn.open_table(audit::KV)?;
+    txn.open_table(policies::POLICIES)?;
     txn.commit()?;
     Ok(db)
 }

@@ -294,6 +294,8 @@ fn note_install(installs: &mut HashMap<String, InstallRecord>, event: &Event) {
             app_version: None,
             release_channel: None,
             country_code: None,
+            channel: None,
+            region_code: None,
             events: 0,
         });
     record.events += 1;
@@ -309,6 +311,8 @@ fn note_install(installs: &mut HashMap<String, InstallRecord>, event: &Event) {
         update(&mut record.app_version, &event.app_version);
         update(&mut record.release_channel, &event.release_channel);
         update(&mut record.country_code, &event.country_code);
+        update(&mut record.channel, &event.channel);
+        update(&mut record.region_code, &event.region_code);
     }
 }
 
@@ -337,6 +341,8 @@ fn merge_installs(
                     app_version: pick(new.app_version, old.app_version),
                     release_channel: pick(new.release_channel, old.release_channel),
                     country_code: pick(new.country_code, old.country_code),
+                    channel: pick(new.channel, old.channel),
+                    region_code: pick(new.region_code, old.region_code),
                     product: new.product,
                     install_id: new.install_id,
                 }

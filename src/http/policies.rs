@@ -1,0 +1,358 @@
+//! Collection policies over HTTP: the client config endpoint (merged settings, ETag, 304), the
+//! admin CRUD (validated, audited, applied to the cache at once) and the preview with its dry
+//! run over stored events.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::auth::Caller;
+use crate::http::blocking;
+use crate::model::{now_ms, Event};
+use crate::policies::{self, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError};
+use crate::search::Filter;
+use crate::store::audit::{self, AuditEntry};
+use crate::store::policies::{delete_policy, policy_exists, put_policy};
+use crate::AppState;
+
+const CACHE_CONTROL: &str = "private, max-age=60";
+const PREVIEW_INSTALL_WINDOW_MS: i64 = 30 * 86_400_000;
+/// Events read from the store per step of the dry run.
+const PREVIEW_CHUNK: usize = 5_000;
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::InvalidPolicy {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+/// `GET /api/v1/config`: the merged collection settings for one client.
+pub async fn client_config(
+    req: HttpRequest,
+    query: web::Query<ConfigQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = req
+        .headers()
+        .get(crate::http::ingest::INGEST_KEY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if query.product.is_some() || key.is_some() {
+        state
+            .ingest
+            .resolve_product(query.product.as_deref(), key)?;
+    }
+    let location = state
+        .ingest
+        .locate(crate::http::ingest::client_ip(&req, &state));
+    let known: Vec<&str> = state
+        .ingest
+        .products
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    let context = query
+        .into_inner()
+        .into_context(&known, location.country_code, location.region_code)
+        .map_err(|e| ApiError::invalid_parameter(&e.field, e.reason))?;
+    let config = state.policies.client_config(&context, now_ms());
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| policies::if_none_match(h, config.etag()));
+    let mut response = if matches {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, config.etag()))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL));
+    if matches {
+        return Ok(response.finish());
+    }
+    Ok(response
+        .content_type("application/json")
+        .body(config.body().to_string()))
+}
+
+fn product_ids(state: &AppState) -> Vec<&str> {
+    state
+        .ingest
+        .products
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect()
+}
+
+fn sorted(mut policies: Vec<Policy>) -> Vec<Policy> {
+    policies.sort_by(|a, b| (&a.product, b.priority, &a.id).cmp(&(&b.product, a.priority, &b.id)));
+    policies
+}
+
+/// `GET /api/v1/policies?product=`
+pub async fn list(
+    _caller: Caller,
+    query: web::Query<ProductParam>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let policies: Vec<Policy> = state
+        .policies
+        .policies()
+        .into_iter()
+        .filter(|p| {
+            query
+                .product
+                .as_deref()
+                .is_none_or(|want| p.product == want)
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "policies": sorted(policies) }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductParam {
+    product: Option<String>,
+}
+
+fn find(state: &AppState, id: &str) -> Result<Policy, ApiError> {
+    state
+        .policies
+        .policies()
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("policy {id}")))
+}
+
+/// `GET /api/v1/policies/{id}`
+pub async fn get(
+    _caller: Caller,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(find(&state, &id)?))
+}
+
+/// What an admin write does to the stored policies.
+enum Write {
+    Create(Policy),
+    Replace(Policy),
+    Delete(String),
+}
+
+/// Persists one change with its audit entry in one transaction, then refreshes the cache.
+async fn write(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    change: Write,
+) -> Result<(), ApiError> {
+    let actor = caller.name.clone();
+    state
+        .writer
+        .exclusive(move |store| {
+            store.write(|txn| {
+                let (action, target, result) = match &change {
+                    Write::Create(p) => {
+                        if policy_exists(txn, &p.id)? {
+                            return Ok(Err(ApiError::Conflict(format!(
+                                "policy {} already exists",
+                                p.id
+                            ))));
+                        }
+                        put_policy(txn, p)?;
+                        (
+                            "policy.create",
+                            p.id.clone(),
+                            json!({ "name": p.name, "product": p.product }),
+                        )
+                    }
+                    Write::Replace(p) => {
+                        put_policy(txn, p)?;
+                        (
+                            "policy.update",
+                            p.id.clone(),
+                            json!({ "name": p.name, "enabled": p.enabled }),
+                        )
+                    }
+                    Write::Delete(id) => {
+                        if !delete_policy(txn, id)? {
+                            return Ok(Err(ApiError::NotFound(format!("policy {id}"))));
+                        }
+                        ("policy.delete", id.clone(), json!({}))
+                    }
+                };
+                audit::append(
+                    txn,
+                    AuditEntry {
+                        id: 0,
+                        time_ms: now_ms(),
+                        actor,
+                        action: action.into(),
+                        target: format!("policy:{target}"),
+                        outcome: "ok".into(),
+                        result,
+                    },
+                )?;
+                Ok(Ok(()))
+            })
+        })
+        .await??;
+    let st = state.clone();
+    let stored = blocking(move || Ok(st.store.policies()?)).await?;
+    state.policies.replace(stored);
+    Ok(())
+}
+
+/// `POST /api/v1/policies` (admin)
+pub async fn create(
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let draft = PolicyDraft::from_json(&body)?;
+    policies::validate(&draft, &product_ids(&state))?;
+    let policy = draft.into_policy(policies::new_policy_id(), now_ms());
+    write(&state, &caller, Write::Create(policy.clone())).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/policies/{}", policy.id)))
+        .json(policy))
+}
+
+/// `PUT /api/v1/policies/{id}` (admin)
+pub async fn replace(
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let existing = find(&state, &id)?;
+    let draft = PolicyDraft::from_json(&body)?;
+    policies::validate(&draft, &product_ids(&state))?;
+    let policy = draft.into_update(&existing, now_ms())?;
+    write(&state, &caller, Write::Replace(policy.clone())).await?;
+    Ok(HttpResponse::Ok().json(policy))
+}
+
+/// `DELETE /api/v1/policies/{id}` (admin)
+pub async fn delete(
+    caller: Caller,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let id = id.into_inner();
+    write(&state, &caller, Write::Delete(id.clone())).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
+}
+
+/// `POST /api/v1/policies/preview` (admin): how many recent installs a draft matches, and what
+/// it would have done to the last 7 days of stored events.
+pub async fn preview(
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let draft = PolicyDraft::from_json(&body)?;
+    policies::validate(&draft, &product_ids(&state))?;
+    let now = now_ms();
+    let draft_id = draft.id.clone().unwrap_or_else(|| "draft".to_string());
+    let policy = draft.into_policy(draft_id, now);
+    let st = state.clone();
+    let report = blocking(move || {
+        let product = policy.product.clone();
+        let defaults = st
+            .config
+            .products
+            .iter()
+            .find(|p| p.id == product)
+            .map(|p| p.collection.clone())
+            .unwrap_or_default();
+        let existing: Vec<Policy> = st
+            .policies
+            .policies()
+            .into_iter()
+            .filter(|p| p.id != policy.id)
+            .collect();
+        let installs: Vec<InstallInfo> = st
+            .store
+            .installs()?
+            .into_iter()
+            .filter(|i| i.product == product && i.last_seen >= now - PREVIEW_INSTALL_WINDOW_MS)
+            .map(|i| InstallInfo {
+                product: i.product,
+                install_id: i.install_id,
+                platform: i.platform,
+                app_version: i.app_version,
+                release_channel: i.release_channel,
+                channel: i.channel,
+                country: i.country_code,
+                region: i.region_code,
+                last_seen: i.last_seen,
+            })
+            .collect();
+        let filter = Filter {
+            product: Some(product.clone()),
+            from_ms: Some(now - policies::preview::EVENT_WINDOW_MS),
+            ..Filter::default()
+        };
+        let positions = st.search.positions(&filter)?;
+        let events = StoredEvents::new(&st.store, positions);
+        Ok(policies::preview(
+            &policy, &defaults, &existing, &installs, events, now,
+        ))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Reads stored events by position lazily, a chunk at a time.
+struct StoredEvents<'a> {
+    store: &'a crate::store::Store,
+    positions: Vec<u64>,
+    next: usize,
+    buffer: std::vec::IntoIter<(u64, Event)>,
+}
+
+impl<'a> StoredEvents<'a> {
+    fn new(store: &'a crate::store::Store, positions: Vec<u64>) -> Self {
+        StoredEvents {
+            store,
+            positions,
+            next: 0,
+            buffer: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl Iterator for StoredEvents<'_> {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some((_, event)) = self.buffer.next() {
+                return Some(event);
+            }
+            if self.next >= self.positions.len() {
+                return None;
+            }
+            let end = (self.next + PREVIEW_CHUNK).min(self.positions.len());
+            let chunk = &self.positions[self.next..end];
+            self.next = end;
+            match self.store.events_at(chunk) {
+                Ok(events) => self.buffer = events.into_iter(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "preview: reading stored events failed");
+                    return None;
+                }
+            }
+        }
+    }
+}
