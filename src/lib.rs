@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
@@ -69,6 +70,7 @@ pub struct AppState {
     pub tokens: TokenSet,
     pub purge: Purge,
     pub policies: PolicyCache,
+    pub history: history::History,
 }
 
 impl AppState {
@@ -151,7 +153,9 @@ impl AppState {
             tokens,
             purge: Purge::default(),
             policies,
+            history: history::History::default(),
         });
+        history::start_sampler(std::sync::Arc::downgrade(&state.clone().into_inner()));
         // Index deletions a crash left half done; on a plain thread, as they wait for the writer.
         let pending =
             std::thread::scope(|s| s.spawn(|| privacy::apply_pending_tombstones(&state)).join());

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod ops;
 pub mod policies;
 pub mod search;
+pub mod stats;
 pub mod subjects;
 
 use std::time::Instant;
@@ -55,6 +56,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
             .service(resource("/api/v1/geo").route(web::get().to(search::geo)))
             .service(resource("/api/v1/stats").route(web::get().to(admin::stats)))
+            .service(resource("/api/v1/stats/overview").route(web::get().to(stats::overview)))
+            .service(resource("/api/v1/stats/timeseries").route(web::get().to(stats::timeseries)))
+            .service(resource("/api/v1/stats/breakdown").route(web::get().to(stats::breakdown)))
+            .service(resource("/api/v1/stats/history").route(web::get().to(stats::history)))
+            .service(resource("/api/v1/whoami").route(web::get().to(stats::whoami)))
             .service(
                 resource("/api/v1/subjects/{kind}/{id}")
                     .route(web::get().to(subjects::export))

@@ -40,7 +40,12 @@ pub struct FilterParams {
     pub to: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Export only: `ndjson` or `csv`.
     pub format: Option<String>,
+    /// Time series only: bucket width such as `1h`.
+    pub bucket: Option<String>,
+    /// Breakdown only: the field to group by.
+    pub field: Option<String>,
 }
 
 impl FilterParams {

@@ -1,0 +1,144 @@
+//! The small aggregation endpoints behind the UI's overview and metrics pages: who is signed in,
+//! the overview cards, events over time, breakdowns by a field (all from the index's fast
+//! fields), and the recorded metric history.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::auth::Caller;
+use crate::http::blocking;
+use crate::http::search::FilterParams;
+use crate::search::Filter;
+use crate::AppState;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `GET /api/v1/whoami`
+pub async fn whoami(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "name": caller.name, "role": caller.role.as_str() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductParam {
+    product: Option<String>,
+}
+
+/// `GET /api/v1/stats/overview`: the figures of the overview's cards.
+pub async fn overview(_caller: Caller, params: web::Query<ProductParam>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let product = params.product.clone().filter(|p| !p.is_empty());
+    let st = state.clone();
+    let body = blocking(move || {
+        let day = Filter {
+            product: product.clone(),
+            from_ms: Some(crate::model::now_ms() - DAY_MS),
+            ..Filter::default()
+        };
+        let errors = Filter {
+            level: Some("error,fatal".into()),
+            ..day.clone()
+        };
+        let events_24h = st.search.count(&day)?;
+        let errors_24h = st.search.count(&errors)?;
+        let installs: u64 = st.search.breakdown(&day, "product", 1000)?.iter().map(|r| r.installs).sum();
+        let stats = st.metrics.snapshot(st.gauges());
+        Ok(json!({
+            "events_24h": events_24h,
+            "errors_24h": errors_24h,
+            "active_installs_24h": installs,
+            "ingest_rate_per_s": st.history.ingest_rate(&st),
+            "rejected_total": stats.rejected_total,
+            "pii_blocked_total": stats.pii.rejected + stats.pii.scrubbed,
+            "store_events": stats.store.store_events,
+            "index_lag": stats.store.index_lag,
+        }))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `1h`, `15m`, `1d`, `30s` → milliseconds.
+fn parse_bucket(text: &str) -> Result<i64, ApiError> {
+    let bad = || ApiError::invalid_parameter("bucket", "must be a duration such as 5m, 1h or 1d");
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => DAY_MS,
+        _ => return Err(bad()),
+    };
+    (n > 0).then_some(n * unit_ms).ok_or_else(bad)
+}
+
+/// `GET /api/v1/stats/timeseries`: events per bucket, stacked by level.
+pub async fn timeseries(_caller: Caller, params: web::Query<FilterParams>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let bucket_ms = parse_bucket(params.bucket.as_deref().unwrap_or("1h"))?;
+    let mut filter = params.to_filter()?;
+    if filter.from_ms.is_none() {
+        filter.from_ms = Some(crate::model::now_ms() - DAY_MS);
+    }
+    let st = state.clone();
+    let buckets = blocking(move || {
+        st.search
+            .timeseries(&filter, bucket_ms)
+            .map_err(|e| ApiError::invalid_parameter("bucket", e.to_string()))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "bucket_ms": bucket_ms, "buckets": buckets })))
+}
+
+/// `GET /api/v1/stats/breakdown?field=`: events and installs by the values of one field.
+pub async fn breakdown(_caller: Caller, params: web::Query<FilterParams>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let field = params
+        .field
+        .clone()
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| ApiError::invalid_parameter("field", "is required, e.g. field=platform"))?;
+    let limit = params.limit.unwrap_or(10).clamp(1, 1000);
+    let filter = params.to_filter()?;
+    let st = state.clone();
+    let name = field.clone();
+    let rows = blocking(move || {
+        st.search
+            .breakdown(&filter, &name, limit)
+            .map_err(|e| ApiError::invalid_parameter("field", e.to_string()))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "field": field, "rows": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    minutes: Option<u64>,
+}
+
+/// `GET /api/v1/stats/history?minutes=60`: sampled counters and gauges, oldest first.
+pub async fn history(_caller: Caller, params: web::Query<HistoryParams>, state: web::Data<AppState>) -> HttpResponse {
+    let minutes = params.minutes.unwrap_or(60).clamp(1, 24 * 60);
+    HttpResponse::Ok().json(json!({
+        "interval_ms": crate::history::INTERVAL.as_millis() as u64,
+        "points": state.history.since(minutes),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets() {
+        assert_eq!(parse_bucket("1h").unwrap(), 3_600_000);
+        assert_eq!(parse_bucket("15m").unwrap(), 900_000);
+        assert_eq!(parse_bucket("2d").unwrap(), 2 * DAY_MS);
+        for bad in ["", "h", "0h", "5y", "-1h"] {
+            assert!(parse_bucket(bad).is_err(), "{bad}");
+        }
+    }
+}
