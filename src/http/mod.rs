@@ -10,6 +10,7 @@ pub mod policies;
 pub mod search;
 pub mod stats;
 pub mod subjects;
+pub mod ui;
 
 use std::time::Instant;
 
@@ -89,21 +90,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
-            .default_service(web::to(not_found)),
+            // UI files and client-side routes; the JSON 404 for `/api/...` and the rest.
+            .default_service(web::to(ui::serve)),
     );
 }
 
 /// A resource whose other methods answer `405` with a JSON error.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "route {} {}",
-        req.method(),
-        req.path()
-    )))
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

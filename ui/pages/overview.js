@@ -1,0 +1,81 @@
+// Overview: the last 24 h at a glance (events, errors, active installs, ingest rate, rejected
+// and PII-blocked counts), events over time stacked by level, and the top event names,
+// platforms and app versions of the chosen range; bars link into the Events page.
+
+import { h } from '../lib/dom.js';
+import { api, query } from '../lib/api.js';
+import { fmtNumber, fmtRate } from '../lib/format.js';
+import { stackedBars, hbars } from '../lib/chart.js';
+import { load, panel, pageHead, card, productSelect, rangePresets } from '../lib/ui.js';
+
+export const LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'];
+export const LEVEL_SERIES = LEVELS.map((level) => ({ label: level, cls: `s-${level}`, value: (b) => b.by_level?.[level] || 0 }));
+
+/** Bucket size for a time range, so a chart has 24 to 60 bars. */
+export function bucketFor(range) {
+  return { '-1h': '1m', '-24h': '1h', '-7d': '6h', '-30d': '1d' }[range] || '1d';
+}
+
+const RANGES = [['-24h', '24 h'], ['-7d', '7 d'], ['-30d', '30 d']];
+const BREAKDOWNS = [['name', 'Top event names'], ['platform', 'Platforms'], ['app_version', 'App versions']];
+
+/** The events-over-time chart for a timeseries answer. */
+export function eventsChart(series, title = 'Events over time by level', height = 220) {
+  const buckets = series.buckets.map((b) => ({ ...b, x: b.start_ms }));
+  return stackedBars(buckets, LEVEL_SERIES, { title, height });
+}
+
+export default {
+  title: 'Overview',
+  render(ctx) {
+    const state = { product: ctx.query.get('product') || '', range: ctx.query.get('range') || '-24h' };
+    const cards = h('div', { class: 'cards', id: 'overview-cards' });
+    const timeline = h('div', { id: 'overview-timeline' });
+    const breakdowns = BREAKDOWNS.map(([field]) => h('div', { id: `overview-${field}` }));
+    const rangeLabel = h('span', {}, RANGES.find(([r]) => r === state.range)?.[1] || state.range);
+
+    const refresh = async () => {
+      ctx.setQuery({ product: state.product, range: state.range === '-24h' ? '' : state.range });
+      rangeLabel.textContent = RANGES.find(([r]) => r === state.range)?.[1] || state.range;
+      const filter = { product: state.product, from: state.range };
+      const opts = { signal: ctx.signal };
+      const loads = [
+        load(cards, () => api(`/api/v1/stats/overview${query({ product: state.product })}`, opts), renderCards),
+        load(timeline, () => api(`/api/v1/stats/timeseries${query({ ...filter, bucket: bucketFor(state.range) })}`, opts),
+          (series) => eventsChart(series), { isEmpty: (s) => !s.buckets.some((b) => b.total > 0), empty: 'No events in this range.' }),
+        ...BREAKDOWNS.map(([field], i) => load(breakdowns[i],
+          () => api(`/api/v1/stats/breakdown${query({ ...filter, field, limit: 10 })}`, opts),
+          (r) => hbars(r.rows.map((row) => ({
+            label: row.value || '(none)',
+            value: row.events,
+            title: `${row.value}: ${fmtNumber(row.events)} events, ${fmtNumber(row.installs)} installs`,
+            href: `/events${query({ ...filter, [field]: row.value })}`,
+          })), { title: BREAKDOWNS[i][1] }),
+          { isEmpty: (r) => r.rows.length === 0, empty: 'No events in this range.' })),
+      ];
+      await Promise.all(loads);
+      ctx.loaded();
+    };
+
+    ctx.view.append(
+      pageHead('Overview', 'The last 24 hours of every product, or of one.',
+        productSelect(state.product, (v) => { state.product = v; refresh(); }),
+        rangePresets(state.range, (v) => { state.range = v; refresh(); }, RANGES)),
+      cards,
+      panel(null, h('h2', {}, 'Events over time (', rangeLabel, ')'), timeline),
+      h('div', { class: 'grid-3' }, BREAKDOWNS.map(([, title], i) => panel(title, breakdowns[i]))),
+    );
+    refresh();
+  },
+};
+
+function renderCards(o) {
+  return [
+    card('Events (24 h)', fmtNumber(o.events_24h), `${fmtNumber(o.store_events)} stored in total`, 'events_24h'),
+    card('Errors (24 h)', fmtNumber(o.errors_24h), 'level error or fatal', 'errors_24h'),
+    card('Active installs (24 h)', fmtNumber(o.active_installs_24h), null, 'active_installs_24h'),
+    card('Ingest rate', fmtRate(o.ingest_rate_per_s), 'over the last minute', 'ingest_rate_per_s'),
+    card('Rejected', fmtNumber(o.rejected_total), 'since start', 'rejected_total'),
+    card('PII blocked', fmtNumber(o.pii_blocked_total), o.index_lag ? `index lag ${fmtNumber(o.index_lag)}` : 'since start', 'pii_blocked_total'),
+  ];
+}
