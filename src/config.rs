@@ -44,7 +44,47 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub search: SearchConfig,
     pub retention: RetentionConfig,
+    pub clusters: ClustersConfig,
+    pub alerts: AlertsConfig,
     pub products: Vec<ProductConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClustersConfig {
+    /// When the clustering pass runs (cron with seconds).
+    pub schedule: String,
+    /// Severity thresholds and the spike rule.
+    pub escalation: crate::clusters::EscalationRules,
+}
+
+impl Default for ClustersConfig {
+    fn default() -> Self {
+        ClustersConfig {
+            schedule: "0 * * * * *".into(),
+            escalation: crate::clusters::EscalationRules::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Base URL of the admin UI, for links in alerts.
+    pub ui_base_url: String,
+    /// At most one alert per cluster and target in this many minutes.
+    pub throttle_minutes: u64,
+    pub webhooks: Vec<crate::clusters::WebhookTarget>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            ui_base_url: "http://127.0.0.1:8080".into(),
+            throttle_minutes: 30,
+            webhooks: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -430,18 +470,16 @@ impl Config {
                 "must be between 16 and 4096",
             ));
         }
-        if let Err(e) =
-            tokio_cron_scheduler::Job::new_async(self.retention.schedule.as_str(), |_, _| {
-                Box::pin(async {})
-            })
-        {
-            return Err(invalid(
-                "retention.schedule",
-                format!(
-                    "`{}` is not a cron schedule (sec min hour day month weekday): {e}",
-                    self.retention.schedule
-                ),
-            ));
+        check_schedule("retention.schedule", &self.retention.schedule)?;
+        check_schedule("clusters.schedule", &self.clusters.schedule)?;
+        self.clusters
+            .escalation
+            .validate()
+            .map_err(|e| invalid(format!("clusters.escalation.{}", e.field()), e.to_string()))?;
+        for (i, target) in self.alerts.webhooks.iter().enumerate() {
+            target.validate().map_err(|e| {
+                invalid(format!("alerts.webhooks[{i}].{}", e.field()), e.to_string())
+            })?;
         }
         if !(0.0..=1.0).contains(&self.retention.compact_free_ratio) {
             return Err(invalid(
@@ -590,6 +628,19 @@ impl ProductConfig {
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
+}
+
+fn check_schedule(key: &str, schedule: &str) -> Result<(), ConfigError> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| {
+            invalid(
+                key,
+                format!(
+                    "`{schedule}` is not a cron schedule (sec min hour day month weekday): {e}"
+                ),
+            )
+        })
 }
 
 /// Applies one `TELEMETRYD_SECTION__KEY=value` override to the parsed table.

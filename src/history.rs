@@ -91,13 +91,15 @@ impl History {
 
 /// Samples every `INTERVAL` until the appliance is gone.
 pub fn start_sampler(state: Weak<AppState>) {
-    let spawned = std::thread::Builder::new().name("metric-history".into()).spawn(move || loop {
-        match state.upgrade() {
-            Some(state) => state.history.sample(&state),
-            None => return,
-        }
-        std::thread::sleep(INTERVAL);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("metric-history".into())
+        .spawn(move || loop {
+            match state.upgrade() {
+                Some(state) => state.history.sample(&state),
+                None => return,
+            }
+            std::thread::sleep(INTERVAL);
+        });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "metric history is off: cannot start its thread");
     }

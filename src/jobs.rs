@@ -1,5 +1,5 @@
-//! Periodic jobs on tokio-cron-scheduler: the retention sweep (and, as later parts add them,
-//! clustering and alerting). Each job's blocking work runs on the blocking pool.
+//! Periodic jobs on tokio-cron-scheduler: the retention sweep and the clustering pass (which
+//! also sends the alerts). Each job's blocking work runs on the blocking pool.
 
 use std::sync::Arc;
 
@@ -26,7 +26,25 @@ pub async fn start(state: Arc<AppState>) -> Result<JobScheduler, JobSchedulerErr
             })
         })?)
         .await?;
+    let clustering = state.config.clusters.schedule.clone();
+    let job_state = state.clone();
+    scheduler
+        .add(Job::new_async(clustering.as_str(), move |_, _| {
+            let state = job_state.clone();
+            Box::pin(async move {
+                let result = tokio::task::spawn_blocking(move || state.clusters.pass(&state)).await;
+                match result {
+                    Ok(Ok(report)) if report.events > 0 => {
+                        tracing::debug!(?report, "clustering pass")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "clustering pass failed"),
+                    Err(e) => tracing::error!(error = %e, "clustering pass panicked"),
+                }
+            })
+        })?)
+        .await?;
     scheduler.start().await?;
-    tracing::info!(retention = %schedule, "jobs scheduled");
+    tracing::info!(retention = %schedule, clustering = %clustering, "jobs scheduled");
     Ok(scheduler)
 }

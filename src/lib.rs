@@ -4,6 +4,7 @@
 //! `main.rs` and the tests both use it.
 
 pub mod bench;
+pub mod clusters;
 pub mod config;
 pub mod error;
 pub mod history;
@@ -27,6 +28,8 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 
+use crate::clusters::service::Clusters;
+use crate::clusters::{Dispatcher, DispatcherConfig};
 use crate::config::{Config, ConfigError};
 use crate::error::StoreError;
 use crate::http::auth::TokenSet;
@@ -71,6 +74,7 @@ pub struct AppState {
     pub purge: Purge,
     pub policies: PolicyCache,
     pub history: history::History,
+    pub clusters: Clusters,
 }
 
 impl AppState {
@@ -135,6 +139,15 @@ impl AppState {
             "collection policies loaded"
         );
         policies.replace(stored_policies);
+        let mut alerts =
+            DispatcherConfig::new(config.alerts.webhooks.clone(), &config.alerts.ui_base_url);
+        alerts.throttle = std::time::Duration::from_secs(config.alerts.throttle_minutes * 60);
+        let dispatcher = Dispatcher::start(alerts).map_err(|source| StartError::Io {
+            context: "cannot start the alert dispatcher".into(),
+            source,
+        })?;
+        let clusters = Clusters::load(&store, config.clusters.escalation.clone(), dispatcher)?;
+        tracing::info!(webhooks = config.alerts.webhooks.len(), "clusters loaded");
         let metrics = Arc::new(Metrics::default());
         let indexer = search.clone();
         let writer = Writer::start(
@@ -154,6 +167,7 @@ impl AppState {
             purge: Purge::default(),
             policies,
             history: history::History::default(),
+            clusters,
         });
         history::start_sampler(std::sync::Arc::downgrade(&state.clone().into_inner()));
         // Index deletions a crash left half done; on a plain thread, as they wait for the writer.
@@ -182,6 +196,13 @@ impl AppState {
             index_docs: index.docs,
             index_size_bytes: index.size_bytes,
             index_lag: next_seq.saturating_sub(index.indexed_position),
+            alerts: self
+                .clusters
+                .dispatcher
+                .lock()
+                .ok()
+                .and_then(|d| d.as_ref().map(|d| d.stats()))
+                .unwrap_or_default(),
         }
     }
 }
@@ -238,6 +259,15 @@ pub async fn serve(
     let _ = scheduler.shutdown().await;
     state.writer.close();
     state.search.close();
+    if let Some(mut dispatcher) = state
+        .clusters
+        .dispatcher
+        .lock()
+        .ok()
+        .and_then(|mut d| d.take())
+    {
+        dispatcher.close();
+    }
     tracing::info!("store writer and index closed; bye");
     Ok(())
 }

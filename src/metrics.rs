@@ -86,6 +86,8 @@ pub struct Metrics {
     pub commits: Counter,
     pub commit_latency: Histogram,
     pub erasures: Counter,
+    pub clustering_runs: Counter,
+    pub clustering_events: Counter,
     pub sampled_out: Counter,
     dropped_by_policy: [Counter; DropReason::ALL.len()],
     pub purges: Counter,
@@ -106,6 +108,8 @@ pub struct Gauges {
     pub index_size_bytes: u64,
     /// Stored events not yet searchable.
     pub index_lag: u64,
+    /// Webhook deliveries (cumulative, from the alert dispatcher).
+    pub alerts: crate::clusters::AlertStats,
 }
 
 /// The ingest counters as JSON (`GET /api/v1/stats`).
@@ -307,7 +311,44 @@ impl Metrics {
                 gauges.index_lag,
             ),
         ];
-        for (kind, rows) in [("counter", &counters[..]), ("gauge", &gauge_values[..])] {
+        let alerts = &gauges.alerts;
+        let alert_counters = [
+            (
+                "alerts_delivered_total",
+                "Alerts delivered to webhooks.",
+                alerts.delivered,
+            ),
+            (
+                "alerts_failed_total",
+                "Alerts that could not be delivered.",
+                alerts.failed,
+            ),
+            (
+                "alerts_throttled_total",
+                "Alerts not sent because of the per-cluster throttle.",
+                alerts.throttled,
+            ),
+            (
+                "alerts_retries_total",
+                "Webhook delivery attempts after the first.",
+                alerts.retries,
+            ),
+            (
+                "clustering_runs_total",
+                "Clustering passes finished.",
+                self.clustering_runs.get(),
+            ),
+            (
+                "clustering_events_total",
+                "Events folded into clusters.",
+                self.clustering_events.get(),
+            ),
+        ];
+        for (kind, rows) in [
+            ("counter", &counters[..]),
+            ("counter", &alert_counters[..]),
+            ("gauge", &gauge_values[..]),
+        ] {
             for (name, help, value) in rows {
                 let _ = writeln!(out, "# HELP telemetryd_{name} {help}\n# TYPE telemetryd_{name} {kind}\ntelemetryd_{name} {value}");
             }

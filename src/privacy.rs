@@ -122,20 +122,19 @@ pub fn erase(
     let products: Vec<String> = state.ingest.products.iter().map(|p| p.id.clone()).collect();
     let subject = id.to_string();
     let actor = actor.to_string();
-    let (events_removed, installs_removed, tombstone_id, audit_id) = state.writer.exclusive_blocking(move |store| {
-        store.write(|txn| {
-            let deleted = delete::delete_events(txn, &seqs)?;
-            let mut installs = 0;
-            if kind == SubjectKind::Install {
-                for product in &products {
-                    installs += u64::from(delete::delete_install(txn, product, &subject)?);
+    let (deleted, (installs_removed, tombstone_id, audit_id)) = state.clusters.erase_events(state, move || {
+        Ok(state.writer.exclusive_blocking(move |store| {
+            store.write(|txn| {
+                let deleted = delete::delete_events(txn, &seqs)?;
+                let mut installs = 0;
+                if kind == SubjectKind::Install {
+                    for product in &products {
+                        installs += u64::from(delete::delete_install(txn, product, &subject)?);
+                    }
                 }
-            }
-            let tombstone_id = delete::add_tombstone(txn, &tombstone_bytes)?;
-            let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
-            let audit_id = audit::append(
-                txn,
-                AuditEntry {
+                let tombstone_id = delete::add_tombstone(txn, &tombstone_bytes)?;
+                let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
+                let entry = AuditEntry {
                     id: 0,
                     time_ms: now_ms(),
                     actor,
@@ -143,11 +142,13 @@ pub fn erase(
                     target,
                     outcome: "ok".into(),
                     result: serde_json::json!({ "events_removed": deleted.len(), "installs_removed": installs }),
-                },
-            )?;
-            Ok((deleted.len() as u64, installs, tombstone_id, audit_id))
-        })
+                };
+                let audit_id = audit::append(txn, entry)?;
+                Ok((deleted, (installs, tombstone_id, audit_id)))
+            })
+        })?)
     })?;
+    let events_removed = deleted.len() as u64;
     let index_documents_removed = apply_tombstone(state, tombstone_id, &tombstone)?;
     if kind == SubjectKind::Install {
         for product in &state.ingest.products {

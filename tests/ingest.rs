@@ -36,7 +36,7 @@ fn flat_sdk_batch_is_mapped_onto_the_event() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(
         resp.json(),
-        json!({"accepted": 7, "duplicates": 0, "rejected": []})
+        json!({"accepted": 7, "duplicates": 0, "dropped_by_policy": 0, "sampled_out": 0, "rejected": []})
     );
 
     let stored = server.stored();
@@ -440,11 +440,11 @@ fn duplicates_are_reported_not_stored_even_across_restarts() {
     .to_string();
     assert_eq!(
         server.post_events("", &batch).json(),
-        json!({"accepted": 3, "duplicates": 1, "rejected": []})
+        json!({"accepted": 3, "duplicates": 1, "dropped_by_policy": 0, "sampled_out": 0, "rejected": []})
     );
     assert_eq!(
         server.post_events("", &batch).json(),
-        json!({"accepted": 0, "duplicates": 4, "rejected": []})
+        json!({"accepted": 0, "duplicates": 4, "dropped_by_policy": 0, "sampled_out": 0, "rejected": []})
     );
     let dir = server.stop();
     let server = TestServer::start_in(dir, &config, &[]);

@@ -620,36 +620,79 @@ fn index_catches_up_after_its_directory_is_deleted() {
 fn overview_timeseries_breakdown_and_whoami() {
     let server = server();
     seed(&server);
-    assert_eq!(server.admin_get("/api/v1/whoami").json(), json!({"name": "ops", "role": "admin"}));
-    assert_eq!(server.get_as("/api/v1/whoami", VIEWER_TOKEN).json(), json!({"name": "dash", "role": "viewer"}));
+    assert_eq!(
+        server.admin_get("/api/v1/whoami").json(),
+        json!({"name": "ops", "role": "admin"})
+    );
+    assert_eq!(
+        server.get_as("/api/v1/whoami", VIEWER_TOKEN).json(),
+        json!({"name": "dash", "role": "viewer"})
+    );
 
     let overview = server.admin_get("/api/v1/stats/overview").json();
     assert_eq!(overview["events_24h"], 5);
     assert_eq!(overview["errors_24h"], 2);
     assert_eq!(overview["active_installs_24h"], 3);
     assert_eq!(overview["store_events"], 7);
-    assert_eq!(server.admin_get("/api/v1/stats/overview?product=sdk").json()["events_24h"], 2);
+    assert_eq!(
+        server
+            .admin_get("/api/v1/stats/overview?product=sdk")
+            .json()["events_24h"],
+        2
+    );
 
-    let series = server.admin_get("/api/v1/stats/timeseries?from=-3d&bucket=1d").json();
+    let series = server
+        .admin_get("/api/v1/stats/timeseries?from=-3d&bucket=1d")
+        .json();
     assert_eq!(series["bucket_ms"], 86_400_000);
     let buckets = series["buckets"].as_array().unwrap();
     let total: u64 = buckets.iter().map(|b| b["total"].as_u64().unwrap()).sum();
     assert_eq!(total, 6);
-    let errors: u64 = buckets.iter().map(|b| b["by_level"]["error"].as_u64().unwrap() + b["by_level"]["fatal"].as_u64().unwrap()).sum();
+    let errors: u64 = buckets
+        .iter()
+        .map(|b| {
+            b["by_level"]["error"].as_u64().unwrap() + b["by_level"]["fatal"].as_u64().unwrap()
+        })
+        .sum();
     assert_eq!(errors, 2);
-    let only_ios = server.admin_get("/api/v1/stats/timeseries?from=-1d&bucket=1h&platform=ios").json();
-    let ios_total: u64 = only_ios["buckets"].as_array().unwrap().iter().map(|b| b["total"].as_u64().unwrap()).sum();
+    let only_ios = server
+        .admin_get("/api/v1/stats/timeseries?from=-1d&bucket=1h&platform=ios")
+        .json();
+    let ios_total: u64 = only_ios["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["total"].as_u64().unwrap())
+        .sum();
     assert_eq!(ios_total, 2);
-    assert_eq!(server.admin_get("/api/v1/stats/timeseries?bucket=soon").error_code(), "invalid_parameter");
+    assert_eq!(
+        server
+            .admin_get("/api/v1/stats/timeseries?bucket=soon")
+            .error_code(),
+        "invalid_parameter"
+    );
 
-    let platforms = server.admin_get("/api/v1/stats/breakdown?field=platform&from=-30d").json();
-    assert_eq!(platforms["rows"][0], json!({"value": "ios", "events": 2, "installs": 1}));
-    let names = server.admin_get("/api/v1/stats/breakdown?field=name&limit=1&from=-30d").json();
+    let platforms = server
+        .admin_get("/api/v1/stats/breakdown?field=platform&from=-30d")
+        .json();
+    assert_eq!(
+        platforms["rows"][0],
+        json!({"value": "ios", "events": 2, "installs": 1})
+    );
+    let names = server
+        .admin_get("/api/v1/stats/breakdown?field=name&limit=1&from=-30d")
+        .json();
     assert_eq!(names["rows"].as_array().unwrap().len(), 1);
     assert_eq!(names["rows"][0]["value"], "call_completed");
-    assert_eq!(server.admin_get("/api/v1/stats/breakdown").error_code(), "invalid_parameter");
+    assert_eq!(
+        server.admin_get("/api/v1/stats/breakdown").error_code(),
+        "invalid_parameter"
+    );
 
     let history = server.admin_get("/api/v1/stats/history?minutes=5").json();
     assert_eq!(history["interval_ms"], 10_000);
-    assert!(!history["points"].as_array().unwrap().is_empty(), "the sampler records a point at start");
+    assert!(
+        !history["points"].as_array().unwrap().is_empty(),
+        "the sampler records a point at start"
+    );
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backup;
+pub mod clusters;
 pub mod ingest;
 pub mod ops;
 pub mod policies;
@@ -85,6 +86,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::put().to(policies::replace))
                     .route(web::delete().to(policies::delete)),
             )
+            .service(resource("/api/v1/clusters").route(web::get().to(clusters::list)))
+            .service(resource("/api/v1/clusters/timeline").route(web::get().to(clusters::timeline)))
+            .service(resource("/api/v1/clusters/run").route(web::post().to(clusters::run)))
+            .service(
+                resource("/api/v1/clusters/{id}")
+                    .route(web::get().to(clusters::get))
+                    .route(web::patch().to(clusters::patch)),
+            )
+            .service(
+                resource("/api/v1/clusters/{id}/timeline")
+                    .route(web::get().to(clusters::cluster_timeline)),
+            )
+            .service(resource("/api/v1/alerts").route(web::get().to(clusters::alerts)))
             .service(resource("/api/v1/audit").route(web::get().to(subjects::audit)))
             .service(resource("/api/v1/admin/backup").route(web::post().to(backup::post_backup)))
             .route("/healthz", web::get().to(ops::healthz))

@@ -27,7 +27,11 @@ pub struct ProductParam {
 }
 
 /// `GET /api/v1/stats/overview`: the figures of the overview's cards.
-pub async fn overview(_caller: Caller, params: web::Query<ProductParam>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn overview(
+    _caller: Caller,
+    params: web::Query<ProductParam>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let product = params.product.clone().filter(|p| !p.is_empty());
     let st = state.clone();
     let body = blocking(move || {
@@ -42,7 +46,12 @@ pub async fn overview(_caller: Caller, params: web::Query<ProductParam>, state: 
         };
         let events_24h = st.search.count(&day)?;
         let errors_24h = st.search.count(&errors)?;
-        let installs: u64 = st.search.breakdown(&day, "product", 1000)?.iter().map(|r| r.installs).sum();
+        let installs: u64 = st
+            .search
+            .breakdown(&day, "product", 1000)?
+            .iter()
+            .map(|r| r.installs)
+            .sum();
         let stats = st.metrics.snapshot(st.gauges());
         Ok(json!({
             "events_24h": events_24h,
@@ -77,7 +86,11 @@ fn parse_bucket(text: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/v1/stats/timeseries`: events per bucket, stacked by level.
-pub async fn timeseries(_caller: Caller, params: web::Query<FilterParams>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn timeseries(
+    _caller: Caller,
+    params: web::Query<FilterParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let bucket_ms = parse_bucket(params.bucket.as_deref().unwrap_or("1h"))?;
     let mut filter = params.to_filter()?;
     if filter.from_ms.is_none() {
@@ -94,7 +107,11 @@ pub async fn timeseries(_caller: Caller, params: web::Query<FilterParams>, state
 }
 
 /// `GET /api/v1/stats/breakdown?field=`: events and installs by the values of one field.
-pub async fn breakdown(_caller: Caller, params: web::Query<FilterParams>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn breakdown(
+    _caller: Caller,
+    params: web::Query<FilterParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let field = params
         .field
         .clone()
@@ -120,7 +137,11 @@ pub struct HistoryParams {
 }
 
 /// `GET /api/v1/stats/history?minutes=60`: sampled counters and gauges, oldest first.
-pub async fn history(_caller: Caller, params: web::Query<HistoryParams>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn history(
+    _caller: Caller,
+    params: web::Query<HistoryParams>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let minutes = params.minutes.unwrap_or(60).clamp(1, 24 * 60);
     HttpResponse::Ok().json(json!({
         "interval_ms": crate::history::INTERVAL.as_millis() as u64,

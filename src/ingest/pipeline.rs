@@ -223,7 +223,7 @@ impl EventContext<'_> {
         });
         let id = event_id(&product.id, draft.id.as_deref());
         let mut take = |f: Field| draft.strings.remove(&f);
-        Ok(Event {
+        let mut event = Event {
             id,
             product: product.id.clone(),
             name,
@@ -257,7 +257,10 @@ impl EventContext<'_> {
                 Source::Native
             },
             flags,
-        })
+        };
+        // After the scrub, so the normalised message holds no PII.
+        event.fingerprint = crate::clusters::fingerprint(&event);
+        Ok(event)
     }
 
     /// PII found in the name, ids, environment or dimensions: reject the event, or — with the

@@ -45,6 +45,7 @@ const TABLES: &[&dyn TableCopy] = &[
     &crate::store::audit::AUDIT,
     &crate::store::audit::KV,
     &crate::store::policies::POLICIES,
+    &crate::store::clusters::CLUSTERS,
 ];
 
 /// One table, by its typed definition: copy it between databases, count its rows.

@@ -49,8 +49,12 @@ impl Store {
     }
 }
 
-/// Deletes the events at these positions and their dedup ids; returns the deleted events.
-pub fn delete_events(txn: &WriteTransaction, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
+/// Deletes the events at these positions and their dedup ids; returns the deleted events with
+/// their positions.
+pub fn delete_events(
+    txn: &WriteTransaction,
+    seqs: &[u64],
+) -> Result<Vec<(u64, Event)>, StoreError> {
     let mut events = txn.open_table(EVENTS)?;
     let mut ids = txn.open_table(EVENT_IDS)?;
     // Group positions by the block that holds them.
@@ -77,7 +81,7 @@ pub fn delete_events(txn: &WriteTransaction, seqs: &[u64]) -> Result<Vec<Event>,
             if doomed.binary_search(&seq).is_ok() {
                 let event = decode_event(json)?;
                 ids.remove(event.id.as_u128())?;
-                deleted.push(event);
+                deleted.push((seq, event));
             } else {
                 rebuilt.push(seq, json);
             }

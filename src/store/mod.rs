@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod backup;
 pub mod blocks;
+pub mod clusters;
 pub mod delete;
 pub mod policies;
 pub mod vacuum;
@@ -221,6 +222,7 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(audit::AUDIT)?;
     txn.open_table(audit::KV)?;
     txn.open_table(policies::POLICIES)?;
+    txn.open_table(clusters::CLUSTERS)?;
     txn.commit()?;
     Ok(db)
 }

@@ -1,0 +1,418 @@
+//! The clusters at run time: the in-memory map (loaded from the store at start, written back
+//! after every change), the clustering pass over events stored since the persisted cursor,
+//! admin status changes, erasure, the alert dispatcher, and the API views. One mutex orders
+//! passes, admin changes and erasures, so none overwrites another.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::clusters::escalation::{day_start, DAY_MS};
+use crate::clusters::{
+    evaluate_pending, fold, Cluster, Dispatcher, EscalationRules, IgnoreUntil, Status,
+    StatusRequest,
+};
+use crate::error::{ApiError, StoreError};
+use crate::model::{now_ms, Event};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::clusters::{delete_cluster, put_cluster, set_cluster_cursor};
+use crate::store::Store;
+use crate::AppState;
+
+/// Events read from the store per step of a pass.
+const PASS_CHUNK: usize = 20_000;
+
+pub struct Clusters {
+    map: Mutex<HashMap<String, Cluster>>,
+    pub rules: EscalationRules,
+    pub dispatcher: Mutex<Option<Dispatcher>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub events: u64,
+    pub clustered: u64,
+    pub new_clusters: usize,
+    pub changes: usize,
+    pub cursor: u64,
+    pub duration_ms: u64,
+}
+
+impl Clusters {
+    pub fn load(
+        store: &Store,
+        rules: EscalationRules,
+        dispatcher: Dispatcher,
+    ) -> Result<Clusters, StoreError> {
+        Ok(Clusters {
+            map: Mutex::new(store.clusters()?),
+            rules,
+            dispatcher: Mutex::new(Some(dispatcher)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Cluster>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// After a failed write the map may be ahead of the store: the store wins.
+    fn reload(&self, map: &mut HashMap<String, Cluster>, store: &Store) {
+        match store.clusters() {
+            Ok(stored) => *map = stored,
+            Err(e) => tracing::error!(error = %e, "reloading clusters failed"),
+        }
+    }
+
+    /// Folds every event stored since the cursor, evaluates, persists clusters and cursor in
+    /// one transaction, then sends the alerts. Blocking.
+    pub fn pass(&self, state: &AppState) -> Result<PassReport, ApiError> {
+        let started = std::time::Instant::now();
+        let mut map = self.lock();
+        let mut cursor = state.store.cluster_cursor()?;
+        let end = state.store.next_seq()?;
+        let mut report = PassReport::default();
+        while cursor < end {
+            let chunk = state.store.events_from(cursor, PASS_CHUNK)?;
+            let Some((last, _)) = chunk.last() else { break };
+            let next = last + 1;
+            let summary = fold(&mut map, chunk.iter().map(|(_, e)| e));
+            report.events += summary.events;
+            report.clustered += summary.clustered;
+            report.new_clusters += summary.new_clusters.len();
+            cursor = next;
+        }
+        // Positions between the last event and `end` hold nothing (deleted): skip them too.
+        cursor = cursor.max(end);
+        let evaluation = evaluate_pending(&mut map, &self.rules, now_ms());
+        report.changes = evaluation.changes.len();
+        report.cursor = cursor;
+        let changed: Vec<Cluster> = evaluation
+            .evaluated
+            .iter()
+            .filter_map(|id| map.get(id).cloned())
+            .collect();
+        let persisted = state.writer.exclusive_blocking(move |store| {
+            store.write(|txn| {
+                for cluster in &changed {
+                    put_cluster(txn, cluster)?;
+                }
+                set_cluster_cursor(txn, cursor)
+            })
+        });
+        if let Err(e) = persisted {
+            self.reload(&mut map, &state.store);
+            return Err(e.into());
+        }
+        if let Some(dispatcher) = self
+            .dispatcher
+            .lock()
+            .ok()
+            .as_ref()
+            .and_then(|d| d.as_ref())
+        {
+            for (id, change) in &evaluation.changes {
+                if let Some(cluster) = map.get(id) {
+                    dispatcher.send(cluster, change);
+                }
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        state.metrics.clustering_runs.inc();
+        state.metrics.clustering_events.add(report.clustered);
+        Ok(report)
+    }
+
+    /// An admin's status change, persisted with its audit entry.
+    pub fn set_status(
+        &self,
+        state: &AppState,
+        id: &str,
+        request: StatusRequest,
+        actor: &str,
+    ) -> Result<ClusterView, ApiError> {
+        let mut map = self.lock();
+        let cluster = map
+            .get_mut(id)
+            .ok_or_else(|| ApiError::NotFound(format!("cluster {id}")))?;
+        let before = cluster.status.as_str();
+        cluster
+            .set_status(request.clone(), now_ms())
+            .map_err(|e| ApiError::invalid_parameter(e.field(), e.to_string()))?;
+        let updated = cluster.clone();
+        let entry = AuditEntry {
+            id: 0,
+            time_ms: now_ms(),
+            actor: actor.to_string(),
+            action: "cluster.update".into(),
+            target: format!("cluster:{id}"),
+            outcome: "ok".into(),
+            result: serde_json::json!({ "from": before, "to": updated.status.as_str(), "request": request }),
+        };
+        let saved = updated.clone();
+        let persisted = state.writer.exclusive_blocking(move |store| {
+            store.write(|txn| {
+                put_cluster(txn, &saved)?;
+                audit::append(txn, entry).map(|_| ())
+            })
+        });
+        if let Err(e) = persisted {
+            self.reload(&mut map, &state.store);
+            return Err(e.into());
+        }
+        Ok(ClusterView::of(&updated, 30))
+    }
+
+    /// Runs `delete` (the store side of an erasure) with no pass in between, then takes the
+    /// deleted events out of the clusters that had counted them (those below the cursor) and
+    /// writes those clusters back; clusters left empty are deleted.
+    /// `delete` returns the deleted events and anything else its caller wants back.
+    pub fn erase_events<T>(
+        &self,
+        state: &AppState,
+        delete: impl FnOnce() -> Result<(Vec<(u64, Event)>, T), ApiError>,
+    ) -> Result<(Vec<(u64, Event)>, T), ApiError> {
+        let mut map = self.lock();
+        let (deleted, extra) = delete()?;
+        let cursor = state.store.cluster_cursor()?;
+        let mut touched = std::collections::BTreeSet::new();
+        for (_, event) in deleted.iter().filter(|(seq, _)| *seq < cursor) {
+            let Some(id) = event.fingerprint.as_deref() else {
+                continue;
+            };
+            if let Some(cluster) = map.get_mut(id) {
+                cluster.remove(event);
+                touched.insert(id.to_string());
+            }
+        }
+        let mut keep = Vec::new();
+        let mut gone = Vec::new();
+        for id in touched {
+            match map.get(&id) {
+                Some(c) if c.count == 0 => gone.push(id),
+                Some(c) => keep.push(c.clone()),
+                None => {}
+            }
+        }
+        for id in &gone {
+            map.remove(id);
+        }
+        let persisted = state.writer.exclusive_blocking(move |store| {
+            store.write(|txn| {
+                for cluster in &keep {
+                    put_cluster(txn, cluster)?;
+                }
+                for id in &gone {
+                    delete_cluster(txn, id)?;
+                }
+                Ok(())
+            })
+        });
+        if let Err(e) = persisted {
+            self.reload(&mut map, &state.store);
+            return Err(e.into());
+        }
+        Ok((deleted, extra))
+    }
+
+    pub fn get(&self, id: &str) -> Option<Cluster> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Views of the clusters matching `filter`, sorted, one page; and the total.
+    pub fn list(&self, filter: &ListFilter) -> (Vec<ClusterView>, usize) {
+        let map = self.lock();
+        let mut matching: Vec<&Cluster> = map.values().filter(|c| filter.matches(c)).collect();
+        match filter.sort.as_deref() {
+            Some("count") => matching.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id))),
+            Some("installs") => matching.sort_by(|a, b| {
+                b.installs
+                    .estimate()
+                    .0
+                    .cmp(&a.installs.estimate().0)
+                    .then(a.id.cmp(&b.id))
+            }),
+            _ => matching.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id))),
+        }
+        let total = matching.len();
+        let page = matching
+            .into_iter()
+            .skip(filter.offset.unwrap_or(0))
+            .take(filter.limit.unwrap_or(50).clamp(1, 500))
+            .map(|c| ClusterView::of(c, 14))
+            .collect();
+        (page, total)
+    }
+
+    /// Events per day over the last `days`, stacked by severity (for the clusters timeline).
+    pub fn timeline(&self, product: Option<&str>, days: i64) -> Vec<SeverityDay> {
+        let map = self.lock();
+        let first = day_start(now_ms()) - (days - 1) * DAY_MS;
+        let mut out: Vec<SeverityDay> = (0..days)
+            .map(|i| SeverityDay {
+                day_ms: first + i * DAY_MS,
+                ..SeverityDay::default()
+            })
+            .collect();
+        for cluster in map
+            .values()
+            .filter(|c| product.is_none_or(|p| c.product == p))
+        {
+            for (day, count) in cluster.daily.range(first..) {
+                let slot = ((day - first) / DAY_MS) as usize;
+                if let Some(day) = out.get_mut(slot) {
+                    match cluster.severity {
+                        crate::clusters::Severity::Warn => day.warn += count,
+                        crate::clusters::Severity::Error => day.error += count,
+                        crate::clusters::Severity::Fatal => day.fatal += count,
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilter {
+    pub product: Option<String>,
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+    pub sort: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+impl ListFilter {
+    fn matches(&self, c: &Cluster) -> bool {
+        let eq = |want: &Option<String>, have: &str| {
+            want.as_deref().is_none_or(|w| w.is_empty() || w == have)
+        };
+        eq(&self.product, &c.product)
+            && eq(&self.status, c.status.as_str())
+            && eq(&self.severity, c.severity.as_str())
+            && self
+                .platform
+                .as_deref()
+                .is_none_or(|p| p.is_empty() || c.platforms.contains_key(p))
+            && self
+                .app_version
+                .as_deref()
+                .is_none_or(|v| v.is_empty() || c.app_versions.contains_key(v))
+    }
+
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let one_of = |name: &str, value: &Option<String>, allowed: &[&str]| match value.as_deref() {
+            Some(v) if !v.is_empty() && !allowed.contains(&v) => Err(ApiError::invalid_parameter(
+                name,
+                format!("must be one of {}", allowed.join(", ")),
+            )),
+            _ => Ok(()),
+        };
+        one_of(
+            "status",
+            &self.status,
+            &["open", "resolved", "ignored", "regressed"],
+        )?;
+        one_of("severity", &self.severity, &["warn", "error", "fatal"])?;
+        one_of("sort", &self.sort, &["last_seen", "count", "installs"])
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SeverityDay {
+    pub day_ms: i64,
+    pub warn: u64,
+    pub error: u64,
+    pub fatal: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCount {
+    pub day_ms: i64,
+    pub count: u64,
+}
+
+/// A cluster as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub id: String,
+    pub product: String,
+    pub title: String,
+    pub name: String,
+    pub platform: Option<String>,
+    pub channel: Option<String>,
+    pub module: Option<String>,
+    pub error_domain: Option<String>,
+    pub error_code: Option<String>,
+    pub severity: &'static str,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_in_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<IgnoreUntil>,
+    pub status_changed_at: i64,
+    pub escalating: bool,
+    pub count: u64,
+    pub installs: u64,
+    pub installs_estimated: bool,
+    pub app_versions: BTreeMap<String, u64>,
+    pub platforms: BTreeMap<String, u64>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub last_event_id: Option<uuid::Uuid>,
+    pub daily: Vec<DayCount>,
+}
+
+impl ClusterView {
+    /// The view with daily counts for the last `days` days (zeros included).
+    pub fn of(c: &Cluster, days: i64) -> ClusterView {
+        let (installs, exact) = c.installs.estimate();
+        let first = day_start(now_ms()) - (days - 1) * DAY_MS;
+        let daily = (0..days)
+            .map(|i| {
+                let day_ms = first + i * DAY_MS;
+                DayCount {
+                    day_ms,
+                    count: c.daily.get(&day_ms).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        let (resolved_in_version, ignore) = match &c.status {
+            Status::Resolved { in_version } => (in_version.clone(), None),
+            Status::Ignored { until } => (None, Some(until.clone())),
+            _ => (None, None),
+        };
+        ClusterView {
+            id: c.id.clone(),
+            product: c.product.clone(),
+            title: c.title.clone(),
+            name: c.name.clone(),
+            platform: c.platform.clone(),
+            channel: c.channel.clone(),
+            module: c.module.clone(),
+            error_domain: c.error_domain.clone(),
+            error_code: c.error_code.clone(),
+            severity: c.severity.as_str(),
+            status: c.status.as_str(),
+            resolved_in_version,
+            ignore,
+            status_changed_at: c.status_changed_at,
+            escalating: c.escalating,
+            count: c.count,
+            installs,
+            installs_estimated: !exact,
+            app_versions: c.app_versions.clone(),
+            platforms: c.platforms.clone(),
+            first_seen: c.first_seen,
+            last_seen: c.last_seen,
+            last_event_id: c.last_event_id,
+            daily,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The error-clusters API: the list with filters and sorting, one cluster with recent sample
+//! events (through search), admin status changes, the 14-day timeline, a pass on demand, and
+//! the alert log.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::clusters::service::{ClusterView, ListFilter};
+use crate::clusters::StatusRequest;
+use crate::error::ApiError;
+use crate::http::auth::Caller;
+use crate::http::blocking;
+use crate::search::{Filter, SearchRequest};
+use crate::AppState;
+
+const SAMPLES: usize = 10;
+
+/// `GET /api/v1/clusters`
+pub async fn list(
+    _caller: Caller,
+    filter: web::Query<ListFilter>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    filter.validate()?;
+    let (clusters, total) = state.clusters.list(&filter);
+    Ok(HttpResponse::Ok().json(json!({ "clusters": clusters, "total": total })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineParams {
+    product: Option<String>,
+    days: Option<i64>,
+}
+
+/// `GET /api/v1/clusters/timeline`: events per day of the last 14 days, stacked by severity.
+pub async fn timeline(
+    _caller: Caller,
+    params: web::Query<TimelineParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let days = params.days.unwrap_or(14);
+    if !(1..=35).contains(&days) {
+        return Err(ApiError::invalid_parameter(
+            "days",
+            "must be between 1 and 35",
+        ));
+    }
+    let product = params.product.as_deref().filter(|p| !p.is_empty());
+    Ok(HttpResponse::Ok().json(json!({ "days": state.clusters.timeline(product, days) })))
+}
+
+fn view(state: &AppState, id: &str, days: i64) -> Result<ClusterView, ApiError> {
+    state
+        .clusters
+        .get(id)
+        .map(|c| ClusterView::of(&c, days))
+        .ok_or_else(|| ApiError::NotFound(format!("cluster {id}")))
+}
+
+/// `GET /api/v1/clusters/{id}`: the cluster with its 30-day daily counts and recent events.
+pub async fn get(
+    _caller: Caller,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let cluster = view(&state, &id, 30)?;
+    let st = state.clone();
+    let fingerprint = cluster.id.clone();
+    let samples = blocking(move || {
+        let request = SearchRequest {
+            filter: Filter {
+                fingerprint: Some(fingerprint),
+                ..Filter::default()
+            },
+            limit: SAMPLES,
+            cursor: None,
+        };
+        let seqs: Vec<u64> = st
+            .search
+            .search(&request)?
+            .hits
+            .iter()
+            .map(|h| h.seq)
+            .collect();
+        Ok(st
+            .store
+            .events_at(&seqs)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "cluster": cluster, "samples": samples })))
+}
+
+/// `GET /api/v1/clusters/{id}/timeline`: events per day of the last 30 days.
+pub async fn cluster_timeline(
+    _caller: Caller,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(json!({ "days": view(&state, &id, 30)?.daily })))
+}
+
+/// `PATCH /api/v1/clusters/{id}` (admin): resolve (optionally in a version), ignore (with a
+/// condition) or reopen.
+pub async fn patch(
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let request: StatusRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_parameter("body", e.to_string()))?;
+    let st = state.clone();
+    let id = id.into_inner();
+    let updated = blocking(move || st.clusters.set_status(&st, &id, request, &caller.name)).await?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+/// `POST /api/v1/clusters/run` (admin): runs a clustering pass now.
+pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let st = state.clone();
+    let report = blocking(move || st.clusters.pass(&st)).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `GET /api/v1/alerts`: recent deliveries (newest first) and delivery counters.
+pub async fn alerts(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+    let dispatcher = state.clusters.dispatcher.lock();
+    let (entries, stats) = match dispatcher.as_ref().ok().and_then(|d| d.as_ref()) {
+        Some(d) => (json!(d.log()), json!(d.stats())),
+        None => (json!([]), json!({})),
+    };
+    HttpResponse::Ok().json(json!({ "entries": entries, "stats": stats }))
+}
