@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod clusters;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod history;
 pub mod http;

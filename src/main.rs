@@ -45,6 +45,8 @@ enum Command {
     },
     /// Send realistic load to a running server and report events/s and ack latency.
     Bench(telemetryd::bench::BenchArgs),
+    /// Fill a data dir with a realistic week of demo traffic (the server must be stopped).
+    Demo(telemetryd::demo::DemoArgs),
     /// Probe /readyz of a running server: exit 0 when it answers 200, 1 otherwise.
     Healthcheck(telemetryd::ops::HealthcheckArgs),
     /// Copy the store consistently into a new directory, while the server runs (or not).
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         (Some(Command::Serve { config }), _) | (None, Some(config)) => serve(&config),
         (Some(Command::CheckConfig { file }), _) => check_config(&file),
         (Some(Command::HashToken { generate }), _) => hash_token(generate),
+        (Some(Command::Demo(args)), _) => telemetryd::demo::run(&args),
         (Some(Command::Bench(args)), _) => telemetryd::bench::run(args)
             .map(|_| ())
             .map_err(|e| e.to_string()),
