@@ -51,6 +51,29 @@ struct Install {
     release_channel: &'static str,
 }
 
+/// What goes wrong: the event name, its level and the error's domain and code.
+#[derive(Clone, Copy)]
+struct Problem {
+    name: &'static str,
+    level: Level,
+    domain: &'static str,
+    code: &'static str,
+}
+
+const fn problem(
+    name: &'static str,
+    level: Level,
+    domain: &'static str,
+    code: &'static str,
+) -> Problem {
+    Problem {
+        name,
+        level,
+        domain,
+        code,
+    }
+}
+
 struct Maker {
     rng: fastrand::Rng,
     received_at: i64,
@@ -101,13 +124,16 @@ impl Maker {
     fn error(
         &mut self,
         install: &Install,
-        name: &str,
-        level: Level,
-        domain: &str,
-        code: &str,
+        problem: Problem,
         message: String,
         timestamp: i64,
     ) -> Event {
+        let Problem {
+            name,
+            level,
+            domain,
+            code,
+        } = problem;
         let mut event = self.event(install, name, timestamp);
         event.level = level;
         event.module = Some("dictation".into());
@@ -302,10 +328,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             .clone();
             target.push(maker.error(
                 install,
-                "recognition_failed",
-                Level::Error,
-                "speech",
-                &code_message.0,
+                problem("recognition_failed", Level::Error, "speech", code_message.0),
                 code_message.1,
                 at + 5_000,
             ));
@@ -314,10 +337,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         if install.platform == "ios" && day < 5 && maker.rng.u8(..15) == 0 {
             target.push(maker.error(
                 install,
-                "app_crashed",
-                Level::Fatal,
-                "keyboard",
-                "layout_overflow",
+                problem("app_crashed", Level::Fatal, "keyboard", "layout_overflow"),
                 "Index 12 out of range for layout with 11 keys".into(),
                 at + 8_000,
             ));
@@ -365,10 +385,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     for i in 0..6 {
         late.push(maker.error(
             &beta,
-            "app_crashed",
-            Level::Fatal,
-            "keyboard",
-            "layout_overflow",
+            problem("app_crashed", Level::Fatal, "keyboard", "layout_overflow"),
             "Index 12 out of range for layout with 11 keys".into(),
             now - DAY_MS + i * HOUR_MS,
         ));
@@ -379,10 +396,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         if install.product == "dictation-app" {
             late.push(maker.error(
                 install,
-                "sync_failed",
-                Level::Error,
-                "cloud",
-                "quota_exceeded",
+                problem("sync_failed", Level::Error, "cloud", "quota_exceeded"),
                 "Sync quota exceeded for workspace".into(),
                 now - 30 * HOUR_MS + i * HOUR_MS,
             ));
@@ -392,10 +406,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         let install = &installs[i % installs.len()];
         late.push(maker.error(
             install,
-            "sync_failed",
-            Level::Error,
-            "cloud",
-            "quota_exceeded",
+            problem("sync_failed", Level::Error, "cloud", "quota_exceeded"),
             "Sync quota exceeded for workspace".into(),
             now - 50 * 60_000 + i as i64 * 15_000,
         ));
