@@ -102,6 +102,8 @@ impl From<SearchError> for ApiError {
             SearchError::Query { message, position } => {
                 ApiError::InvalidQuery { message, position }
             }
+            SearchError::InvalidRequest(reason) => ApiError::InvalidBody(reason),
+            SearchError::Closed => ApiError::NotReady("the search index is closed".into()),
             other => ApiError::Internal(other.to_string()),
         }
     }

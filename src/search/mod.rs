@@ -9,7 +9,18 @@
 //! - [`aggregate`]: geo, time series by level, breakdowns.
 //!
 //! Threads: one indexer thread (owns the only `IndexWriter`), one tantivy indexing worker and
-//! `SearchOptions::merge_threads` merge threads. Queries run on the caller's thread.
+//! `SearchOptions::merge_threads` merge threads. Queries run on the caller's thread (use
+//! `web::block` from handlers).
+//!
+//! What the caller must do:
+//! - implement [`EventSource`] over the store and call [`SearchIndex::notify_committed`] after
+//!   every store commit, in position order (it never blocks; dropped batches are re-read);
+//! - map hits (`seq`) back to the store, skipping positions the store no longer has;
+//! - for retention/erasure: delete from the store first, then [`SearchIndex::delete`] with
+//!   `below_seq` = the store's `next_seq` at that moment, then (erasure) [`SearchIndex::purge`].
+//!   A crash between the store delete and the index commit leaves index documents without
+//!   store events: keep tombstones and re-issue their deletes after start (idempotent);
+//! - never run [`rebuild`] on the directory of an open [`SearchIndex`].
 
 mod aggregate;
 mod collect;
@@ -37,6 +48,13 @@ pub use query::parse_time_param;
 use crate::model::{now_ms, Event};
 use indexer::{Command, Indexer};
 use schema::{escape_json_key, exact_field, IndexFields};
+
+/// Below this many matches a page is found in one pass over all of them; above, by widening
+/// time windows from the newest end (tests always take the windowed path).
+#[cfg(not(test))]
+const FULL_SCAN_BELOW: u64 = 20_000;
+#[cfg(test)]
+const FULL_SCAN_BELOW: u64 = 1;
 
 /// The most hits one page returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -189,6 +207,23 @@ pub struct IndexStats {
     pub last_commit_ms: i64,
     /// Batches `notify_committed` dropped because the queue was full (indexed by catch-up).
     pub dropped_batches: u64,
+}
+
+/// Smallest and largest timestamp in the index (deleted documents included), if any.
+fn timestamp_bounds(searcher: &Searcher) -> Result<Option<(i64, i64)>, SearchError> {
+    let mut bounds: Option<(i64, i64)> = None;
+    for segment in searcher.segment_readers() {
+        if segment.num_docs() == 0 {
+            continue;
+        }
+        let column = segment.fast_fields().i64(schema::TIMESTAMP)?;
+        let (lo, hi) = (column.min_value(), column.max_value());
+        bounds = Some(match bounds {
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+            None => (lo, hi),
+        });
+    }
+    Ok(bounds)
 }
 
 fn encode_cursor(hit: (i64, u64)) -> String {
@@ -403,7 +438,19 @@ impl SearchIndex {
         let limit = request.limit.min(MAX_LIMIT);
         let searcher = self.searcher();
         let query = self.compile(&searcher, &request.filter)?;
-        let fruit = searcher.search(query.as_ref(), &collect::TopByTime { limit, after })?;
+        let total = searcher.search(query.as_ref(), &Count)? as u64;
+        let top = collect::TopByTime { limit, after };
+        let fruit = if total == 0 || limit == 0 {
+            collect::TopFruit {
+                total,
+                remaining: 0,
+                hits: Vec::new(),
+            }
+        } else if total < FULL_SCAN_BELOW {
+            searcher.search(query.as_ref(), &top)?
+        } else {
+            self.newest_first(&searcher, query.as_ref(), &top, total, &request.filter)?
+        };
         let next_cursor = match fruit.hits.last() {
             Some(last) if fruit.remaining > fruit.hits.len() as u64 => Some(encode_cursor(*last)),
             _ => None,
@@ -417,9 +464,65 @@ impl SearchIndex {
                     timestamp: *timestamp,
                 })
                 .collect(),
-            total: fruit.total,
+            total,
             next_cursor,
         })
+    }
+
+    /// The top of `top` without visiting every match: searches a window of time ending at the
+    /// newest possible timestamp (sized from the match density to hold about two pages), and
+    /// widens it 8-fold until it holds more than a page or covers the whole range.
+    fn newest_first(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        top: &collect::TopByTime,
+        total: u64,
+        filter: &Filter,
+    ) -> Result<collect::TopFruit, SearchError> {
+        let Some((min_ts, max_ts)) = timestamp_bounds(searcher)? else {
+            return Ok(searcher.search(query, top)?);
+        };
+        let mut upper = max_ts;
+        if let Some(to) = filter.to_ms {
+            upper = upper.min(to.saturating_sub(1));
+        }
+        if let Some((ts, _)) = top.after {
+            upper = upper.min(ts);
+        }
+        let lower = filter.from_ms.map_or(min_ts, |from| from.max(min_ts));
+        if upper < lower {
+            return Ok(collect::TopFruit {
+                total: 0,
+                remaining: 0,
+                hits: Vec::new(),
+            });
+        }
+        let range = i128::from(upper) - i128::from(lower) + 1;
+        let wanted = 2 * (top.limit as i128 + 1);
+        let mut span = (range * wanted / i128::from(total.max(1))).max(1);
+        loop {
+            let window_start = i128::from(upper) - span + 1;
+            if window_start <= i128::from(lower) {
+                return Ok(searcher.search(query, top)?);
+            }
+            let window = BooleanQuery::new(vec![
+                (Occur::Must, query.box_clone()),
+                (
+                    Occur::Must,
+                    query::time_range_query(
+                        &self.shared().fields,
+                        i64::try_from(window_start).ok(),
+                        upper.checked_add(1),
+                    ),
+                ),
+            ]);
+            let fruit = searcher.search(&window, top)?;
+            if fruit.remaining > top.limit as u64 {
+                return Ok(fruit);
+            }
+            span = span.saturating_mul(8);
+        }
     }
 
     /// Number of matching events.
@@ -476,16 +579,15 @@ impl SearchIndex {
     pub fn geo(&self, filter: &Filter) -> Result<Vec<CountryCount>, SearchError> {
         let searcher = self.searcher();
         let query = self.compile(&searcher, filter)?;
-        let by_country = aggregate::GroupBy {
-            columns: vec!["country".to_string()],
-            install_column: "install_id".to_string(),
-        };
-        let by_region = aggregate::GroupBy {
-            columns: vec!["country".to_string(), "region".to_string()],
-            install_column: "install_id".to_string(),
-        };
-        let (countries, regions) = searcher.search(query.as_ref(), &(by_country, by_region))?;
-        Ok(aggregate::geo_rows(countries, regions))
+        let groups = searcher.search(
+            query.as_ref(),
+            &aggregate::GroupBy {
+                column: "country".to_string(),
+                sub_column: Some("region".to_string()),
+                install_column: "install_id".to_string(),
+            },
+        )?;
+        Ok(aggregate::geo_rows(groups))
     }
 
     /// Counts per bucket of `bucket_ms` (aligned to multiples of `bucket_ms` since the epoch)
@@ -540,8 +642,9 @@ impl SearchIndex {
         Ok(aggregate::series_rows(&counts, first, last, bucket_ms))
     }
 
-    /// Events and distinct installs per value of `field` (any exact-match field or alias, or a
-    /// dimension as `dims.NAME` or `NAME`), sorted by events descending, at most `limit` rows.
+    /// Events and distinct installs per value of `field` (any exact-match field or alias except
+    /// `session_id`, or a dimension as `dims.NAME` or `NAME`), sorted by events descending, at
+    /// most `limit` rows. Events without a value are not counted.
     pub fn breakdown(
         &self,
         filter: &Filter,
@@ -550,7 +653,18 @@ impl SearchIndex {
     ) -> Result<Vec<BreakdownRow>, SearchError> {
         let searcher = self.searcher();
         let column = match exact_field(field) {
-            Some((_, spec)) => spec.name.to_string(),
+            Some((_, spec)) if spec.fast => spec.name.to_string(),
+            Some((_, spec)) => {
+                return Err(SearchError::InvalidRequest(format!(
+                    "cannot break down by \"{}\" (not kept as a column)",
+                    spec.name
+                )))
+            }
+            None if !query::is_field_name(field) => {
+                return Err(SearchError::InvalidRequest(format!(
+                    "cannot break down by \"{field}\": not a field name"
+                )))
+            }
             None => {
                 let key = field.strip_prefix("dims.").unwrap_or(field);
                 let column = format!("dims.{}", escape_json_key(key));
@@ -573,7 +687,8 @@ impl SearchIndex {
         let groups = searcher.search(
             query.as_ref(),
             &aggregate::GroupBy {
-                columns: vec![column],
+                column,
+                sub_column: None,
                 install_column: "install_id".to_string(),
             },
         )?;

@@ -42,7 +42,9 @@
 
 use std::ops::Bound;
 
-use tantivy::query::{AllQuery, BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
@@ -143,7 +145,7 @@ struct Token {
     pos: usize,
 }
 
-fn is_field_name(name: &str) -> bool {
+pub(crate) fn is_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
@@ -769,8 +771,12 @@ impl QueryContext<'_> {
                 }
                 Resolved::Exact(f, _) => term_query(Term::from_field_text(f, value)),
                 Resolved::Timestamp => {
-                    let ms = self.parse_time("", value, *value_pos)?;
-                    time_range_query(self.fields, Some(ms), ms.checked_add(1))
+                    return Err(syntax_error(
+                        format!(
+                            "\"timestamp\" needs a comparison (timestamp:>=2026-11-21T10:00:00Z) at position {field_pos}"
+                        ),
+                        *field_pos,
+                    ))
                 }
                 Resolved::Dim(key) => {
                     let mut term = json_path_term(self.fields.dims, &key);
@@ -855,6 +861,11 @@ impl QueryContext<'_> {
             }
             if !should.is_empty() {
                 clauses.push((Occur::Must, Box::new(BooleanQuery::new(should))));
+            }
+        }
+        if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
+            if from >= to {
+                return Ok(Box::new(EmptyQuery));
             }
         }
         if filter.from_ms.is_some() || filter.to_ms.is_some() {

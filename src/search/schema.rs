@@ -10,7 +10,7 @@
 //! | `seq` | u64, fast | hit → store key, cursor tie-break, `delete(.., below_seq)` |
 //! | `timestamp` | i64 ms, fast | time range filters (fast-field range), ordering, time series |
 //! | `text` | text, default tokenizer, positions | bare words and phrases |
-//! | exact fields ([`EXACT_FIELDS`]) | raw string, indexed + fast | `field:value`, filters, breakdowns |
+//! | exact fields ([`EXACT_FIELDS`]) | raw string, indexed + fast (not `session_id`) | `field:value`, filters, breakdowns |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
 //! | `metrics` | JSON numbers, fast only | `latency_ms:>500` (fast-field range) |
 
@@ -42,6 +42,9 @@ pub struct ExactField {
     /// Other names accepted in the query language.
     pub aliases: &'static [&'static str],
     pub value: fn(&Event) -> Option<&str>,
+    /// Also a fast (columnar) field, for breakdowns. Off for `session_id`: one new value every
+    /// few events makes its column the largest in the index, and nobody breaks down by session.
+    pub fast: bool,
 }
 
 impl ExactField {
@@ -60,86 +63,103 @@ pub const EXACT_FIELDS: [ExactField; 17] = [
         name: "product",
         aliases: &[],
         value: |e| Some(e.product.as_str()),
+        fast: true,
     },
     ExactField {
         name: "platform",
         aliases: &[],
         value: |e| e.platform.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "channel",
         aliases: &[],
         value: |e| e.channel.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "module",
         aliases: &[],
         value: |e| e.module.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "level",
         aliases: &[],
         value: |e| Some(e.level.as_str()),
+        fast: true,
     },
     ExactField {
         name: "name",
         aliases: &[],
         value: |e| Some(e.name.as_str()),
+        fast: true,
     },
     ExactField {
         name: "app_version",
         aliases: &[],
         value: |e| e.app_version.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "release_channel",
         aliases: &[],
         value: |e| e.release_channel.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "country",
         aliases: &["country_code"],
         value: |e| e.country_code.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "region",
         aliases: &["region_code"],
         value: |e| e.region_code.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "install_id",
         aliases: &[],
         value: |e| e.install_id.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "user_id",
         aliases: &[],
         value: |e| e.user_id.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "session_id",
         aliases: &[],
         value: |e| e.session_id.as_deref(),
+        fast: false,
     },
     ExactField {
         name: "fingerprint",
         aliases: &[],
         value: |e| e.fingerprint.as_deref(),
+        fast: true,
     },
     ExactField {
         name: "error_code",
         aliases: &[],
         value: |e| error_part(e, |x| x.code.as_deref()),
+        fast: true,
     },
     ExactField {
         name: "error_domain",
         aliases: &[],
         value: |e| error_part(e, |x| x.domain.as_deref()),
+        fast: true,
     },
     ExactField {
         name: "os_family",
         aliases: &[],
         value: |e| e.os_family.as_deref(),
+        fast: true,
     },
 ];
 
@@ -183,12 +203,13 @@ pub fn build_schema() -> (Schema, IndexFields) {
     let exact = EXACT_FIELDS
         .iter()
         .map(|f| {
-            builder.add_text_field(
-                f.name,
-                TextOptions::default()
-                    .set_indexing_options(raw_indexing.clone())
-                    .set_fast("raw"),
-            )
+            let options = TextOptions::default().set_indexing_options(raw_indexing.clone());
+            let options = if f.fast {
+                options.set_fast("raw")
+            } else {
+                options
+            };
+            builder.add_text_field(f.name, options)
         })
         .collect();
     let dims = builder.add_json_field(
