@@ -402,13 +402,15 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             ));
         }
     }
-    for i in 0..180 {
-        let install = &installs[i % installs.len()];
+    // The burst fills the last whole hour, so the spike shows whatever the time now.
+    let burst_hour = now - now.rem_euclid(HOUR_MS) - HOUR_MS;
+    let ios: Vec<&Install> = installs.iter().filter(|i| i.platform == "ios").collect();
+    for i in 0..150 {
         late.push(maker.error(
-            install,
+            ios[i % ios.len()],
             problem("sync_failed", Level::Error, "cloud", "quota_exceeded"),
             "Sync quota exceeded for workspace".into(),
-            now - 50 * 60_000 + i as i64 * 15_000,
+            burst_hour + i as i64 * 20_000,
         ));
     }
     stored += write(&state, late)?;

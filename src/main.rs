@@ -45,6 +45,12 @@ enum Command {
     },
     /// Send realistic load to a running server and report events/s and ack latency.
     Bench(telemetryd::bench::BenchArgs),
+    /// Rebuild the search index from the store, from scratch (the server must be stopped).
+    Reindex {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Fill a data dir with a realistic week of demo traffic (the server must be stopped).
     Demo(telemetryd::demo::DemoArgs),
     /// Probe /readyz of a running server: exit 0 when it answers 200, 1 otherwise.
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         (Some(Command::CheckConfig { file }), _) => check_config(&file),
         (Some(Command::HashToken { generate }), _) => hash_token(generate),
         (Some(Command::Demo(args)), _) => telemetryd::demo::run(&args),
+        (Some(Command::Reindex { config }), _) => reindex(&config),
         (Some(Command::Bench(args)), _) => telemetryd::bench::run(args)
             .map(|_| ())
             .map_err(|e| e.to_string()),
@@ -144,6 +151,40 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+fn reindex(path: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let data_dir = &config.server.data_dir;
+    let store = telemetryd::store::Store::open(data_dir)
+        .map_err(|e| format!("{e} (stop the server first: the store is open)"))?;
+    let options = telemetryd::search::SearchOptions {
+        writer_memory_bytes: config.search.writer_memory_mb * 1024 * 1024,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let mut last_line = std::time::Instant::now();
+    let mut progress = |done: u64, total: u64| {
+        if last_line.elapsed().as_secs() >= 1 || done == total {
+            eprintln!(
+                "reindex: {done} / {total} events ({:.0}%)",
+                done as f64 * 100.0 / total.max(1) as f64
+            );
+            last_line = std::time::Instant::now();
+        }
+    };
+    let indexed = telemetryd::search::rebuild(
+        &data_dir.join(telemetryd::INDEX_DIR),
+        &store,
+        &options,
+        &mut progress,
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "reindex: {indexed} events indexed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn check_config(path: &Path) -> Result<(), String> {

@@ -301,3 +301,92 @@ fn hash_token_prints_the_config_hash() {
         telemetryd::http::auth::hash_token(&token)
     );
 }
+
+#[test]
+fn demo_fills_a_data_dir_and_reindex_rebuilds_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = write_config(dir.path(), port);
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            "8000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error clusters") && text.contains("2 collection policies"),
+        "{text}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["reindex", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(100%)"),
+        "progress is shown"
+    );
+
+    let mut server = start(&config, &dir.path().join("server.log"));
+    wait_ready(&url);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let get = |path: &str| {
+        request(
+            "GET",
+            &format!("{url}{path}"),
+            &[("authorization", auth.as_str())],
+            None,
+        )
+        .json()
+    };
+    let ready = get("/readyz");
+    assert_eq!(
+        get("/api/v1/events?limit=1")["total"],
+        ready["store"]["events"]
+    );
+    let clusters = get("/api/v1/clusters?limit=100");
+    let statuses: Vec<&str> = clusters["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"regressed"), "{statuses:?}");
+    assert!(clusters["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["escalating"] == true));
+    assert_eq!(
+        get("/api/v1/policies")["policies"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(get("/api/v1/geo")["countries"].as_array().unwrap().len() >= 5);
+    // Reindex refuses while the server holds the store.
+    let out = Command::new(BIN)
+        .args(["reindex", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
