@@ -1,6 +1,8 @@
-//! `telemetryd bench`: a load generator that sends realistic traffic to a running server — flat
-//! SDK batches shaped like the voice-AI SDK's and native app batches, a few percent errors —
-//! over many keep-alive connections, and reports events/s and ack latency percentiles.
+//! `telemetryd bench`: a load generator for a running server. `--mode ingest` (the default)
+//! sends realistic traffic — flat SDK batches shaped like the voice-AI SDK's and native app
+//! batches, a few percent errors — and reports events/s and ack latency percentiles;
+//! `--mode query` runs realistic searches (free text + two filters + a 7-day range) and reports
+//! their latency; `--mode searchable` sends single events and measures ack → searchable.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -10,11 +12,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Send events.
+    Ingest,
+    /// Run searches (needs --token).
+    Query,
+    /// Send one event at a time and time until search finds it (needs --token).
+    Searchable,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Base URL of the server, e.g. http://127.0.0.1:8080
     #[arg(long)]
     pub target: String,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Ingest)]
+    pub mode: Mode,
+    /// Admin or viewer token, for the query and searchable modes.
+    #[arg(long, env = "TELEMETRYD_TOKEN")]
+    pub token: Option<String>,
     /// Events per request.
     #[arg(long, default_value_t = 50)]
     pub batch_size: usize,
@@ -142,7 +160,7 @@ async fn run_async(args: BenchArgs) -> std::io::Result<BenchReport> {
     }
     let tally = tally.borrow();
     let report = summarize(&tally, started.elapsed());
-    print_report(&report);
+    print_report(&report, args.mode);
     Ok(report)
 }
 
@@ -175,8 +193,20 @@ impl Worker {
                 }
                 next_send += interval;
             }
-            self.tally.borrow_mut().events_sent += self.args.batch_size as u64;
-            self.send_one().await;
+            match self.args.mode {
+                Mode::Ingest => {
+                    self.tally.borrow_mut().events_sent += self.args.batch_size as u64;
+                    self.send_one().await;
+                }
+                Mode::Query => {
+                    self.tally.borrow_mut().events_sent += 1;
+                    self.query_one().await;
+                }
+                Mode::Searchable => {
+                    self.tally.borrow_mut().events_sent += 1;
+                    self.searchable_one().await;
+                }
+            }
         }
     }
 
@@ -261,6 +291,99 @@ impl Worker {
         }
     }
 
+    /// One realistic explorer search: a word, two filters and the last 7 days.
+    async fn query_one(&mut self) {
+        let word = pick(
+            &mut self.rng,
+            &[
+                "timeout",
+                "recognizer",
+                "completed",
+                "dictation",
+                "shown",
+                "error",
+            ],
+        );
+        let platform = pick(&mut self.rng, &["ios", "android", "python", "web"]);
+        let level = pick(&mut self.rng, &["info", "error", "warn"]);
+        let path =
+            format!("/api/v1/events?q={word}&platform={platform}&level={level}&from=-7d&limit=50");
+        let started = Instant::now();
+        match self.get_json(&path).await {
+            Some(_) => self.record(1, started.elapsed()),
+            None => actix_web::rt::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+
+    /// Sends one event, then searches for it until it is found: ack → searchable.
+    async fn searchable_one(&mut self) {
+        let marker = format!("probe-{:032x}", self.rng.u128(..));
+        let body =
+            json!([{"name": "app_opened", "installId": marker, "platform": "ios"}]).to_string();
+        let url = format!(
+            "{}/api/v1/events?product={}",
+            self.args.target.trim_end_matches('/'),
+            self.args.native_product
+        );
+        let sent = self
+            .client
+            .post(url)
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+            .await;
+        if !matches!(&sent, Ok(r) if r.status().is_success()) {
+            self.note_error("probe not acknowledged".into());
+            return;
+        }
+        let acked = Instant::now();
+        let path = format!("/api/v1/events?install_id={marker}&limit=1");
+        while acked.elapsed() < Duration::from_secs(30) {
+            let found = self
+                .get_json(&path)
+                .await
+                .and_then(|v| v.get("total").and_then(Value::as_u64));
+            if found == Some(1) {
+                self.record(1, acked.elapsed());
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.note_error("probe not searchable within 30 s".into());
+    }
+
+    async fn get_json(&mut self, path: &str) -> Option<Value> {
+        let url = format!("{}{path}", self.args.target.trim_end_matches('/'));
+        let token = format!("Bearer {}", self.args.token.as_deref().unwrap_or_default());
+        let mut response = match self
+            .client
+            .get(url)
+            .insert_header(("authorization", token))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.note_error(format!("connection: {e}"));
+                return None;
+            }
+        };
+        if !response.status().is_success() {
+            self.note_error(format!("HTTP {}", response.status().as_u16()));
+            return None;
+        }
+        let body = response.body().limit(16 << 20).await.ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    fn record(&self, done: u64, elapsed: Duration) {
+        let mut tally = self.tally.borrow_mut();
+        tally.requests += 1;
+        tally.events_acked += done;
+        tally
+            .latencies_us
+            .push(elapsed.as_micros().min(u32::MAX as u128) as u32);
+    }
+
     fn note_error(&self, kind: String) {
         *self.tally.borrow_mut().errors.entry(kind).or_default() += 1;
     }
@@ -309,14 +432,19 @@ fn summarize(tally: &Tally, elapsed: Duration) -> BenchReport {
     }
 }
 
-fn print_report(r: &BenchReport) {
+fn print_report(r: &BenchReport, mode: Mode) {
+    let (unit, latency) = match mode {
+        Mode::Ingest => ("events", "ack latency"),
+        Mode::Query => ("queries", "query latency"),
+        Mode::Searchable => ("probes", "ack → searchable"),
+    };
     println!(
-        "bench: {:.1} s, {} requests, {} events acked ({} rejected)",
+        "bench: {:.1} s, {} requests, {} {unit} done ({} rejected)",
         r.seconds, r.requests, r.events_acked, r.events_rejected
     );
-    println!("bench: throughput {:.0} events/s", r.events_per_second);
+    println!("bench: throughput {:.0} {unit}/s", r.events_per_second);
     println!(
-        "bench: ack latency p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms",
+        "bench: {latency} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms",
         r.p50_ms, r.p95_ms, r.p99_ms
     );
     if r.errors.is_empty() {

@@ -197,6 +197,22 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The code for an error response that did not come from `ApiError` (actix's own rejections).
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        431 => "headers_too_large",
+        500.. => "internal",
+        _ => "bad_request",
+    }
+}
+
 /// Why one event of a batch was not stored. The batch itself still succeeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

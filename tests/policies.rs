@@ -432,3 +432,17 @@ fn preview_counts_installs_and_dry_runs_stored_events() {
         0
     );
 }
+
+#[test]
+fn oversized_admin_bodies_get_a_json_error() {
+    let server = TestServer::shipped(&[]);
+    let huge = json!({"name": "x".repeat(400_000), "product": "voice-sdk"});
+    let resp = admin("POST", &server, "/api/v1/policies", Some(huge));
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (413, "payload_too_large"),
+        "{}",
+        resp.text()
+    );
+    assert!(!resp.json()["error"]["message"].as_str().unwrap().is_empty());
+}

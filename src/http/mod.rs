@@ -15,7 +15,9 @@ pub mod ui;
 
 use std::time::Instant;
 
-use actix_web::dev::Service;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
@@ -32,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("")
+            .wrap(ErrorHandlers::new().default_handler(json_errors))
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
                 let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -107,6 +110,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // UI files and client-side routes; the JSON 404 for `/api/...` and the rest.
             .default_service(web::to(ui::serve)),
     );
+}
+
+/// Errors actix produces itself (a body over an extractor's limit, a bad header) come as plain
+/// text; they leave as the same JSON error body as every other error.
+fn json_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || res.status().as_u16() < 400 {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let message = res
+        .response()
+        .error()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let body = serde_json::json!({ "error": { "code": crate::error::code_for_status(status), "message": message } });
+    let (req, _) = res.into_parts();
+    let response = HttpResponse::build(status).json(body).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
+        req, response,
+    )))
 }
 
 /// A resource whose other methods answer `405` with a JSON error.
