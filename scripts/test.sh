@@ -11,3 +11,20 @@ fi
 
 cargo build --locked --all-targets
 cargo test --locked --all-targets -- --test-threads "${TEST_THREADS:-2}"
+
+# Browser tests of the admin UI (tests/e2e): Debian's chromium driven by playwright-core against
+# the debug binary built above, on a store filled by `telemetryd demo`. Screenshots and page
+# timings go to target/e2e-screenshots/.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test.sh: installing chromium for the UI tests" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v node >/dev/null 2>&1; then
+  echo "test.sh: installing node for the UI tests" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+node tests/e2e/run.mjs

@@ -12,6 +12,7 @@ let view = null;
 let guard = null;
 let current = null;
 let onRendered = () => {};
+let firstRender = true;
 
 function compile(pattern) {
   const names = [];
@@ -116,7 +117,9 @@ function render() {
     view.textContent = `This page failed to render: ${e.message}`;
     throw e;
   }
-  if (!view.contains(document.activeElement)) view.focus({ preventScroll: true });
+  // After a navigation (not the first page), focus moves to the new content for screen readers.
+  if (!firstRender && !view.contains(document.activeElement)) view.focus({ preventScroll: true });
+  firstRender = false;
 }
 
 const notFoundPage = {

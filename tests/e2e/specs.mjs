@@ -1,0 +1,374 @@
+// The end-to-end tests, run in order against one filled server: sign-in for both roles and a
+// rejected token; every page shows the data the API has (texts and counts); search narrows;
+// rows expand; links lead to the cluster and the install; resolving a cluster; a policy built
+// in the builder is served by /api/v1/config; an erasure empties the Events page; narrow
+// screen, dark theme, keyboard; page timings; nothing requested from elsewhere.
+
+import assert from 'node:assert/strict';
+import { ADMIN_TOKEN, VIEWER_TOKEN } from './server.mjs';
+import { LOCALE, TIME_ZONE } from './browser.mjs';
+
+const fmt = (n) => new Intl.NumberFormat(LOCALE).format(n);
+const fmtTime = (ms) => new Intl.DateTimeFormat(LOCALE, { dateStyle: 'medium', timeStyle: 'medium', timeZone: TIME_ZONE }).format(ms);
+const qs = (params) => new URLSearchParams(params).toString();
+
+/** Waits until `fn()` is truthy (polling the page), with a message naming what was awaited. */
+async function until(what, fn, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+async function cardValue(tab, key) {
+  return tab.text(`[data-card="${key}"] .value`);
+}
+
+export const specs = [
+  ['sign-in: a wrong token is refused, the admin signs in, sees who they are, and signs out', async (t) => {
+    const tab = await t.newTab();
+    await tab.load('/');
+    assert.equal(await tab.page.getAttribute('#view', 'data-route'), 'signin');
+    assert.equal(await tab.page.isVisible('#nav'), false, 'no navigation before sign-in');
+    await tab.shot('01-sign-in');
+    await tab.page.fill('#token', 'not-a-real-token');
+    await tab.page.click('#view button[type="submit"]');
+    await until('the refusal', async () => (await tab.text('#signin-message')).includes('not accepted (invalid_token)'));
+    await tab.page.fill('#token', ADMIN_TOKEN);
+    await tab.page.click('#view button[type="submit"]');
+    await tab.waitLoaded();
+    assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/');
+    assert.match(await tab.text('#who'), /^Signed in as ops/);
+    assert.equal(await tab.text('#who .role'), 'admin');
+    await tab.page.click('#sign-out');
+    await tab.page.waitForSelector('#signin-reason');
+    assert.equal(await tab.text('#signin-reason'), 'You signed out.');
+    assert.equal(await tab.page.evaluate(() => sessionStorage.length), 0, 'the token is forgotten');
+    await tab.signIn(ADMIN_TOKEN);
+    t.admin = tab;
+  }],
+
+  ['sign-in: a viewer sees the data but no write controls', async (t) => {
+    const tab = await t.newTab();
+    await tab.signIn(VIEWER_TOKEN);
+    assert.equal(await tab.text('#who .role'), 'viewer');
+    assert.match(await tab.text('#who'), /Signed in as dash/);
+    await tab.visit('/clusters');
+    const clusters = await t.api('/api/v1/clusters?limit=25');
+    assert.equal(await tab.page.locator('.cluster-row').count(), clusters.clusters.length);
+    assert.equal(await tab.page.locator('.cluster-actions').count(), 0, 'no resolve/ignore for viewers');
+    await tab.shot('02-viewer-clusters');
+    await tab.visit('/policies');
+    assert.equal(await tab.page.locator('#new-policy').count(), 0);
+    assert.equal(await tab.page.getByRole('button', { name: /Disable|Enable|Delete/ }).count(), 0);
+    await tab.visit('/privacy');
+    assert.equal(await tab.page.locator('#erase-subject').count(), 0);
+    assert.match(await tab.text('#view'), /The audit log is visible to admins only/);
+    t.viewer = tab;
+  }],
+
+  ['sign-in: a token that stops being accepted brings the sign-in back with a message', async (t) => {
+    const tab = t.viewer;
+    await tab.page.evaluate(() => sessionStorage.setItem('telemetryd.token', 'revoked-token'));
+    await tab.visit('/events');
+    await tab.page.waitForSelector('#signin-reason');
+    assert.match(await tab.text('#signin-reason'), /no longer accepted/);
+    assert.equal(await tab.page.isVisible('#nav'), false);
+    await tab.shot('03-token-rejected');
+  }],
+
+  ['overview: the cards, the level chart and the top lists show the API figures', async (t) => {
+    const tab = t.admin;
+    await tab.visit('/');
+    const o = await t.api('/api/v1/stats/overview');
+    for (const key of ['events_24h', 'errors_24h', 'active_installs_24h', 'rejected_total', 'pii_blocked_total']) {
+      assert.equal(await cardValue(tab, key), fmt(o[key]), key);
+    }
+    assert.ok(o.events_24h > 0, 'the demo data has events in the last 24 h');
+    const series = await t.api('/api/v1/stats/timeseries?from=-24h&bucket=1h');
+    const nonEmpty = series.buckets.filter((b) => b.total > 0).length;
+    assert.ok(await tab.page.locator('#overview-timeline svg rect').count() >= nonEmpty, 'a bar per non-empty hour');
+    for (const field of ['name', 'platform', 'app_version']) {
+      const rows = (await t.api(`/api/v1/stats/breakdown?${qs({ field, from: '-24h', limit: 10 })}`)).rows;
+      const labels = await tab.page.locator(`#overview-${field} text.bar-label`).allTextContents();
+      assert.deepEqual(labels, rows.map((r) => r.value || '(none)'), field);
+    }
+    await tab.shot('04-overview');
+  }],
+
+  ['events: all events are listed, and a query narrows them to its matches', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Events');
+    await tab.visit('/events?from=all');
+    const all = await t.api('/api/v1/events?limit=1');
+    assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(all.total));
+    assert.equal(await tab.text('#events-summary'), `${fmt(all.total)} events match`);
+    assert.equal(await tab.page.locator('.event-row').count(), Math.min(50, all.total));
+    const errors = await t.api('/api/v1/events?limit=1&q=level%3Aerror');
+    assert.ok(errors.total > 0 && errors.total < all.total);
+    await tab.page.fill('input[name="q"]', 'level:error');
+    await tab.page.press('input[name="q"]', 'Enter');
+    await until('the narrowed total', async () => (await tab.page.getAttribute('#events-summary', 'data-total')) === String(errors.total));
+    const levels = await tab.page.locator('.event-row td:nth-child(3)').allInnerTexts();
+    assert.equal(levels.length, Math.min(50, errors.total));
+    assert.ok(levels.every((l) => l.trim() === 'error'), `only errors: ${levels}`);
+    assert.match(tab.page.url(), /q=level%3Aerror/, 'the query is in the address');
+    await tab.shot('05-events-search');
+  }],
+
+  ['events: a row expands (keyboard) into the whole event', async (t) => {
+    const tab = t.admin;
+    const first = tab.page.locator('.event-row').first();
+    const id = await first.getAttribute('data-id');
+    const event = await t.api(`/api/v1/events/${id}`);
+    await first.locator('button.expander').focus();
+    await tab.page.keyboard.press('Enter');
+    const detail = tab.page.locator('tr.detail-row').first();
+    await detail.waitFor();
+    const text = await detail.textContent();
+    for (const part of ['Environment', 'Ids', 'Dimensions', 'Metrics', event.id, event.install_id, fmtTime(event.timestamp)]) {
+      assert.ok(text.includes(part), `detail shows ${part}`);
+    }
+    assert.ok(text.includes(event.error.message), 'the error message');
+    if (event.error.stack) assert.equal((await detail.locator('pre.stack').innerText()).trim(), event.error.stack.trim());
+    assert.equal(await first.locator('button.expander').getAttribute('aria-expanded'), 'true');
+    await tab.shot('06-events-expanded');
+    t.errorEvent = event;
+  }],
+
+  ['events: an event links to its cluster and to every event of its install', async (t) => {
+    const tab = t.admin;
+    const event = t.errorEvent;
+    assert.ok(event.fingerprint, 'error events belong to a cluster');
+    const cluster = await t.api(`/api/v1/clusters/${event.fingerprint}`);
+    await tab.page.locator('tr.detail-row [data-link="cluster"]').first().click();
+    await tab.waitLoaded();
+    assert.equal(await tab.text('#cluster-title'), cluster.cluster.title);
+    await tab.page.goBack();
+    await tab.waitLoaded();
+    await tab.page.locator('.event-row button.expander').first().click();
+    await tab.page.locator('tr.detail-row [data-link="install"]').first().click();
+    await tab.waitLoaded();
+    const installs = await t.api(`/api/v1/events?${qs({ install_id: event.install_id, limit: 1 })}`);
+    assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(installs.total));
+    assert.equal(await tab.page.locator('[data-filter="install_id"]').textContent(), `install_id: ${event.install_id}×`);
+  }],
+
+  ['clusters: the list and the 14-day timeline show the clusters the API has', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Clusters');
+    const r = await t.api('/api/v1/clusters?limit=25');
+    assert.ok(r.total > 0, 'the demo data has clusters');
+    assert.equal(await tab.page.getAttribute('#clusters-total', 'data-total'), String(r.total));
+    assert.equal(await tab.page.locator('.cluster-row').count(), r.clusters.length);
+    const titles = await tab.page.locator('.cluster-row .cluster-title').allInnerTexts();
+    assert.deepEqual(titles, r.clusters.map((c) => c.title));
+    const first = tab.page.locator('.cluster-row').first();
+    assert.equal(await first.locator('td:nth-child(4)').innerText(), fmt(r.clusters[0].count));
+    assert.equal(await first.getAttribute('data-status'), r.clusters[0].status);
+    assert.ok(await tab.page.locator('#clusters-timeline svg rect').count() > 0, 'the timeline has bars');
+    assert.ok(await first.locator('svg.sparkline rect').count() >= 14, 'a sparkline of 14 days');
+    await tab.shot('07-clusters');
+  }],
+
+  ['clusters: resolving in a version changes the status in the UI and the API, and reopening undoes it', async (t) => {
+    const tab = t.admin;
+    const r = await t.api('/api/v1/clusters?limit=25');
+    const open = r.clusters.find((c) => c.status === 'open' || c.status === 'regressed');
+    assert.ok(open, 'an open cluster on the first page');
+    const row = () => tab.page.locator(`.cluster-row[data-id="${open.id}"]`);
+    await row().getByRole('button', { name: 'Resolve…' }).click();
+    await tab.page.fill('dialog input[name="in_version"]', '99.0.0');
+    await tab.shot('08-cluster-resolve-dialog');
+    await tab.page.locator('dialog').getByRole('button', { name: 'Resolve', exact: true }).click();
+    await until('the resolved row', async () => (await row().getAttribute('data-status')) === 'resolved');
+    assert.match(await row().innerText(), /resolved[\s\S]*in 99\.0\.0/);
+    const after = await t.api(`/api/v1/clusters/${open.id}`);
+    assert.equal(after.cluster.status, 'resolved');
+    assert.equal(after.cluster.resolved_in_version, '99.0.0');
+    await row().getByRole('button', { name: 'Reopen' }).click();
+    await tab.page.locator('dialog').getByRole('button', { name: 'Reopen' }).click();
+    await until('the reopened row', async () => (await row().getAttribute('data-status')) === 'open');
+    assert.equal((await t.api(`/api/v1/clusters/${open.id}`)).cluster.status, 'open');
+    t.cluster = open;
+  }],
+
+  ['clusters: a cluster page has its figures, daily chart and sample events', async (t) => {
+    const tab = t.admin;
+    await tab.visit(`/clusters/${t.cluster.id}`);
+    const { cluster, samples } = await t.api(`/api/v1/clusters/${t.cluster.id}`);
+    assert.equal(await tab.text('#cluster-title'), cluster.title);
+    assert.equal(await cardValue(tab, 'count'), fmt(cluster.count));
+    assert.equal(await tab.page.locator('.event-row').count(), samples.length);
+    assert.ok(await tab.page.locator('svg.chart rect').count() > 0);
+    await tab.shot('09-cluster');
+  }],
+
+  ['geo: countries as bars and a table, and a drill-down to regions', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Geo');
+    await tab.visit('/geo?range=all');
+    const { countries } = await t.api('/api/v1/geo');
+    assert.ok(countries.length > 1, 'the demo data is from several countries');
+    const sorted = [...countries].sort((a, b) => b.events - a.events);
+    assert.equal(await tab.page.locator('.country-row').count(), countries.length);
+    const firstRow = tab.page.locator('.country-row').first();
+    assert.equal(await firstRow.getAttribute('data-country'), sorted[0].country);
+    assert.equal(await firstRow.locator('td:nth-child(3)').innerText(), fmt(sorted[0].events));
+    assert.equal(await firstRow.locator('td:nth-child(4)').innerText(), fmt(sorted[0].installs));
+    await tab.shot('10-geo');
+    const withRegions = sorted.find((c) => c.regions?.length) || sorted[0];
+    await tab.page.locator(`.country-row[data-country="${withRegions.country}"] a`).first().click();
+    await tab.waitLoaded();
+    assert.equal(await tab.page.locator('.region-row').count(), withRegions.regions?.length || 0);
+    await tab.shot('11-geo-country');
+  }],
+
+  ['metrics: totals match /api/v1/stats and the history is charted', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Metrics');
+    const s = await t.api('/api/v1/stats');
+    assert.equal(await cardValue(tab, 'accepted'), fmt(s.accepted));
+    assert.equal(await cardValue(tab, 'rejected_total'), fmt(s.rejected_total));
+    assert.equal(await cardValue(tab, 'store_size') !== '', true);
+    const history = await t.api('/api/v1/stats/history?minutes=60');
+    if (history.points.length >= 2) assert.ok(await tab.page.locator('#metrics-charts svg.chart').count() >= 5);
+    else assert.match(await tab.text('#metrics-charts'), /fills in/);
+    await tab.shot('12-metrics');
+  }],
+
+  ['policies: the list shows the stored policies', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Policies');
+    const { policies } = await t.api('/api/v1/policies');
+    assert.equal(await tab.page.locator('.policy-row').count(), policies.length);
+    if (policies.length) assert.deepEqual(await tab.page.locator('.policy-name').allInnerTexts(), policies.map((p) => p.name));
+    else assert.match(await tab.text('#policies-list'), /No policies/);
+    await tab.shot('13-policies');
+  }],
+
+  ['policies: a policy made in the builder, with its live preview, is served by /api/v1/config', async (t) => {
+    const tab = t.admin;
+    await tab.page.click('#new-policy');
+    await tab.waitLoaded();
+    await tab.page.fill('input[name="name"]', 'E2E quarter sampling');
+    await tab.page.selectOption('select[name="product"]', 'voice-sdk');
+    const platforms = (await t.api('/api/v1/stats/breakdown?field=platform&product=voice-sdk&from=-30d&limit=50')).rows.map((r) => r.value);
+    const platform = platforms[0];
+    const box = tab.page.locator(`[data-group="platforms"] input[value="${platform}"]`);
+    await box.waitFor();
+    await box.check();
+    await tab.page.fill('input[name="sample_rate"]', '0.25');
+    const draft = { name: 'E2E quarter sampling', product: 'voice-sdk', targeting: { platforms: [platform] }, settings: { sample_rate: 0.25 } };
+    const expected = await t.api('/api/v1/policies/preview', { method: 'POST', body: draft });
+    await until('the live preview', async () => (await tab.page.getAttribute('#preview-match', 'data-matching').catch(() => null)) === String(expected.matching_installs));
+    assert.equal(await tab.text('#preview-match strong'), `${fmt(expected.matching_installs)} of ${fmt(expected.total_installs)} installs would match`);
+    assert.equal(await tab.text('#preview [data-dry="events"] td:nth-child(2)'), fmt(expected.dry_run.events));
+    await tab.shot('14-policy-builder');
+    await tab.page.click('#save-policy');
+    await tab.waitLoaded();
+    assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/policies');
+    assert.match(await tab.text('#view'), /Policy “E2E quarter sampling” created/);
+    const created = (await t.api('/api/v1/policies')).policies.find((p) => p.name === 'E2E quarter sampling');
+    assert.ok(created, 'stored');
+    const config = await t.api(`/api/v1/config?${qs({ product: 'voice-sdk', platform, install_id: 'e2e-client' })}`);
+    assert.equal(config.settings.sample_rate, 0.25);
+    assert.ok(config.applied_policies.includes(created.id));
+    const other = platforms.find((p) => p !== platform) || 'no-such-platform';
+    const untouched = await t.api(`/api/v1/config?${qs({ product: 'voice-sdk', platform: other, install_id: 'e2e-client' })}`);
+    assert.ok(!untouched.applied_policies.includes(created.id), 'other platforms are not targeted');
+  }],
+
+  ['privacy: an erasure is confirmed with its consequences and removes the install from the Events page', async (t) => {
+    const tab = t.admin;
+    const { events } = await t.api('/api/v1/events?limit=20');
+    const install = events.find((e) => e.install_id).install_id;
+    const before = (await t.api(`/api/v1/events?${qs({ install_id: install, limit: 1 })}`)).total;
+    assert.ok(before > 0);
+    await tab.visit(`/events?${qs({ install_id: install, from: 'all' })}`);
+    assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(before));
+    await tab.nav('Privacy');
+    await tab.page.fill('#subject-id', install);
+    await tab.page.click('#erase-subject');
+    const dialog = tab.page.locator('dialog');
+    await dialog.waitFor();
+    assert.match(await dialog.innerText(), new RegExp(`permanently deletes the ${fmt(before)} stored events? of install ${install}`));
+    await tab.shot('15-privacy-erase-confirm');
+    await dialog.getByRole('button', { name: `Erase ${fmt(before)} event` }).click();
+    await tab.page.waitForSelector('#erase-report');
+    assert.equal(await tab.text('#erase-report [data-count="events_removed"]'), fmt(before));
+    await until('the audit entry', async () => (await tab.page.locator('.audit-row[data-action="subject.erase"]').count()) > 0);
+    await tab.shot('16-privacy');
+    await tab.visit(`/events?${qs({ install_id: install, from: 'all' })}`);
+    assert.equal(await tab.text('#events-results'), 'No events match. Widen the time range or remove a filter.');
+    assert.equal((await t.api(`/api/v1/events?${qs({ install_id: install, limit: 1 })}`)).total, 0);
+  }],
+
+  ['layout: a narrow screen gets a menu and no sideways scrolling; dark theme; times in the browser zone', async (t) => {
+    const tab = t.admin;
+    await tab.page.setViewportSize({ width: 400, height: 860 });
+    await tab.visit('/');
+    assert.ok(await tab.page.isVisible('#nav-toggle'));
+    assert.equal(await tab.page.isVisible('#nav'), false);
+    const overflow = await tab.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `no horizontal scroll (overflow ${overflow}px)`);
+    await tab.shot('17-narrow-overview');
+    await tab.page.click('#nav-toggle');
+    assert.ok(await tab.page.isVisible('#nav'));
+    await tab.nav('Events');
+    await tab.shot('18-narrow-events');
+    await tab.page.setViewportSize({ width: 1280, height: 900 });
+    await tab.page.click('#theme-toggle');
+    assert.equal(await tab.page.getAttribute('html', 'data-theme'), 'dark');
+    const bg = await tab.page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const [r, g, b] = bg.match(/\d+/g).map(Number);
+    assert.ok(r + g + b < 150, `dark background (${bg})`);
+    await tab.visit('/');
+    await tab.shot('19-dark-overview');
+    await tab.page.click('#theme-toggle');
+    assert.equal(await tab.text('#tz'), `Times in ${TIME_ZONE}`);
+  }],
+
+  ['keyboard: the skip link and the navigation are reachable with Tab', async (t) => {
+    const tab = t.admin;
+    await tab.load('/');
+    await tab.page.keyboard.press('Tab');
+    assert.equal(await tab.page.evaluate(() => document.activeElement.className), 'skip-link');
+    const order = [];
+    for (let i = 0; i < 4; i += 1) {
+      await tab.page.keyboard.press('Tab');
+      order.push(await tab.page.evaluate(() => document.activeElement.textContent.trim()));
+    }
+    assert.deepEqual(order.slice(1, 4), ['Overview', 'Events', 'Clusters']);
+    await tab.page.keyboard.press('Enter');
+    await tab.waitLoaded();
+    assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/clusters');
+  }],
+
+  ['timing: navigation to data on screen, per page (reported, not asserted)', async (t) => {
+    const tab = t.admin;
+    const pages = [['Overview', '/'], ['Events', '/events'], ['Clusters', '/clusters'], ['Geo', '/geo'], ['Metrics', '/stats'], ['Policies', '/policies'], ['Privacy', '/privacy']];
+    for (const [label, path] of pages) {
+      const nav = [];
+      for (let i = 0; i < 3; i += 1) {
+        await tab.nav(label === 'Policies' ? 'Overview' : 'Policies');
+        nav.push(await tab.nav(label));
+      }
+      nav.sort((a, b) => a - b);
+      t.timings.push({ page: label, path, nav_median_ms: nav[1], nav_max_ms: nav[2], full_load_ms: await tab.load(path) });
+    }
+    if (t.cluster) t.timings.push({ page: 'Cluster', path: `/clusters/${t.cluster.id}`, nav_median_ms: await tab.visit(`/clusters/${t.cluster.id}`), full_load_ms: await tab.load(`/clusters/${t.cluster.id}`) });
+  }],
+
+  ['the UI requested nothing from elsewhere and logged no errors', async (t) => {
+    for (const tab of t.tabs) {
+      const foreign = tab.requests.filter((u) => !u.startsWith(t.server.url) && !u.startsWith('data:') && !u.startsWith('blob:'));
+      assert.deepEqual(foreign, [], 'only same-origin requests');
+      assert.deepEqual(tab.problems, [], 'no console errors or page errors');
+    }
+  }],
+];
