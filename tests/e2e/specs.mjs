@@ -133,6 +133,7 @@ export const specs = [
     for (const part of ['Environment', 'Ids', 'Dimensions', 'Metrics', event.id, event.install_id, fmtTime(event.timestamp)]) {
       assert.ok(text.includes(part), `detail shows ${part}`);
     }
+    assert.ok(event.error, 'an error-level event carries its error');
     assert.ok(text.includes(event.error.message), 'the error message');
     if (event.error.stack) assert.equal((await detail.locator('pre.stack').innerText()).trim(), event.error.stack.trim());
     assert.equal(await first.locator('button.expander').getAttribute('aria-expanded'), 'true');

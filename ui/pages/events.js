@@ -6,7 +6,7 @@ import { h, replace } from '../lib/dom.js';
 import { api, query, download } from '../lib/api.js';
 import { fmtNumber, toLocalInput, fromLocalInput } from '../lib/format.js';
 import { eventsTable } from '../lib/events-table.js';
-import { eventsChart, bucketFor, LEVELS } from './overview.js';
+import { eventsChart, seriesRange, LEVELS } from './overview.js';
 import { load, panel, pageHead, productSelect, select, textInput, rangePresets, errorState, emptyState, loadingState } from '../lib/ui.js';
 
 const PAGE_SIZE = 50;
@@ -87,7 +87,7 @@ export default {
       summary.textContent = '';
       replace(tableBox, loadingState('Searching…'));
       const f = filters();
-      load(chartBox, () => api(`/api/v1/stats/timeseries${query({ ...f, bucket: bucketFor(state.from) })}`, { signal: ctx.signal }),
+      load(chartBox, () => api(`/api/v1/stats/timeseries${query({ ...f, ...seriesRange(state.from, state.to) })}`, { signal: ctx.signal }),
         (s) => eventsChart(s, 'Matching events over time', 150),
         { isEmpty: (s) => !s.buckets.some((b) => b.total > 0), empty: 'No matching events over time.' });
       try {

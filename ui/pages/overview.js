@@ -4,16 +4,35 @@
 
 import { h } from '../lib/dom.js';
 import { api, query } from '../lib/api.js';
-import { fmtNumber, fmtRate } from '../lib/format.js';
+import { fmtNumber, fmtRate, fmtDay } from '../lib/format.js';
 import { stackedBars, hbars } from '../lib/chart.js';
 import { load, panel, pageHead, card, productSelect, rangePresets } from '../lib/ui.js';
 
 export const LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'];
 export const LEVEL_SERIES = LEVELS.map((level) => ({ label: level, cls: `s-${level}`, value: (b) => b.by_level?.[level] || 0 }));
 
-/** Bucket size for a time range, so a chart has 24 to 60 bars. */
-export function bucketFor(range) {
-  return { '-1h': '1m', '-24h': '1h', '-7d': '6h', '-30d': '1d' }[range] || '1d';
+const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const BUCKETS = ['1m', '5m', '15m', '1h', '3h', '6h', '12h', '1d'];
+/** The longest range a chart without a lower bound ("all") shows. */
+const ALL_FROM = '-90d';
+
+function toMs(value, now) {
+  const relative = /^-(\d+)([smhd])$/.exec(value || '');
+  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2]];
+  const parsed = Date.parse(value);
+  return Number.isNaN(parsed) ? now : parsed;
+}
+
+/**
+ * The time-series parameters for a range (`from` relative like `-24h`, RFC 3339, or `all`;
+ * `to` optional): the smallest bucket that keeps the chart at 60 bars or fewer.
+ */
+export function seriesRange(from, to) {
+  const now = Date.now();
+  const start = from === 'all' || !from ? ALL_FROM : from;
+  const span = (to ? toMs(to, now) : now) - toMs(start, now);
+  const bucket = BUCKETS.find((b) => span / (Number(b.slice(0, -1)) * UNIT_MS[b.slice(-1)]) <= 60) || '1d';
+  return { from: start, to: to || '', bucket };
 }
 
 const RANGES = [['-24h', '24 h'], ['-7d', '7 d'], ['-30d', '30 d']];
@@ -22,7 +41,7 @@ const BREAKDOWNS = [['name', 'Top event names'], ['platform', 'Platforms'], ['ap
 /** The events-over-time chart for a timeseries answer. */
 export function eventsChart(series, title = 'Events over time by level', height = 220) {
   const buckets = series.buckets.map((b) => ({ ...b, x: b.start_ms }));
-  return stackedBars(buckets, LEVEL_SERIES, { title, height });
+  return stackedBars(buckets, LEVEL_SERIES, { title, height, xLabel: series.bucket_ms >= 86_400_000 ? fmtDay : undefined });
 }
 
 export default {
@@ -41,7 +60,7 @@ export default {
       const opts = { signal: ctx.signal };
       const loads = [
         load(cards, () => api(`/api/v1/stats/overview${query({ product: state.product })}`, opts), renderCards),
-        load(timeline, () => api(`/api/v1/stats/timeseries${query({ ...filter, bucket: bucketFor(state.range) })}`, opts),
+        load(timeline, () => api(`/api/v1/stats/timeseries${query({ ...filter, ...seriesRange(state.range) })}`, opts),
           (series) => eventsChart(series), { isEmpty: (s) => !s.buckets.some((b) => b.total > 0), empty: 'No events in this range.' }),
         ...BREAKDOWNS.map(([field], i) => load(breakdowns[i],
           () => api(`/api/v1/stats/breakdown${query({ ...filter, field, limit: 10 })}`, opts),
