@@ -64,6 +64,12 @@ export class Tab {
     return Number(await this.page.getAttribute('#view', 'data-load-ms'));
   }
 
+  /** Waits for the page of `route` (a route pattern such as `/policies`) to have its data. */
+  async waitRoute(route, timeout = 15_000) {
+    await this.page.waitForSelector(`#view[data-loaded="true"][data-route="${route}"]`, { timeout });
+    return Number(await this.page.getAttribute('#view', 'data-load-ms'));
+  }
+
   /** A full page load of `path`; resolves to ms from the request to the data on screen. */
   async load(path) {
     await this.page.bringToFront();

@@ -40,7 +40,7 @@ export const specs = [
     await until('the refusal', async () => (await tab.text('#signin-message')).includes('not accepted (invalid_token)'));
     await tab.page.fill('#token', ADMIN_TOKEN);
     await tab.page.click('#view button[type="submit"]');
-    await tab.waitLoaded();
+    await tab.waitRoute('/');
     assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/');
     assert.match(await tab.text('#who'), /^Signed in as ops/);
     assert.equal(await tab.text('#who .role'), 'admin');
@@ -147,13 +147,13 @@ export const specs = [
     assert.ok(event.fingerprint, 'error events belong to a cluster');
     const cluster = await t.api(`/api/v1/clusters/${event.fingerprint}`);
     await tab.page.locator('tr.detail-row [data-link="cluster"]').first().click();
-    await tab.waitLoaded();
+    await tab.waitRoute('/clusters/:id');
     assert.equal(await tab.text('#cluster-title'), cluster.cluster.title);
     await tab.page.goBack();
-    await tab.waitLoaded();
+    await tab.waitRoute('/events');
     await tab.page.locator('.event-row button.expander').first().click();
     await tab.page.locator('tr.detail-row [data-link="install"]').first().click();
-    await tab.waitLoaded();
+    await tab.waitRoute('/events');
     const installs = await t.api(`/api/v1/events?${qs({ install_id: event.install_id, limit: 1 })}`);
     assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(installs.total));
     assert.equal(await tab.page.locator('[data-filter="install_id"]').textContent(), `install_id: ${event.install_id}×`);
@@ -224,7 +224,7 @@ export const specs = [
     await tab.shot('10-geo');
     const withRegions = sorted.find((c) => c.regions?.length) || sorted[0];
     await tab.page.locator(`.country-row[data-country="${withRegions.country}"] a`).first().click();
-    await tab.waitLoaded();
+    await tab.waitRoute('/geo/:country');
     assert.equal(await tab.page.locator('.region-row').count(), withRegions.regions?.length || 0);
     await tab.shot('11-geo-country');
   }],
@@ -255,7 +255,7 @@ export const specs = [
   ['policies: a policy made in the builder, with its live preview, is served by /api/v1/config', async (t) => {
     const tab = t.admin;
     await tab.page.click('#new-policy');
-    await tab.waitLoaded();
+    await tab.waitRoute('/policies/new');
     await tab.page.fill('input[name="name"]', 'E2E quarter sampling');
     await tab.page.selectOption('select[name="product"]', 'voice-sdk');
     const platforms = (await t.api('/api/v1/stats/breakdown?field=platform&product=voice-sdk&from=-30d&limit=50')).rows.map((r) => r.value);
@@ -271,8 +271,7 @@ export const specs = [
     assert.equal(await tab.text('#preview [data-dry="events"] td:nth-child(2)'), fmt(expected.dry_run.events));
     await tab.shot('14-policy-builder');
     await tab.page.click('#save-policy');
-    await tab.waitLoaded();
-    assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/policies');
+    await tab.waitRoute('/policies');
     assert.match(await tab.text('#view'), /Policy “E2E quarter sampling” created/);
     const created = (await t.api('/api/v1/policies')).policies.find((p) => p.name === 'E2E quarter sampling');
     assert.ok(created, 'stored');
@@ -346,7 +345,7 @@ export const specs = [
     }
     assert.deepEqual(order.slice(1, 4), ['Overview', 'Events', 'Clusters']);
     await tab.page.keyboard.press('Enter');
-    await tab.waitLoaded();
+    await tab.waitRoute('/clusters');
     assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/clusters');
   }],
 

@@ -13,6 +13,20 @@ let guard = null;
 let current = null;
 let onRendered = () => {};
 let firstRender = true;
+/** Work deferred until the current page's data is on screen (see `whenLoaded`). */
+let deferred = [];
+
+function runDeferred() {
+  const jobs = deferred;
+  deferred = [];
+  for (const job of jobs) job();
+}
+
+/** Runs `job` once the current page has its data on screen (at once if it has). */
+export function whenLoaded(job) {
+  if (view?.dataset.loaded === 'true') job();
+  else deferred.push(job);
+}
 
 function compile(pattern) {
   const names = [];
@@ -75,6 +89,7 @@ function render() {
     current.controller.abort();
     if (typeof current.cleanup === 'function') current.cleanup();
   }
+  deferred = [];
   const controller = new AbortController();
   const found = match(location.pathname);
   const page = (guard && guard(location.pathname)) || found?.route.page || notFoundPage;
@@ -95,6 +110,7 @@ function render() {
       view.dataset.loaded = 'true';
       view.dataset.loadMs = String(ms);
       timings.push({ path, route: view.dataset.route, ms });
+      setTimeout(runDeferred, 0);
     },
     /** Puts page state into the URL without re-rendering (`push` adds a history entry). */
     setQuery(params, { push = false } = {}) {

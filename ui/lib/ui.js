@@ -4,6 +4,7 @@
 
 import { h, replace } from './dom.js';
 import { api, query } from './api.js';
+import { whenLoaded } from './router.js';
 
 export function loadingState(text = 'Loading…') {
   return h('div', { class: 'state', role: 'status' }, h('span', { class: 'loader', 'aria-hidden': 'true' }), text);
@@ -142,14 +143,24 @@ export function products() {
   return productsPromise;
 }
 
-/** A product select that fills itself in once the list is known. */
+/**
+ * A product select that fills itself in with the product list: when focused, or once the page's
+ * own data is on screen (the list's query never delays a page).
+ */
 export function productSelect(value, onchange, { label = 'Product', allLabel = 'All products' } = {}) {
   const wrapper = select(label, 'product', [['', allLabel]], '', onchange);
   const el = wrapper.querySelector('select');
   if (value) el.append(h('option', { value, selected: true }, value));
-  products().then((list) => {
-    for (const id of list) if (id !== value) el.append(h('option', { value: id }, id));
-  });
+  let filled = false;
+  const fill = () => {
+    if (filled) return;
+    filled = true;
+    products().then((list) => {
+      for (const id of list) if (id !== value) el.append(h('option', { value: id }, id));
+    });
+  };
+  el.addEventListener('focus', fill, { once: true });
+  whenLoaded(fill);
   return wrapper;
 }
 
