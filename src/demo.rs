@@ -290,17 +290,21 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let installs = installs(&mut maker.rng);
     let sessions = (args.events / 4).max(100);
     let week_start = now - 7 * DAY_MS;
-    // Before the fix: the first five days, with the bug that gets resolved in 3.3.1.
-    let mut early = Vec::new();
-    let mut late = Vec::new();
+    // The week's traffic, written as it is made (so a large demo store stays within memory);
+    // the keyboard crash happens only in the first five days, before its fix in 3.3.1.
+    let mut pending = Vec::new();
+    let mut stored = 0;
     for s in 0..sessions {
+        if pending.len() >= 50_000 {
+            stored += write(&state, std::mem::take(&mut pending))?;
+        }
         let install = &installs[maker.rng.usize(..installs.len())];
         // Busier in the daytime (UTC), growing over the week.
         let day = (s * 7 / sessions) as i64;
         let hour = [8, 10, 12, 14, 16, 18, 20, 22, 2][maker.rng.usize(..9)];
         let at = (week_start + day * DAY_MS + hour * HOUR_MS + maker.rng.i64(0..HOUR_MS))
             .min(now - 60_000);
-        let target = if day < 5 { &mut early } else { &mut late };
+        let target = &mut pending;
         session(&mut maker, install, at, target);
         if install.product == "dictation-app" && maker.rng.u8(..12) == 0 {
             let code_message = [
@@ -352,7 +356,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             target.push(event);
         }
     }
-    let mut stored = write(&state, early)?;
+    stored += write(&state, std::mem::take(&mut pending))?;
+    let mut late = Vec::new();
     state.clusters.pass(&state).map_err(|e| e.to_string())?;
     // The crash is resolved in 3.3.1 …
     let crash = state
