@@ -479,7 +479,6 @@ fn flat_batch(rng: &mut fastrand::Rng, args: &BenchArgs) -> Vec<Value> {
     (0..args.batch_size)
         .map(|_| {
             let mut event = json!({
-                "id": uuid::Uuid::new_v4().to_string(),
                 "schema_version": 8, "run_id": run_id, "install_id": install,
                 "sdk": "python", "sdk_version": version, "os": os, "arch": "x86_64",
                 "runtime": "cpython", "runtime_version": "3.11", "ci": false,
@@ -502,12 +501,16 @@ fn flat_batch(rng: &mut fastrand::Rng, args: &BenchArgs) -> Vec<Value> {
                 }
             };
             merge(&mut event, extra);
+            // The SDK sends no event id; recording acknowledgements needs one to look for.
+            if args.record_acks.is_some() {
+                merge(&mut event, json!({ "id": uuid::Uuid::new_v4().to_string() }));
+            }
             event
         })
         .collect()
 }
 
-/// A batch from the dictation app's native clients.
+/// A batch from the dictation app's native clients (they send random UUIDv4 ids).
 fn native_batch(rng: &mut fastrand::Rng, args: &BenchArgs) -> Vec<Value> {
     let install = install_id(rng, args.installs);
     let platform = pick(rng, &["ios", "android", "desktop", "web"]);
