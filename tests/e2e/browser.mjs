@@ -46,8 +46,8 @@ export class Tab {
     page.on('request', (r) => this.requests.push(r.url()));
     page.on('pageerror', (e) => this.problems.push(`page error: ${e.message}`));
     page.on('console', (m) => {
-      // Answers the UI handles itself (a rejected token, a missing cluster) are logged by Chromium as errors.
-      if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|403|404)/.test(m.text())) {
+      // Answers the UI handles itself (a bad query, a rejected token, a missing cluster) are logged by Chromium as errors.
+      if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|403|404)/.test(m.text())) {
         this.problems.push(`console: ${m.text()}`);
       }
     });
