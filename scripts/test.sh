@@ -28,3 +28,14 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 node tests/e2e/run.mjs
+
+# Packaging: the .deb (contents, install into a Debian root, systemd-analyze verify), the
+# Homebrew formula and the Docker image (built with buildah, run until its health check
+# passes). Needs root (chroot, debootstrap, buildah); SKIP_PACKAGING=1 leaves it out.
+if [ "${SKIP_PACKAGING:-0}" = 1 ]; then
+  echo "packaging tests skipped (SKIP_PACKAGING=1)"
+elif [ "$(id -u)" != 0 ]; then
+  echo "packaging tests skipped: they need root (chroot, debootstrap, buildah)"
+else
+  ./scripts/packaging-test.sh
+fi

@@ -21,12 +21,12 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+// The search index directory inside a data dir: derived data, never backed up or restored.
 use crate::store::{Store, EVENTS, EVENT_IDS, INSTALLS, META, STORE_FILE};
+use crate::INDEX_DIR;
 
 /// The manifest written beside the copied store; its presence marks a finished backup.
 pub const MANIFEST_FILE: &str = "manifest.json";
-/// The search index directory inside a data dir (derived data, never restored).
-pub const INDEX_DIR: &str = "index";
 /// Version of the backup layout; `restore` refuses newer ones.
 pub const BACKUP_FORMAT: u32 = 1;
 
