@@ -303,6 +303,8 @@ check "docker: builder base image (bookworm + gcc + rust $rust_version)" \
 step "docker: building packaging/Dockerfile (profile ${DOCKER_PROFILE:-dist})"
 image="localhost/telemetryd:packaging-test"
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# The previous run's image would otherwise stay behind untagged (vfs keeps full copies).
+buildah rmi "$image" >/dev/null 2>&1
 docker_started=$(date +%s)
 check "docker: packaging/Dockerfile builds (buildah bud)" \
   buildah bud --format docker --layers=false -f packaging/Dockerfile \
