@@ -223,9 +223,16 @@ impl Worker {
                 native_batch(&mut self.rng, &self.args),
             )
         };
+        let sent = events.len();
+        // An event without an id (the SDK's flat events) is recorded as an empty string.
         let ids: Vec<String> = events
             .iter()
-            .filter_map(|e| e.get("id").and_then(Value::as_str).map(str::to_string))
+            .map(|e| {
+                e.get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect();
         let body = if flat {
             serde_json::to_vec(&events)
@@ -274,7 +281,7 @@ impl Worker {
         {
             let mut tally = self.tally.borrow_mut();
             tally.requests += 1;
-            tally.events_acked += (ids.len() - rejected.len().min(ids.len())) as u64;
+            tally.events_acked += (sent - rejected.len().min(sent)) as u64;
             tally.events_rejected += rejected.len() as u64;
             tally
                 .latencies_us
@@ -283,7 +290,7 @@ impl Worker {
         if let Some(acks) = &self.acks {
             let mut out = acks.borrow_mut();
             for (i, id) in ids.iter().enumerate() {
-                if !rejected.contains(&i) {
+                if !id.is_empty() && !rejected.contains(&i) {
                     let _ = writeln!(out, "{id}");
                 }
             }
