@@ -359,9 +359,11 @@ impl Config {
         };
         // Parsed from the text first, so that errors point at a line of the file.
         let mut config: Config = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        // Only `TELEMETRYD_SECTION__KEY` names are overrides; other TELEMETRYD_ variables (a
+        // token for `telemetryd bench`, build settings) are not the config's business.
         let overrides: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(name, _)| name.starts_with("TELEMETRYD_"))
+            .filter(|(name, _)| name.starts_with("TELEMETRYD_") && name.contains("__"))
             .collect();
         if !overrides.is_empty() {
             let mut table: toml::Table =
@@ -715,6 +717,10 @@ mod tests {
     #[test]
     fn env_overrides_single_keys() {
         let env = vec![
+            (
+                "TELEMETRYD_TOKEN".to_string(),
+                "not an override".to_string(),
+            ),
             (
                 "TELEMETRYD_SERVER__LISTEN".to_string(),
                 "0.0.0.0:9000".to_string(),

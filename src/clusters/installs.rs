@@ -7,8 +7,7 @@
 //! cluster and must stay readable and mergeable forever, so they are a plain `[u8; 4096]` fed
 //! with [`super::fingerprint::stable_hash64`] values. Standard error 1.04/√4096 ≈ 1.6 %.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::hash::{HashedMap, HashedSet};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -122,7 +121,7 @@ pub const EXACT_INSTALLS: usize = 1000;
 /// `{"exact": [sorted hashes]}` or `{"hll": "<8192 hex chars>"}`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstallCounter {
-    exact: HashSet<u64, BuildHasherDefault<PreHashed>>,
+    exact: HashedSet,
     hll: Option<Hll>,
 }
 
@@ -138,7 +137,7 @@ impl InstallCounter {
             for h in self.exact.drain() {
                 hll.insert(h);
             }
-            self.exact = HashSet::default();
+            self.exact = HashedSet::default();
             self.hll = Some(hll);
         }
     }
@@ -181,7 +180,7 @@ impl<'de> Deserialize<'de> for InstallCounter {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let repr = InstallCounterRepr::deserialize(deserializer)?;
         let mut counter = InstallCounter {
-            exact: HashSet::default(),
+            exact: HashedSet::default(),
             hll: repr.hll,
         };
         for hash in repr.exact {
@@ -190,26 +189,6 @@ impl<'de> Deserialize<'de> for InstallCounter {
         Ok(counter)
     }
 }
-
-/// Hasher for keys that already are well-mixed 64-bit hashes.
-#[derive(Default)]
-pub struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type PreHashedMap<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
 
 /// Most entries [`RecentInstalls`] keeps (the capacity before the first `set_capacity`).
 pub const RECENT_INSTALLS_CAP: usize = 4096;
@@ -232,7 +211,7 @@ fn default_recent_cap() -> u32 {
 /// ~80 KB ([`RECENT_INSTALLS_CAP`] entries, thresholds up to 2,048).
 #[derive(Clone, Debug)]
 pub struct RecentInstalls {
-    last_hour: PreHashedMap<u32>,
+    last_hour: HashedMap<u32>,
     /// Newest hour among entries dropped for capacity (0 = none).
     evicted_hour: u32,
     cap: u32,
@@ -241,7 +220,7 @@ pub struct RecentInstalls {
 impl Default for RecentInstalls {
     fn default() -> Self {
         RecentInstalls {
-            last_hour: PreHashedMap::default(),
+            last_hour: HashedMap::default(),
             evicted_hour: 0,
             cap: default_recent_cap(),
         }

@@ -21,8 +21,9 @@
 //! interned config for `base | (rollout & install)`. A stale entry (time outside its window)
 //! is recomputed; shards and interning tables are bounded and simply cleared when full.
 
+use crate::hash::HashedMap;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use super::enforce::{decide, Decision, DecisionCounts};
@@ -76,26 +77,6 @@ impl ClientConfig {
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// Keys are already SipHash outputs: pass them through.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
 /// One cached client context (install excluded).
 struct ContextEntry {

@@ -84,7 +84,7 @@ impl TestServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let state = match telemetryd::AppState::open(config) {
+                let state = match open_when_released(config) {
                     Ok(state) => state,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -190,6 +190,25 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown_now();
+    }
+}
+
+/// Opens the appliance; a restart in the same process may find the previous instance's last
+/// background thread still releasing the store for a moment, so that case is retried briefly.
+fn open_when_released(
+    config: Config,
+) -> Result<actix_web::web::Data<telemetryd::AppState>, telemetryd::StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match telemetryd::AppState::open(config.clone()) {
+            Err(e)
+                if e.to_string().contains("already open")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
