@@ -338,7 +338,12 @@ impl Worker {
             .insert_header(("content-type", "application/json"))
             .send_body(body)
             .await;
-        if !matches!(&sent, Ok(r) if r.status().is_success()) {
+        // Read the answer to the end, or its connection never returns to the pool.
+        let acknowledged = match sent {
+            Ok(mut response) => response.status().is_success() && response.body().await.is_ok(),
+            Err(_) => false,
+        };
+        if !acknowledged {
             self.note_error("probe not acknowledged".into());
             return;
         }
