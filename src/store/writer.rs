@@ -93,12 +93,9 @@ impl Writer {
         &self,
         job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |store| {
-            let _ = reply.send(job(store));
-        });
+        let (command, rx) = exclusive_command(job);
         self.tx
-            .send(Command::Exclusive(job))
+            .send(command)
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -109,12 +106,9 @@ impl Writer {
         &self,
         job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |store| {
-            let _ = reply.send(job(store));
-        });
+        let (command, rx) = exclusive_command(job);
         self.tx
-            .blocking_send(Command::Exclusive(job))
+            .blocking_send(command)
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
@@ -142,6 +136,19 @@ impl Writer {
         }
         let _ = thread.join();
     }
+}
+
+type JobResult<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+/// An exclusive job for the writer thread and the receiver of its result.
+fn exclusive_command<T: Send + 'static>(
+    job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> (Command, JobResult<T>) {
+    let (reply, rx) = oneshot::channel();
+    let job: Job = Box::new(move |store| {
+        let _ = reply.send(job(store));
+    });
+    (Command::Exclusive(job), rx)
 }
 
 struct Pending {
