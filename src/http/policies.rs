@@ -208,15 +208,21 @@ async fn write(
     Ok(())
 }
 
+/// The request body as a validated draft, for an admin.
+fn admin_draft(caller: &Caller, body: &[u8], state: &AppState) -> Result<PolicyDraft, ApiError> {
+    caller.require_admin()?;
+    let draft = PolicyDraft::from_json(body)?;
+    policies::validate(&draft, &product_ids(state))?;
+    Ok(draft)
+}
+
 /// `POST /api/v1/policies` (admin)
 pub async fn create(
     caller: Caller,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
-    let draft = PolicyDraft::from_json(&body)?;
-    policies::validate(&draft, &product_ids(&state))?;
+    let draft = admin_draft(&caller, &body, &state)?;
     let policy = draft.into_policy(policies::new_policy_id(), now_ms());
     write(&state, &caller, Write::Create(policy.clone())).await?;
     Ok(HttpResponse::Created()
@@ -231,10 +237,8 @@ pub async fn replace(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    let draft = admin_draft(&caller, &body, &state)?;
     let existing = find(&state, &id)?;
-    let draft = PolicyDraft::from_json(&body)?;
-    policies::validate(&draft, &product_ids(&state))?;
     let policy = draft.into_update(&existing, now_ms())?;
     write(&state, &caller, Write::Replace(policy.clone())).await?;
     Ok(HttpResponse::Ok().json(policy))
@@ -259,9 +263,7 @@ pub async fn preview(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
-    let draft = PolicyDraft::from_json(&body)?;
-    policies::validate(&draft, &product_ids(&state))?;
+    let draft = admin_draft(&caller, &body, &state)?;
     let now = now_ms();
     let draft_id = draft.id.clone().unwrap_or_else(|| "draft".to_string());
     let policy = draft.into_policy(draft_id, now);
