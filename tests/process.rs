@@ -59,6 +59,27 @@ impl Drop for Server {
     }
 }
 
+/// A temp dir holding a config for a free port, and where the server's log goes.
+struct Setup {
+    dir: tempfile::TempDir,
+    url: String,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let log = dir.path().join("server.log");
+    Setup {
+        dir,
+        url: format!("http://127.0.0.1:{port}"),
+        config,
+        log,
+    }
+}
+
 fn start(config: &Path, log: &Path) -> Server {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -95,11 +116,12 @@ fn wait_ready(url: &str) {
 
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let config = write_config(dir.path(), port);
-    let log = dir.path().join("server.log");
+    let Setup {
+        dir,
+        url,
+        config,
+        log,
+    } = setup();
     let acks = dir.path().join("acks.txt");
 
     let mut server = start(&config, &log);
@@ -195,11 +217,12 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
 
 #[test]
 fn sigterm_finishes_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let config = write_config(dir.path(), port);
-    let log = dir.path().join("server.log");
+    let Setup {
+        dir,
+        url,
+        config,
+        log,
+    } = setup();
     let mut server = start(&config, &log);
     wait_ready(&url);
     let body = std::fs::read(testdata("flat-sdk-batch.json")).unwrap();
@@ -329,10 +352,13 @@ fn hash_token_prints_the_config_hash() {
 
 #[test]
 fn demo_fills_a_data_dir_and_reindex_rebuilds_the_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let config = write_config(dir.path(), port);
+    // The temp dir lives until the end of the test.
+    let Setup {
+        dir: _dir,
+        url,
+        config,
+        log,
+    } = setup();
     let out = Command::new(BIN)
         .args([
             "demo",
@@ -368,7 +394,7 @@ fn demo_fills_a_data_dir_and_reindex_rebuilds_the_index() {
         "progress is shown"
     );
 
-    let mut server = start(&config, &dir.path().join("server.log"));
+    let mut server = start(&config, &log);
     wait_ready(&url);
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let get = |path: &str| {
