@@ -167,7 +167,7 @@ impl PiiDetector {
 
     /// All matches, non-overlapping, sorted by position.
     fn find(&self, text: &str) -> Vec<Found> {
-        if self.enabled == 0 || text.len() < MIN_LEN {
+        if self.enabled == 0 || text.len() < MIN_LEN || is_uuid(text) {
             return Vec::new();
         }
         let scan = Scan::new(text);
@@ -215,8 +215,22 @@ fn resolve(mut found: Vec<Found>) -> Vec<Found> {
 // possibly match, so short clean strings never touch a regex.
 // ---------------------------------------------------------------------------
 
+/// A canonical UUID (`8-4-4-4-12` hex digits) is an identifier, never personal data, however
+/// its digit groups happen to fall.
+fn is_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 #[derive(Default)]
 struct Scan {
+    /// Only ASCII letters, digits and `_`: no separator, so no grouped number and no word
+    /// boundary inside the text.
+    word_only: bool,
     digits: usize,
     upper: usize,
     dots: usize,
@@ -228,8 +242,12 @@ struct Scan {
 
 impl Scan {
     fn new(text: &str) -> Self {
-        let mut s = Scan::default();
+        let mut s = Scan {
+            word_only: true,
+            ..Scan::default()
+        };
         for b in text.bytes() {
+            s.word_only &= b.is_ascii_alphanumeric() || b == b'_';
             match b {
                 b'0'..=b'9' => s.digits += 1,
                 b'A'..=b'Z' => s.upper += 1,
@@ -247,10 +265,15 @@ impl Scan {
     fn may_contain(&self, kind: PiiKind, text: &str) -> bool {
         match kind {
             PiiKind::Email => (self.at || text.contains("%40")) && self.dots >= 1,
-            PiiKind::Phone => self.digits >= 8,
+            // Every phone pattern needs a `+`, a separator or parentheses.
+            PiiKind::Phone => self.digits >= 8 && !self.word_only,
+            // Without separators a card number is the whole text.
+            PiiKind::Card if self.word_only => {
+                self.digits == text.len() && (13..=19).contains(&text.len())
+            }
             PiiKind::Card => self.digits >= 13,
             PiiKind::Iban => self.digits >= 2 && self.upper >= 2 && text.len() >= 15,
-            PiiKind::Ssn => self.digits >= 9,
+            PiiKind::Ssn => self.digits >= 9 && !self.word_only,
             PiiKind::Ip => (self.digits >= 4 && self.dots >= 3) || self.colons >= 2,
             PiiKind::BearerToken => {
                 text.len() >= 14
@@ -1523,6 +1546,28 @@ mod tests {
             },
         ]);
         assert_eq!(tie[0].kind, PiiKind::Jwt);
+    }
+
+    #[test]
+    fn uuids_are_identifiers_whatever_their_digit_groups() {
+        let d = det();
+        for id in [
+            "abcdef01-0123-4567-8901-23456789abcd",
+            "41111111-1111-1111-1111-111111111111",
+            "00000000-0000-0000-0000-000000000000",
+        ] {
+            assert_eq!(d.detect(id), None, "{id}");
+        }
+        // Not a UUID: the same digits as a phone number are still one.
+        assert_eq!(d.detect("call 0123-4567-8901"), Some(PiiKind::Phone));
+    }
+
+    #[test]
+    fn separator_free_text_holds_a_card_only_as_a_whole() {
+        let d = det();
+        assert_eq!(d.detect("4111111111111111"), Some(PiiKind::Card));
+        assert_eq!(d.detect("00000000000000000005eed00000a1b2"), None);
+        assert_eq!(d.detect("run_4111111111111111"), None);
     }
 
     #[test]
