@@ -125,7 +125,7 @@ pub fn erase(
     let (deleted, (installs_removed, tombstone_id, audit_id)) = state.clusters.erase_events(state, move || {
         Ok(state.writer.exclusive_blocking(move |store| {
             store.write(|txn| {
-                let deleted = delete::delete_events(txn, &seqs)?;
+                let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
                 let mut installs = 0;
                 if kind == SubjectKind::Install {
                     for product in &products {

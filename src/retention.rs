@@ -99,7 +99,7 @@ fn delete_chunk(state: &AppState, filter: &Filter, chunk: &[u64]) -> Result<u64,
     let seqs = chunk.to_vec();
     let (deleted, tombstone_id) = state.writer.exclusive_blocking(move |store| {
         store.write(|txn| {
-            let deleted = delete::delete_events(txn, &seqs)?;
+            let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
             Ok((deleted.len() as u64, delete::add_tombstone(txn, &bytes)?))
         })
     })?;

@@ -451,6 +451,15 @@ fn duplicates_are_reported_not_stored_even_across_restarts() {
     assert_eq!(server.post_events("", &batch).json()["duplicates"], 4);
     assert_eq!(server.stored().len(), 3);
     assert_eq!(server.stats()["duplicates"], 4);
+
+    // The nil UUID identifies nothing: such events get ids of their own.
+    let nil = json!([
+        {"id": "00000000-0000-0000-0000-000000000000", "name": "n1"},
+        {"id": "00000000-0000-0000-0000-000000000000", "name": "n2"}
+    ])
+    .to_string();
+    assert_eq!(server.post_events("", &nil).json()["accepted"], 2);
+    assert_eq!(server.stored().len(), 5);
 }
 
 #[test]

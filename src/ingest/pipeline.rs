@@ -365,16 +365,20 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
 }
 
 /// The client's UUID, a stable UUID derived from a non-UUID client id (so it still dedups), or
-/// a new time-ordered UUIDv7.
+/// a new time-ordered UUIDv7 (also for the nil UUID, which identifies nothing).
 fn event_id(product: &str, client_id: Option<&str>) -> Uuid {
-    match client_id {
-        Some(text) => Uuid::parse_str(text).unwrap_or_else(|_| {
+    let Some(text) = client_id else {
+        return Uuid::now_v7();
+    };
+    match Uuid::parse_str(text) {
+        Ok(id) if id.is_nil() => Uuid::now_v7(),
+        Ok(id) => id,
+        Err(_) => {
             let digest = Sha256::digest(format!("{product}\u{0}{text}").as_bytes());
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(&digest[..16]);
             Uuid::new_v8(bytes)
-        }),
-        None => Uuid::now_v7(),
+        }
     }
 }
 

@@ -39,6 +39,7 @@ const COPY_CHUNK: u64 = 50_000;
 const TABLES: &[&dyn TableCopy] = &[
     &EVENTS,
     &EVENT_IDS,
+    &crate::store::ids::ID_JOURNAL,
     &INSTALLS,
     &META,
     &crate::store::delete::INDEX_DELETES,

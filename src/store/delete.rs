@@ -10,9 +10,10 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use crate::error::StoreError;
 use crate::model::Event;
 use crate::store::blocks::{Block, BlockBuilder};
+use crate::store::ids::{self, RecentIds};
 use crate::store::{
-    decode_event, decode_install, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS,
-    META, META_EVENT_COUNT,
+    decode_event, decode_install, install_key, InstallRecord, Store, EVENTS, INSTALLS, META,
+    META_EVENT_COUNT,
 };
 
 /// Tombstone id → what the search index must still delete (JSON, owned by the caller).
@@ -53,10 +54,10 @@ impl Store {
 /// their positions.
 pub fn delete_events(
     txn: &WriteTransaction,
+    recent_ids: &RecentIds,
     seqs: &[u64],
 ) -> Result<Vec<(u64, Event)>, StoreError> {
     let mut events = txn.open_table(EVENTS)?;
-    let mut ids = txn.open_table(EVENT_IDS)?;
     // Group positions by the block that holds them.
     let mut by_block: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for &seq in seqs {
@@ -80,7 +81,7 @@ pub fn delete_events(
         for (seq, json) in block.entries() {
             if doomed.binary_search(&seq).is_ok() {
                 let event = decode_event(json)?;
-                ids.remove(event.id.as_u128())?;
+                ids::forget(txn, recent_ids, event.id.as_u128(), seq)?;
                 deleted.push((seq, event));
             } else {
                 rebuilt.push(seq, json);

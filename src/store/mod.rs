@@ -7,6 +7,7 @@ pub mod backup;
 pub mod blocks;
 pub mod clusters;
 pub mod delete;
+pub mod ids;
 pub mod policies;
 pub mod vacuum;
 pub mod writer;
@@ -25,7 +26,8 @@ use blocks::Block;
 /// First position of a block → the zstd block of events at consecutive positions (see
 /// `blocks`). Positions only grow; the index remembers the next one it expects.
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// Event id → position: persistent dedup and lookup by id.
+/// Event id → position: persistent dedup and lookup by id (the ids of recent commits wait in
+/// `ids::ID_JOURNAL` until they are folded in).
 pub const EVENT_IDS: TableDefinition<u128, u64> = TableDefinition::new("event_ids");
 /// `product \0 install_id` → encoded `InstallRecord`.
 pub const INSTALLS: TableDefinition<&str, &[u8]> = TableDefinition::new("installs");
@@ -74,6 +76,8 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
 pub struct Store {
     db: Arc<RwLock<Arc<Database>>>,
     path: PathBuf,
+    /// Journaled ids not yet folded into `EVENT_IDS` (see `ids`).
+    pub(crate) recent_ids: Arc<ids::RecentIds>,
 }
 
 pub const META_NEXT_SEQ: &str = "next_seq";
@@ -86,9 +90,11 @@ impl Store {
         let path = data_dir.join(STORE_FILE);
         vacuum::remove_leftovers(data_dir)?;
         let db = open_database(&path)?;
+        let recent_ids = ids::RecentIds::load(&db.begin_read()?)?;
         Ok(Store {
             db: Arc::new(RwLock::new(Arc::new(db))),
             path,
+            recent_ids: Arc::new(recent_ids),
         })
     }
 
@@ -137,10 +143,16 @@ impl Store {
     }
 
     pub fn event_by_id(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        // The recent ids first: an id leaves them only after the fold that moved it into the
+        // table has committed, so a transaction begun afterwards finds it there.
+        let recent = self.recent_ids.get(id.as_u128());
         let txn = self.begin_read()?;
-        let ids = txn.open_table(EVENT_IDS)?;
-        let Some(seq) = ids.get(id.as_u128())?.map(|v| v.value()) else {
-            return Ok(None);
+        let seq = match recent {
+            Some(seq) => seq,
+            None => match txn.open_table(EVENT_IDS)?.get(id.as_u128())? {
+                Some(seq) => seq.value(),
+                None => return Ok(None),
+            },
         };
         Ok(events_at(&txn, &[seq])?.pop().map(|(_, e)| e))
     }
@@ -152,10 +164,15 @@ impl Store {
 
     /// Which of these ids are already stored (the pre-check before rate limiting).
     pub fn known_ids(&self, ids: &[Uuid]) -> Result<Vec<bool>, StoreError> {
+        let recent: Vec<bool> = ids
+            .iter()
+            .map(|id| self.recent_ids.get(id.as_u128()).is_some())
+            .collect();
         let txn = self.begin_read()?;
         let table = txn.open_table(EVENT_IDS)?;
         ids.iter()
-            .map(|id| Ok(table.get(id.as_u128())?.is_some()))
+            .zip(recent)
+            .map(|(id, recent)| Ok(recent || table.get(id.as_u128())?.is_some()))
             .collect()
     }
 
@@ -216,6 +233,7 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(EVENTS)?;
     txn.open_table(EVENT_IDS)?;
+    txn.open_table(ids::ID_JOURNAL)?;
     txn.open_table(INSTALLS)?;
     txn.open_table(META)?;
     txn.open_table(delete::INDEX_DELETES)?;

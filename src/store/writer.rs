@@ -1,10 +1,11 @@
 //! The single store writer: one thread drains every batch waiting in its bounded channel into
 //! one redb write transaction (group commit), commits it durably, and only then answers each
-//! batch. Dedup by event id and the install registry are updated in the same transaction.
+//! batch. Dedup by event id (journaled, see `ids`) and the install registry are updated in the
+//! same transaction.
 //! Every other store write (deletions, audit entries, the file rewrite) also runs on this
 //! thread, as an exclusive job between two group commits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use crate::error::StoreError;
 use crate::metrics::Metrics;
 use crate::model::Event;
 use crate::store::blocks::BlockBuilder;
+use crate::store::ids::{self, Folder};
 use crate::store::{
     decode_install, encode_event, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS,
     META, META_EVENT_COUNT, META_NEXT_SEQ,
@@ -164,6 +166,7 @@ fn run(
     mut listener: CommitListener,
 ) {
     let mut group: Vec<Pending> = Vec::new();
+    let mut folder = Folder::default();
     let mut after_group: Option<Command> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut queued_events = 0;
@@ -186,6 +189,7 @@ fn run(
                 &store,
                 std::mem::take(&mut group),
                 &mut next_seq,
+                &mut folder,
                 &metrics,
                 &mut listener,
             );
@@ -206,11 +210,12 @@ fn commit_and_answer(
     store: &Store,
     group: Vec<Pending>,
     next_seq: &mut u64,
+    folder: &mut Folder,
     metrics: &Metrics,
     listener: &mut CommitListener,
 ) {
     let started = Instant::now();
-    match commit_group(store, &group, *next_seq) {
+    match commit_group(store, &group, *next_seq, folder) {
         Ok((results, committed, new_next_seq)) => {
             *next_seq = new_next_seq;
             metrics.commits.inc();
@@ -236,23 +241,28 @@ type GroupOutcome = (Vec<Vec<bool>>, Vec<(u64, Arc<Event>)>, u64);
 fn commit_group(
     store: &Store,
     group: &[Pending],
-    mut next_seq: u64,
+    first_seq: u64,
+    folder: &mut Folder,
 ) -> Result<GroupOutcome, StoreError> {
     let db = store.database();
+    let recent = &store.recent_ids;
     let mut txn = db.begin_write()?;
     txn.set_quick_repair(true);
+    let mut next_seq = first_seq;
     let mut results = Vec::with_capacity(group.len());
     let mut committed = Vec::new();
+    let mut journaled: Vec<u128> = Vec::new();
+    let mut in_group: HashSet<u128> = HashSet::new();
     let mut installs: HashMap<String, InstallRecord> = HashMap::new();
     {
         let mut events = txn.open_table(EVENTS)?;
-        let mut ids = txn.open_table(EVENT_IDS)?;
+        let id_table = txn.open_table(EVENT_IDS)?;
         let mut block = BlockBuilder::default();
         for pending in group {
             let mut stored = Vec::with_capacity(pending.events.len());
             for event in &pending.events {
                 let id = event.id.as_u128();
-                if ids.get(id)?.is_some() {
+                if !in_group.insert(id) || ids::lookup(recent, &id_table, id)?.is_some() {
                     stored.push(false);
                     continue;
                 }
@@ -264,7 +274,7 @@ fn commit_group(
                         events.insert(first, bytes.as_slice())?;
                     }
                 }
-                ids.insert(id, seq)?;
+                journaled.push(id);
                 note_install(&mut installs, event);
                 committed.push((seq, event.clone()));
                 stored.push(true);
@@ -275,6 +285,8 @@ fn commit_group(
             events.insert(first, bytes.as_slice())?;
         }
     }
+    ids::journal(&txn, first_seq, &journaled)?;
+    let folded_below = folder.step(&txn, recent, first_seq, journaled.len())?;
     merge_installs(&txn, installs)?;
     {
         let mut meta = txn.open_table(META)?;
@@ -283,6 +295,10 @@ fn commit_group(
         meta.insert(META_NEXT_SEQ, next_seq)?;
     }
     txn.commit()?;
+    recent.insert_all(journaled.into_iter().zip(first_seq..));
+    if let Some(position) = folded_below {
+        Folder::finished(recent, position);
+    }
     Ok((results, committed, next_seq))
 }
 
