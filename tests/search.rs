@@ -128,6 +128,11 @@ fn every_query_form_and_filter() {
     let all = search(&server, "");
     assert_eq!(all["total"], 7);
     assert_eq!(all["total_exact"], true);
+    let counted = search(&server, "exact_total=true");
+    assert_eq!(
+        (&counted["total"], &counted["total_exact"]),
+        (&json!(7), &json!(true))
+    );
     // Newest first.
     assert_eq!(names(&all)[..2], ["call_completed", "call_completed"]);
     assert_eq!(names(&all).last().unwrap(), "keyboard_shown");

@@ -76,6 +76,7 @@ pub async fn get(
             },
             limit: SAMPLES,
             cursor: None,
+            exact_total: false,
         };
         let seqs: Vec<u64> = st
             .search

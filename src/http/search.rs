@@ -40,6 +40,9 @@ pub struct FilterParams {
     pub to: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Search only: count every match (`true`) instead of stopping at
+    /// [`EXACT_TOTAL_UP_TO`](crate::search::EXACT_TOTAL_UP_TO).
+    pub exact_total: Option<bool>,
     /// Export only: `ndjson` or `csv`.
     pub format: Option<String>,
     /// Time series only: bucket width such as `1h`.
@@ -119,9 +122,10 @@ pub async fn search_events(
         filter: params.to_filter()?,
         limit: params.limit()?,
         cursor: params.cursor.clone(),
+        exact_total: params.exact_total.unwrap_or(false),
     };
     let st = state.clone();
-    let (events, total, next_cursor) = blocking(move || {
+    let (events, page) = blocking(move || {
         let page = st.search.search(&request)?;
         let seqs: Vec<u64> = page.hits.iter().map(|h| h.seq).collect();
         let events: Vec<Event> = st
@@ -130,14 +134,14 @@ pub async fn search_events(
             .into_iter()
             .map(|(_, e)| e)
             .collect();
-        Ok((events, page.total, page.next_cursor))
+        Ok((events, page))
     })
     .await?;
     Ok(HttpResponse::Ok().json(json!({
         "events": events,
-        "total": total,
-        "total_exact": true,
-        "next_cursor": next_cursor,
+        "total": page.total,
+        "total_exact": page.total_exact,
+        "next_cursor": page.next_cursor,
     })))
 }
 
@@ -202,6 +206,7 @@ pub fn page_stream(
                 filter,
                 limit: MAX_LIMIT,
                 cursor,
+                exact_total: false,
             };
             let page = blocking(move || {
                 let page = state.search.search(&request)?;

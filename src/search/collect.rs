@@ -6,7 +6,10 @@ use std::collections::BinaryHeap;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::query::{EnableScoring, Query};
+use tantivy::{
+    DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader, COLLECT_BLOCK_BUFFER_LEN,
+};
 
 use super::schema::{SEQ, TIMESTAMP};
 
@@ -186,4 +189,35 @@ impl SegmentCollector for PositionsSegment {
     fn harvest(self) -> Vec<u64> {
         self.out
     }
+}
+
+/// Matches of `query`, counted until `cap`: `cap` means "at least that many". Stops as soon as
+/// the cap is reached, so a broad query costs a few thousand matches, not millions.
+pub fn count_up_to(searcher: &Searcher, query: &dyn Query, cap: u64) -> tantivy::Result<u64> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut counted = 0u64;
+    for reader in searcher.segment_readers() {
+        if cap == u64::MAX {
+            counted += u64::from(weight.count(reader)?);
+            continue;
+        }
+        let mut docs = weight.scorer(reader, 1.0)?;
+        let alive = reader.alive_bitset();
+        let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
+        loop {
+            let filled = docs.fill_buffer(&mut buffer);
+            let matched = &buffer[..filled];
+            counted += match alive {
+                Some(alive) => matched.iter().filter(|&&d| alive.is_alive(d)).count(),
+                None => filled,
+            } as u64;
+            if counted >= cap {
+                return Ok(cap);
+            }
+            if filled < buffer.len() {
+                break;
+            }
+        }
+    }
+    Ok(counted)
 }

@@ -56,6 +56,10 @@ const FULL_SCAN_BELOW: u64 = 20_000;
 #[cfg(test)]
 const FULL_SCAN_BELOW: u64 = 1;
 
+/// A page counts its matches exactly up to this many; past it, the total says "at least" (a
+/// broad query over millions of events would otherwise spend most of its time counting).
+pub const EXACT_TOTAL_UP_TO: u64 = 10_000;
+
 /// The most hits one page returns.
 pub const MAX_LIMIT: usize = 1000;
 /// The most buckets one time series returns.
@@ -179,6 +183,8 @@ pub struct SearchRequest {
     pub limit: usize,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Count every match, however many; otherwise the count stops at [`EXACT_TOTAL_UP_TO`].
+    pub exact_total: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,8 +197,10 @@ pub struct Hit {
 pub struct SearchPage {
     /// Newest first: `(timestamp, seq)` descending.
     pub hits: Vec<Hit>,
-    /// Every match of the filter (not only those after the cursor).
+    /// Every match of the filter (not only those after the cursor), or, when `total_exact` is
+    /// false, a lower bound: [`EXACT_TOTAL_UP_TO`].
     pub total: u64,
+    pub total_exact: bool,
     /// Present when more matches follow this page.
     pub next_cursor: Option<String>,
 }
@@ -210,7 +218,8 @@ pub struct IndexStats {
 }
 
 /// Smallest and largest timestamp in the index (deleted documents included), if any.
-fn timestamp_bounds(searcher: &Searcher) -> Result<Option<(i64, i64)>, SearchError> {
+/// The smallest and largest timestamp in the index (deleted documents included), if any.
+pub(crate) fn timestamp_bounds(searcher: &Searcher) -> Result<Option<(i64, i64)>, SearchError> {
     let mut bounds: Option<(i64, i64)> = None;
     for segment in searcher.segment_readers() {
         if segment.num_docs() == 0 {
@@ -438,7 +447,13 @@ impl SearchIndex {
         let limit = request.limit.min(MAX_LIMIT);
         let searcher = self.searcher();
         let query = self.compile(&searcher, &request.filter)?;
-        let total = searcher.search(query.as_ref(), &Count)? as u64;
+        let cap = if request.exact_total {
+            u64::MAX
+        } else {
+            EXACT_TOTAL_UP_TO
+        };
+        let total = collect::count_up_to(&searcher, query.as_ref(), cap)?;
+        let total_exact = total < cap;
         let top = collect::TopByTime { limit, after };
         let fruit = if total == 0 || limit == 0 {
             collect::TopFruit {
@@ -446,7 +461,7 @@ impl SearchIndex {
                 remaining: 0,
                 hits: Vec::new(),
             }
-        } else if total < FULL_SCAN_BELOW {
+        } else if total_exact && total < FULL_SCAN_BELOW {
             searcher.search(query.as_ref(), &top)?
         } else {
             self.newest_first(&searcher, query.as_ref(), &top, total, &request.filter)?
@@ -465,6 +480,7 @@ impl SearchIndex {
                 })
                 .collect(),
             total,
+            total_exact,
             next_cursor,
         })
     }
@@ -514,6 +530,7 @@ impl SearchIndex {
                         &self.shared().fields,
                         i64::try_from(window_start).ok(),
                         upper.checked_add(1),
+                        Some((min_ts, max_ts)),
                     ),
                 ),
             ]);

@@ -8,7 +8,8 @@
 //! | field | kind | used for |
 //! |---|---|---|
 //! | `seq` | u64, fast | hit → store key, cursor tie-break, `delete(.., below_seq)` |
-//! | `timestamp` | i64 ms, fast | time range filters (fast-field range), ordering, time series |
+//! | `timestamp` | i64 ms, fast | exact time range ends (fast-field range), ordering, time series |
+//! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::query::time_range_query`]) |
 //! | `text` | text, default tokenizer, positions | bare words and phrases |
 //! | exact fields ([`EXACT_FIELDS`]) | raw string, indexed + fast (not `session_id`) | `field:value`, filters, breakdowns |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
@@ -26,10 +27,14 @@ use crate::model::{DimValue, Event};
 
 /// Bump when the schema or the document mapping changes: an index written with another version
 /// is discarded on open and rebuilt from the store.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const SEQ: &str = "seq";
 pub const TIMESTAMP: &str = "timestamp";
+pub const TIME_DAY: &str = "time_day";
+pub const TIME_HOUR: &str = "time_hour";
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 pub const TEXT: &str = "text";
 pub const DIMS: &str = "dims";
 pub const METRICS: &str = "metrics";
@@ -176,6 +181,9 @@ pub fn exact_field(name: &str) -> Option<(usize, &'static ExactField)> {
 pub struct IndexFields {
     pub seq: Field,
     pub timestamp: Field,
+    /// The timestamp in whole days and whole hours since the epoch.
+    pub time_day: Field,
+    pub time_hour: Field,
     pub text: Field,
     pub dims: Field,
     pub metrics: Field,
@@ -187,6 +195,8 @@ pub fn build_schema() -> (Schema, IndexFields) {
     let mut builder = Schema::builder();
     let seq = builder.add_u64_field(SEQ, NumericOptions::default().set_fast());
     let timestamp = builder.add_i64_field(TIMESTAMP, NumericOptions::default().set_fast());
+    let time_day = builder.add_i64_field(TIME_DAY, NumericOptions::default().set_indexed());
+    let time_hour = builder.add_i64_field(TIME_HOUR, NumericOptions::default().set_indexed());
     let text = builder.add_text_field(
         TEXT,
         TextOptions::default().set_indexing_options(
@@ -224,6 +234,8 @@ pub fn build_schema() -> (Schema, IndexFields) {
         IndexFields {
             seq,
             timestamp,
+            time_day,
+            time_hour,
             text,
             dims,
             metrics,
@@ -265,6 +277,8 @@ impl IndexFields {
         let mut doc = TantivyDocument::new();
         doc.add_u64(self.seq, seq);
         doc.add_i64(self.timestamp, event.timestamp);
+        doc.add_i64(self.time_day, event.timestamp.div_euclid(DAY_MS));
+        doc.add_i64(self.time_hour, event.timestamp.div_euclid(HOUR_MS));
 
         // Full text: name, error message/code/domain, module, string dimensions.
         doc.add_text(self.text, &event.name);

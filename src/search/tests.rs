@@ -740,6 +740,7 @@ fn time_range_is_half_open() {
             filter,
             limit: 100,
             cursor: None,
+            exact_total: false,
         })
         .unwrap();
     let stamps: Vec<i64> = page.hits.iter().map(|h| h.timestamp).collect();
@@ -973,6 +974,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_events_arrive() {
                 filter: Filter::default(),
                 limit: 100,
                 cursor: cursor.clone(),
+                exact_total: false,
             })
             .unwrap();
         if pages == 0 {
@@ -1022,6 +1024,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_events_arrive() {
             filter: Filter::default(),
             limit: 0,
             cursor: None,
+            exact_total: false,
         })
         .unwrap();
     assert_eq!(page.total, 2_500 + added);
@@ -1032,6 +1035,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_events_arrive() {
             filter: Filter::default(),
             limit: 10,
             cursor: Some("nope".into()),
+            exact_total: false,
         }),
         Err(SearchError::InvalidRequest(_))
     ));
@@ -1041,9 +1045,108 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_events_arrive() {
             filter: Filter::default(),
             limit: 5_000,
             cursor: None,
+            exact_total: false,
         })
         .unwrap();
     assert_eq!(page.hits.len(), MAX_LIMIT);
+    index.close();
+}
+
+#[test]
+fn time_ranges_over_days_and_hours_match_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four days of events at irregular spacing, a few of them late (out of position order).
+    let stamps: Vec<i64> = (0..3_000i64)
+        .map(|i| BASE - 3_600_000 + i * 115_321 + if i % 97 == 0 { -40_000_000 } else { 0 })
+        .collect();
+    let events: Vec<Event> = stamps
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let mut e = voice_event(i % 200);
+            e.timestamp = t;
+            e
+        })
+        .collect();
+    let index = open_indexed(dir.path(), MemSource::new(events));
+    let (lo, hi) = (*stamps.iter().min().unwrap(), *stamps.iter().max().unwrap());
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut cases = vec![
+        (None, None),
+        (Some(lo), None),
+        (None, Some(hi + 1)),
+        (Some(lo), Some(hi + 1)),
+        (Some(hi + 1), None),
+        (None, Some(lo)),
+        (Some(BASE), Some(BASE + 86_400_000)),
+        (
+            Some(BASE + 3_600_000),
+            Some(BASE + 2 * 86_400_000 + 7_200_000),
+        ),
+        (Some(BASE - 1), Some(BASE + 1)),
+    ];
+    for _ in 0..60 {
+        let a = rng.i64(lo - 5_000_000..hi + 5_000_000);
+        let b = a + rng.i64(0..3 * 86_400_000);
+        let align = |t: i64, unit: i64| t - t.rem_euclid(unit);
+        cases.push(match rng.u8(..3) {
+            0 => (Some(a), Some(b)),
+            1 => (Some(align(a, 3_600_000)), Some(align(b, 86_400_000))),
+            _ => (Some(a), None),
+        });
+    }
+    for (from, to) in cases {
+        let expected = stamps
+            .iter()
+            .filter(|&&t| from.is_none_or(|f| t >= f) && to.is_none_or(|e| t < e))
+            .count() as u64;
+        let filter = Filter {
+            from_ms: from,
+            to_ms: to,
+            ..Filter::default()
+        };
+        assert_eq!(index.count(&filter).unwrap(), expected, "{from:?}..{to:?}");
+    }
+    index.close();
+}
+
+#[test]
+fn totals_past_the_exact_bound_say_at_least_unless_asked_to_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = EXACT_TOTAL_UP_TO as usize + 2_000;
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let mut e = dictation_event(i % 300);
+            e.timestamp = BASE + i as i64 * 1_000;
+            e
+        })
+        .collect();
+    let index = open_indexed(dir.path(), MemSource::new(events));
+    let page = |filter: Filter, exact_total: bool| {
+        index
+            .search(&SearchRequest {
+                filter,
+                limit: 20,
+                cursor: None,
+                exact_total,
+            })
+            .unwrap()
+    };
+    let broad = page(Filter::default(), false);
+    assert_eq!((broad.total, broad.total_exact), (EXACT_TOTAL_UP_TO, false));
+    let newest: Vec<u64> = broad.hits.iter().map(|h| h.seq).collect();
+    assert_eq!(newest, (n as u64 - 20..n as u64).rev().collect::<Vec<_>>());
+    assert!(broad.next_cursor.is_some());
+    let counted = page(Filter::default(), true);
+    assert_eq!((counted.total, counted.total_exact), (n as u64, true));
+    assert_eq!(counted.hits, broad.hits);
+    // Under the bound the count is exact without asking.
+    let hour = Filter {
+        from_ms: Some(BASE + (n as i64 - 3_600) * 1_000),
+        ..Filter::default()
+    };
+    let recent = page(hour, false);
+    assert_eq!((recent.total, recent.total_exact), (3_600, true));
     index.close();
 }
 
@@ -1668,6 +1771,7 @@ fn bench_index_million() {
             filter: week.clone(),
             limit: 100,
             cursor: None,
+            exact_total: false,
         })
         .unwrap();
     println!("query total: {}", page.total);
@@ -1677,6 +1781,7 @@ fn bench_index_million() {
                 filter: week.clone(),
                 limit: 100,
                 cursor: None,
+                exact_total: false,
             })
             .unwrap();
     });
@@ -1691,6 +1796,7 @@ fn bench_index_million() {
                 filter: word.clone(),
                 limit: 100,
                 cursor: None,
+                exact_total: false,
             })
             .unwrap();
     });
@@ -1706,6 +1812,7 @@ fn bench_index_million() {
                 filter: broad.clone(),
                 limit: 100,
                 cursor: None,
+                exact_total: false,
             })
             .unwrap();
     });
@@ -1715,6 +1822,7 @@ fn bench_index_million() {
                 filter: Filter::default(),
                 limit: 100,
                 cursor: None,
+                exact_total: false,
             })
             .unwrap();
     });
@@ -1794,6 +1902,7 @@ fn bench_index_million() {
                 filter: word.clone(),
                 limit: 100,
                 cursor: None,
+                exact_total: false,
             })
             .unwrap();
     });
@@ -1811,6 +1920,7 @@ fn bench_index_million() {
                 filter: week.clone(),
                 limit: 100,
                 cursor: None,
+                exact_total: false,
             })
             .unwrap();
     });
