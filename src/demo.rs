@@ -151,9 +151,15 @@ impl Maker {
     }
 }
 
-fn installs(rng: &mut fastrand::Rng) -> Vec<Install> {
+/// Installs for a store of `events`: at least 400, and about 250 events (some 35 a day) each,
+/// as real installs send, so a large store is not a few hundred impossibly busy installs.
+fn install_count(events: u64) -> usize {
+    (events / 250).max(400) as usize
+}
+
+fn installs(rng: &mut fastrand::Rng, count: usize) -> Vec<Install> {
     let mut out = Vec::new();
-    for i in 0..400 {
+    for i in 0..count {
         let (country, region) = PLACES[(rng.f64().powi(2) * PLACES.len() as f64) as usize];
         let sdk = i % 3 == 0;
         out.push(Install {
@@ -287,7 +293,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         rng: fastrand::Rng::with_seed(42),
         received_at: now,
     };
-    let installs = installs(&mut maker.rng);
+    let installs = installs(&mut maker.rng, install_count(args.events));
     let sessions = (args.events / 4).max(100);
     let week_start = now - 7 * DAY_MS;
     // The week's traffic, written as it is made (so a large demo store stays within memory);

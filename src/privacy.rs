@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +111,9 @@ pub fn erase(
     id: &str,
     actor: &str,
 ) -> Result<ErasureReport, ApiError> {
+    let started = Instant::now();
     let (seqs, position) = subject_positions(state, kind, id)?;
+    let found = started.elapsed();
     let tombstone = Tombstone {
         filter: kind.filter(id),
         from_seq: 0,
@@ -149,7 +151,17 @@ pub fn erase(
         })?)
     })?;
     let events_removed = deleted.len() as u64;
+    let stored = started.elapsed();
     let index_documents_removed = apply_tombstone(state, tombstone_id, &tombstone)?;
+    // The subject's id is never logged.
+    tracing::info!(
+        subject = kind.as_str(),
+        events_removed,
+        find_ms = found.as_millis() as u64,
+        store_ms = (stored - found).as_millis() as u64,
+        index_ms = (started.elapsed() - stored).as_millis() as u64,
+        "subject erased"
+    );
     if kind == SubjectKind::Install {
         for product in &state.ingest.products {
             state.ingest.limiter.forget(product.index, id);

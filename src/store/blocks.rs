@@ -5,6 +5,8 @@
 //! Uncompressed layout: `count: u32`, then per event `seq: u64`, `len: u32`, `len` bytes of
 //! JSON (all integers little-endian). Events are in ascending position order.
 
+use std::cell::RefCell;
+
 use crate::error::StoreError;
 use crate::model::Event;
 
@@ -49,12 +51,56 @@ impl BlockBuilder {
             return Ok(None);
         };
         self.raw[..4].copy_from_slice(&self.count.to_le_bytes());
-        let compressed = zstd::bulk::compress(&self.raw, ZSTD_LEVEL)
-            .map_err(|e| StoreError::Codec(format!("zstd: {e}")))?;
+        let compressed = compress(&self.raw)?;
         self.raw.clear();
         self.count = 0;
         Ok(Some((first, compressed)))
     }
+}
+
+// One zstd context per thread, reused: a fresh context per block allocated (and the kernel
+// zeroed) about a megabyte each time, which cost more than compressing.
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Largest uncompressed block `decompress` sizes from the frame header (a block closes at
+/// [`BLOCK_BYTES`] plus at most one event).
+const MAX_RAW_BLOCK: u64 = 64 * 1024 * 1024;
+
+fn zstd_error(e: std::io::Error) -> StoreError {
+    StoreError::Codec(format!("zstd: {e}"))
+}
+
+fn compress(raw: &[u8]) -> Result<Vec<u8>, StoreError> {
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let compressor = match &mut *slot {
+            Some(c) => c,
+            empty => empty.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(zstd_error)?),
+        };
+        compressor.compress(raw).map_err(zstd_error)
+    })
+}
+
+fn decompress(compressed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let size = zstd::zstd_safe::get_frame_content_size(compressed)
+        .ok()
+        .flatten();
+    let Some(size) = size.filter(|&n| n <= MAX_RAW_BLOCK) else {
+        return zstd::stream::decode_all(compressed).map_err(zstd_error);
+    };
+    DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let decompressor = match &mut *slot {
+            Some(d) => d,
+            empty => empty.insert(zstd::bulk::Decompressor::new().map_err(zstd_error)?),
+        };
+        decompressor
+            .decompress(compressed, size as usize)
+            .map_err(zstd_error)
+    })
 }
 
 /// A decompressed block: its events' positions and JSON, without decoding the events.
@@ -66,8 +112,7 @@ pub struct Block {
 impl Block {
     pub fn decode(compressed: &[u8]) -> Result<Block, StoreError> {
         let corrupt = || StoreError::Codec("corrupt event block".into());
-        let raw = zstd::stream::decode_all(compressed)
-            .map_err(|e| StoreError::Codec(format!("zstd: {e}")))?;
+        let raw = decompress(compressed)?;
         let read_u32 = |at: usize| {
             raw.get(at..at + 4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
