@@ -249,9 +249,10 @@ fn session(maker: &mut Maker, install: &Install, at: i64, out: &mut Vec<Event>) 
     }
 }
 
-/// Writes events through the store writer (the index follows), in batches.
+/// Writes events through the store writer (the index follows), in batches, all queued before
+/// waiting so the writer commits many of them together.
 fn write(state: &AppState, events: Vec<Event>) -> Result<u64, String> {
-    let mut stored = 0;
+    let mut receivers = Vec::new();
     for chunk in events.chunks(500) {
         let batch: Vec<Arc<Event>> = chunk.iter().cloned().map(Arc::new).collect();
         let receiver = loop {
@@ -263,6 +264,10 @@ fn write(state: &AppState, events: Vec<Event>) -> Result<u64, String> {
                 Err(e) => return Err(format!("store writer: {e:?}")),
             }
         };
+        receivers.push(receiver);
+    }
+    let mut stored = 0;
+    for receiver in receivers {
         let result = receiver
             .blocking_recv()
             .map_err(|_| "the store writer stopped".to_string())?;
@@ -302,7 +307,11 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let mut stored = 0;
     for s in 0..sessions {
         if pending.len() >= 50_000 {
+            let before = stored;
             stored += write(&state, std::mem::take(&mut pending))?;
+            if stored / 500_000 > before / 500_000 {
+                println!("demo: {stored} events written (of about {})", args.events);
+            }
         }
         let install = &installs[maker.rng.usize(..installs.len())];
         // Busier in the daytime (UTC), growing over the week.

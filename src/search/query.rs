@@ -879,9 +879,15 @@ impl QueryContext<'_> {
                 }
                 Resolved::Timestamp => {
                     let ms = self.parse_time(op.as_str(), value, *value_pos)?;
-                    let (lower, upper) =
-                        bounds_for(*op, Term::from_field_i64(self.fields.timestamp, ms));
-                    Box::new(RangeQuery::new(lower, upper))
+                    let after = |ms: i64| ms.saturating_add(1);
+                    let (from, to) = match op {
+                        CmpOp::Gt => (Some(after(ms)), None),
+                        CmpOp::Ge => (Some(ms), None),
+                        CmpOp::Lt => (None, Some(ms)),
+                        CmpOp::Le => (None, Some(after(ms))),
+                    };
+                    let bounds = super::timestamp_bounds(self.searcher)?;
+                    time_range_query(self.fields, from, to, bounds)
                 }
                 Resolved::Metric(key) => {
                     let number = self.parse_number(field, op.as_str(), value, *value_pos)?;

@@ -1106,6 +1106,13 @@ fn time_ranges_over_days_and_hours_match_the_oracle() {
             ..Filter::default()
         };
         assert_eq!(index.count(&filter).unwrap(), expected, "{from:?}..{to:?}");
+        if let (Some(a), Some(b)) = (from, to) {
+            // The query language's comparisons, each way round.
+            let count = |query: String| index.count(&q(&query)).unwrap();
+            assert_eq!(count(format!("timestamp:>={a} timestamp:<{b}")), expected);
+            let inclusive = stamps.iter().filter(|&&t| t > a && t <= b).count() as u64;
+            assert_eq!(count(format!("timestamp:>{a} timestamp:<={b}")), inclusive);
+        }
     }
     index.close();
 }
