@@ -29,6 +29,7 @@ pub mod query;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod timerange;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

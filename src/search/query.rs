@@ -49,7 +49,8 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
 
-use super::schema::{escape_json_key, exact_field, IndexFields, DAY_MS, EXACT_FIELDS, HOUR_MS};
+use super::schema::{escape_json_key, exact_field, IndexFields, EXACT_FIELDS};
+pub use super::timerange::time_range_query;
 use super::{Filter, SearchError};
 use crate::model::Level;
 
@@ -607,81 +608,6 @@ fn metric_term(fields: &IndexFields, key: &str, value: f64) -> Term {
     let mut term = json_path_term(fields.metrics, key);
     term.append_type_and_fast_value(value);
     term
-}
-
-/// A time range covered by more pieces than this is matched by the fast-field range alone.
-const MAX_TIME_PIECES: usize = 512;
-
-/// Matches documents with `from <= timestamp < to` (either end open), given the index's own
-/// time span `bounds` (inclusive; `None` when it is empty). The range is covered by whole days
-/// and whole hours — term queries, whose posting lists intersect cheaply with the rest of a
-/// query — and, at its ends, by an hour narrowed with the exact fast-field range. A fast-field
-/// range on its own is a column scan from the first document, however narrow the range.
-pub fn time_range_query(
-    fields: &IndexFields,
-    from: Option<i64>,
-    to: Option<i64>,
-    bounds: Option<(i64, i64)>,
-) -> Box<dyn Query> {
-    let Some((min_ts, max_ts)) = bounds else {
-        return Box::new(EmptyQuery);
-    };
-    let end = max_ts.saturating_add(1);
-    let lo = from.map_or(min_ts, |from| from.max(min_ts));
-    let hi = to.map_or(end, |to| to.min(end));
-    if lo >= hi {
-        return Box::new(EmptyQuery);
-    }
-    if lo == min_ts && hi == end {
-        return all_query();
-    }
-    match time_pieces(fields, lo, hi) {
-        Some(mut pieces) if pieces.len() == 1 => pieces.remove(0),
-        Some(pieces) => Box::new(BooleanQuery::new(
-            pieces.into_iter().map(|p| (Occur::Should, p)).collect(),
-        )),
-        None => exact_time_range(fields, lo, hi),
-    }
-}
-
-/// `[lo, hi)` as whole days, whole hours and partial hours, or `None` past [`MAX_TIME_PIECES`].
-fn time_pieces(fields: &IndexFields, lo: i64, hi: i64) -> Option<Vec<Box<dyn Query>>> {
-    let whole = |t: i64, unit: i64| t.rem_euclid(unit) == 0 && t.saturating_add(unit) <= hi;
-    let mut pieces: Vec<Box<dyn Query>> = Vec::new();
-    let mut t = lo;
-    while t < hi {
-        if pieces.len() == MAX_TIME_PIECES {
-            return None;
-        }
-        let hour = term_query(Term::from_field_i64(
-            fields.time_hour,
-            t.div_euclid(HOUR_MS),
-        ));
-        if whole(t, DAY_MS) {
-            let day = Term::from_field_i64(fields.time_day, t.div_euclid(DAY_MS));
-            pieces.push(term_query(day));
-            t += DAY_MS;
-        } else if whole(t, HOUR_MS) {
-            pieces.push(hour);
-            t += HOUR_MS;
-        } else {
-            let end = (t.div_euclid(HOUR_MS) + 1).saturating_mul(HOUR_MS).min(hi);
-            pieces.push(Box::new(BooleanQuery::new(vec![
-                (Occur::Must, hour),
-                (Occur::Must, exact_time_range(fields, t, end)),
-            ])));
-            t = end;
-        }
-    }
-    Some(pieces)
-}
-
-/// `lo <= timestamp < hi` on the fast field.
-fn exact_time_range(fields: &IndexFields, lo: i64, hi: i64) -> Box<dyn Query> {
-    Box::new(RangeQuery::new(
-        Bound::Included(Term::from_field_i64(fields.timestamp, lo)),
-        Bound::Excluded(Term::from_field_i64(fields.timestamp, hi)),
-    ))
 }
 
 /// Matches documents with `seq < below`.

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `seq` | u64, fast | hit → store key, cursor tie-break, `delete(.., below_seq)` |
 //! | `timestamp` | i64 ms, fast | exact time range ends (fast-field range), ordering, time series |
-//! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::query::time_range_query`]) |
+//! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::timerange`]) |
 //! | `text` | text, default tokenizer, positions | bare words and phrases |
 //! | exact fields ([`EXACT_FIELDS`]) | raw string, indexed + fast (not `session_id`) | `field:value`, filters, breakdowns |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |

@@ -1,0 +1,198 @@
+//! Time ranges as index queries. A fast-field range on its own is a scan of the timestamp
+//! column from the first document, however narrow the range, and as the cheapest-looking
+//! clause it leads every intersection it is in. So a range is covered by whole days and whole
+//! hours (`time_day`/`time_hour` terms: posting lists that intersect cheaply with the rest of a
+//! query) and, at its ends, by an hour's posting list filtered on the exact timestamp, one
+//! candidate at a time.
+
+use std::ops::Bound;
+
+use tantivy::columnar::Column;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Explanation, Occur, Query, RangeQuery,
+    Scorer, TermQuery, Weight,
+};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, DocSet, Score, SegmentReader, Term, TERMINATED};
+
+use super::schema::{IndexFields, DAY_MS, HOUR_MS, TIMESTAMP};
+
+/// A range covered by more pieces than this is matched by the fast-field range alone.
+const MAX_PIECES: usize = 512;
+
+/// Matches documents with `from <= timestamp < to` (either end open), given the index's own
+/// time span `bounds` (inclusive; `None` when it is empty).
+pub fn time_range_query(
+    fields: &IndexFields,
+    from: Option<i64>,
+    to: Option<i64>,
+    bounds: Option<(i64, i64)>,
+) -> Box<dyn Query> {
+    let Some((min_ts, max_ts)) = bounds else {
+        return Box::new(EmptyQuery);
+    };
+    let end = max_ts.saturating_add(1);
+    let lo = from.map_or(min_ts, |from| from.max(min_ts));
+    let hi = to.map_or(end, |to| to.min(end));
+    if lo >= hi {
+        return Box::new(EmptyQuery);
+    }
+    if lo == min_ts && hi == end {
+        return Box::new(AllQuery);
+    }
+    match pieces(fields, lo, hi) {
+        Some(mut pieces) if pieces.len() == 1 => pieces.remove(0),
+        Some(pieces) => Box::new(BooleanQuery::new(
+            pieces.into_iter().map(|p| (Occur::Should, p)).collect(),
+        )),
+        None => Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_i64(fields.timestamp, lo)),
+            Bound::Excluded(Term::from_field_i64(fields.timestamp, hi)),
+        )),
+    }
+}
+
+/// `[lo, hi)` as whole days, whole hours and filtered partial hours, or `None` past
+/// [`MAX_PIECES`].
+fn pieces(fields: &IndexFields, lo: i64, hi: i64) -> Option<Vec<Box<dyn Query>>> {
+    let whole = |t: i64, unit: i64| t.rem_euclid(unit) == 0 && t.saturating_add(unit) <= hi;
+    let term = |field, value: i64| -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_i64(field, value),
+            IndexRecordOption::Basic,
+        ))
+    };
+    let mut pieces: Vec<Box<dyn Query>> = Vec::new();
+    let mut t = lo;
+    while t < hi {
+        if pieces.len() == MAX_PIECES {
+            return None;
+        }
+        let hour = term(fields.time_hour, t.div_euclid(HOUR_MS));
+        if whole(t, DAY_MS) {
+            pieces.push(term(fields.time_day, t.div_euclid(DAY_MS)));
+            t += DAY_MS;
+        } else if whole(t, HOUR_MS) {
+            pieces.push(hour);
+            t += HOUR_MS;
+        } else {
+            let end = (t.div_euclid(HOUR_MS) + 1).saturating_mul(HOUR_MS).min(hi);
+            pieces.push(Box::new(TimeFilter {
+                inner: hour,
+                lo: t,
+                hi: end,
+            }));
+            t = end;
+        }
+    }
+    Some(pieces)
+}
+
+/// The documents of `inner` whose timestamp lies in `[lo, hi)`, checked one candidate at a
+/// time on the fast field.
+#[derive(Debug)]
+struct TimeFilter {
+    inner: Box<dyn Query>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Clone for TimeFilter {
+    fn clone(&self) -> Self {
+        TimeFilter {
+            inner: self.inner.box_clone(),
+            lo: self.lo,
+            hi: self.hi,
+        }
+    }
+}
+
+impl Query for TimeFilter {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(TimeFilterWeight {
+            inner: self.inner.weight(scoring)?,
+            lo: self.lo,
+            hi: self.hi,
+        }))
+    }
+}
+
+struct TimeFilterWeight {
+    inner: Box<dyn Weight>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Weight for TimeFilterWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let mut scorer = TimeFilterScorer {
+            inner: self.inner.scorer(reader, boost)?,
+            timestamps: reader.fast_fields().i64(TIMESTAMP)?,
+            lo: self.lo,
+            hi: self.hi,
+        };
+        scorer.settle();
+        Ok(Box::new(scorer))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) == doc {
+            Ok(Explanation::new("timestamp in range", 1.0))
+        } else {
+            Err(tantivy::TantivyError::InvalidArgument(format!(
+                "document {doc} is not in the time range"
+            )))
+        }
+    }
+}
+
+struct TimeFilterScorer {
+    inner: Box<dyn Scorer>,
+    timestamps: Column<i64>,
+    lo: i64,
+    hi: i64,
+}
+
+impl TimeFilterScorer {
+    /// Moves on from the current candidate to the first one in range.
+    fn settle(&mut self) -> DocId {
+        let mut doc = self.inner.doc();
+        while doc != TERMINATED && !self.in_range(doc) {
+            doc = self.inner.advance();
+        }
+        doc
+    }
+
+    fn in_range(&self, doc: DocId) -> bool {
+        self.timestamps
+            .values_for_doc(doc)
+            .any(|t| self.lo <= t && t < self.hi)
+    }
+}
+
+impl DocSet for TimeFilterScorer {
+    fn advance(&mut self) -> DocId {
+        self.inner.advance();
+        self.settle()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        self.inner.seek(target);
+        self.settle()
+    }
+
+    fn doc(&self) -> DocId {
+        self.inner.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.inner.size_hint()
+    }
+}
+
+impl Scorer for TimeFilterScorer {
+    fn score(&mut self) -> Score {
+        1.0
+    }
+}
