@@ -218,9 +218,8 @@ pub struct IndexStats {
     pub dropped_batches: u64,
 }
 
-/// Smallest and largest timestamp in the index (deleted documents included), if any.
 /// The smallest and largest timestamp in the index (deleted documents included), if any.
-pub(crate) fn timestamp_bounds(searcher: &Searcher) -> Result<Option<(i64, i64)>, SearchError> {
+fn timestamp_bounds(searcher: &Searcher) -> Result<Option<(i64, i64)>, SearchError> {
     let mut bounds: Option<(i64, i64)> = None;
     for segment in searcher.segment_readers() {
         if segment.num_docs() == 0 {
@@ -436,6 +435,7 @@ impl SearchIndex {
             searcher,
             tokenizer,
             now_ms: now_ms(),
+            time_bounds: timestamp_bounds(searcher)?,
         };
         context.filter_query(filter)
     }

@@ -536,6 +536,8 @@ pub struct QueryContext<'a> {
     pub searcher: &'a Searcher,
     pub tokenizer: TextAnalyzer,
     pub now_ms: i64,
+    /// The index's smallest and largest timestamp (see [`super::timestamp_bounds`]).
+    pub time_bounds: Option<(i64, i64)>,
 }
 
 /// Whether a dimension or metric column named `root.key` exists in any segment.
@@ -812,8 +814,7 @@ impl QueryContext<'_> {
                         CmpOp::Lt => (None, Some(ms)),
                         CmpOp::Le => (None, Some(after(ms))),
                     };
-                    let bounds = super::timestamp_bounds(self.searcher)?;
-                    time_range_query(self.fields, from, to, bounds)
+                    time_range_query(self.fields, from, to, self.time_bounds)
                 }
                 Resolved::Metric(key) => {
                     let number = self.parse_number(field, op.as_str(), value, *value_pos)?;
@@ -863,12 +864,7 @@ impl QueryContext<'_> {
         if filter.from_ms.is_some() || filter.to_ms.is_some() {
             clauses.push((
                 Occur::Must,
-                time_range_query(
-                    self.fields,
-                    filter.from_ms,
-                    filter.to_ms,
-                    super::timestamp_bounds(self.searcher)?,
-                ),
+                time_range_query(self.fields, filter.from_ms, filter.to_ms, self.time_bounds),
             ));
         }
         if let Some(q) = filter.q.as_deref() {
