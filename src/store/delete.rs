@@ -50,8 +50,13 @@ impl Store {
     }
 }
 
+/// Blocks read, rewritten (in parallel) and written back per round: bounds the memory a large
+/// deletion holds.
+const REWRITE_ROUND: usize = 1_024;
+
 /// Deletes the events at these positions and their dedup ids; returns the deleted events with
-/// their positions.
+/// their positions. Each block holding one is decompressed, rebuilt without it and compressed
+/// again, on every core.
 pub fn delete_events(
     txn: &WriteTransaction,
     recent_ids: &RecentIds,
@@ -70,32 +75,84 @@ pub fn delete_events(
             by_block.entry(key).or_default().push(seq);
         }
     }
+    let by_block: Vec<(u64, Vec<u64>)> = by_block.into_iter().collect();
     let mut deleted = Vec::new();
-    for (key, mut doomed) in by_block {
-        doomed.sort_unstable();
-        let block = match events.get(key)? {
-            Some(bytes) => Block::decode(bytes.value())?,
-            None => continue,
-        };
-        let mut rebuilt = BlockBuilder::default();
-        for (seq, json) in block.entries() {
-            if doomed.binary_search(&seq).is_ok() {
-                let event = decode_event(json)?;
-                ids::forget(txn, recent_ids, event.id.as_u128(), seq)?;
-                deleted.push((seq, event));
-            } else {
-                rebuilt.push(seq, json);
+    for round in by_block.chunks(REWRITE_ROUND) {
+        let mut jobs = Vec::with_capacity(round.len());
+        for (key, doomed) in round {
+            if let Some(bytes) = events.get(*key)? {
+                jobs.push((*key, bytes.value().to_vec(), doomed.as_slice()));
             }
         }
-        events.remove(key)?;
-        if let Some((first, bytes)) = rebuilt.finish()? {
-            events.insert(first, bytes.as_slice())?;
+        for rewritten in rewrite_blocks(&jobs)? {
+            events.remove(rewritten.key)?;
+            if let Some((first, bytes)) = rewritten.kept {
+                events.insert(first, bytes.as_slice())?;
+            }
+            for (seq, event) in &rewritten.deleted {
+                ids::forget(txn, recent_ids, event.id.as_u128(), *seq)?;
+            }
+            deleted.extend(rewritten.deleted);
         }
     }
     let mut meta = txn.open_table(META)?;
     let count = meta.get(META_EVENT_COUNT)?.map(|v| v.value()).unwrap_or(0);
     meta.insert(META_EVENT_COUNT, count.saturating_sub(deleted.len() as u64))?;
     Ok(deleted)
+}
+
+/// One block after a deletion: what is left of it (none when every event went) and the events
+/// taken out.
+struct Rewritten {
+    key: u64,
+    kept: Option<(u64, Vec<u8>)>,
+    deleted: Vec<(u64, Event)>,
+}
+
+/// Rewrites `(block key, compressed block, positions to drop)` jobs, split across the cores.
+fn rewrite_blocks(jobs: &[(u64, Vec<u8>, &[u64])]) -> Result<Vec<Rewritten>, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = jobs.len().div_ceil(cores).max(1);
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for chunk in jobs.chunks(per_thread) {
+            let worker = std::thread::Builder::new()
+                .name("block-rewrite".into())
+                .spawn_scoped(scope, move || {
+                    chunk
+                        .iter()
+                        .map(|(key, bytes, doomed)| rewrite_block(*key, bytes, doomed))
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
+            workers.push(worker);
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for worker in workers {
+            let rewritten = worker
+                .join()
+                .map_err(|_| StoreError::Codec("a block rewrite panicked".into()))??;
+            out.extend(rewritten);
+        }
+        Ok(out)
+    })
+}
+
+fn rewrite_block(key: u64, bytes: &[u8], doomed: &[u64]) -> Result<Rewritten, StoreError> {
+    let block = Block::decode(bytes)?;
+    let mut rebuilt = BlockBuilder::default();
+    let mut deleted = Vec::new();
+    for (seq, json) in block.entries() {
+        if doomed.contains(&seq) {
+            deleted.push((seq, decode_event(json)?));
+        } else {
+            rebuilt.push(seq, json);
+        }
+    }
+    Ok(Rewritten {
+        key,
+        kept: rebuilt.finish()?,
+        deleted,
+    })
 }
 
 /// Deletes one install's registry row; returns whether there was one.
