@@ -537,7 +537,7 @@ impl Config {
                     format!("token name `{}` is used twice", token.name),
                 ));
             }
-            if crate::http::auth::parse_token_hash(&token.hash).is_none() {
+            if crate::hash::parse_token_hash(&token.hash).is_none() {
                 return Err(invalid(
                     format!("{key}.hash"),
                     "must be `sha256:` followed by 64 hex digits, as printed by `telemetryd hash-token`",

@@ -373,7 +373,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     }
     stored += write(&state, std::mem::take(&mut pending))?;
     let mut late = Vec::new();
-    state.clusters.pass(&state).map_err(|e| e.to_string())?;
+    state.clusters.pass().map_err(|e| e.to_string())?;
     // The crash is resolved in 3.3.1 …
     let crash = state
         .clusters
@@ -387,7 +387,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         resolve.in_version = Some("3.3.1".into());
         state
             .clusters
-            .set_status(&state, id, resolve, "demo")
+            .set_status(id, resolve, "demo")
             .map_err(|e| e.to_string())?;
     }
     // Events arriving from here on come after the resolution.
@@ -434,7 +434,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         ));
     }
     stored += write(&state, late)?;
-    let pass = state.clusters.pass(&state).map_err(|e| e.to_string())?;
+    let pass = state.clusters.pass().map_err(|e| e.to_string())?;
     let policies = demo_policies(now);
     let count = policies.len();
     state
@@ -465,8 +465,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         .search
         .wait_indexed(position, std::time::Duration::from_secs(120));
     let clusters = state.clusters.list(&Default::default()).1;
-    state.writer.close();
-    state.search.close();
+    state.tasks.stop_threads();
     println!(
         "demo: {stored} events from {} installs over 7 days",
         installs.len() + 1

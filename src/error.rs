@@ -1,215 +1,109 @@
-//! The one table of error codes: every whole-request error (`ApiError`) and every per-event
-//! rejection (`RejectCode`) has a stable snake_case code and, for requests, an HTTP status.
-//! Handlers return `ApiError`; this module turns it into the JSON body of DESIGN §8.
+//! The one table of error codes. Every error an answer can carry has a stable snake_case code
+//! and an HTTP status, listed once in [`codes!`] below. Domain modules return their own typed
+//! errors (`thiserror`) and implement [`ErrorCode`] to say which code each variant is; they never
+//! name HTTP. The HTTP layer (`http::error`) turns any of them into the JSON body of DESIGN §8.
+//! Per-event rejections inside a successful batch (`RejectCode`) and the store's errors live
+//! here too, as every layer uses them.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-/// A request that cannot be served as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("the body is not valid JSON: {0}")]
-    InvalidJson(String),
-    #[error("{0}")]
-    InvalidBody(String),
-    #[error("the body could not be decoded: {0}")]
-    InvalidEncoding(String),
-    #[error(
-        "no product given: send the product's ingest key in X-Telemetry-Key or add ?product=ID"
-    )]
-    MissingProduct,
-    #[error("unknown product `{0}`")]
-    UnknownProduct(String),
-    #[error("invalid query at position {position}: {message}")]
-    InvalidQuery { message: String, position: usize },
-    #[error("invalid policy: `{field}` {reason}")]
-    InvalidPolicy { field: String, reason: String },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("invalid parameter `{name}`: {reason}")]
-    InvalidParameter { name: String, reason: String },
-    #[error("product `{0}` requires an ingest key in the X-Telemetry-Key header")]
-    MissingIngestKey(String),
-    #[error("the ingest key is not valid for this product")]
-    InvalidIngestKey,
-    #[error("an admin token is required: send `Authorization: Bearer TOKEN`")]
-    MissingToken,
-    #[error("the admin token is not valid")]
-    InvalidToken,
-    #[error("this action needs the `admin` role; token `{0}` has the `viewer` role")]
-    Forbidden(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    #[error("the request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
-    #[error("the batch has {count} events; the limit is {limit}")]
-    BatchTooLarge { count: usize, limit: usize },
-    #[error("unsupported content type `{0}`: send application/json")]
-    UnsupportedMediaType(String),
-    #[error("unsupported content encoding `{0}`: send gzip or no encoding")]
-    UnsupportedEncoding(String),
-    #[error("rate limit exceeded; retry after {retry_after} s")]
-    RateLimited {
-        retry_after: u64,
-        rejected: Vec<Rejection>,
-    },
-    #[error("the server is busy; retry after {retry_after} s")]
-    Overloaded { retry_after: u64 },
-    #[error("the server is not ready: {0}")]
-    NotReady(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+/// Declares [`Code`]: one line per code, `Variant = "snake_case_name", http_status;`.
+macro_rules! codes {
+    ($($variant:ident = $name:literal, $status:literal;)*) => {
+        /// A stable error code: what clients and tests match on.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            /// The HTTP status an answer with this code has.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Code::$variant => $status,)*
+                }
+            }
+        }
+    };
 }
 
-impl ApiError {
-    /// The stable code clients and tests match on.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::InvalidBody(_) => "invalid_body",
-            ApiError::InvalidEncoding(_) => "invalid_encoding",
-            ApiError::MissingProduct => "missing_product",
-            ApiError::UnknownProduct(_) => "unknown_product",
-            ApiError::InvalidQuery { .. } => "invalid_query",
-            ApiError::InvalidPolicy { .. } => "invalid_policy",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::InvalidParameter { .. } => "invalid_parameter",
-            ApiError::MissingIngestKey(_) => "missing_ingest_key",
-            ApiError::InvalidIngestKey => "invalid_ingest_key",
-            ApiError::MissingToken => "missing_token",
-            ApiError::InvalidToken => "invalid_token",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::BatchTooLarge { .. } => "batch_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Overloaded { .. } => "overloaded",
-            ApiError::NotReady(_) => "not_ready",
-            ApiError::Internal(_) => "internal",
+codes! {
+    InvalidJson = "invalid_json", 400;
+    InvalidBody = "invalid_body", 400;
+    InvalidEncoding = "invalid_encoding", 400;
+    MissingProduct = "missing_product", 400;
+    UnknownProduct = "unknown_product", 400;
+    InvalidQuery = "invalid_query", 400;
+    InvalidPolicy = "invalid_policy", 400;
+    InvalidParameter = "invalid_parameter", 400;
+    BadRequest = "bad_request", 400;
+    MissingIngestKey = "missing_ingest_key", 401;
+    InvalidIngestKey = "invalid_ingest_key", 401;
+    MissingToken = "missing_token", 401;
+    InvalidToken = "invalid_token", 401;
+    Unauthorized = "unauthorized", 401;
+    Forbidden = "forbidden", 403;
+    NotFound = "not_found", 404;
+    MethodNotAllowed = "method_not_allowed", 405;
+    RequestTimeout = "request_timeout", 408;
+    Conflict = "conflict", 409;
+    PayloadTooLarge = "payload_too_large", 413;
+    BatchTooLarge = "batch_too_large", 413;
+    UnsupportedMediaType = "unsupported_media_type", 415;
+    UnsupportedEncoding = "unsupported_encoding", 415;
+    HeadersTooLarge = "headers_too_large", 431;
+    RateLimited = "rate_limited", 429;
+    Overloaded = "overloaded", 503;
+    NotReady = "not_ready", 503;
+    Internal = "internal", 500;
+}
+
+impl Code {
+    /// The code for an error answer made without one (actix's own rejections), by its status.
+    pub fn for_status(status: u16) -> Code {
+        match status {
+            401 => Code::Unauthorized,
+            403 => Code::Forbidden,
+            404 => Code::NotFound,
+            405 => Code::MethodNotAllowed,
+            408 => Code::RequestTimeout,
+            413 => Code::PayloadTooLarge,
+            415 => Code::UnsupportedMediaType,
+            431 => Code::HeadersTooLarge,
+            500.. => Code::Internal,
+            _ => Code::BadRequest,
         }
     }
+}
 
-    pub fn invalid_parameter(name: &str, reason: impl Into<String>) -> Self {
-        ApiError::InvalidParameter {
-            name: name.to_string(),
-            reason: reason.into(),
-        }
+/// A typed error that knows its code. `Display` is the human sentence of the answer.
+pub trait ErrorCode: std::error::Error {
+    fn error_code(&self) -> Code;
+
+    /// The answer's human sentence; `Display` unless the error words it differently for clients.
+    fn message(&self) -> String {
+        self.to_string()
     }
 
+    /// Structured details for the answer's `details` member.
     fn details(&self) -> Option<serde_json::Value> {
-        match self {
-            ApiError::InvalidParameter { name, .. } => {
-                Some(serde_json::json!({ "parameter": name }))
-            }
-            ApiError::InvalidPolicy { field, reason } => {
-                Some(serde_json::json!({ "field": field, "reason": reason }))
-            }
-            ApiError::InvalidQuery { position, .. } => {
-                Some(serde_json::json!({ "parameter": "q", "position": position }))
-            }
-            ApiError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit": limit })),
-            ApiError::BatchTooLarge { count, limit } => {
-                Some(serde_json::json!({ "count": count, "limit": limit }))
-            }
-            ApiError::RateLimited { rejected, .. } => {
-                Some(serde_json::json!({ "accepted": 0, "rejected": rejected }))
-            }
-            _ => None,
-        }
+        None
     }
 
+    /// Seconds a client should wait before retrying (`Retry-After`).
     fn retry_after(&self) -> Option<u64> {
-        match self {
-            ApiError::RateLimited { retry_after, .. } | ApiError::Overloaded { retry_after } => {
-                Some(*retry_after)
-            }
-            ApiError::NotReady(_) => Some(1),
+        match self.error_code() {
+            Code::NotReady => Some(1),
             _ => None,
         }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorPayload<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorPayload<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<serde_json::Value>,
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidJson(_)
-            | ApiError::InvalidBody(_)
-            | ApiError::InvalidEncoding(_)
-            | ApiError::MissingProduct
-            | ApiError::UnknownProduct(_)
-            | ApiError::InvalidQuery { .. }
-            | ApiError::InvalidPolicy { .. }
-            | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
-            ApiError::MissingIngestKey(_)
-            | ApiError::InvalidIngestKey
-            | ApiError::MissingToken
-            | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if let Some(seconds) = self.retry_after() {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        if matches!(self, ApiError::MissingToken | ApiError::InvalidToken) {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(ErrorBody {
-            error: ErrorPayload {
-                code: self.code(),
-                message: self.to_string(),
-                details: self.details(),
-            },
-        })
-    }
-}
-
-/// The code for an error response that did not come from `ApiError` (actix's own rejections).
-pub fn code_for_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        413 => "payload_too_large",
-        415 => "unsupported_media_type",
-        431 => "headers_too_large",
-        500.. => "internal",
-        _ => "bad_request",
     }
 }
 
@@ -307,8 +201,12 @@ redb_errors!(
     redb::SetDurabilityError
 );
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+impl ErrorCode for StoreError {
+    fn error_code(&self) -> Code {
+        Code::Internal
+    }
+
+    fn message(&self) -> String {
+        format!("internal error: {self}")
     }
 }

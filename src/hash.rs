@@ -1,8 +1,11 @@
-//! Hashing helpers shared by the hot paths: maps and sets whose keys already are well-mixed
-//! 64-bit hashes (install hashes, context hashes) skip rehashing with a pass-through hasher.
+//! Hashing helpers: maps and sets whose keys already are well-mixed 64-bit hashes (install
+//! hashes, context hashes) skip rehashing with a pass-through hasher; admin tokens are kept as
+//! `sha256:HEX` digests.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+
+use sha2::{Digest, Sha256};
 
 /// Uses a `u64` key as its own hash; other input is folded in cheaply.
 #[derive(Default)]
@@ -26,3 +29,24 @@ impl Hasher for PassThrough {
 pub type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 /// A set of pre-hashed `u64`s.
 pub type HashedSet = HashSet<u64, BuildHasherDefault<PassThrough>>;
+
+/// `sha256:HEX` of a token, the form stored in the config.
+pub fn hash_token(token: &str) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(token.trim().as_bytes())))
+}
+
+pub fn parse_token_hash(text: &str) -> Option<[u8; 32]> {
+    let hex_digits = text.trim().strip_prefix("sha256:")?;
+    if hex_digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex_digits.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

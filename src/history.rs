@@ -2,13 +2,15 @@
 //! every few seconds into a bounded ring buffer (24 hours); the UI turns them into rates.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::metrics::StatsSnapshot;
 use crate::model::now_ms;
-use crate::AppState;
 
 pub const INTERVAL: Duration = Duration::from_secs(10);
 const KEEP: usize = 24 * 360;
@@ -36,9 +38,8 @@ pub struct History {
 }
 
 impl History {
-    /// Records the current figures of `state` as one point.
-    pub fn sample(&self, state: &AppState) {
-        let stats = state.metrics.snapshot(state.gauges());
+    /// Records one snapshot of the figures as a point.
+    pub fn record(&self, stats: StatsSnapshot) {
         let point = Point {
             time_ms: now_ms(),
             accepted: stats.accepted,
@@ -71,9 +72,9 @@ impl History {
             .unwrap_or_default()
     }
 
-    /// Events accepted per second over about the last minute.
-    pub fn ingest_rate(&self, state: &AppState) -> f64 {
-        let now = state.metrics.events_accepted.get();
+    /// Events accepted per second over about the last minute, given the count accepted so far.
+    pub fn ingest_rate(&self, accepted_now: u64) -> f64 {
+        let now = accepted_now;
         let points = match self.points.lock() {
             Ok(p) => p,
             Err(_) => return 0.0,
@@ -89,18 +90,39 @@ impl History {
     }
 }
 
-/// Samples every `INTERVAL` until the appliance is gone.
-pub fn start_sampler(state: Weak<AppState>) {
-    let spawned = std::thread::Builder::new()
-        .name("metric-history".into())
-        .spawn(move || loop {
-            match state.upgrade() {
-                Some(state) => state.history.sample(&state),
-                None => return,
-            }
-            std::thread::sleep(INTERVAL);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "metric history is off: cannot start its thread");
+/// The sampling thread; stopping it ends the thread at once.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Sampler {
+    /// Records `sample()` into `history` now and every `INTERVAL` until stopped.
+    pub fn start(
+        history: Arc<History>,
+        sample: impl Fn() -> StatsSnapshot + Send + 'static,
+    ) -> std::io::Result<Sampler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("metric-history".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    history.record(sample());
+                    std::thread::park_timeout(INTERVAL);
+                }
+            })?;
+        Ok(Sampler {
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
     }
 }

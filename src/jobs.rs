@@ -5,46 +5,62 @@ use std::sync::Arc;
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::AppState;
+use crate::clusters::service::Clusters;
+use crate::retention::Retention;
+
+/// What the jobs run, and when (cron expressions with seconds).
+pub struct JobSet {
+    pub retention: Arc<Retention>,
+    pub retention_schedule: String,
+    pub clusters: Arc<Clusters>,
+    pub clustering_schedule: String,
+}
 
 /// Starts the scheduler with every job; keep the returned scheduler alive while serving.
-pub async fn start(state: Arc<AppState>) -> Result<JobScheduler, JobSchedulerError> {
+pub async fn start(jobs: JobSet) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
-    let schedule = state.config.retention.schedule.clone();
-    let job_state = state.clone();
+    let retention = jobs.retention;
     scheduler
-        .add(Job::new_async(schedule.as_str(), move |_, _| {
-            let state = job_state.clone();
-            Box::pin(async move {
-                let result =
-                    tokio::task::spawn_blocking(move || crate::retention::sweep(&state)).await;
-                match result {
-                    Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-                    Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
-                    Ok(Ok(_)) => {}
-                }
-            })
-        })?)
-        .await?;
-    let clustering = state.config.clusters.schedule.clone();
-    let job_state = state.clone();
-    scheduler
-        .add(Job::new_async(clustering.as_str(), move |_, _| {
-            let state = job_state.clone();
-            Box::pin(async move {
-                let result = tokio::task::spawn_blocking(move || state.clusters.pass(&state)).await;
-                match result {
-                    Ok(Ok(report)) if report.events > 0 => {
-                        tracing::debug!(?report, "clustering pass")
+        .add(Job::new_async(
+            jobs.retention_schedule.as_str(),
+            move |_, _| {
+                let retention = retention.clone();
+                Box::pin(async move {
+                    let result = tokio::task::spawn_blocking(move || retention.sweep()).await;
+                    match result {
+                        Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                        Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+                        Ok(Ok(_)) => {}
                     }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "clustering pass failed"),
-                    Err(e) => tracing::error!(error = %e, "clustering pass panicked"),
-                }
-            })
-        })?)
+                })
+            },
+        )?)
+        .await?;
+    let clusters = jobs.clusters;
+    scheduler
+        .add(Job::new_async(
+            jobs.clustering_schedule.as_str(),
+            move |_, _| {
+                let clusters = clusters.clone();
+                Box::pin(async move {
+                    let result = tokio::task::spawn_blocking(move || clusters.pass()).await;
+                    match result {
+                        Ok(Ok(report)) if report.events > 0 => {
+                            tracing::debug!(?report, "clustering pass")
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "clustering pass failed"),
+                        Err(e) => tracing::error!(error = %e, "clustering pass panicked"),
+                    }
+                })
+            },
+        )?)
         .await?;
     scheduler.start().await?;
-    tracing::info!(retention = %schedule, clustering = %clustering, "jobs scheduled");
+    tracing::info!(
+        retention = %jobs.retention_schedule,
+        clustering = %jobs.clustering_schedule,
+        "jobs scheduled"
+    );
     Ok(scheduler)
 }

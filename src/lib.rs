@@ -1,7 +1,7 @@
-//! telemetryd as a library: `AppState::open` builds the appliance from a `Config` (store, search
-//! index, writer thread, ingest rules, geo, tokens), and `serve` runs the HTTP server and the
-//! scheduled jobs on a listener the caller owns until the caller's shutdown future resolves.
-//! `main.rs` and the tests both use it.
+//! telemetryd as a library: `AppState::open` assembles the appliance from a `Config` (store,
+//! product registry, services with the handles each needs, commit subscribers, background tasks)
+//! and `serve` runs the HTTP server and the scheduled jobs on a listener the caller owns until
+//! the caller's shutdown future resolves. `main.rs` and the tests both use it.
 
 pub mod bench;
 pub mod clusters;
@@ -19,9 +19,11 @@ pub mod net;
 pub mod ops;
 pub mod policies;
 pub mod privacy;
+pub mod products;
 pub mod retention;
 pub mod search;
 pub mod store;
+pub mod tasks;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -36,13 +38,30 @@ use crate::config::{Config, ConfigError};
 use crate::error::StoreError;
 use crate::http::auth::TokenSet;
 use crate::ingest::geo::GeoDb;
-use crate::ingest::Ingest;
+use crate::ingest::limits::RateLimiter;
+use crate::ingest::{Ingest, IngestDeps};
 use crate::metrics::{Gauges, Metrics};
+use crate::net::Cidr;
 use crate::policies::PolicyCache;
-use crate::privacy::Purge;
+use crate::privacy::{Deleter, Privacy};
+use crate::products::Products;
+use crate::retention::Retention;
 use crate::search::{SearchError, SearchIndex, SearchOptions};
+use crate::store::subscribers::Subscribers;
 use crate::store::writer::Writer;
 use crate::store::Store;
+use crate::tasks::Tasks;
+
+/// `0.1.0 (commit 1a2b3c4d5e6f)`: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUILD_GIT_COMMIT"),
+    ")"
+);
+
+/// The commit the binary was built from, or `unknown`.
+pub const GIT_COMMIT: &str = env!("BUILD_GIT_COMMIT");
 
 /// The search index's directory inside the data dir.
 pub const INDEX_DIR: &str = "index";
@@ -64,23 +83,29 @@ pub enum StartError {
     },
 }
 
-/// Everything the handlers share.
+/// The assembled appliance: the services, the handles the HTTP layer reads, the background tasks.
 pub struct AppState {
     pub config: Config,
-    pub ingest: Ingest,
+    pub products: Arc<Products>,
+    pub ingest: Arc<Ingest>,
     pub store: Store,
     pub search: Arc<SearchIndex>,
-    pub writer: Writer,
+    pub writer: Arc<Writer>,
     pub metrics: Arc<Metrics>,
     pub tokens: TokenSet,
-    pub purge: Purge,
-    pub policies: PolicyCache,
-    pub history: history::History,
-    pub clusters: Clusters,
+    pub trusted_proxies: Vec<Cidr>,
+    pub privacy: Privacy,
+    pub retention: Arc<Retention>,
+    pub policies: Arc<PolicyCache>,
+    pub history: Arc<history::History>,
+    pub clusters: Arc<Clusters>,
+    pub subscribers: Subscribers,
+    pub tasks: Tasks,
 }
 
 impl AppState {
-    /// Opens the store, starts the writer and compiles the ingest rules. Logs what was loaded.
+    /// Opens the store and the index, starts the background tasks (writer, indexer, alert
+    /// dispatcher, metric history) and compiles the ingest rules. Logs what was loaded.
     pub fn open(config: Config) -> Result<web::Data<AppState>, StartError> {
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::Io {
@@ -89,12 +114,13 @@ impl AppState {
         })?;
         tracing::info!(data_dir = %data_dir.display(), "data dir");
         let geo = open_geo(&config)?;
-        let ingest = Ingest::new(&config, geo)?;
-        for product in &config.products {
+        let products = Arc::new(Products::compile(&config)?);
+        for product in products.all() {
+            let settings = &config.products[product.index];
             tracing::info!(
                 product = %product.id,
-                schema = ?product.schema.mode,
-                ingest_key = !product.ingest_keys.is_empty(),
+                schema = ?settings.schema.mode,
+                ingest_key = product.requires_key(),
                 retention_days = product.retention_days,
                 "product"
             );
@@ -113,6 +139,29 @@ impl AppState {
         }
         let store = Store::open(&data_dir)?;
         tracing::info!(path = %store.path().display(), events = store.event_count()?, "store opened");
+        let policies = Arc::new(PolicyCache::new(
+            config
+                .products
+                .iter()
+                .map(|p| (p.id.clone(), p.collection.clone()))
+                .collect(),
+        ));
+        let stored_policies = store.policies()?;
+        tracing::info!(
+            policies = stored_policies.len(),
+            "collection policies loaded"
+        );
+        policies.replace(stored_policies);
+
+        // Background tasks, in dependency order; `Tasks::stop` ends them in reverse.
+        let metrics = Arc::new(Metrics::default());
+        let subscribers = Subscribers::default();
+        let writer = Arc::new(Writer::start(
+            store.clone(),
+            config.server.writer_queue,
+            metrics.clone(),
+            subscribers.clone(),
+        )?);
         let search = Arc::new(SearchIndex::open(
             &data_dir.join(INDEX_DIR),
             Arc::new(store.clone()),
@@ -128,19 +177,7 @@ impl AppState {
             position = index.indexed_position,
             "search index opened"
         );
-        let policies = PolicyCache::new(
-            config
-                .products
-                .iter()
-                .map(|p| (p.id.clone(), p.collection.clone()))
-                .collect(),
-        );
-        let stored_policies = store.policies()?;
-        tracing::info!(
-            policies = stored_policies.len(),
-            "collection policies loaded"
-        );
-        policies.replace(stored_policies);
+        subscribers.register(search.clone());
         let mut alerts =
             DispatcherConfig::new(config.alerts.webhooks.clone(), &config.alerts.ui_base_url);
         alerts.throttle = std::time::Duration::from_secs(config.alerts.throttle_minutes * 60);
@@ -148,33 +185,49 @@ impl AppState {
             context: "cannot start the alert dispatcher".into(),
             source,
         })?;
-        let clusters = Clusters::load(&store, config.clusters.escalation.clone(), dispatcher)?;
-        tracing::info!(webhooks = config.alerts.webhooks.len(), "clusters loaded");
-        let metrics = Arc::new(Metrics::default());
-        let indexer = search.clone();
-        let writer = Writer::start(
+        let clusters = Arc::new(Clusters::load(
             store.clone(),
-            config.server.writer_queue,
+            writer.clone(),
             metrics.clone(),
-            Box::new(move |events| indexer.notify_committed(events)),
-        )?;
-        let state = web::Data::new(AppState {
-            config,
-            ingest,
-            store,
-            search,
-            writer,
-            metrics,
-            tokens,
-            purge: Purge::default(),
-            policies,
-            history: history::History::default(),
-            clusters,
+            config.clusters.escalation.clone(),
+            dispatcher,
+        )?);
+        tracing::info!(webhooks = config.alerts.webhooks.len(), "clusters loaded");
+        subscribers.register(clusters.clone());
+
+        let limiter = Arc::new(RateLimiter::default());
+        let ingest = Arc::new(Ingest::new(
+            &config,
+            IngestDeps {
+                products: products.clone(),
+                limiter: limiter.clone(),
+                geo,
+                store: store.clone(),
+                writer: writer.clone(),
+                policies: policies.clone(),
+                metrics: metrics.clone(),
+            },
+        )?);
+        let deleter = Deleter {
+            store: store.clone(),
+            writer: writer.clone(),
+            search: search.clone(),
+        };
+        let privacy = Privacy::new(
+            deleter.clone(),
+            clusters.clone(),
+            products.clone(),
+            limiter,
+            metrics.clone(),
+        );
+        let retention = Arc::new(Retention {
+            deleter: deleter.clone(),
+            products: products.clone(),
+            metrics: metrics.clone(),
+            compact_free_ratio: config.retention.compact_free_ratio,
         });
-        history::start_sampler(std::sync::Arc::downgrade(&state.clone().into_inner()));
         // Index deletions a crash left half done; on a plain thread, as they wait for the writer.
-        let pending =
-            std::thread::scope(|s| s.spawn(|| privacy::apply_pending_tombstones(&state)).join());
+        let pending = std::thread::scope(|s| s.spawn(|| deleter.apply_pending_tombstones()).join());
         match pending {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(
@@ -184,10 +237,73 @@ impl AppState {
             Ok(Err(e)) => tracing::error!(error = %e, "could not apply pending index deletions"),
             Err(_) => tracing::error!("applying pending index deletions panicked"),
         }
-        Ok(state)
+        let history = Arc::new(history::History::default());
+        let figures = Figures {
+            store: store.clone(),
+            writer: writer.clone(),
+            search: search.clone(),
+            clusters: clusters.clone(),
+            subscribers: subscribers.clone(),
+        };
+        let sampled = metrics.clone();
+        let sampler =
+            history::Sampler::start(history.clone(), move || sampled.snapshot(figures.gauges()));
+        let sampler = match sampler {
+            Ok(sampler) => Some(sampler),
+            Err(e) => {
+                tracing::warn!(error = %e, "metric history is off: cannot start its thread");
+                None
+            }
+        };
+        let tasks = Tasks::new(writer.clone(), search.clone(), clusters.clone(), sampler);
+        let trusted_proxies = config.trusted_proxies()?;
+        Ok(web::Data::new(AppState {
+            config,
+            products,
+            ingest,
+            store,
+            search,
+            writer,
+            metrics,
+            tokens,
+            trusted_proxies,
+            privacy,
+            retention,
+            policies,
+            history,
+            clusters,
+            subscribers,
+            tasks,
+        }))
     }
 
+    /// The figures read at scrape time.
     pub fn gauges(&self) -> Gauges {
+        self.figures().gauges()
+    }
+
+    fn figures(&self) -> Figures {
+        Figures {
+            store: self.store.clone(),
+            writer: self.writer.clone(),
+            search: self.search.clone(),
+            clusters: self.clusters.clone(),
+            subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+/// The parts whose figures `/metrics`, `/api/v1/stats` and the metric history read.
+struct Figures {
+    store: Store,
+    writer: Arc<Writer>,
+    search: Arc<SearchIndex>,
+    clusters: Arc<Clusters>,
+    subscribers: Subscribers,
+}
+
+impl Figures {
+    fn gauges(&self) -> Gauges {
         let index = self.search.stats();
         let next_seq = self.store.next_seq().unwrap_or(0);
         Gauges {
@@ -205,6 +321,7 @@ impl AppState {
                 .ok()
                 .and_then(|d| d.as_ref().map(|d| d.stats()))
                 .unwrap_or_default(),
+            subscribers: self.subscribers.lags(next_seq),
         }
     }
 }
@@ -223,7 +340,7 @@ fn open_geo(config: &Config) -> Result<Option<GeoDb>, StartError> {
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish, and closes the store writer after its last commit.
+/// requests finish, and stops every background task (the store writer after its last commit).
 pub async fn serve(
     state: web::Data<AppState>,
     listener: TcpListener,
@@ -248,9 +365,17 @@ pub async fn serve(
     .listen(listener)?
     .run();
     tracing::info!(address = %address, workers, "listening");
-    let mut scheduler = jobs::start(state.clone().into_inner())
+    state
+        .tasks
+        .start_jobs(jobs::JobSet {
+            retention: state.retention.clone(),
+            retention_schedule: state.config.retention.schedule.clone(),
+            clusters: state.clusters.clone(),
+            clustering_schedule: state.config.clusters.schedule.clone(),
+        })
         .await
         .map_err(|e| std::io::Error::other(format!("cannot start the job scheduler: {e}")))?;
+    state.tasks.log_running(&state.subscribers, &state.store);
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown.await;
@@ -258,18 +383,7 @@ pub async fn serve(
         handle.stop(true).await;
     });
     server.await?;
-    let _ = scheduler.shutdown().await;
-    state.writer.close();
-    state.search.close();
-    if let Some(mut dispatcher) = state
-        .clusters
-        .dispatcher
-        .lock()
-        .ok()
-        .and_then(|mut d| d.take())
-    {
-        dispatcher.close();
-    }
+    state.tasks.stop().await;
     tracing::info!("store writer and index closed; bye");
     Ok(())
 }

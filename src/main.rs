@@ -17,7 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "telemetryd",
-    version = telemetryd::ops::VERSION,
+    version = telemetryd::VERSION,
     about = "Self-hosted client-telemetry appliance: ingest, store, search, clusters, policies, admin UI.",
     after_help = "Run the appliance with `telemetryd --config telemetry.toml`."
 )]
@@ -124,7 +124,7 @@ fn init_logging() {
 fn serve(path: &Path) -> Result<(), String> {
     init_logging();
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    tracing::info!(config = %path.display(), version = telemetryd::ops::VERSION, "telemetryd starting");
+    tracing::info!(config = %path.display(), version = telemetryd::VERSION, "telemetryd starting");
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
     actix_web::rt::System::new().block_on(async move {
         let state = telemetryd::AppState::open(config).map_err(|e| e.to_string())?;
@@ -245,6 +245,6 @@ fn hash_token(generate: bool) -> Result<(), String> {
         }
         token
     };
-    println!("{}", telemetryd::http::auth::hash_token(&token));
+    println!("{}", telemetryd::hash::hash_token(&token));
     Ok(())
 }

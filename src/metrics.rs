@@ -110,6 +110,8 @@ pub struct Gauges {
     pub index_lag: u64,
     /// Webhook deliveries (cumulative, from the alert dispatcher).
     pub alerts: crate::clusters::AlertStats,
+    /// Each commit subscriber's position and lag behind the store.
+    pub subscribers: Vec<crate::store::subscribers::SubscriberLag>,
 }
 
 /// The ingest counters as JSON (`GET /api/v1/stats`).
@@ -362,6 +364,14 @@ impl Metrics {
                 self.rejected(code)
             );
         }
+        let _ = writeln!(out, "# HELP telemetryd_subscriber_lag_events Store positions a commit subscriber has not taken in yet.\n# TYPE telemetryd_subscriber_lag_events gauge");
+        for lag in &gauges.subscribers {
+            let _ = writeln!(
+                out,
+                "telemetryd_subscriber_lag_events{{subscriber=\"{}\"}} {}",
+                lag.name, lag.lag_events
+            );
+        }
         let _ = writeln!(out, "# HELP telemetryd_store_commit_seconds Duration of one durable group commit.\n# TYPE telemetryd_store_commit_seconds histogram");
         self.commit_latency
             .render(&mut out, "telemetryd_store_commit_seconds", "");
@@ -390,7 +400,15 @@ mod tests {
         m.events_accepted.add(3);
         m.reject(RejectCode::UnknownEvent);
         m.observe_request("/api/v1/events", 200, Duration::from_millis(3));
-        let text = m.render(&Gauges::default());
+        let text = m.render(&Gauges {
+            subscribers: vec![crate::store::subscribers::SubscriberLag {
+                name: "search-index",
+                position: 5,
+                lag_events: 2,
+            }],
+            ..Gauges::default()
+        });
+        assert!(text.contains("telemetryd_subscriber_lag_events{subscriber=\"search-index\"} 2"));
         assert!(text.contains("telemetryd_events_accepted_total 3"));
         assert!(text.contains("telemetryd_events_rejected_total{code=\"unknown_event\"} 1"));
         assert!(text.contains("telemetryd_http_request_duration_seconds_bucket{route=\"/api/v1/events\",status=\"200\",le=\"0.005\"} 1"));

@@ -1,23 +1,12 @@
 //! Operator commands beside `serve`: `healthcheck` (probe `/readyz`, exit 0/1), `backup` and
 //! `restore` of the store, shell `completions` and the `man` page generated from the CLI
-//! definition, and the build's identity (`VERSION`, with the git commit from `build.rs`).
+//! definition.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
 use crate::store::backup::{self, BackupError, BackupManifest};
-
-/// `0.1.0 (commit 1a2b3c4d5e6f)`: the crate version and the commit it was built from.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("BUILD_GIT_COMMIT"),
-    ")"
-);
-
-/// The commit the binary was built from, or `unknown`.
-pub const GIT_COMMIT: &str = env!("BUILD_GIT_COMMIT");
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -308,6 +297,7 @@ mod tests {
 
     #[test]
     fn version_names_the_commit() {
+        use crate::{GIT_COMMIT, VERSION};
         assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
         assert!(VERSION.contains(&format!("(commit {GIT_COMMIT})")));
         assert!(!GIT_COMMIT.is_empty());

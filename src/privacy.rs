@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::clusters::service::{Clusters, ClustersError};
+use crate::error::{Code, ErrorCode, StoreError};
+use crate::ingest::limits::RateLimiter;
+use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
-use crate::search::Filter;
+use crate::products::Products;
+use crate::search::{Filter, SearchError, SearchIndex};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::delete;
-use crate::AppState;
+use crate::store::writer::Writer;
+use crate::store::Store;
 
 /// How long an erasure waits for the index to hold everything stored before it.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,57 +80,167 @@ pub struct ErasureReport {
     pub purge: PurgeStatus,
 }
 
-/// Positions of every stored event of the subject, once the index holds all of them.
-fn subject_positions(
-    state: &AppState,
-    kind: SubjectKind,
-    id: &str,
-) -> Result<(Vec<u64>, u64), ApiError> {
-    let position = state.store.next_seq()?;
-    if !state.search.wait_indexed(position, CATCH_UP_TIMEOUT) {
-        return Err(ApiError::NotReady(
-            "the search index is still catching up with the store".into(),
-        ));
+/// Why a deletion (erasure, retention, pending tombstones) or an export could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("the server is not ready: the search index is still catching up with the store")]
+    IndexBehind,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error(transparent)]
+    Clusters(#[from] ClustersError),
+    #[error("internal error: tombstone: {0}")]
+    Tombstone(String),
+}
+
+impl ErrorCode for DeleteError {
+    fn error_code(&self) -> Code {
+        match self {
+            DeleteError::IndexBehind => Code::NotReady,
+            DeleteError::Store(e) => e.error_code(),
+            DeleteError::Search(e) => e.error_code(),
+            DeleteError::Clusters(e) => e.error_code(),
+            DeleteError::Tombstone(_) => Code::Internal,
+        }
     }
-    let mut seqs = state.search.positions(&kind.filter(id))?;
-    seqs.retain(|s| *s < position);
-    Ok((seqs, position))
+
+    fn message(&self) -> String {
+        match self {
+            DeleteError::Store(e) => e.message(),
+            DeleteError::Search(e) => e.message(),
+            DeleteError::Clusters(e) => e.message(),
+            other => other.to_string(),
+        }
+    }
 }
 
-/// Every stored event of the subject (right of access), oldest first.
-pub fn export(state: &AppState, kind: SubjectKind, id: &str) -> Result<Vec<Event>, ApiError> {
-    let (seqs, _) = subject_positions(state, kind, id)?;
-    Ok(state
-        .store
-        .events_at(&seqs)?
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect())
+/// Where a deletion has to reach: the store (through its writer) and the index.
+#[derive(Clone)]
+pub struct Deleter {
+    pub store: Store,
+    pub writer: Arc<Writer>,
+    pub search: Arc<SearchIndex>,
 }
 
-/// Erases the subject from store, index, install registry and rate-limit state, writes the audit
-/// entry (with a salted hash, never the id), and starts the purge. Blocking.
-pub fn erase(
-    state: &Arc<AppState>,
-    kind: SubjectKind,
-    id: &str,
-    actor: &str,
-) -> Result<ErasureReport, ApiError> {
-    let started = Instant::now();
-    let (seqs, position) = subject_positions(state, kind, id)?;
-    let found = started.elapsed();
-    let tombstone = Tombstone {
-        filter: kind.filter(id),
-        from_seq: 0,
-        below_seq: position,
-    };
-    let tombstone_bytes =
-        serde_json::to_vec(&tombstone).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let products: Vec<String> = state.ingest.products.iter().map(|p| p.id.clone()).collect();
-    let subject = id.to_string();
-    let actor = actor.to_string();
-    let (deleted, (installs_removed, tombstone_id, audit_id)) = state.clusters.erase_events(state, move || {
-        Ok(state.writer.exclusive_blocking(move |store| {
+impl Deleter {
+    /// The position the store has reached, once the index holds everything below it.
+    pub fn indexed_position(&self, timeout: Duration) -> Result<u64, DeleteError> {
+        let position = self.store.next_seq()?;
+        if !self.search.wait_indexed(position, timeout) {
+            return Err(DeleteError::IndexBehind);
+        }
+        Ok(position)
+    }
+
+    /// Deletes from the index what a tombstone names, then forgets the tombstone.
+    pub fn apply_tombstone(&self, id: u64, tombstone: &Tombstone) -> Result<u64, DeleteError> {
+        let removed = self
+            .search
+            .delete(&tombstone.filter, tombstone.from_seq..tombstone.below_seq)?;
+        self.writer.exclusive_blocking(move |store| {
+            store.write(|txn| delete::remove_tombstone(txn, id))
+        })?;
+        Ok(removed)
+    }
+
+    /// Tombstones left by a crash between a store deletion and its index deletion; applied at
+    /// start.
+    pub fn apply_pending_tombstones(&self) -> Result<usize, DeleteError> {
+        let pending = self.store.pending_index_deletes()?;
+        for (id, bytes) in &pending {
+            let tombstone: Tombstone =
+                serde_json::from_slice(bytes).map_err(|e| DeleteError::Tombstone(e.to_string()))?;
+            self.apply_tombstone(*id, &tombstone)?;
+        }
+        Ok(pending.len())
+    }
+}
+
+impl Tombstone {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DeleteError> {
+        serde_json::to_vec(self).map_err(|e| DeleteError::Tombstone(e.to_string()))
+    }
+}
+
+/// The data-subject service: export and erasure of one install or user, and the purge.
+pub struct Privacy {
+    deleter: Deleter,
+    clusters: Arc<Clusters>,
+    products: Arc<Products>,
+    limiter: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
+    pub purge: Purge,
+}
+
+impl Privacy {
+    pub fn new(
+        deleter: Deleter,
+        clusters: Arc<Clusters>,
+        products: Arc<Products>,
+        limiter: Arc<RateLimiter>,
+        metrics: Arc<Metrics>,
+    ) -> Privacy {
+        let purge = Purge::new(deleter.clone(), metrics.clone());
+        Privacy {
+            deleter,
+            clusters,
+            products,
+            limiter,
+            metrics,
+            purge,
+        }
+    }
+
+    /// Positions of every stored event of the subject, once the index holds all of them.
+    fn subject_positions(
+        &self,
+        kind: SubjectKind,
+        id: &str,
+    ) -> Result<(Vec<u64>, u64), DeleteError> {
+        let position = self.deleter.indexed_position(CATCH_UP_TIMEOUT)?;
+        let mut seqs = self.deleter.search.positions(&kind.filter(id))?;
+        seqs.retain(|s| *s < position);
+        Ok((seqs, position))
+    }
+
+    /// Every stored event of the subject (right of access), oldest first.
+    pub fn export(&self, kind: SubjectKind, id: &str) -> Result<Vec<Event>, DeleteError> {
+        let (seqs, _) = self.subject_positions(kind, id)?;
+        Ok(self
+            .deleter
+            .store
+            .events_at(&seqs)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// Erases the subject from store, index, clusters, install registry and rate-limit state,
+    /// writes the audit entry (with a salted hash, never the id), and starts the purge. Blocking.
+    pub fn erase(
+        &self,
+        kind: SubjectKind,
+        id: &str,
+        actor: &str,
+    ) -> Result<ErasureReport, DeleteError> {
+        let started = Instant::now();
+        let (seqs, position) = self.subject_positions(kind, id)?;
+        let found = started.elapsed();
+        let tombstone = Tombstone {
+            filter: kind.filter(id),
+            from_seq: 0,
+            below_seq: position,
+        };
+        let tombstone_bytes = tombstone.to_bytes()?;
+        let products: Vec<String> = self.products.ids().map(str::to_string).collect();
+        let subject = id.to_string();
+        let actor = actor.to_string();
+        let writer = &self.deleter.writer;
+        let (deleted, (installs_removed, tombstone_id, audit_id)) =
+            self.clusters.erase_events(move || -> Result<_, DeleteError> {
+        Ok(writer.exclusive_blocking(move |store| {
             store.write(|txn| {
                 let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
                 let mut installs = 0;
@@ -150,59 +265,44 @@ pub fn erase(
             })
         })?)
     })?;
-    let events_removed = deleted.len() as u64;
-    let stored = started.elapsed();
-    let index_documents_removed = apply_tombstone(state, tombstone_id, &tombstone)?;
-    // The subject's id is never logged.
-    tracing::info!(
-        subject = kind.as_str(),
-        events_removed,
-        find_ms = found.as_millis() as u64,
-        store_ms = (stored - found).as_millis() as u64,
-        index_ms = (started.elapsed() - stored).as_millis() as u64,
-        "subject erased"
-    );
-    if kind == SubjectKind::Install {
-        for product in &state.ingest.products {
-            state.ingest.limiter.forget(product.index, id);
+        let events_removed = deleted.len() as u64;
+        let stored = started.elapsed();
+        let index_documents_removed = self.deleter.apply_tombstone(tombstone_id, &tombstone)?;
+        // The subject's id is never logged.
+        tracing::info!(
+            subject = kind.as_str(),
+            events_removed,
+            find_ms = found.as_millis() as u64,
+            store_ms = (stored - found).as_millis() as u64,
+            index_ms = (started.elapsed() - stored).as_millis() as u64,
+            "subject erased"
+        );
+        if kind == SubjectKind::Install {
+            for product in self.products.all() {
+                self.limiter.forget(product.index, id);
+            }
         }
+        self.metrics.erasures.inc();
+        Ok(ErasureReport {
+            subject: kind,
+            events_removed,
+            installs_removed,
+            index_documents_removed,
+            audit_id,
+            purge: self.purge.request(),
+        })
     }
-    state.metrics.erasures.inc();
-    Ok(ErasureReport {
-        subject: kind,
-        events_removed,
-        installs_removed,
-        index_documents_removed,
-        audit_id,
-        purge: state.purge.request(state),
-    })
-}
-
-/// Deletes from the index what a tombstone names, then forgets the tombstone.
-pub fn apply_tombstone(state: &AppState, id: u64, tombstone: &Tombstone) -> Result<u64, ApiError> {
-    let removed = state
-        .search
-        .delete(&tombstone.filter, tombstone.from_seq..tombstone.below_seq)?;
-    state
-        .writer
-        .exclusive_blocking(move |store| store.write(|txn| delete::remove_tombstone(txn, id)))?;
-    Ok(removed)
-}
-
-/// Tombstones left by a crash between a store deletion and its index deletion; applied at start.
-pub fn apply_pending_tombstones(state: &AppState) -> Result<usize, ApiError> {
-    let pending = state.store.pending_index_deletes()?;
-    for (id, bytes) in &pending {
-        let tombstone: Tombstone =
-            serde_json::from_slice(bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-        apply_tombstone(state, *id, &tombstone)?;
-    }
-    Ok(pending.len())
 }
 
 /// The purge job: one at a time; a request while it runs makes it run once more afterwards.
-#[derive(Default)]
+#[derive(Clone)]
 pub struct Purge {
+    inner: Arc<PurgeInner>,
+}
+
+struct PurgeInner {
+    deleter: Deleter,
+    metrics: Arc<Metrics>,
     running: AtomicBool,
     again: AtomicBool,
     last: Mutex<Option<PurgeOutcome>>,
@@ -224,27 +324,40 @@ pub struct PurgeStatus {
 }
 
 impl Purge {
+    pub fn new(deleter: Deleter, metrics: Arc<Metrics>) -> Purge {
+        Purge {
+            inner: Arc::new(PurgeInner {
+                deleter,
+                metrics,
+                running: AtomicBool::new(false),
+                again: AtomicBool::new(false),
+                last: Mutex::new(None),
+            }),
+        }
+    }
+
     pub fn status(&self) -> PurgeStatus {
-        let running = self.running.load(Ordering::SeqCst) || self.again.load(Ordering::SeqCst);
+        let inner = &self.inner;
+        let running = inner.running.load(Ordering::SeqCst) || inner.again.load(Ordering::SeqCst);
         PurgeStatus {
             state: if running { "running" } else { "idle" },
-            last: self.last.lock().ok().and_then(|l| l.clone()),
+            last: inner.last.lock().ok().and_then(|l| l.clone()),
         }
     }
 
     /// Starts a purge in the background (or queues one more run) and says so.
-    pub fn request(&self, state: &Arc<AppState>) -> PurgeStatus {
-        self.again.store(true, Ordering::SeqCst);
-        if !self.running.swap(true, Ordering::SeqCst) {
-            let state = state.clone();
+    pub fn request(&self) -> PurgeStatus {
+        self.inner.again.store(true, Ordering::SeqCst);
+        if !self.inner.running.swap(true, Ordering::SeqCst) {
+            let inner = self.inner.clone();
             std::thread::spawn(move || {
-                while state.purge.again.swap(false, Ordering::SeqCst) {
-                    let outcome = run_purge(&state);
-                    if let Ok(mut last) = state.purge.last.lock() {
+                while inner.again.swap(false, Ordering::SeqCst) {
+                    let outcome = run_purge(&inner.deleter, &inner.metrics);
+                    if let Ok(mut last) = inner.last.lock() {
                         *last = Some(outcome);
                     }
                 }
-                state.purge.running.store(false, Ordering::SeqCst);
+                inner.running.store(false, Ordering::SeqCst);
             });
         }
         self.status()
@@ -253,12 +366,12 @@ impl Purge {
 
 /// Merges the index so deleted documents leave its files, then rewrites the store file so freed
 /// pages (which may still hold deleted events) leave the disk.
-pub fn run_purge(state: &AppState) -> PurgeOutcome {
+pub fn run_purge(deleter: &Deleter, metrics: &Metrics) -> PurgeOutcome {
     let started = std::time::Instant::now();
-    let before = state.store.file_size();
-    let result: Result<(), ApiError> = (|| {
-        state.search.purge()?;
-        state
+    let before = deleter.store.file_size();
+    let result: Result<(), DeleteError> = (|| {
+        deleter.search.purge()?;
+        deleter
             .writer
             .exclusive_blocking(|store| store.vacuum().map(|_| ()))?;
         Ok(())
@@ -266,9 +379,9 @@ pub fn run_purge(state: &AppState) -> PurgeOutcome {
     let outcome = PurgeOutcome {
         finished_at: now_ms(),
         duration_ms: started.elapsed().as_millis() as u64,
-        error: result.err().map(|e| e.to_string()),
+        error: result.err().map(|e| e.message()),
         store_bytes_before: before,
-        store_bytes_after: state.store.file_size(),
+        store_bytes_after: deleter.store.file_size(),
     };
     match &outcome.error {
         None => tracing::info!(
@@ -279,6 +392,6 @@ pub fn run_purge(state: &AppState) -> PurgeOutcome {
         ),
         Some(e) => tracing::error!(error = %e, "purge failed"),
     }
-    state.metrics.purges.inc();
+    metrics.purges.inc();
     outcome
 }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::model::now_ms;
-use crate::privacy::{apply_tombstone, Tombstone};
+use crate::privacy::{DeleteError, Deleter, Tombstone};
+use crate::products::Products;
 use crate::search::Filter;
 use crate::store::delete;
-use crate::AppState;
 
 /// Events deleted per store transaction.
 const CHUNK: usize = 20_000;
@@ -26,67 +26,74 @@ pub struct SweepReport {
     pub duration_ms: u64,
 }
 
-/// One sweep over every product. Blocking; run it off the async runtime.
-pub fn sweep(state: &Arc<AppState>) -> Result<SweepReport, ApiError> {
-    let started = Instant::now();
-    let position = state.store.next_seq()?;
-    if !state.search.wait_indexed(position, Duration::from_secs(60)) {
-        return Err(ApiError::NotReady(
-            "the search index is still catching up with the store".into(),
-        ));
-    }
-    let mut report = SweepReport::default();
-    let now = now_ms();
-    for product in &state.ingest.products {
-        let cutoff = now - i64::from(product.retention_days) * 86_400_000;
-        let filter = Filter {
-            product: Some(product.id.clone()),
-            to_ms: Some(cutoff),
-            ..Filter::default()
-        };
-        let mut seqs = state.search.positions(&filter)?;
-        seqs.retain(|s| *s < position);
-        for chunk in seqs.chunks(CHUNK) {
-            report.events_deleted += delete_chunk(state, &filter, chunk)?;
-            tracing::info!(product = %product.id, deleted = report.events_deleted, of = seqs.len(), "retention: deleting");
-        }
-        let product_id = product.id.clone();
-        report.installs_pruned += state.writer.exclusive_blocking(move |store| {
-            store.write(|txn| delete::prune_installs(txn, &product_id, cutoff))
-        })?;
-    }
-    if report.events_deleted > 0 {
-        state.search.purge()?;
-        let ratio = state.config.retention.compact_free_ratio;
-        report.store_rewritten = state.writer.exclusive_blocking(move |store| {
-            let free = store.free_ratio()?;
-            if free >= ratio {
-                store.vacuum()?;
-                return Ok(true);
+/// The retention service: what it deletes from, whose retention it applies, when it rewrites.
+pub struct Retention {
+    pub deleter: Deleter,
+    pub products: Arc<Products>,
+    pub metrics: Arc<Metrics>,
+    /// Rewrite the store file after a sweep when at least this share of it is free.
+    pub compact_free_ratio: f64,
+}
+
+impl Retention {
+    /// One sweep over every product. Blocking; run it off the async runtime.
+    pub fn sweep(&self) -> Result<SweepReport, DeleteError> {
+        let started = Instant::now();
+        let deleter = &self.deleter;
+        let position = deleter.indexed_position(Duration::from_secs(60))?;
+        let mut report = SweepReport::default();
+        let now = now_ms();
+        for product in self.products.all() {
+            let cutoff = now - i64::from(product.retention_days) * 86_400_000;
+            let filter = Filter {
+                product: Some(product.id.clone()),
+                to_ms: Some(cutoff),
+                ..Filter::default()
+            };
+            let mut seqs = deleter.search.positions(&filter)?;
+            seqs.retain(|s| *s < position);
+            for chunk in seqs.chunks(CHUNK) {
+                report.events_deleted += delete_chunk(deleter, &filter, chunk)?;
+                tracing::info!(product = %product.id, deleted = report.events_deleted, of = seqs.len(), "retention: deleting");
             }
-            Ok(false)
-        })?;
+            let product_id = product.id.clone();
+            report.installs_pruned += deleter.writer.exclusive_blocking(move |store| {
+                store.write(|txn| delete::prune_installs(txn, &product_id, cutoff))
+            })?;
+        }
+        if report.events_deleted > 0 {
+            deleter.search.purge()?;
+            let ratio = self.compact_free_ratio;
+            report.store_rewritten = deleter.writer.exclusive_blocking(move |store| {
+                let free = store.free_ratio()?;
+                if free >= ratio {
+                    store.vacuum()?;
+                    return Ok(true);
+                }
+                Ok(false)
+            })?;
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        let metrics = &self.metrics;
+        metrics.retention_runs.inc();
+        metrics.retention_deleted.add(report.events_deleted);
+        metrics
+            .retention_installs_pruned
+            .add(report.installs_pruned);
+        tracing::info!(
+            events_deleted = report.events_deleted,
+            installs_pruned = report.installs_pruned,
+            store_rewritten = report.store_rewritten,
+            duration_ms = report.duration_ms,
+            "retention sweep finished"
+        );
+        Ok(report)
     }
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    let metrics = &state.metrics;
-    metrics.retention_runs.inc();
-    metrics.retention_deleted.add(report.events_deleted);
-    metrics
-        .retention_installs_pruned
-        .add(report.installs_pruned);
-    tracing::info!(
-        events_deleted = report.events_deleted,
-        installs_pruned = report.installs_pruned,
-        store_rewritten = report.store_rewritten,
-        duration_ms = report.duration_ms,
-        "retention sweep finished"
-    );
-    Ok(report)
 }
 
 /// Deletes one chunk of positions (ascending) from the store with its tombstone, then from the
 /// index.
-fn delete_chunk(state: &AppState, filter: &Filter, chunk: &[u64]) -> Result<u64, ApiError> {
+fn delete_chunk(deleter: &Deleter, filter: &Filter, chunk: &[u64]) -> Result<u64, DeleteError> {
     let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
         return Ok(0);
     };
@@ -95,14 +102,14 @@ fn delete_chunk(state: &AppState, filter: &Filter, chunk: &[u64]) -> Result<u64,
         from_seq: *first,
         below_seq: last + 1,
     };
-    let bytes = serde_json::to_vec(&tombstone).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bytes = tombstone.to_bytes()?;
     let seqs = chunk.to_vec();
-    let (deleted, tombstone_id) = state.writer.exclusive_blocking(move |store| {
+    let (deleted, tombstone_id) = deleter.writer.exclusive_blocking(move |store| {
         store.write(|txn| {
             let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
             Ok((deleted.len() as u64, delete::add_tombstone(txn, &bytes)?))
         })
     })?;
-    apply_tombstone(state, tombstone_id, &tombstone)?;
+    deleter.apply_tombstone(tombstone_id, &tombstone)?;
     Ok(deleted)
 }

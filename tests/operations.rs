@@ -70,7 +70,7 @@ fn version_prints_the_version_and_the_git_commit() {
     let commit = line[prefix.len()..]
         .strip_suffix(')')
         .unwrap_or_else(|| panic!("no closing parenthesis: {line}"));
-    assert_eq!(line, format!("telemetryd {}", telemetryd::ops::VERSION));
+    assert_eq!(line, format!("telemetryd {}", telemetryd::VERSION));
     // Built from a git checkout: the commit is a real commit of this repository.
     let in_git = Command::new("git")
         .args(["rev-parse", "--git-dir"])
@@ -233,7 +233,7 @@ fn backup_under_load_restores_every_acknowledged_event() {
     let backed_up = manifest["events"].as_u64().expect("events");
     assert!(backed_up >= acked_before.len() as u64, "{manifest}");
     assert_eq!(manifest["format"], 1);
-    assert_eq!(manifest["telemetryd_version"], telemetryd::ops::VERSION);
+    assert_eq!(manifest["telemetryd_version"], telemetryd::VERSION);
     assert!(manifest["next_seq"].as_u64().expect("next_seq") >= backed_up);
     assert!(manifest["created_at"]
         .as_str()
@@ -485,5 +485,5 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         &page[..page.len().min(300)]
     );
     assert!(page.contains("healthcheck") && page.contains("restore"));
-    assert!(page.contains(telemetryd::ops::VERSION));
+    assert!(page.contains(telemetryd::VERSION));
 }

@@ -333,7 +333,7 @@ fn hash_token_prints_the_config_hash() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        telemetryd::http::auth::hash_token("my-token")
+        telemetryd::hash::hash_token("my-token")
     );
 
     let out = Command::new(BIN)
@@ -346,7 +346,7 @@ fn hash_token_prints_the_config_hash() {
         .to_string();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        telemetryd::http::auth::hash_token(&token)
+        telemetryd::hash::hash_token(&token)
     );
 }
 

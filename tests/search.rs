@@ -439,7 +439,7 @@ fn geo_counts_by_country_and_region() {
 fn retention_removes_old_events_from_store_and_index() {
     let server = server();
     seed(&server);
-    let report = telemetryd::retention::sweep(&server.state.clone().into_inner()).unwrap();
+    let report = server.state.retention.sweep().unwrap();
     // Product `app` keeps 2 days: its 2-day-old and 10-day-old events go; `sdk` keeps 30.
     assert_eq!(report.events_deleted, 2);
     assert_eq!(search(&server, "")["total"], 5);

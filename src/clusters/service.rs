@@ -4,21 +4,23 @@
 //! passes, admin changes and erasures, so none overwrites another.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
 use crate::clusters::escalation::{day_start, DAY_MS};
+use crate::clusters::ClusterError;
 use crate::clusters::{
     evaluate_pending, fold, Cluster, Dispatcher, EscalationRules, IgnoreUntil, Status,
     StatusRequest,
 };
-use crate::error::{ApiError, StoreError};
+use crate::error::{Code, ErrorCode, StoreError};
+use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::clusters::{delete_cluster, put_cluster, set_cluster_cursor};
+use crate::store::writer::Writer;
 use crate::store::Store;
-use crate::AppState;
 
 /// Events read from the store per step of a pass.
 const PASS_CHUNK: usize = 20_000;
@@ -27,6 +29,49 @@ pub struct Clusters {
     map: Mutex<HashMap<String, Cluster>>,
     pub rules: EscalationRules,
     pub dispatcher: Mutex<Option<Dispatcher>>,
+    store: Store,
+    writer: Arc<Writer>,
+    metrics: Arc<Metrics>,
+}
+
+/// What can go wrong with a cluster request or pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ClustersError {
+    #[error("cluster {0} not found")]
+    NotFound(String),
+    #[error("invalid parameter `{field}`: {source}")]
+    InvalidStatus {
+        field: &'static str,
+        source: ClusterError,
+    },
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ErrorCode for ClustersError {
+    fn error_code(&self) -> Code {
+        match self {
+            ClustersError::NotFound(_) => Code::NotFound,
+            ClustersError::InvalidStatus { .. } | ClustersError::InvalidParameter { .. } => {
+                Code::InvalidParameter
+            }
+            ClustersError::Store(e) => e.error_code(),
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            ClustersError::InvalidStatus { field, .. } => {
+                Some(serde_json::json!({ "parameter": field }))
+            }
+            ClustersError::InvalidParameter { name, .. } => {
+                Some(serde_json::json!({ "parameter": name }))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,7 +86,9 @@ pub struct PassReport {
 
 impl Clusters {
     pub fn load(
-        store: &Store,
+        store: Store,
+        writer: Arc<Writer>,
+        metrics: Arc<Metrics>,
         rules: EscalationRules,
         dispatcher: Dispatcher,
     ) -> Result<Clusters, StoreError> {
@@ -49,7 +96,17 @@ impl Clusters {
             map: Mutex::new(store.clusters()?),
             rules,
             dispatcher: Mutex::new(Some(dispatcher)),
+            store,
+            writer,
+            metrics,
         })
+    }
+
+    /// Stops the alert dispatcher after it sent what it holds.
+    pub fn close(&self) {
+        if let Some(mut dispatcher) = self.dispatcher.lock().ok().and_then(|mut d| d.take()) {
+            dispatcher.close();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Cluster>> {
@@ -68,14 +125,14 @@ impl Clusters {
 
     /// Folds every event stored since the cursor, evaluates, persists clusters and cursor in
     /// one transaction, then sends the alerts. Blocking.
-    pub fn pass(&self, state: &AppState) -> Result<PassReport, ApiError> {
+    pub fn pass(&self) -> Result<PassReport, ClustersError> {
         let started = std::time::Instant::now();
         let mut map = self.lock();
-        let mut cursor = state.store.cluster_cursor()?;
-        let end = state.store.next_seq()?;
+        let mut cursor = self.store.cluster_cursor()?;
+        let end = self.store.next_seq()?;
         let mut report = PassReport::default();
         while cursor < end {
-            let chunk = state.store.events_from(cursor, PASS_CHUNK)?;
+            let chunk = self.store.events_from(cursor, PASS_CHUNK)?;
             let Some((last, _)) = chunk.last() else { break };
             let next = last + 1;
             let summary = fold(&mut map, chunk.iter().map(|(_, e)| e));
@@ -94,7 +151,7 @@ impl Clusters {
             .iter()
             .filter_map(|id| map.get(id).cloned())
             .collect();
-        let persisted = state.writer.exclusive_blocking(move |store| {
+        let persisted = self.writer.exclusive_blocking(move |store| {
             store.write(|txn| {
                 for cluster in &changed {
                     put_cluster(txn, cluster)?;
@@ -103,7 +160,7 @@ impl Clusters {
             })
         });
         if let Err(e) = persisted {
-            self.reload(&mut map, &state.store);
+            self.reload(&mut map, &self.store);
             return Err(e.into());
         }
         if let Some(dispatcher) = self
@@ -120,27 +177,29 @@ impl Clusters {
             }
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
-        state.metrics.clustering_runs.inc();
-        state.metrics.clustering_events.add(report.clustered);
+        self.metrics.clustering_runs.inc();
+        self.metrics.clustering_events.add(report.clustered);
         Ok(report)
     }
 
     /// An admin's status change, persisted with its audit entry.
     pub fn set_status(
         &self,
-        state: &AppState,
         id: &str,
         request: StatusRequest,
         actor: &str,
-    ) -> Result<ClusterView, ApiError> {
+    ) -> Result<ClusterView, ClustersError> {
         let mut map = self.lock();
         let cluster = map
             .get_mut(id)
-            .ok_or_else(|| ApiError::NotFound(format!("cluster {id}")))?;
+            .ok_or_else(|| ClustersError::NotFound(id.to_string()))?;
         let before = cluster.status.as_str();
         cluster
             .set_status(request.clone(), now_ms())
-            .map_err(|e| ApiError::invalid_parameter(e.field(), e.to_string()))?;
+            .map_err(|source| ClustersError::InvalidStatus {
+                field: source.field(),
+                source,
+            })?;
         let updated = cluster.clone();
         let entry = AuditEntry {
             id: 0,
@@ -152,14 +211,14 @@ impl Clusters {
             result: serde_json::json!({ "from": before, "to": updated.status.as_str(), "request": request }),
         };
         let saved = updated.clone();
-        let persisted = state.writer.exclusive_blocking(move |store| {
+        let persisted = self.writer.exclusive_blocking(move |store| {
             store.write(|txn| {
                 put_cluster(txn, &saved)?;
                 audit::append(txn, entry).map(|_| ())
             })
         });
         if let Err(e) = persisted {
-            self.reload(&mut map, &state.store);
+            self.reload(&mut map, &self.store);
             return Err(e.into());
         }
         Ok(ClusterView::of(&updated, 30))
@@ -169,14 +228,13 @@ impl Clusters {
     /// deleted events out of the clusters that had counted them (those below the cursor) and
     /// writes those clusters back; clusters left empty are deleted.
     /// `delete` returns the deleted events and anything else its caller wants back.
-    pub fn erase_events<T>(
+    pub fn erase_events<T, E: From<StoreError>>(
         &self,
-        state: &AppState,
-        delete: impl FnOnce() -> Result<(Vec<(u64, Event)>, T), ApiError>,
-    ) -> Result<(Vec<(u64, Event)>, T), ApiError> {
+        delete: impl FnOnce() -> Result<(Vec<(u64, Event)>, T), E>,
+    ) -> Result<(Vec<(u64, Event)>, T), E> {
         let mut map = self.lock();
         let (deleted, extra) = delete()?;
-        let cursor = state.store.cluster_cursor()?;
+        let cursor = self.store.cluster_cursor()?;
         let mut touched = std::collections::BTreeSet::new();
         for (_, event) in deleted.iter().filter(|(seq, _)| *seq < cursor) {
             let Some(id) = event.fingerprint.as_deref() else {
@@ -199,7 +257,7 @@ impl Clusters {
         for id in &gone {
             map.remove(id);
         }
-        let persisted = state.writer.exclusive_blocking(move |store| {
+        let persisted = self.writer.exclusive_blocking(move |store| {
             store.write(|txn| {
                 for cluster in &keep {
                     put_cluster(txn, cluster)?;
@@ -211,7 +269,7 @@ impl Clusters {
             })
         });
         if let Err(e) = persisted {
-            self.reload(&mut map, &state.store);
+            self.reload(&mut map, &self.store);
             return Err(e.into());
         }
         Ok((deleted, extra))
@@ -275,6 +333,20 @@ impl Clusters {
     }
 }
 
+/// The clustering pass is a commit subscriber: its position is the persisted cursor, and each
+/// scheduled pass catches up from it, so it needs nothing from the writer's hand-offs.
+impl crate::store::subscribers::CommitSubscriber for Clusters {
+    fn name(&self) -> &'static str {
+        "clusters"
+    }
+
+    fn position(&self) -> Result<u64, StoreError> {
+        self.store.cluster_cursor()
+    }
+
+    fn committed(&self, _events: &crate::store::subscribers::Committed) {}
+}
+
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
@@ -306,14 +378,17 @@ impl ListFilter {
                 .is_none_or(|v| v.is_empty() || c.app_versions.contains_key(v))
     }
 
-    pub fn validate(&self) -> Result<(), ApiError> {
-        let one_of = |name: &str, value: &Option<String>, allowed: &[&str]| match value.as_deref() {
-            Some(v) if !v.is_empty() && !allowed.contains(&v) => Err(ApiError::invalid_parameter(
-                name,
-                format!("must be one of {}", allowed.join(", ")),
-            )),
-            _ => Ok(()),
-        };
+    pub fn validate(&self) -> Result<(), ClustersError> {
+        let one_of =
+            |name: &'static str, value: &Option<String>, allowed: &[&str]| match value.as_deref() {
+                Some(v) if !v.is_empty() && !allowed.contains(&v) => {
+                    Err(ClustersError::InvalidParameter {
+                        name,
+                        reason: format!("must be one of {}", allowed.join(", ")),
+                    })
+                }
+                _ => Ok(()),
+            };
         one_of(
             "status",
             &self.status,

@@ -3,9 +3,9 @@
 use actix_web::{web, HttpResponse};
 use uuid::Uuid;
 
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::AppState;
 
 pub async fn get_event(

@@ -6,34 +6,15 @@ use std::future::{ready, Ready};
 use std::path::Path;
 
 use actix_web::{web, FromRequest, HttpRequest};
+
 use sha2::{Digest, Sha256};
 
 use crate::config::{AdminToken, Role};
-use crate::error::ApiError;
+use crate::hash::{hash_token, parse_token_hash};
+use crate::http::error::ApiError;
 use crate::AppState;
 
 pub const BOOTSTRAP_TOKEN_FILE: &str = "admin-token";
-
-/// `sha256:HEX` of a token, the form stored in the config.
-pub fn hash_token(token: &str) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(token.trim().as_bytes())))
-}
-
-pub fn parse_token_hash(text: &str) -> Option<[u8; 32]> {
-    let hex_digits = text.trim().strip_prefix("sha256:")?;
-    if hex_digits.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex_digits.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A new random token (from the OS random source).
 pub fn generate_token() -> String {

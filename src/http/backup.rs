@@ -11,9 +11,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::store::backup::BackupError;
 use crate::AppState;
 

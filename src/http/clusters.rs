@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::clusters::service::{ClusterView, ListFilter};
 use crate::clusters::StatusRequest;
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::search::{Filter, SearchRequest};
 use crate::AppState;
 
@@ -118,7 +118,7 @@ pub async fn patch(
         .map_err(|e| ApiError::invalid_parameter("body", e.to_string()))?;
     let st = state.clone();
     let id = id.into_inner();
-    let updated = blocking(move || st.clusters.set_status(&st, &id, request, &caller.name)).await?;
+    let updated = blocking(move || Ok(st.clusters.set_status(&id, request, &caller.name)?)).await?;
     Ok(HttpResponse::Ok().json(updated))
 }
 
@@ -126,7 +126,7 @@ pub async fn patch(
 pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let st = state.clone();
-    let report = blocking(move || st.clusters.pass(&st)).await?;
+    let report = blocking(move || Ok(st.clusters.pass()?)).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

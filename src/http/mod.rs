@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod backup;
 pub mod clusters;
+pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod policies;
@@ -20,7 +21,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpResponse};
 
-use crate::error::ApiError;
+use crate::error::Code;
+use crate::http::error::ApiError;
+use crate::ingest::formats::NATIVE;
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -54,7 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             })
             .service(
                 resource("/api/v1/events")
-                    .route(web::post().to(ingest::post_events))
+                    .route(ingest::route(&NATIVE))
                     .route(web::get().to(search::search_events)),
             )
             .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
@@ -130,9 +133,12 @@ fn json_errors<B: MessageBody + 'static>(
         .error()
         .map(|e| e.to_string())
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let body = serde_json::json!({ "error": { "code": crate::error::code_for_status(status), "message": message } });
+    let body = error::error_body(Code::for_status(status.as_u16()), &message, None);
     let (req, _) = res.into_parts();
-    let response = HttpResponse::build(status).json(body).map_into_right_body();
+    let response = HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+        .map_into_right_body();
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
         req, response,
     )))

@@ -3,8 +3,8 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::AppState;
 
 pub async fn healthz() -> HttpResponse {
@@ -23,6 +23,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "status": "ready",
         "store": { "events": gauges.store_events },
         "index": { "documents": gauges.index_docs, "lag_events": gauges.index_lag },
+        "subscribers": gauges.subscribers,
     })))
 }
 

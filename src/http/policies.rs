@@ -6,9 +6,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::model::{now_ms, Event};
 use crate::policies::{self, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError};
 use crate::search::Filter;
@@ -41,19 +41,12 @@ pub async fn client_config(
         .get(crate::http::ingest::INGEST_KEY_HEADER)
         .and_then(|v| v.to_str().ok());
     if query.product.is_some() || key.is_some() {
-        state
-            .ingest
-            .resolve_product(query.product.as_deref(), key)?;
+        state.products.resolve(query.product.as_deref(), key)?;
     }
     let location = state
         .ingest
         .locate(crate::http::ingest::client_ip(&req, &state));
-    let known: Vec<&str> = state
-        .ingest
-        .products
-        .iter()
-        .map(|p| p.id.as_str())
-        .collect();
+    let known = product_ids(&state);
     let context = query
         .into_inner()
         .into_context(&known, location.country_code, location.region_code)
@@ -81,12 +74,7 @@ pub async fn client_config(
 }
 
 fn product_ids(state: &AppState) -> Vec<&str> {
-    state
-        .ingest
-        .products
-        .iter()
-        .map(|p| p.id.as_str())
-        .collect()
+    state.products.ids().collect()
 }
 
 fn sorted(mut policies: Vec<Policy>) -> Vec<Policy> {

@@ -7,11 +7,11 @@ use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::model::{now_ms, Event};
-use crate::search::{parse_time_param, Filter, SearchError, SearchRequest};
+use crate::search::{parse_time_param, Filter, SearchRequest};
 use crate::AppState;
 
 pub const MAX_LIMIT: usize = 1000;
@@ -95,19 +95,6 @@ impl FilterParams {
                 "limit",
                 format!("must be between 1 and {MAX_LIMIT}"),
             )),
-        }
-    }
-}
-
-impl From<SearchError> for ApiError {
-    fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::Query { message, position } => {
-                ApiError::InvalidQuery { message, position }
-            }
-            SearchError::InvalidRequest(reason) => ApiError::InvalidBody(reason),
-            SearchError::Closed => ApiError::NotReady("the search index is closed".into()),
-            other => ApiError::Internal(other.to_string()),
         }
     }
 }

@@ -6,9 +6,9 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
+use crate::http::error::ApiError;
 use crate::http::search::FilterParams;
 use crate::search::Filter;
 use crate::AppState;
@@ -57,7 +57,7 @@ pub async fn overview(
             "events_24h": events_24h,
             "errors_24h": errors_24h,
             "active_installs_24h": installs,
-            "ingest_rate_per_s": st.history.ingest_rate(&st),
+            "ingest_rate_per_s": st.history.ingest_rate(st.metrics.events_accepted.get()),
             "rejected_total": stats.rejected_total,
             "pii_blocked_total": stats.pii.rejected + stats.pii.scrubbed,
             "store_events": stats.store.store_events,

@@ -5,10 +5,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::blocking;
-use crate::privacy::{self, SubjectKind};
+use crate::http::error::ApiError;
+use crate::privacy::{PurgeStatus, SubjectKind};
 use crate::store::audit::AuditQuery;
 use crate::AppState;
 
@@ -33,7 +33,7 @@ pub async fn export(
 ) -> Result<HttpResponse, ApiError> {
     let (kind, id) = subject(&path)?;
     let st = state.clone();
-    let events = blocking(move || privacy::export(&st, kind, &id)).await?;
+    let events = blocking(move || Ok(st.privacy.export(kind, &id)?)).await?;
     let mut body = Vec::with_capacity(events.len() * 512);
     for event in &events {
         serde_json::to_writer(&mut body, event).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -62,10 +62,10 @@ pub async fn erase(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let (kind, id) = subject(&path)?;
-    let st = state.clone().into_inner();
+    let st = state.clone();
     let wait = params.wait_purge;
     let report = blocking(move || {
-        let mut report = privacy::erase(&st, kind, &id, &caller.name)?;
+        let mut report = st.privacy.erase(kind, &id, &caller.name)?;
         if wait {
             report.purge = wait_for_purge(&st);
         }
@@ -75,9 +75,9 @@ pub async fn erase(
     Ok(HttpResponse::Ok().json(report))
 }
 
-fn wait_for_purge(state: &AppState) -> privacy::PurgeStatus {
+fn wait_for_purge(state: &AppState) -> PurgeStatus {
     loop {
-        let status = state.purge.status();
+        let status = state.privacy.purge.status();
         if status.state == "idle" {
             return status;
         }
@@ -87,7 +87,7 @@ fn wait_for_purge(state: &AppState) -> privacy::PurgeStatus {
 
 /// `GET /api/v1/purge`: the state of the purge job.
 pub async fn purge_status(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.purge.status())
+    HttpResponse::Ok().json(state.privacy.purge.status())
 }
 
 /// `POST /api/v1/purge` (admin): starts a purge.
@@ -96,8 +96,7 @@ pub async fn start_purge(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let st = state.clone().into_inner();
-    Ok(HttpResponse::Accepted().json(state.purge.request(&st)))
+    Ok(HttpResponse::Accepted().json(state.privacy.purge.request()))
 }
 
 #[derive(Deserialize)]

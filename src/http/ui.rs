@@ -17,7 +17,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use rust_embed::RustEmbed;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(RustEmbed)]
 #[folder = "ui/"]
@@ -195,7 +195,7 @@ fn compute_version() -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    crate::http::auth::hex(bytes)
+    crate::hash::hex(bytes)
 }
 
 /// Bytes of UI embedded in the binary (for the size budget and the README).

@@ -1,14 +1,13 @@
-//! Request body → batch: gzip (bounded), UTF-8, the native envelope `{"sent_at", "events"}` or a
-//! bare array, and each event as an ordered list of typed key/value pairs. Events are split out
-//! as raw JSON first so that one malformed event never fails its batch.
+//! What every format shares below its own syntax: undoing `Content-Encoding` (bounded, so a
+//! small gzip bomb can't grow past the decompressed-size limit), and [`FieldValue`], a JSON value
+//! as an event field can hold it, deserialized without `serde_json::Value`.
 
 use std::io::Read;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::error::ApiError;
+use crate::ingest::IngestError;
 
 /// A JSON value as an event field can hold it, deserialized without `serde_json::Value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,128 +105,43 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
     }
 }
 
-/// A decoded request: the client's send time, if given, and its events still as raw JSON.
-pub struct Batch<'a> {
-    pub sent_at: Option<FieldValue>,
-    pub events: Vec<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(default, alias = "sentAt")]
-    sent_at: Option<FieldValue>,
-    #[serde(borrow)]
-    events: Option<Vec<&'a RawValue>>,
-}
-
 /// Undoes `Content-Encoding`, never producing more than `max_decompressed` bytes.
 pub fn decode_body(
     body: Vec<u8>,
     encoding: Option<&str>,
     max_decompressed: usize,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, IngestError> {
     let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("") | Some("identity") => Ok(body),
         Some("gzip") | Some("x-gzip") => gunzip(&body, max_decompressed),
-        Some(other) => Err(ApiError::UnsupportedEncoding(other.to_string())),
+        Some(other) => Err(IngestError::UnsupportedEncoding(
+            other.chars().take(100).collect(),
+        )),
     }
 }
 
-fn gunzip(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, ApiError> {
+fn gunzip(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, IngestError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_decompressed));
     let decoder = flate2::read::MultiGzDecoder::new(body);
     // Read one byte past the limit to tell "exactly at" from "over".
     decoder
         .take(max_decompressed as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| ApiError::InvalidEncoding(format!("gzip: {e}")))?;
+        .map_err(|e| IngestError::InvalidEncoding(format!("gzip: {e}")))?;
     if out.len() > max_decompressed {
-        return Err(ApiError::PayloadTooLarge {
+        return Err(IngestError::PayloadTooLarge {
             limit: max_decompressed,
         });
     }
     Ok(out)
 }
 
-/// Splits a JSON body into its events.
-pub fn parse_batch(text: &str) -> Result<Batch<'_>, ApiError> {
-    match text.trim_start().as_bytes().first() {
-        Some(b'[') => {
-            let events: Vec<&RawValue> =
-                serde_json::from_str(text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-            Ok(Batch {
-                sent_at: None,
-                events,
-            })
-        }
-        Some(b'{') => {
-            let envelope: Envelope =
-                serde_json::from_str(text).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-            let events = envelope.events.ok_or_else(|| {
-                ApiError::InvalidBody(
-                    "the object has no `events` array: send {\"events\": [...]} or a bare array"
-                        .into(),
-                )
-            })?;
-            Ok(Batch {
-                sent_at: envelope.sent_at,
-                events,
-            })
-        }
-        Some(_) => Err(ApiError::InvalidBody(
-            "expected a JSON object {\"sent_at\", \"events\": [...]} or an array of events".into(),
-        )),
-        None => Err(ApiError::InvalidBody("the body is empty".into())),
-    }
-}
-
-/// One raw event as key/value pairs, or why it is not an object.
-pub fn parse_event(raw: &RawValue) -> Result<Vec<(String, FieldValue)>, String> {
-    match serde_json::from_str::<FieldValue>(raw.get()) {
-        Ok(FieldValue::Object(pairs)) => Ok(pairs),
-        Ok(other) => Err(format!(
-            "an event must be a JSON object, not {}",
-            other.kind()
-        )),
-        Err(e) => Err(format!("the event is not valid JSON: {e}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Code, ErrorCode};
     use std::io::Write;
-
-    #[test]
-    fn envelope_and_array() {
-        let batch = parse_batch(r#"{"sent_at": 5, "events": [{"name": "a"}, 3]}"#).unwrap();
-        assert_eq!(batch.sent_at, Some(FieldValue::Num(5.0)));
-        assert_eq!(batch.events.len(), 2);
-        assert!(parse_event(batch.events[1])
-            .unwrap_err()
-            .contains("not a number"));
-        let pairs = parse_event(batch.events[0]).unwrap();
-        assert_eq!(
-            pairs,
-            vec![("name".to_string(), FieldValue::Str("a".into()))]
-        );
-        assert_eq!(parse_batch("[]").unwrap().events.len(), 0);
-    }
-
-    #[test]
-    fn bad_bodies() {
-        assert_eq!(
-            parse_batch("{\"events\": [").err().unwrap().code(),
-            "invalid_json"
-        );
-        assert_eq!(
-            parse_batch("{\"x\": 1}").err().unwrap().code(),
-            "invalid_body"
-        );
-        assert_eq!(parse_batch("42").err().unwrap().code(), "invalid_body");
-        assert_eq!(parse_batch("  ").err().unwrap().code(), "invalid_body");
-    }
 
     #[test]
     fn gzip_is_bounded() {
@@ -239,18 +153,22 @@ mod tests {
             10_000
         );
         assert_eq!(
-            decode_body(gz, Some("gzip"), 9_999).unwrap_err().code(),
-            "payload_too_large"
+            decode_body(gz, Some("gzip"), 9_999)
+                .unwrap_err()
+                .error_code(),
+            Code::PayloadTooLarge
         );
         assert_eq!(
             decode_body(b"nope".to_vec(), Some("gzip"), 100)
                 .unwrap_err()
-                .code(),
-            "invalid_encoding"
+                .error_code(),
+            Code::InvalidEncoding
         );
         assert_eq!(
-            decode_body(vec![], Some("br"), 100).unwrap_err().code(),
-            "unsupported_encoding"
+            decode_body(vec![], Some("br"), 100)
+                .unwrap_err()
+                .error_code(),
+            Code::UnsupportedEncoding
         );
     }
 

@@ -1,39 +1,167 @@
-//! Ingest: request bytes → validated, scrubbed, placed, deduplicated and rate-limited events
-//! ready for the store writer. `Ingest` holds everything compiled once at startup.
+//! Ingest: a request body in any wire format → validated, scrubbed, placed, deduplicated and
+//! rate-limited events, made durable by the store writer, counted in the metrics. [`accept`]
+//! does the whole job for every format; the HTTP handlers only read the request and write the
+//! answer. [`Ingest`] holds what is compiled once at start and the handles the stages use.
+//!
+//! The pipeline, in order:
+//! 1. undo `Content-Encoding` ([`decode::decode_body`]);
+//! 2. the format decodes the body into raw events ([`formats`]);
+//! 3. per event: map the keys, apply the schema, check for PII, place it with the location of
+//!    the client's address (looked up once, then dropped), correct its clock, fingerprint it
+//!    ([`pipeline`]);
+//! 4. per batch: collection policy, dedup pre-check, rate limit ([`stages`]);
+//! 5. the store writer commits the batch durably; only then is it acknowledged.
 
 pub mod decode;
+pub mod formats;
 pub mod geo;
 pub mod limits;
 pub mod pii;
 pub mod pipeline;
 pub mod schema;
+pub mod stages;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
-use crate::error::{ApiError, RejectCode, Rejection};
+use crate::error::{Code, ErrorCode, RejectCode, Rejection, StoreError};
+use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
-use crate::net::Cidr;
-use crate::policies::{Decision, DecisionCounts, PolicyCache};
+use crate::policies::{DecisionCounts, PolicyCache};
+use crate::products::{Product, Products};
+use crate::store::writer::{SubmitError, Writer};
 use crate::store::Store;
-use crate::AppState;
+use formats::{Body, DecodeLimits, Format};
 use geo::{GeoDb, Location};
-use limits::{parse_time, ClockRules, RateLimiter};
+use limits::{ClockRules, RateLimiter};
 use pii::PiiDetector;
-use pipeline::{EventContext, ProductRules};
+use pipeline::EventContext;
+pub use pipeline::ProductRules;
 
+/// The ingest service: rules compiled at start and the handles its stages need.
 pub struct Ingest {
-    pub products: Vec<ProductRules>,
-    by_key: HashMap<String, usize>,
+    pub products: Arc<Products>,
     pii: PiiDetector,
-    pub geo: Option<GeoDb>,
+    geo: Option<GeoDb>,
     clock: ClockRules,
-    pub limiter: RateLimiter,
-    pub trusted_proxies: Vec<Cidr>,
+    pub limiter: Arc<RateLimiter>,
+    limits: DecodeLimits,
     max_decompressed_bytes: usize,
-    max_batch_events: usize,
-    max_event_bytes: usize,
+    store: Store,
+    writer: Arc<Writer>,
+    policies: Arc<PolicyCache>,
+    metrics: Arc<Metrics>,
+}
+
+/// The handles [`Ingest`] works with.
+pub struct IngestDeps {
+    pub products: Arc<Products>,
+    pub limiter: Arc<RateLimiter>,
+    pub geo: Option<GeoDb>,
+    pub store: Store,
+    pub writer: Arc<Writer>,
+    pub policies: Arc<PolicyCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One request for [`accept`]: everything a format and the stages need from it.
+pub struct IngestRequest {
+    /// Index of the product in the registry (already resolved and authorised).
+    pub product: usize,
+    pub body: Vec<u8>,
+    /// The media type's essence, lowercased, if the request had one.
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    /// Used for the geo lookup and dropped; never stored or logged.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// What became of an accepted request's events.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// Per rejected event, by its index in the request.
+    pub rejected: Vec<Rejection>,
+    /// What the collection policies dropped or sampled out (not errors: not retried).
+    pub policy: DecisionCounts,
+}
+
+/// Why a request as a whole was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("the body could not be decoded: {0}")]
+    InvalidEncoding(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the batch has {count} events; the limit is {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+    #[error("unsupported content type `{content_type}`: send {expected}")]
+    UnsupportedMediaType {
+        content_type: String,
+        expected: &'static str,
+    },
+    #[error("unsupported content encoding `{0}`: send gzip or no encoding")]
+    UnsupportedEncoding(String),
+    #[error("rate limit exceeded; retry after {retry_after} s")]
+    RateLimited {
+        retry_after: u64,
+        rejected: Vec<Rejection>,
+    },
+    #[error("the server is busy; retry after {retry_after} s")]
+    Overloaded { retry_after: u64 },
+    #[error("the server is not ready: the store writer has stopped")]
+    WriterStopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ErrorCode for IngestError {
+    fn error_code(&self) -> Code {
+        match self {
+            IngestError::InvalidJson(_) => Code::InvalidJson,
+            IngestError::InvalidBody(_) => Code::InvalidBody,
+            IngestError::InvalidEncoding(_) => Code::InvalidEncoding,
+            IngestError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            IngestError::BatchTooLarge { .. } => Code::BatchTooLarge,
+            IngestError::UnsupportedMediaType { .. } => Code::UnsupportedMediaType,
+            IngestError::UnsupportedEncoding(_) => Code::UnsupportedEncoding,
+            IngestError::RateLimited { .. } => Code::RateLimited,
+            IngestError::Overloaded { .. } => Code::Overloaded,
+            IngestError::WriterStopped => Code::NotReady,
+            IngestError::Store(e) => e.error_code(),
+            IngestError::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            IngestError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit": limit })),
+            IngestError::BatchTooLarge { count, limit } => {
+                Some(serde_json::json!({ "count": count, "limit": limit }))
+            }
+            IngestError::RateLimited { rejected, .. } => {
+                Some(serde_json::json!({ "accepted": 0, "rejected": rejected }))
+            }
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            IngestError::RateLimited { retry_after, .. }
+            | IngestError::Overloaded { retry_after } => Some(*retry_after),
+            IngestError::WriterStopped => Some(1),
+            _ => None,
+        }
+    }
 }
 
 /// A batch after every stage but the store: events to write (with their index in the request)
@@ -44,80 +172,30 @@ pub struct Prepared {
     pub rejected: Vec<Rejection>,
     pub duplicates: u64,
     pub retry_after_secs: u64,
-    /// What the collection policies dropped or sampled out (not errors: not retried).
     pub policy: DecisionCounts,
 }
 
 impl Ingest {
-    pub fn new(config: &Config, geo: Option<GeoDb>) -> Result<Ingest, ConfigError> {
-        let mut products = Vec::new();
-        let mut by_key = HashMap::new();
-        for (index, product) in config.products.iter().enumerate() {
-            let rules = ProductRules::compile(index, product, config).map_err(|e| {
-                ConfigError::Invalid {
-                    key: format!("products[{index}].schema.patterns"),
-                    reason: e.to_string(),
-                }
-            })?;
-            for key in &product.ingest_keys {
-                by_key.insert(key.clone(), index);
-            }
-            products.push(rules);
-        }
+    pub fn new(config: &Config, deps: IngestDeps) -> Result<Ingest, ConfigError> {
         Ok(Ingest {
-            products,
-            by_key,
+            products: deps.products,
             pii: PiiDetector::new(&config.pii_detectors()?),
-            geo,
+            geo: deps.geo,
             clock: ClockRules::new(&config.limits),
-            limiter: RateLimiter::default(),
-            trusted_proxies: config.trusted_proxies()?,
+            limiter: deps.limiter,
+            limits: DecodeLimits {
+                max_batch_events: config.server.max_batch_events,
+                max_event_bytes: config.server.max_event_bytes,
+            },
             max_decompressed_bytes: config.server.max_decompressed_bytes,
-            max_batch_events: config.server.max_batch_events,
-            max_event_bytes: config.server.max_event_bytes,
+            store: deps.store,
+            writer: deps.writer,
+            policies: deps.policies,
+            metrics: deps.metrics,
         })
     }
 
-    pub fn product(&self, id: &str) -> Option<&ProductRules> {
-        self.products.iter().find(|p| p.id == id)
-    }
-
-    /// The product a request is for: from its ingest key, or `?product=` (which must agree with
-    /// the key when both are given). With a single product configured it is the default.
-    pub fn resolve_product(
-        &self,
-        param: Option<&str>,
-        key: Option<&str>,
-    ) -> Result<&ProductRules, ApiError> {
-        let by_param = match param {
-            Some(id) => Some(
-                self.product(id)
-                    .ok_or_else(|| ApiError::UnknownProduct(id.chars().take(64).collect()))?,
-            ),
-            None => None,
-        };
-        let by_key = match key {
-            Some(key) => Some(
-                self.by_key
-                    .get(key)
-                    .map(|i| &self.products[*i])
-                    .ok_or(ApiError::InvalidIngestKey)?,
-            ),
-            None => None,
-        };
-        let product = match (by_param, by_key) {
-            (Some(p), Some(k)) if p.index != k.index => return Err(ApiError::InvalidIngestKey),
-            (_, Some(k)) => k,
-            (Some(p), None) => p,
-            (None, None) if self.products.len() == 1 => &self.products[0],
-            (None, None) => return Err(ApiError::MissingProduct),
-        };
-        if product.requires_key() && by_key.is_none() {
-            return Err(ApiError::MissingIngestKey(product.id.clone()));
-        }
-        Ok(product)
-    }
-
+    /// Country and region of a client address; the address goes no further.
     pub fn locate(&self, client_ip: Option<IpAddr>) -> Location {
         match (&self.geo, client_ip) {
             (Some(geo), Some(ip)) => geo.locate(ip),
@@ -125,140 +203,116 @@ impl Ingest {
         }
     }
 
-    /// Runs decode, mapping, schema, PII, time, policy, dedup pre-check and rate limit over one
-    /// body.
-    /// `state` supplies the store (dedup), the policies and the metrics.
+    /// Stages 1–4 over one request. Blocking (CPU and store reads).
     pub fn prepare(
         &self,
-        state: &AppState,
-        product: &ProductRules,
-        body: Vec<u8>,
-        content_encoding: Option<&str>,
-        location: &Location,
-    ) -> Result<Prepared, ApiError> {
-        let metrics = &state.metrics;
-        let body = decode::decode_body(body, content_encoding, self.max_decompressed_bytes)?;
-        let text = std::str::from_utf8(&body)
-            .map_err(|e| ApiError::InvalidEncoding(format!("the body is not UTF-8: {e}")))?;
-        let batch = decode::parse_batch(text)?;
-        if batch.events.len() > self.max_batch_events {
-            return Err(ApiError::BatchTooLarge {
-                count: batch.events.len(),
-                limit: self.max_batch_events,
-            });
-        }
+        format: &dyn Format,
+        product: &Product,
+        request: IngestRequest,
+    ) -> Result<Prepared, IngestError> {
+        let body = decode::decode_body(
+            request.body,
+            request.content_encoding.as_deref(),
+            self.max_decompressed_bytes,
+        )?;
+        let batch = format.decode(
+            Body {
+                bytes: &body,
+                content_type: request.content_type.as_deref(),
+            },
+            product,
+            &self.limits,
+        )?;
+        let location = self.locate(request.client_ip);
         let received_at = now_ms();
         let context = EventContext {
             product,
-            clock: self
-                .clock
-                .for_batch(received_at, batch.sent_at.as_ref().and_then(parse_time)),
-            location,
+            clock: self.clock.for_batch(received_at, batch.sent_at),
+            location: &location,
             pii: &self.pii,
-            metrics,
+            metrics: &self.metrics,
         };
         let mut prepared = Prepared::default();
-        for (index, raw) in batch.events.into_iter().enumerate() {
-            let built = if raw.get().len() > self.max_event_bytes {
-                Err(Rejection::new(
-                    RejectCode::EventTooLarge,
-                    format!(
-                        "the event is {} bytes; the limit is {}",
-                        raw.get().len(),
-                        self.max_event_bytes
-                    ),
-                ))
-            } else {
-                decode::parse_event(raw)
-                    .map_err(|m| Rejection::new(RejectCode::InvalidEvent, m))
-                    .and_then(|pairs| context.build(pairs))
-            };
-            match built {
+        for (index, item) in batch.items.into_iter().enumerate() {
+            match item.and_then(|raw| context.build(raw)) {
                 Ok(event) => prepared.events.push((index, event)),
                 Err(rejection) => prepared.rejected.push(Rejection { index, ..rejection }),
             }
         }
-        enforce_policies(&mut prepared, &state.policies, received_at);
-        self.drop_known_duplicates(&mut prepared, &state.store)?;
-        self.apply_rate_limit(&mut prepared, product, received_at);
+        stages::enforce_policies(&mut prepared, &self.policies, received_at);
+        stages::drop_known_duplicates(&mut prepared, &self.store)?;
+        stages::apply_rate_limit(&mut prepared, &self.limiter, product, received_at);
         Ok(prepared)
-    }
-
-    /// Events whose id is already stored are reported as duplicates before they use up rate
-    /// limit; the writer checks again inside its transaction.
-    fn drop_known_duplicates(
-        &self,
-        prepared: &mut Prepared,
-        store: &Store,
-    ) -> Result<(), ApiError> {
-        let ids: Vec<_> = prepared.events.iter().map(|(_, e)| e.id).collect();
-        let known = store.known_ids(&ids)?;
-        let mut known = known.into_iter();
-        let before = prepared.events.len();
-        prepared.events.retain(|_| !known.next().unwrap_or(false));
-        prepared.duplicates += (before - prepared.events.len()) as u64;
-        Ok(())
-    }
-
-    fn apply_rate_limit(&self, prepared: &mut Prepared, product: &ProductRules, now: i64) {
-        let mut wanted: HashMap<&str, u32> = HashMap::new();
-        for (_, event) in &prepared.events {
-            if let Some(install) = &event.install_id {
-                *wanted.entry(install.as_str()).or_default() += 1;
-            }
-        }
-        let mut allowed: HashMap<String, u32> = HashMap::with_capacity(wanted.len());
-        let mut retry_after = 0;
-        for (install, count) in wanted {
-            let admission = self.limiter.admit(
-                product.index,
-                install,
-                product.rate_limit_per_minute,
-                count,
-                now,
-            );
-            if admission.allowed < count {
-                retry_after = retry_after.max(admission.retry_after_secs);
-            }
-            allowed.insert(install.to_string(), admission.allowed);
-        }
-        let mut kept = Vec::with_capacity(prepared.events.len());
-        for (index, event) in std::mem::take(&mut prepared.events) {
-            let budget = event.install_id.as_ref().and_then(|i| allowed.get_mut(i));
-            match budget {
-                Some(0) => prepared.rejected.push(Rejection {
-                    index,
-                    code: RejectCode::RateLimited,
-                    message: format!(
-                        "this install sent more than {} events in a minute; retry after {retry_after} s",
-                        product.rate_limit_per_minute
-                    ),
-                }),
-                Some(left) => {
-                    *left -= 1;
-                    kept.push((index, event));
-                }
-                None => kept.push((index, event)),
-            }
-        }
-        prepared.events = kept;
-        prepared.retry_after_secs = retry_after;
     }
 }
 
-/// Drops what the client's merged collection policy disables or samples out, and sets the
-/// effective sample rate on the events kept.
-fn enforce_policies(prepared: &mut Prepared, policies: &PolicyCache, now: i64) {
-    let counts = &mut prepared.policy;
-    prepared.events.retain_mut(|(_, event)| {
-        let decision = policies.decide_event(event, now);
-        counts.record(&decision);
-        match decision {
-            Decision::Keep { sample_rate } => {
-                event.sample_rate = sample_rate;
-                true
+/// The whole ingest of one request in `format`: every stage, the durable commit, the metrics.
+/// Answers only once the accepted events are committed.
+pub async fn accept(
+    ingest: &Arc<Ingest>,
+    format: &'static dyn Format,
+    request: IngestRequest,
+) -> Result<Outcome, IngestError> {
+    format.check_content_type(request.content_type.as_deref())?;
+    let product_index = request.product;
+    let service = ingest.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let product = service
+            .products
+            .at(product_index)
+            .ok_or_else(|| IngestError::Internal(format!("no product at {product_index}")))?;
+        service.prepare(format, product, request)
+    })
+    .await
+    .map_err(|e| IngestError::Internal(format!("the ingest task failed: {e}")))??;
+    let outcome = commit(ingest, prepared).await?;
+    Ok(outcome)
+}
+
+/// Stage 5: hands the events to the writer, waits until they are durable, counts everything.
+async fn commit(ingest: &Ingest, prepared: Prepared) -> Result<Outcome, IngestError> {
+    let metrics = &ingest.metrics;
+    let mut outcome = Outcome {
+        accepted: 0,
+        duplicates: prepared.duplicates,
+        rejected: prepared.rejected,
+        policy: prepared.policy,
+    };
+    let events: Vec<Arc<Event>> = prepared
+        .events
+        .into_iter()
+        .map(|(_, event)| Arc::new(event))
+        .collect();
+    if !events.is_empty() {
+        let receiver = ingest.writer.submit(events).map_err(|e| match e {
+            SubmitError::Full => {
+                metrics.requests_overloaded.inc();
+                IngestError::Overloaded { retry_after: 1 }
             }
-            Decision::Drop(_) | Decision::SampledOut => false,
-        }
-    });
+            SubmitError::Closed => IngestError::WriterStopped,
+        })?;
+        let stored = receiver.await.map_err(|_| {
+            IngestError::Internal("the store writer stopped before answering".into())
+        })??;
+        outcome.accepted = stored.iter().filter(|s| **s).count() as u64;
+        outcome.duplicates += stored.len() as u64 - outcome.accepted;
+    }
+    outcome.rejected.sort_by_key(|r| r.index);
+    metrics.events_accepted.add(outcome.accepted);
+    metrics.duplicates.add(outcome.duplicates);
+    for rejection in &outcome.rejected {
+        metrics.reject(rejection.code);
+    }
+    metrics.record_policy(&outcome.policy);
+    let rate_limited = outcome
+        .rejected
+        .iter()
+        .any(|r| r.code == RejectCode::RateLimited);
+    if outcome.accepted == 0 && outcome.duplicates == 0 && rate_limited {
+        return Err(IngestError::RateLimited {
+            retry_after: prepared.retry_after_secs.max(1),
+            rejected: outcome.rejected,
+        });
+    }
+    Ok(outcome)
 }

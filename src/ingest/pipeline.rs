@@ -1,6 +1,8 @@
-//! The ingest stages for one batch: map each event's fields (native names, camelCase aliases or
-//! the product's flat `[mapping]`) onto the canonical event, apply the schema, check for PII,
-//! place it (geo), correct its time and give it an id. Each event passes or is rejected alone.
+//! The per-event stages of the shared pipeline, the same for every wire format: map a raw
+//! event's resolved keys onto the canonical event, apply the product's schema, check for PII,
+//! place it (geo), correct its time, fingerprint it and give it an id. Each event passes or is
+//! rejected alone. The batch-wide stages that follow (policy, dedup, rate limit) are in
+//! [`super::stages`].
 
 use std::collections::HashMap;
 
@@ -10,72 +12,46 @@ use uuid::Uuid;
 use crate::config::{Config, FieldAction, FreeTextAction, ProductConfig};
 use crate::error::{RejectCode, Rejection};
 use crate::ingest::decode::FieldValue;
+use crate::ingest::formats::flat::FlatMapping;
+use crate::ingest::formats::{Key, RawEvent};
 use crate::ingest::geo::Location;
 use crate::ingest::limits::{parse_time, BatchClock};
 use crate::ingest::pii::{PiiDetector, PiiKind};
 use crate::ingest::schema::{truncate, Checked, Schema, MAX_OPEN_KEYS};
 use crate::metrics::Metrics;
 use crate::model::{DimValue, ErrorInfo, Event, Field, Level, Source};
+use crate::products::Product;
 
 /// Longest event name, id or environment value kept.
 const MAX_FIELD_CHARS: usize = 200;
 /// Longest error message / stack kept.
 const MAX_TEXT_CHARS: usize = 16 * 1024;
 
-/// A configured product, compiled for the hot path.
+/// A product's ingest rules, compiled for the hot path.
 #[derive(Debug)]
 pub struct ProductRules {
-    pub index: usize,
-    pub id: String,
-    pub ingest_keys: Vec<String>,
-    pub retention_days: u32,
-    pub rate_limit_per_minute: u32,
-    /// Wire key → (field, whether it came from the product's flat mapping).
-    field_names: HashMap<String, (Field, bool)>,
+    /// Its `[mapping]` for flat events.
+    pub mapping: FlatMapping,
     schema: Schema,
     free_text: FreeTextAction,
     fields: FieldAction,
 }
 
 impl ProductRules {
-    pub fn compile(
-        index: usize,
-        product: &ProductConfig,
-        config: &Config,
-    ) -> Result<Self, regex::Error> {
-        let mut field_names = HashMap::new();
-        for (field, wire_name) in Field::wire_names() {
-            field_names.insert(wire_name.to_string(), (field, false));
-        }
-        for (flat_key, field_name) in &product.mapping {
-            if let Some(field) = Field::from_name(field_name) {
-                field_names.insert(flat_key.clone(), (field, true));
-            }
-        }
+    pub fn compile(product: &ProductConfig, config: &Config) -> Result<Self, regex::Error> {
         let privacy = product.privacy.clone().unwrap_or_default();
         Ok(ProductRules {
-            index,
-            id: product.id.clone(),
-            ingest_keys: product.ingest_keys.clone(),
-            retention_days: product.retention_days,
-            rate_limit_per_minute: product
-                .rate_limit_per_minute
-                .unwrap_or(config.limits.rate_limit_per_minute),
-            field_names,
+            mapping: FlatMapping::compile(&product.mapping),
             schema: Schema::compile(&product.schema)?,
             free_text: privacy.free_text.unwrap_or(config.privacy.free_text),
             fields: privacy.fields.unwrap_or(config.privacy.fields),
         })
     }
-
-    pub fn requires_key(&self) -> bool {
-        !self.ingest_keys.is_empty()
-    }
 }
 
 /// What one request shares among its events.
 pub struct EventContext<'a> {
-    pub product: &'a ProductRules,
+    pub product: &'a Product,
     pub clock: BatchClock,
     pub location: &'a Location,
     pub pii: &'a PiiDetector,
@@ -95,30 +71,29 @@ struct Draft {
     schema_version: Option<u32>,
     dims: std::collections::BTreeMap<String, DimValue>,
     metrics: std::collections::BTreeMap<String, f64>,
-    flat: bool,
     /// Fields left out because their value carried PII: (field, what was found).
     pii: Vec<(String, PiiKind)>,
 }
 
 impl EventContext<'_> {
-    /// Turns one event's key/value pairs into a stored event, or says why not.
-    pub fn build(&self, pairs: Vec<(String, FieldValue)>) -> Result<Event, Rejection> {
+    /// Turns one raw event into a stored event, or says why not.
+    pub fn build(&self, raw: RawEvent) -> Result<Event, Rejection> {
         let mut draft = Draft::default();
-        for (key, value) in pairs {
-            self.take(&mut draft, key, value);
+        for (name, key, value) in raw.fields {
+            self.take(&mut draft, name, key, value);
         }
-        self.finish(draft)
+        self.finish(draft, raw.source)
     }
 
-    fn take(&self, draft: &mut Draft, key: String, value: FieldValue) {
-        let schema = &self.product.schema;
-        match (key.as_str(), value) {
-            ("dims" | "metrics" | "properties" | "props", FieldValue::Object(inner)) => {
+    fn take(&self, draft: &mut Draft, name: String, key: Key, value: FieldValue) {
+        let schema = &self.product.rules.schema;
+        match (key, value) {
+            (Key::Extras, FieldValue::Object(inner)) => {
                 for (k, v) in inner {
                     self.take_extra(draft, k, v);
                 }
             }
-            ("error", FieldValue::Object(inner)) => {
+            (Key::Error, FieldValue::Object(inner)) => {
                 for (k, v) in inner {
                     let Some(text) = v.into_text() else { continue };
                     match k.as_str() {
@@ -132,15 +107,12 @@ impl EventContext<'_> {
                     }
                 }
             }
-            (_, value) => match self.product.field_names.get(&key) {
-                Some(&(field, mapped)) => {
-                    draft.flat |= mapped;
-                    if field.is_free_text() || !self.carries_pii(draft, field.name(), &value) {
-                        set_field(draft, schema, field, &key, value);
-                    }
+            (Key::Field(field), value) => {
+                if field.is_free_text() || !self.carries_pii(draft, field.name(), &value) {
+                    set_field(draft, schema, field, &name, value);
                 }
-                None => self.take_extra(draft, key, value),
-            },
+            }
+            (_, value) => self.take_extra(draft, name, value),
         }
     }
 
@@ -150,7 +122,7 @@ impl EventContext<'_> {
         let FieldValue::Str(text) = value else {
             return false;
         };
-        if self.product.fields == FieldAction::Keep {
+        if self.product.rules.fields == FieldAction::Keep {
             return false;
         }
         match self.pii.detect(text) {
@@ -166,7 +138,7 @@ impl EventContext<'_> {
         if draft.dims.len() + draft.metrics.len() >= MAX_OPEN_KEYS {
             return;
         }
-        let schema = &self.product.schema;
+        let schema = &self.product.rules.schema;
         if schema.keeps(&key) && self.carries_pii(draft, &key, &value) {
             return;
         }
@@ -181,7 +153,7 @@ impl EventContext<'_> {
         }
     }
 
-    fn finish(&self, mut draft: Draft) -> Result<Event, Rejection> {
+    fn finish(&self, mut draft: Draft, source: Source) -> Result<Event, Rejection> {
         let product = self.product;
         self.check_fields_for_pii(&draft)?;
         let name = draft
@@ -189,7 +161,7 @@ impl EventContext<'_> {
             .take()
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| Rejection::new(RejectCode::MissingName, "the event has no name"))?;
-        if !product.schema.accepts_event(&name) {
+        if !product.rules.schema.accepts_event(&name) {
             return Err(Rejection::new(
                 RejectCode::UnknownEvent,
                 format!(
@@ -199,7 +171,7 @@ impl EventContext<'_> {
                 ),
             ));
         }
-        for field in &product.schema.required {
+        for field in &product.rules.schema.required {
             if !draft.strings.contains_key(field) {
                 return Err(Rejection::new(
                     RejectCode::MissingField,
@@ -251,11 +223,7 @@ impl EventContext<'_> {
             metrics: draft.metrics,
             sample_rate: draft.sample_rate.unwrap_or(1.0),
             schema_version: draft.schema_version,
-            source: if draft.flat {
-                Source::Flat
-            } else {
-                Source::Native
-            },
+            source,
             flags,
         };
         // After the scrub, so the normalised message holds no PII.
@@ -270,7 +238,8 @@ impl EventContext<'_> {
         let Some((field, kind)) = draft.pii.first() else {
             return Ok(());
         };
-        if self.product.fields == FieldAction::Reject || draft.pii.iter().any(|(f, _)| f == "name")
+        if self.product.rules.fields == FieldAction::Reject
+            || draft.pii.iter().any(|(f, _)| f == "name")
         {
             self.metrics.pii_rejected.inc();
             return Err(Rejection::new(
@@ -289,7 +258,7 @@ impl EventContext<'_> {
         if error.is_empty() {
             return Ok(None);
         }
-        if self.product.free_text == FreeTextAction::Keep {
+        if self.product.rules.free_text == FreeTextAction::Keep {
             return Ok(Some(error));
         }
         let mut scrubbed = false;
@@ -303,7 +272,7 @@ impl EventContext<'_> {
         .flatten()
         {
             if let Some((clean, kinds)) = self.pii.scrub(text) {
-                if self.product.free_text == FreeTextAction::Reject {
+                if self.product.rules.free_text == FreeTextAction::Reject {
                     self.metrics.pii_rejected.inc();
                     return Err(Rejection::new(
                         RejectCode::PiiDetected,

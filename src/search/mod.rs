@@ -95,6 +95,54 @@ pub enum SearchError {
     Closed,
 }
 
+/// The index is a commit subscriber: its position is the one in its last commit's payload, and
+/// it reads from the store whatever the writer's hand-offs did not bring it.
+impl crate::store::subscribers::CommitSubscriber for SearchIndex {
+    fn name(&self) -> &'static str {
+        "search-index"
+    }
+
+    fn position(&self) -> Result<u64, crate::error::StoreError> {
+        Ok(self.indexed_position())
+    }
+
+    fn committed(&self, events: &crate::store::subscribers::Committed) {
+        self.notify_committed(events.to_vec());
+    }
+}
+
+impl crate::error::ErrorCode for SearchError {
+    fn error_code(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            SearchError::Query { .. } => Code::InvalidQuery,
+            SearchError::InvalidRequest(_) => Code::InvalidBody,
+            SearchError::Closed => Code::NotReady,
+            SearchError::Tantivy(_) | SearchError::Source(_) | SearchError::Io(_) => Code::Internal,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            SearchError::Query { message, position } => {
+                format!("invalid query at position {position}: {message}")
+            }
+            SearchError::InvalidRequest(reason) => reason.clone(),
+            SearchError::Closed => "the server is not ready: the search index is closed".into(),
+            other => format!("internal error: {other}"),
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            SearchError::Query { position, .. } => {
+                Some(serde_json::json!({ "parameter": "q", "position": position }))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<tantivy::TantivyError> for SearchError {
     fn from(err: tantivy::TantivyError) -> Self {
         SearchError::Tantivy(err.to_string())

@@ -59,10 +59,7 @@ pub fn subject_hash(txn: &WriteTransaction, kind: &str, id: &str) -> Result<Stri
     hasher.update([0]);
     hasher.update(id.as_bytes());
     let digest = hasher.finalize();
-    Ok(format!(
-        "{kind}:sha256:{}",
-        crate::http::auth::hex(&digest[..16])
-    ))
+    Ok(format!("{kind}:sha256:{}", crate::hash::hex(&digest[..16])))
 }
 
 fn audit_salt(txn: &WriteTransaction) -> Result<Vec<u8>, StoreError> {

@@ -210,7 +210,7 @@ pub fn backup_database(
         .map_err(io_error(format!("cannot rename {}", partial.display())))?;
     let manifest = BackupManifest {
         format: BACKUP_FORMAT,
-        telemetryd_version: crate::ops::VERSION.to_string(),
+        telemetryd_version: crate::VERSION.to_string(),
         created_at: now_rfc3339(),
         events: meta
             .get("event_count")

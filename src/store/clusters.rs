@@ -7,11 +7,13 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::clusters::Cluster;
 use crate::error::StoreError;
-use crate::store::{Store, META};
+use crate::store::subscribers::set_position;
+use crate::store::Store;
 
 /// Cluster id (fingerprint) → JSON `Cluster`.
 pub const CLUSTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("clusters");
-const CURSOR: &str = "cluster_cursor";
+/// The clustering pass's position (see `subscribers`), under its original key.
+pub const CURSOR: &str = "cluster_cursor";
 
 impl Store {
     pub fn clusters(&self) -> Result<HashMap<String, Cluster>, StoreError> {
@@ -29,9 +31,7 @@ impl Store {
 
     /// Position of the first event the clustering job has not folded yet.
     pub fn cluster_cursor(&self) -> Result<u64, StoreError> {
-        let txn = self.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta.get(CURSOR)?.map(|v| v.value()).unwrap_or(0))
+        self.position(CURSOR)
     }
 }
 
@@ -48,6 +48,5 @@ pub fn delete_cluster(txn: &WriteTransaction, id: &str) -> Result<(), StoreError
 }
 
 pub fn set_cluster_cursor(txn: &WriteTransaction, position: u64) -> Result<(), StoreError> {
-    txn.open_table(META)?.insert(CURSOR, position)?;
-    Ok(())
+    set_position(txn, CURSOR, position)
 }

@@ -9,6 +9,7 @@ pub mod clusters;
 pub mod delete;
 pub mod ids;
 pub mod policies;
+pub mod subscribers;
 pub mod vacuum;
 pub mod writer;
 

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::model::Event;
 use crate::store::blocks::BlockBuilder;
 use crate::store::ids::{self, Folder};
+use crate::store::subscribers::Subscribers;
 use crate::store::{
     decode_install, encode_event, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS,
     META, META_EVENT_COUNT, META_NEXT_SEQ,
@@ -28,9 +29,6 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 
 /// Per event of a batch: `true` stored, `false` a duplicate of a stored id.
 pub type WriteResult = Result<Vec<bool>, StoreError>;
-
-/// Events just made durable, with their positions, for whoever derives data from the store.
-pub type CommitListener = Box<dyn FnMut(Vec<(u64, Arc<Event>)>) + Send>;
 
 type Job = Box<dyn FnOnce(&Store) + Send>;
 
@@ -62,13 +60,13 @@ impl Writer {
         store: Store,
         capacity: usize,
         metrics: Arc<Metrics>,
-        listener: CommitListener,
+        subscribers: Subscribers,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(capacity);
         let next_seq = store.next_seq()?;
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, next_seq, metrics, listener))?;
+            .spawn(move || run(store, rx, next_seq, metrics, subscribers))?;
         Ok(Writer {
             tx,
             thread: std::sync::Mutex::new(Some(thread)),
@@ -163,7 +161,7 @@ fn run(
     mut rx: mpsc::Receiver<Command>,
     mut next_seq: u64,
     metrics: Arc<Metrics>,
-    mut listener: CommitListener,
+    subscribers: Subscribers,
 ) {
     let mut group: Vec<Pending> = Vec::new();
     let mut folder = Folder::default();
@@ -191,7 +189,7 @@ fn run(
                 &mut next_seq,
                 &mut folder,
                 &metrics,
-                &mut listener,
+                &subscribers,
             );
         }
         match after_group.take() {
@@ -212,7 +210,7 @@ fn commit_and_answer(
     next_seq: &mut u64,
     folder: &mut Folder,
     metrics: &Metrics,
-    listener: &mut CommitListener,
+    subscribers: &Subscribers,
 ) {
     let started = Instant::now();
     match commit_group(store, &group, *next_seq, folder) {
@@ -223,9 +221,7 @@ fn commit_and_answer(
             for (pending, result) in group.into_iter().zip(results) {
                 let _ = pending.reply.send(Ok(result));
             }
-            if !committed.is_empty() {
-                listener(committed);
-            }
+            subscribers.notify(&committed);
         }
         Err(e) => {
             tracing::error!(error = %e, batches = group.len(), "store commit failed; batches answered 500");

@@ -32,8 +32,8 @@ pub fn shipped_config_text() -> String {
 pub fn tokens_toml() -> String {
     format!(
         "[[admin.tokens]]\nname = \"ops\"\nrole = \"admin\"\nhash = \"{}\"\n\n[[admin.tokens]]\nname = \"dash\"\nrole = \"viewer\"\nhash = \"{}\"\n",
-        telemetryd::http::auth::hash_token(ADMIN_TOKEN),
-        telemetryd::http::auth::hash_token(VIEWER_TOKEN)
+        telemetryd::hash::hash_token(ADMIN_TOKEN),
+        telemetryd::hash::hash_token(VIEWER_TOKEN)
     )
 }
 

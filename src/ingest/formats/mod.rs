@@ -1,0 +1,120 @@
+//! Wire formats: one file per format, each turning a request body (already undone from its
+//! `Content-Encoding`, with its content type and the product's settings) into raw events whose
+//! keys are resolved onto the canonical fields, with per-item rejections. Everything after that
+//! (schema, PII, geo, clock, policy, dedup, rate limit, store) is the shared pipeline.
+//!
+//! Adding a format: a new file here with a `static` implementing [`Format`], a `Source` variant
+//! in `model.rs` if its events should say where they came from, and one route line in `http/`.
+
+pub mod flat;
+pub mod native;
+
+use crate::error::Rejection;
+use crate::ingest::decode::FieldValue;
+use crate::ingest::IngestError;
+use crate::model::{Field, Source};
+use crate::products::Product;
+
+pub use native::NATIVE;
+
+/// What a key of a raw event stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// A canonical field (by its name, a wire alias or the product's flat mapping).
+    Field(Field),
+    /// An object of further keys, each a dimension or metric (`dims`, `metrics`, `properties`).
+    Extras,
+    /// The error object (`domain`/`type`, `code`, `message`, `stack`).
+    Error,
+    /// Any other key: a dimension or metric if the product's schema keeps it.
+    Extra,
+}
+
+/// One event as its format sent it, keys resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    /// (key as sent, what it stands for, value), in the order sent.
+    pub fields: Vec<(String, Key, FieldValue)>,
+    pub source: Source,
+}
+
+/// A decoded request: the client's send time if it gave one (epoch ms), and each item of the
+/// request as a raw event or the reason it is not one.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    pub sent_at: Option<i64>,
+    pub items: Vec<Result<RawEvent, Rejection>>,
+}
+
+/// The limits a format applies while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_batch_events: usize,
+    pub max_event_bytes: usize,
+}
+
+/// A request body as a format sees it.
+pub struct Body<'a> {
+    /// The bytes, already undone from their `Content-Encoding`.
+    pub bytes: &'a [u8],
+    /// The media type's essence, lowercased (`application/json`), if the request had one.
+    pub content_type: Option<&'a str>,
+}
+
+pub trait Format: Sync {
+    /// The format's name, for logs and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Refuses a content type the format does not read (`415`).
+    fn check_content_type(&self, content_type: Option<&str>) -> Result<(), IngestError>;
+
+    /// Decodes one request body for `product`. A malformed item is a rejection in the batch; only
+    /// a body that cannot be read as a whole is an error.
+    fn decode(
+        &self,
+        body: Body<'_>,
+        product: &Product,
+        limits: &DecodeLimits,
+    ) -> Result<RawBatch, IngestError>;
+
+    /// The body of the answer to a request whose events were taken in.
+    fn answer(&self, outcome: &crate::ingest::Outcome) -> Answer {
+        Answer::native(outcome)
+    }
+}
+
+/// A successful answer's body, as a format wants it.
+pub struct Answer {
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// The native answer: what was stored, what was a duplicate, what a policy removed, and each
+/// rejected event with its index and reason.
+#[derive(serde::Serialize)]
+struct NativeAnswer<'a> {
+    accepted: u64,
+    duplicates: u64,
+    /// Dropped by a collection policy (not an error: do not retry).
+    dropped_by_policy: u64,
+    /// Removed by server-side sampling (not an error: do not retry).
+    sampled_out: u64,
+    rejected: &'a [Rejection],
+}
+
+impl Answer {
+    /// The native JSON answer, which formats without an answer of their own use too.
+    pub fn native(outcome: &crate::ingest::Outcome) -> Answer {
+        let answer = NativeAnswer {
+            accepted: outcome.accepted,
+            duplicates: outcome.duplicates,
+            dropped_by_policy: outcome.policy.dropped_by_policy,
+            sampled_out: outcome.policy.sampled_out,
+            rejected: &outcome.rejected,
+        };
+        Answer {
+            content_type: "application/json",
+            body: serde_json::to_vec(&answer).unwrap_or_default(),
+        }
+    }
+}

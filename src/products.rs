@@ -1,0 +1,140 @@
+//! The product registry: every configured `[[products]]` entry compiled once at start (its
+//! keys, retention, rate limit and ingest rules), and which product a client request is for.
+//! Ingest, retention, privacy and the policy endpoint all read it; nothing changes it at run time.
+
+use std::collections::HashMap;
+
+use crate::config::{Config, ConfigError};
+use crate::error::{Code, ErrorCode};
+use crate::ingest::ProductRules;
+
+/// One configured product.
+#[derive(Debug)]
+pub struct Product {
+    /// Position in the config (and in [`Products::all`]).
+    pub index: usize,
+    pub id: String,
+    pub ingest_keys: Vec<String>,
+    pub retention_days: u32,
+    pub rate_limit_per_minute: u32,
+    /// Its schema, flat mapping and privacy actions, compiled for the ingest hot path.
+    pub rules: ProductRules,
+}
+
+impl Product {
+    pub fn requires_key(&self) -> bool {
+        !self.ingest_keys.is_empty()
+    }
+}
+
+/// Why a request's product could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    #[error(
+        "no product given: send the product's ingest key in X-Telemetry-Key or add ?product=ID"
+    )]
+    Missing,
+    #[error("unknown product `{0}`")]
+    Unknown(String),
+    #[error("product `{0}` requires an ingest key in the X-Telemetry-Key header")]
+    MissingKey(String),
+    #[error("the ingest key is not valid for this product")]
+    InvalidKey,
+}
+
+impl ErrorCode for ProductError {
+    fn error_code(&self) -> Code {
+        match self {
+            ProductError::Missing => Code::MissingProduct,
+            ProductError::Unknown(_) => Code::UnknownProduct,
+            ProductError::MissingKey(_) => Code::MissingIngestKey,
+            ProductError::InvalidKey => Code::InvalidIngestKey,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Products {
+    list: Vec<Product>,
+    by_key: HashMap<String, usize>,
+}
+
+impl Products {
+    pub fn compile(config: &Config) -> Result<Products, ConfigError> {
+        let mut list = Vec::with_capacity(config.products.len());
+        let mut by_key = HashMap::new();
+        for (index, product) in config.products.iter().enumerate() {
+            let rules =
+                ProductRules::compile(product, config).map_err(|e| ConfigError::Invalid {
+                    key: format!("products[{index}].schema.patterns"),
+                    reason: e.to_string(),
+                })?;
+            for key in &product.ingest_keys {
+                by_key.insert(key.clone(), index);
+            }
+            list.push(Product {
+                index,
+                id: product.id.clone(),
+                ingest_keys: product.ingest_keys.clone(),
+                retention_days: product.retention_days,
+                rate_limit_per_minute: product
+                    .rate_limit_per_minute
+                    .unwrap_or(config.limits.rate_limit_per_minute),
+                rules,
+            });
+        }
+        Ok(Products { list, by_key })
+    }
+
+    pub fn all(&self) -> &[Product] {
+        &self.list
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|p| p.id.as_str())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Product> {
+        self.list.iter().find(|p| p.id == id)
+    }
+
+    pub fn at(&self, index: usize) -> Option<&Product> {
+        self.list.get(index)
+    }
+
+    /// The product a request is for: from its ingest key, or `?product=` (which must agree with
+    /// the key when both are given). With a single product configured it is the default.
+    pub fn resolve(
+        &self,
+        param: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<&Product, ProductError> {
+        let by_param = match param {
+            Some(id) => Some(
+                self.get(id)
+                    .ok_or_else(|| ProductError::Unknown(id.chars().take(64).collect()))?,
+            ),
+            None => None,
+        };
+        let by_key = match key {
+            Some(key) => Some(
+                self.by_key
+                    .get(key)
+                    .map(|i| &self.list[*i])
+                    .ok_or(ProductError::InvalidKey)?,
+            ),
+            None => None,
+        };
+        let product = match (by_param, by_key) {
+            (Some(p), Some(k)) if p.index != k.index => return Err(ProductError::InvalidKey),
+            (_, Some(k)) => k,
+            (Some(p), None) => p,
+            (None, None) if self.list.len() == 1 => &self.list[0],
+            (None, None) => return Err(ProductError::Missing),
+        };
+        if product.requires_key() && by_key.is_none() {
+            return Err(ProductError::MissingKey(product.id.clone()));
+        }
+        Ok(product)
+    }
+}
