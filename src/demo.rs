@@ -113,9 +113,9 @@ impl Maker {
             sample_rate: 1.0,
             schema_version: None,
             source: if install.product == "voice-sdk" {
-                Source::Flat
+                Source::FLAT
             } else {
-                Source::Native
+                Source::NATIVE
             },
             flags: Vec::new(),
         }

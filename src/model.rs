@@ -136,12 +136,29 @@ pub enum DimValue {
     Str(String),
 }
 
-/// The wire format an event arrived in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Native,
-    Flat,
+/// The wire format an event arrived in (`native`, `flat`, ...), named by the format that
+/// decoded it (`ingest::formats`), so a new format needs no change here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Source(std::borrow::Cow<'static, str>);
+
+impl Source {
+    pub const NATIVE: Source = Source::named("native");
+    pub const FLAT: Source = Source::named("flat");
+
+    pub const fn named(name: &'static str) -> Source {
+        Source(std::borrow::Cow::Borrowed(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Source {
+    fn default() -> Source {
+        Source::NATIVE
+    }
 }
 
 /// A canonical field a client may send, by wire name or through a product's `[mapping]`.

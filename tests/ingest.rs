@@ -76,7 +76,7 @@ fn flat_sdk_batch_is_mapped_onto_the_event() {
         completed.dims["call_uid"],
         DimValue::Str("0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f".into())
     );
-    assert_eq!(completed.source, telemetryd::model::Source::Flat);
+    assert_eq!(completed.source, telemetryd::model::Source::FLAT);
     // The server stamps the receive time and makes a time-ordered id.
     assert_eq!(completed.timestamp, completed.received_at);
     assert_eq!(completed.id.get_version_num(), 7);

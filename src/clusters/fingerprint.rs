@@ -189,7 +189,7 @@ pub(crate) mod tests {
             metrics: Default::default(),
             sample_rate: 1.0,
             schema_version: None,
-            source: Source::Native,
+            source: Source::NATIVE,
             flags: Vec::new(),
         }
     }

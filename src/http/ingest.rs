@@ -43,13 +43,11 @@ async fn receive(
         .products
         .resolve(query.product.as_deref(), key)?
         .index;
-    let content_type = content_type(&req);
-    format.check_content_type(content_type.as_deref())?;
     let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
     let request = IngestRequest {
         product,
         body,
-        content_type,
+        content_type: content_type(&req),
         content_encoding: header_str(&req, header::CONTENT_ENCODING.as_str()).map(str::to_string),
         client_ip: client_ip(&req, &state),
     };

@@ -129,7 +129,7 @@ fn base_event(product: &str, name: &str, timestamp: i64) -> Event {
         metrics: BTreeMap::new(),
         sample_rate: 1.0,
         schema_version: Some(1),
-        source: Source::Native,
+        source: Source::NATIVE,
         flags: Vec::new(),
     }
 }
@@ -147,7 +147,7 @@ fn voice_event(i: usize) -> Event {
     ];
     let name = names[i % 4];
     let mut e = base_event("voice-sdk", name, BASE + i as i64 * 60_000);
-    e.source = Source::Flat;
+    e.source = Source::FLAT;
     e.platform = s(if i.is_multiple_of(2) {
         "python"
     } else {

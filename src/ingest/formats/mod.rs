@@ -3,8 +3,9 @@
 //! keys are resolved onto the canonical fields, with per-item rejections. Everything after that
 //! (schema, PII, geo, clock, policy, dedup, rate limit, store) is the shared pipeline.
 //!
-//! Adding a format: a new file here with a `static` implementing [`Format`], a `Source` variant
-//! in `model.rs` if its events should say where they came from, and one route line in `http/`.
+//! Adding a format: a new file here with a `static` implementing [`Format`] (its events carry
+//! `Source::named("its-name")`), declared below, and one route line in `http/mod.rs`
+//! (`.route(ingest::route(&FORMAT))`).
 
 pub mod flat;
 pub mod native;

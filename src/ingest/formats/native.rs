@@ -140,7 +140,7 @@ fn parse_event(raw: &RawValue) -> Result<Vec<(String, FieldValue)>, String> {
 
 /// Resolves each key: the product's flat mapping first, then the native names and aliases.
 fn resolve(pairs: Vec<(String, FieldValue)>, product: &Product) -> RawEvent {
-    let mut source = Source::Native;
+    let mut source = Source::NATIVE;
     let fields = pairs
         .into_iter()
         .map(|(name, value)| {
@@ -149,7 +149,7 @@ fn resolve(pairs: Vec<(String, FieldValue)>, product: &Product) -> RawEvent {
                 ("error", FieldValue::Object(_)) => Key::Error,
                 _ => match product.rules.mapping.field(&name) {
                     Some(field) => {
-                        source = Source::Flat;
+                        source = Source::FLAT;
                         Key::Field(field)
                     }
                     None => WIRE_NAMES
