@@ -19,7 +19,7 @@ use super::escalation::{
 };
 use super::fingerprint::{fingerprint, stable_hash64, title};
 use super::installs::{InstallCounter, RecentInstalls};
-use super::version::is_newer;
+use crate::version::is_newer;
 
 /// Key used in `app_versions` / `platforms` when the event has none.
 pub const UNKNOWN_KEY: &str = "unknown";

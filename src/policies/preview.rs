@@ -11,8 +11,8 @@ use super::cache::PolicyCache;
 use super::enforce::{decide, DecisionCounts};
 use super::model::{ContextRef, Policy, Settings};
 use super::targeting::CompiledPolicy;
-use super::version;
 use crate::model::Event;
+use crate::version::AppVersion;
 
 /// Installs seen within this window count (30 days).
 pub const INSTALL_WINDOW_MS: i64 = 30 * 24 * 60 * 60 * 1000;
@@ -133,7 +133,7 @@ pub fn preview(
             country: install.country.as_deref(),
             region: install.region.as_deref(),
         };
-        let parsed = ctx.app_version.and_then(version::parse_lenient);
+        let parsed = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
         let hit =
             compiled.targets(&ctx, parsed.as_ref()) && compiled.rollout_includes(ctx.install_id);
         total_installs += 1;

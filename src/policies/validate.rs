@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::model::{ClientContext, PolicyDraft, Settings, Targeting};
 use super::version;
+use crate::version::AppVersion;
 
 /// One invalid field. The HTTP layer answers `400` with it (see the crate's wiring notes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -359,7 +360,7 @@ impl ConfigQuery {
         }
         let app_version = check_param("app_version", self.app_version)?;
         if let Some(v) = &app_version {
-            if version::parse_lenient(v).is_none() {
+            if AppVersion::parse(v).is_err() {
                 return Err(ValidationError::new(
                     "app_version",
                     format!("`{v}` is not a version such as 1.4.2"),
