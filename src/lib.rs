@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod retention;
 pub mod search;
 pub mod store;
+pub mod timespan;
 pub mod version;
 
 use std::future::Future;

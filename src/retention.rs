@@ -13,6 +13,7 @@ use crate::model::now_ms;
 use crate::privacy::{apply_tombstone, Tombstone};
 use crate::search::Filter;
 use crate::store::delete;
+use crate::timespan::DAY_MS;
 use crate::AppState;
 
 /// Events deleted per store transaction.
@@ -38,7 +39,7 @@ pub fn sweep(state: &Arc<AppState>) -> Result<SweepReport, ApiError> {
     let mut report = SweepReport::default();
     let now = now_ms();
     for product in &state.ingest.products {
-        let cutoff = now - i64::from(product.retention_days) * 86_400_000;
+        let cutoff = now - i64::from(product.retention_days) * DAY_MS;
         let filter = Filter {
             product: Some(product.id.clone()),
             to_ms: Some(cutoff),

@@ -8,7 +8,6 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::clusters::escalation::{day_start, DAY_MS};
 use crate::clusters::{
     evaluate_pending, fold, Cluster, Dispatcher, EscalationRules, IgnoreUntil, Status,
     StatusRequest,
@@ -18,6 +17,7 @@ use crate::model::{now_ms, Event};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::clusters::{delete_cluster, put_cluster, set_cluster_cursor};
 use crate::store::Store;
+use crate::timespan::{day_start, DAY_MS};
 use crate::AppState;
 
 /// Events read from the store per step of a pass.

@@ -32,7 +32,8 @@ type Result<T = ()> = std::result::Result<T, ValidationError>;
 /// Limits of the client-facing numeric settings.
 pub mod limits {
     pub const BATCH_SIZE: std::ops::RangeInclusive<u32> = 1..=10_000;
-    pub const FLUSH_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=86_400_000;
+    pub const FLUSH_INTERVAL_MS: std::ops::RangeInclusive<u64> =
+        100..=crate::timespan::DAY_MS as u64;
     pub const MAX_QUEUE_SIZE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
     pub const NAME_LEN: usize = 200;
     pub const ID_LEN: usize = 128;
