@@ -460,7 +460,9 @@ impl Config {
                 ));
             }
         }
-        if self.search.commit_interval_ms == 0 || self.search.commit_interval_ms > 60_000 {
+        if self.search.commit_interval_ms == 0
+            || self.search.commit_interval_ms > crate::timespan::MINUTE_MS as u64
+        {
             return Err(invalid(
                 "search.commit_interval_ms",
                 "must be between 1 and 60000",

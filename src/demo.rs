@@ -12,10 +12,8 @@ use crate::config::Config;
 use crate::model::{now_ms, DimValue, ErrorInfo, Event, Level, Source};
 use crate::policies::{Policy, Settings, Targeting};
 use crate::store::audit::{self, AuditEntry};
+use crate::timespan::{hour_start, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::AppState;
-
-const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -318,7 +316,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         let day = (s * 7 / sessions) as i64;
         let hour = [8, 10, 12, 14, 16, 18, 20, 22, 2][maker.rng.usize(..9)];
         let at = (week_start + day * DAY_MS + hour * HOUR_MS + maker.rng.i64(0..HOUR_MS))
-            .min(now - 60_000);
+            .min(now - MINUTE_MS);
         let target = &mut pending;
         session(&mut maker, install, at, target);
         if install.product == "dictation-app" && maker.rng.u8(..12) == 0 {
@@ -423,7 +421,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         }
     }
     // The burst fills the last whole hour, so the spike shows whatever the time now.
-    let burst_hour = now - now.rem_euclid(HOUR_MS) - HOUR_MS;
+    let burst_hour = hour_start(now) - HOUR_MS;
     let ios: Vec<&Install> = installs.iter().filter(|i| i.platform == "ios").collect();
     for i in 0..150 {
         late.push(maker.error(

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::metrics::StatsSnapshot;
 use crate::model::now_ms;
+use crate::timespan::MINUTE_MS;
 
 pub const INTERVAL: Duration = Duration::from_secs(10);
 const KEEP: usize = 24 * 360;
@@ -65,7 +66,7 @@ impl History {
 
     /// The points of the last `minutes`, oldest first.
     pub fn since(&self, minutes: u64) -> Vec<Point> {
-        let from = now_ms() - (minutes as i64) * 60_000;
+        let from = now_ms() - (minutes as i64) * MINUTE_MS;
         self.points
             .lock()
             .map(|p| p.iter().filter(|p| p.time_ms >= from).cloned().collect())
@@ -79,7 +80,7 @@ impl History {
             Ok(p) => p,
             Err(_) => return 0.0,
         };
-        let since = now_ms() - 60_000;
+        let since = now_ms() - MINUTE_MS;
         match points.iter().find(|p| p.time_ms >= since) {
             Some(first) => {
                 let seconds = ((now_ms() - first.time_ms) as f64 / 1000.0).max(1.0);

@@ -24,6 +24,8 @@ pub mod retention;
 pub mod search;
 pub mod store;
 pub mod tasks;
+pub mod timespan;
+pub mod version;
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -14,6 +14,7 @@ use crate::privacy::{DeleteError, Deleter, Tombstone};
 use crate::products::Products;
 use crate::search::Filter;
 use crate::store::delete;
+use crate::timespan::DAY_MS;
 
 /// Events deleted per store transaction.
 const CHUNK: usize = 20_000;
@@ -44,7 +45,7 @@ impl Retention {
         let mut report = SweepReport::default();
         let now = now_ms();
         for product in self.products.all() {
-            let cutoff = now - i64::from(product.retention_days) * 86_400_000;
+            let cutoff = now - i64::from(product.retention_days) * DAY_MS;
             let filter = Filter {
                 product: Some(product.id.clone()),
                 to_ms: Some(cutoff),

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use telemetryd::model::{DimValue, Event};
+use telemetryd::timespan::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 fn by_name<'a>(events: &'a [Event], name: &str) -> &'a Event {
     events
@@ -392,10 +393,9 @@ fn no_client_ip_reaches_the_data_dir() {
 fn timestamps_are_corrected_for_drift_and_clamped() {
     let server = open_server("");
     let now = telemetryd::model::now_ms();
-    let hour = 3_600_000;
     // The client's clock is two hours behind.
-    let body = json!({"sent_at": now - 2 * hour, "events": [
-        {"id": "00000000-0000-4000-8000-0000000000f1", "name": "a", "timestamp": now - 2 * hour - 5_000}
+    let body = json!({"sent_at": now - 2 * HOUR_MS, "events": [
+        {"id": "00000000-0000-4000-8000-0000000000f1", "name": "a", "timestamp": now - 2 * HOUR_MS - 5_000}
     ]});
     server.post_events("", &body.to_string());
     let e = server.event("00000000-0000-4000-8000-0000000000f1");
@@ -408,9 +408,9 @@ fn timestamps_are_corrected_for_drift_and_clamped() {
     assert_eq!(e["flags"], json!(["clock_drift_corrected"]));
 
     let body = json!([
-        {"id": "00000000-0000-4000-8000-0000000000f2", "name": "future", "timestamp": now + 24 * hour},
+        {"id": "00000000-0000-4000-8000-0000000000f2", "name": "future", "timestamp": now + DAY_MS},
         {"id": "00000000-0000-4000-8000-0000000000f3", "name": "ancient", "timestamp": "2001-01-01T00:00:00Z"},
-        {"id": "00000000-0000-4000-8000-0000000000f4", "name": "fine", "timestamp": (now - 60_000) as f64 / 1000.0},
+        {"id": "00000000-0000-4000-8000-0000000000f4", "name": "fine", "timestamp": (now - MINUTE_MS) as f64 / 1000.0},
         {"id": "00000000-0000-4000-8000-0000000000f5", "name": "none"}
     ]);
     server.post_events("", &body.to_string());
@@ -421,7 +421,7 @@ fn timestamps_are_corrected_for_drift_and_clamped() {
     assert_eq!(ancient["timestamp"], ancient["received_at"]);
     assert_eq!(ancient["flags"], json!(["timestamp_too_old"]));
     let fine = server.event("00000000-0000-4000-8000-0000000000f4");
-    assert!((fine["timestamp"].as_i64().unwrap() - (now - 60_000)).abs() < 2);
+    assert!((fine["timestamp"].as_i64().unwrap() - (now - MINUTE_MS)).abs() < 2);
     assert!(fine.get("flags").is_none());
     let none = server.event("00000000-0000-4000-8000-0000000000f5");
     assert_eq!(none["timestamp"], none["received_at"]);

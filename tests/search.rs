@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use telemetryd::timespan::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 const CONFIG: &str = r#"
 [server]
@@ -104,9 +105,9 @@ fn seed(server: &TestServer) -> i64 {
          "platform": "android", "channel": "app", "module": "dictation", "app_version": "3.4.0",
          "error": {"domain": "audio", "code": "session_lost", "message": "Audio session interrupted by phone call"},
          "dims": {"language": "de"}, "metrics": {"latency_ms": 150}},
-        {"id": "a0000000-0000-4000-8000-000000000004", "name": "settings_changed", "timestamp": now - 2 * 86_400_000 - 3_600_000, "install_id": "inst-c",
+        {"id": "a0000000-0000-4000-8000-000000000004", "name": "settings_changed", "timestamp": now - 2 * DAY_MS - HOUR_MS, "install_id": "inst-c",
          "platform": "web", "channel": "app", "module": "settings", "app_version": "3.2.0", "dims": {"language": "fr"}},
-        {"id": "a0000000-0000-4000-8000-000000000005", "name": "keyboard_shown", "level": "warn", "timestamp": now - 10 * 86_400_000, "install_id": "inst-c",
+        {"id": "a0000000-0000-4000-8000-000000000005", "name": "keyboard_shown", "level": "warn", "timestamp": now - 10 * DAY_MS, "install_id": "inst-c",
          "platform": "desktop", "channel": "keyboard", "module": "keyboard", "app_version": "3.2.0"}
     ]);
     assert_eq!(post(server, "app", app, "81.2.69.142")["accepted"], 5);
@@ -273,8 +274,8 @@ fn time_ranges_relative_and_absolute() {
     assert_eq!(search(&server, "from=-1h")["total"], 5);
     assert_eq!(search(&server, "from=-3d")["total"], 6);
     assert_eq!(search(&server, "from=-3d&to=-1d")["total"], 1);
-    let from = time::OffsetDateTime::from_unix_timestamp((now - 11 * 86_400_000) / 1000).unwrap();
-    let to = time::OffsetDateTime::from_unix_timestamp((now - 9 * 86_400_000) / 1000).unwrap();
+    let from = time::OffsetDateTime::from_unix_timestamp((now - 11 * DAY_MS) / 1000).unwrap();
+    let to = time::OffsetDateTime::from_unix_timestamp((now - 9 * DAY_MS) / 1000).unwrap();
     let fmt = |t: time::OffsetDateTime| {
         enc(&t
             .format(&time::format_description::well_known::Rfc3339)
@@ -335,7 +336,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
         post(
             &server,
             "app",
-            batch(chunk * 100, 100, now - 60_000),
+            batch(chunk * 100, 100, now - MINUTE_MS),
             "127.0.0.1",
         );
     }
@@ -360,7 +361,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
             batch(
                 10_000 + page * 3,
                 3,
-                if page % 2 == 0 { now } else { now - 60_000 },
+                if page % 2 == 0 { now } else { now - MINUTE_MS },
             ),
             "127.0.0.1",
         );
@@ -649,7 +650,7 @@ fn overview_timeseries_breakdown_and_whoami() {
     let series = server
         .admin_get("/api/v1/stats/timeseries?from=-3d&bucket=1d")
         .json();
-    assert_eq!(series["bucket_ms"], 86_400_000);
+    assert_eq!(series["bucket_ms"], DAY_MS);
     let buckets = series["buckets"].as_array().unwrap();
     let total: u64 = buckets.iter().map(|b| b["total"].as_u64().unwrap()).sum();
     assert_eq!(total, 6);

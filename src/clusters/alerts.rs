@@ -15,6 +15,7 @@ use sha2::Sha256;
 
 use super::cluster::{Change, Cluster, ClusterError, Severity};
 use super::fingerprint::hex;
+use crate::timespan::MINUTE_MS;
 
 /// Header carrying the body's HMAC.
 pub const SIGNATURE_HEADER: &str = "X-Telemetryd-Signature";
@@ -98,7 +99,7 @@ impl WebhookTarget {
         if self.secret.len() < 16 {
             return invalid("secret", "must be at least 16 characters");
         }
-        if !(100..=60_000).contains(&self.timeout_ms) {
+        if !(100..=MINUTE_MS as u64).contains(&self.timeout_ms) {
             return invalid("timeout_ms", "must be between 100 and 60000");
         }
         if !(1..=10).contains(&self.max_attempts) {

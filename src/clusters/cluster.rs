@@ -14,12 +14,12 @@ use uuid::Uuid;
 use crate::model::{Event, Level};
 
 use super::escalation::{
-    day_start, forecast, hour_start, EscalationRules, DAILY_RETENTION_DAYS, DAY_MS,
-    FORECAST_HISTORY_HOURS, HOURLY_RETENTION_HOURS, HOUR_MS,
+    forecast, EscalationRules, DAILY_RETENTION_DAYS, FORECAST_HISTORY_HOURS, HOURLY_RETENTION_HOURS,
 };
 use super::fingerprint::{fingerprint, stable_hash64, title};
 use super::installs::{InstallCounter, RecentInstalls};
-use super::version::is_newer;
+use crate::timespan::{day_start, hour_start, DAY_MS, HOUR_MS};
+use crate::version::is_newer;
 
 /// Key used in `app_versions` / `platforms` when the event has none.
 pub const UNKNOWN_KEY: &str = "unknown";

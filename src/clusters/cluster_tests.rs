@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use super::cluster::{MAX_VERSIONS, OTHER_KEY};
-use super::escalation::{DAY_MS, HOUR_MS};
 use super::fingerprint::tests::event;
 use super::*;
 use crate::model::{Event, Level};
+use crate::timespan::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// 2023-11-14T00:00:00Z, a Tuesday.
 const T0: i64 = 1_699_920_000_000;
@@ -210,7 +210,7 @@ fn spike_against_ten_times_max_for_a_young_cluster() {
             "a",
         );
     }
-    let now = start + 72 * HOUR_MS + 10 * 60_000;
+    let now = start + 72 * HOUR_MS + 10 * MINUTE_MS;
     assert_eq!(c.evaluate(&rules, now - 2 * HOUR_MS), vec![Change::New]);
     add_n(&mut c, 20, now, "1.0.0", "a");
     assert!(c.evaluate(&rules, now).is_empty(), "20 is not above 20");
@@ -589,6 +589,6 @@ fn erasure_takes_an_install_back_out() {
     assert_eq!(c.window_counts(24, now).1, 0);
     assert!(!c.app_versions.contains_key("1.0.0"));
     assert_eq!(c.platforms["ios"], 1);
-    assert!(!c.daily.contains_key(&(now - now.rem_euclid(DAY_MS))));
+    assert!(!c.daily.contains_key(&crate::timespan::day_start(now)));
     assert_eq!(c.hourly.values().sum::<u64>(), 1);
 }

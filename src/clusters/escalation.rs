@@ -17,9 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterError, Severity};
 use super::installs::MAX_WINDOW_INSTALLS_THRESHOLD;
+use crate::timespan::{DAY_MS, HOUR_MS};
 
-pub const HOUR_MS: i64 = 3_600_000;
-pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// Hours of hourly counts kept per cluster (7 days of forecast history + the current day).
 pub const HOURLY_RETENTION_HOURS: i64 = 8 * 24;
 /// Days of daily counts kept per cluster.
@@ -105,16 +104,6 @@ impl EscalationRules {
             Severity::Warn
         }
     }
-}
-
-/// Start of the hour containing `ms`.
-pub fn hour_start(ms: i64) -> i64 {
-    ms.saturating_sub(ms.rem_euclid(HOUR_MS))
-}
-
-/// Start of the (UTC) day containing `ms`.
-pub fn day_start(ms: i64) -> i64 {
-    ms.saturating_sub(ms.rem_euclid(DAY_MS))
 }
 
 /// Day of week of an hour start, 0..7 (only equality matters).
@@ -239,7 +228,7 @@ mod tests {
 
     #[test]
     fn forecast_young_and_old() {
-        let now = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;
+        let now = crate::timespan::hour_start(1_700_000_000_000);
         assert_eq!(forecast(&[0; 168], 168, now), None);
         // Younger than a week: 10 x the max.
         let mut young = vec![0u64; 168];
@@ -251,12 +240,5 @@ mod tests {
         let f = forecast(&steady, 168, now).unwrap();
         // mean 20, low cv: bursty limit 22*~4.8, weighted ~20 + 5*20.
         assert!(f > 100.0 && f < 130.0, "{f}");
-    }
-
-    #[test]
-    fn hour_and_day_starts() {
-        assert_eq!(hour_start(HOUR_MS + 5), HOUR_MS);
-        assert_eq!(hour_start(-1), -HOUR_MS);
-        assert_eq!(day_start(DAY_MS * 3 + 7), DAY_MS * 3);
     }
 }

@@ -205,7 +205,7 @@ pub(crate) mod tests {
         let mut b = a.clone();
         b.app_version = Some("2.4.0-beta.1".into());
         b.install_id = Some("another".into());
-        b.timestamp += 86_400_000;
+        b.timestamp += crate::timespan::DAY_MS;
         b.error.as_mut().unwrap().message =
             Some("Timeout after 15 ms contacting 192.168.1.20".into());
         b.error.as_mut().unwrap().stack = Some("frame 1\nframe 2".into());

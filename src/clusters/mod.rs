@@ -20,7 +20,6 @@ pub mod fingerprint;
 pub mod installs;
 pub mod normalize;
 pub mod service;
-pub mod version;
 
 #[cfg(test)]
 mod cluster_tests;
@@ -38,4 +37,3 @@ pub use escalation::EscalationRules;
 pub use fingerprint::{fingerprint, is_clusterable, stable_hash64, title};
 pub use installs::{Hll, InstallCounter, RecentInstalls};
 pub use normalize::normalize_message;
-pub use version::{compare_versions, is_newer};

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::clusters::escalation::{day_start, DAY_MS};
 use crate::clusters::ClusterError;
 use crate::clusters::{
     evaluate_pending, fold, Cluster, Dispatcher, EscalationRules, IgnoreUntil, Status,
@@ -21,6 +20,7 @@ use crate::store::audit::{self, AuditEntry};
 use crate::store::clusters::{delete_cluster, put_cluster, set_cluster_cursor};
 use crate::store::writer::Writer;
 use crate::store::Store;
+use crate::timespan::{day_start, DAY_MS};
 
 /// Events read from the store per step of a pass.
 const PASS_CHUNK: usize = 20_000;

@@ -17,7 +17,6 @@ use crate::store::policies::{delete_policy, policy_exists, put_policy};
 use crate::AppState;
 
 const CACHE_CONTROL: &str = "private, max-age=60";
-const PREVIEW_INSTALL_WINDOW_MS: i64 = 30 * 86_400_000;
 /// Events read from the store per step of the dry run.
 const PREVIEW_CHUNK: usize = 5_000;
 
@@ -275,7 +274,9 @@ pub async fn preview(
             .store
             .installs()?
             .into_iter()
-            .filter(|i| i.product == product && i.last_seen >= now - PREVIEW_INSTALL_WINDOW_MS)
+            .filter(|i| {
+                i.product == product && i.last_seen >= now - policies::preview::INSTALL_WINDOW_MS
+            })
             .map(|i| InstallInfo {
                 product: i.product,
                 install_id: i.install_id,

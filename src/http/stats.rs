@@ -11,9 +11,8 @@ use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::http::search::FilterParams;
 use crate::search::Filter;
+use crate::timespan::{parse_duration_ms, DAY_MS};
 use crate::AppState;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// `GET /api/v1/whoami`
 pub async fn whoami(caller: Caller) -> HttpResponse {
@@ -68,21 +67,15 @@ pub async fn overview(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// `1h`, `15m`, `1d`, `30s` → milliseconds.
+/// A bucket length (`1h`, `15m`, `1d`, `30s`, any [`crate::timespan`] duration) → milliseconds;
+/// zero is no bucket.
 fn parse_bucket(text: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::invalid_parameter("bucket", "must be a duration such as 5m, 1h or 1d");
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().map_err(|_| bad())?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => DAY_MS,
-        _ => return Err(bad()),
-    };
-    (n > 0).then_some(n * unit_ms).ok_or_else(bad)
+    parse_duration_ms(text.trim())
+        .ok()
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("bucket", "must be a duration such as 5m, 1h or 1d")
+        })
 }
 
 /// `GET /api/v1/stats/timeseries`: events per bucket, stacked by level.
@@ -152,13 +145,16 @@ pub async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timespan::{HOUR_MS, MINUTE_MS};
 
     #[test]
     fn buckets() {
-        assert_eq!(parse_bucket("1h").unwrap(), 3_600_000);
-        assert_eq!(parse_bucket("15m").unwrap(), 900_000);
-        assert_eq!(parse_bucket("2d").unwrap(), 2 * DAY_MS);
-        for bad in ["", "h", "0h", "5y", "-1h"] {
+        assert_eq!(parse_bucket("1h").unwrap(), HOUR_MS);
+        assert_eq!(parse_bucket("15m").unwrap(), 15 * MINUTE_MS);
+        assert_eq!(parse_bucket(" 2d ").unwrap(), 2 * DAY_MS);
+        assert_eq!(parse_bucket("1w").unwrap(), 7 * DAY_MS);
+        assert_eq!(parse_bucket("500ms").unwrap(), 500);
+        for bad in ["", "h", "0h", "5y", "-1h", "99999999999999d"] {
             assert!(parse_bucket(bad).is_err(), "{bad}");
         }
     }

@@ -6,6 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use crate::config::LimitsConfig;
+use crate::timespan::{DAY_MS, MINUTE_MS, SECOND_MS};
 
 pub const FLAG_DRIFT_CORRECTED: &str = "clock_drift_corrected";
 pub const FLAG_FUTURE: &str = "timestamp_in_future";
@@ -29,9 +30,10 @@ pub struct BatchClock {
 impl ClockRules {
     pub fn new(limits: &LimitsConfig) -> Self {
         ClockRules {
-            max_future_ms: (limits.max_future_secs as i64).saturating_mul(1000),
-            max_past_ms: (limits.max_past_days as i64).saturating_mul(86_400_000),
-            drift_tolerance_ms: (limits.clock_drift_tolerance_secs as i64).saturating_mul(1000),
+            max_future_ms: (limits.max_future_secs as i64).saturating_mul(SECOND_MS),
+            max_past_ms: (limits.max_past_days as i64).saturating_mul(DAY_MS),
+            drift_tolerance_ms: (limits.clock_drift_tolerance_secs as i64)
+                .saturating_mul(SECOND_MS),
         }
     }
 
@@ -96,7 +98,7 @@ pub fn parse_time(value: &crate::ingest::decode::FieldValue) -> Option<i64> {
     }
 }
 
-const WINDOW_MS: i64 = 60_000;
+const WINDOW_MS: i64 = MINUTE_MS;
 const SHARDS: usize = 64;
 
 /// Per-install sliding-window counters (the weighted two-window approximation), sharded so that
@@ -199,6 +201,7 @@ impl RateLimiter {
 mod tests {
     use super::*;
     use crate::ingest::decode::FieldValue;
+    use crate::timespan::HOUR_MS;
 
     fn rules() -> ClockRules {
         ClockRules::new(&LimitsConfig::default())
@@ -207,15 +210,14 @@ mod tests {
     #[test]
     fn drift_is_corrected_beyond_tolerance() {
         let now = 1_700_000_000_000;
-        let hour = 3_600_000;
-        let clock = rules().for_batch(now, Some(now - 2 * hour));
+        let clock = rules().for_batch(now, Some(now - 2 * HOUR_MS));
         let mut flags = vec![];
         assert_eq!(
-            clock.correct(Some(now - 2 * hour - 5_000), &mut flags),
+            clock.correct(Some(now - 2 * HOUR_MS - 5_000), &mut flags),
             now - 5_000
         );
         assert_eq!(flags, vec![FLAG_DRIFT_CORRECTED]);
-        let small = rules().for_batch(now, Some(now - 60_000));
+        let small = rules().for_batch(now, Some(now - MINUTE_MS));
         let mut flags = vec![];
         assert_eq!(small.correct(Some(now - 70_000), &mut flags), now - 70_000);
         assert!(flags.is_empty());
@@ -226,8 +228,8 @@ mod tests {
         let now = 1_700_000_000_000;
         let clock = rules().for_batch(now, None);
         let mut flags = vec![];
-        assert_eq!(clock.correct(Some(now + 3_600_000), &mut flags), now);
-        assert_eq!(clock.correct(Some(now - 31 * 86_400_000), &mut flags), now);
+        assert_eq!(clock.correct(Some(now + HOUR_MS), &mut flags), now);
+        assert_eq!(clock.correct(Some(now - 31 * DAY_MS), &mut flags), now);
         assert_eq!(flags, vec![FLAG_FUTURE, FLAG_PAST]);
         assert_eq!(clock.correct(None, &mut flags), now);
         assert_eq!(clock.correct(Some(now + 30_000), &mut flags), now + 30_000);

@@ -2,11 +2,18 @@
 //! messages, stack traces, ids, dimension values). Owns the detectors, their
 //! validation rules (Luhn, ISO 13616 mod-97, SSN ranges, IPv6 parsing, context
 //! checks that keep versions/hashes/timestamps clean) and overlap resolution.
+//!
+//! Every detector is one entry of `DETECTORS`, in priority order: its kind, config name,
+//! placeholder, cheap pre-filter and candidate patterns (regex + validator). `PiiKind`'s names,
+//! placeholders, `ALL` and the priority are read from that table. Adding a detector: a
+//! `PiiKind` variant, its `DETECTORS` entry, and its regex and validator functions.
 
 use std::net::Ipv6Addr;
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
+
+use Retry::{AfterMatch, NextChar};
 
 /// A category of personally identifiable information (or secret).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,87 +32,290 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
-    pub const ALL: [PiiKind; 11] = [
-        PiiKind::Email,
-        PiiKind::Phone,
-        PiiKind::Card,
-        PiiKind::Iban,
-        PiiKind::Ssn,
-        PiiKind::Ip,
-        PiiKind::BearerToken,
-        PiiKind::Jwt,
-        PiiKind::ApiKey,
-        PiiKind::PrivateKey,
-        PiiKind::UrlCredentials,
-    ];
+    /// Every kind, in declaration order.
+    pub const ALL: [PiiKind; KINDS] = {
+        let mut all = [PiiKind::Email; KINDS];
+        let mut i = 0;
+        while i < KINDS {
+            all[i] = DETECTORS[RANK[i]].kind;
+            i += 1;
+        }
+        all
+    };
+
+    fn detector(self) -> &'static Detector {
+        &DETECTORS[self.rank()]
+    }
 
     /// Stable snake_case name, used in config and metrics.
     pub fn as_str(self) -> &'static str {
-        match self {
-            PiiKind::Email => "email",
-            PiiKind::Phone => "phone",
-            PiiKind::Card => "card",
-            PiiKind::Iban => "iban",
-            PiiKind::Ssn => "ssn",
-            PiiKind::Ip => "ip",
-            PiiKind::BearerToken => "bearer_token",
-            PiiKind::Jwt => "jwt",
-            PiiKind::ApiKey => "api_key",
-            PiiKind::PrivateKey => "private_key",
-            PiiKind::UrlCredentials => "url_credentials",
-        }
+        self.detector().name
     }
 
     /// Placeholder written in place of a match when scrubbing.
     pub fn placeholder(self) -> &'static str {
-        match self {
-            PiiKind::Email => "[email]",
-            PiiKind::Phone => "[phone]",
-            PiiKind::Card => "[card]",
-            PiiKind::Iban => "[iban]",
-            PiiKind::Ssn => "[ssn]",
-            PiiKind::Ip => "[ip]",
-            PiiKind::BearerToken => "[token]",
-            PiiKind::Jwt => "[jwt]",
-            PiiKind::ApiKey => "[api_key]",
-            PiiKind::PrivateKey => "[private_key]",
-            PiiKind::UrlCredentials => "[credentials]",
-        }
+        self.detector().placeholder
     }
 
     /// Inverse of [`PiiKind::as_str`].
     pub fn from_name(name: &str) -> Option<PiiKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
+        DETECTORS.iter().find(|d| d.name == name).map(|d| d.kind)
     }
 
     fn bit(self) -> u16 {
         1 << (self as u16)
     }
 
-    /// Tie-break when two detectors report exactly the same range: the more
-    /// specific detector (lower rank) wins.
+    /// Position in [`DETECTORS`]. Also the tie-break when two detectors report exactly the
+    /// same range: the more specific detector (lower rank) wins.
     fn rank(self) -> usize {
-        PRIORITY
-            .iter()
-            .position(|&k| k == self)
-            .unwrap_or(PRIORITY.len())
+        RANK[self as usize]
     }
 }
 
-/// Order in which detectors run (most specific first).
-const PRIORITY: [PiiKind; 11] = [
-    PiiKind::PrivateKey,
-    PiiKind::UrlCredentials,
-    PiiKind::Jwt,
-    PiiKind::BearerToken,
-    PiiKind::ApiKey,
-    PiiKind::Iban,
-    PiiKind::Card,
-    PiiKind::Ssn,
-    PiiKind::Email,
-    PiiKind::Phone,
-    PiiKind::Ip,
+// ---------------------------------------------------------------------------
+// The detectors, most specific first: the order in which they run and the
+// tie-break between equal matches.
+// ---------------------------------------------------------------------------
+
+/// One kind of PII: everything the detector needs, in one place.
+struct Detector {
+    kind: PiiKind,
+    /// Name in config (`privacy.detectors`) and metrics.
+    name: &'static str,
+    /// Written in place of a match when scrubbing.
+    placeholder: &'static str,
+    /// Cheap pre-filter on one pass over the bytes: `false` means the text cannot hold this
+    /// kind, and no regex runs.
+    may_contain: fn(&Scan, &str) -> bool,
+    /// Candidates of this kind, searched in this order.
+    patterns: &'static [Pattern],
+}
+
+/// A regex proposing candidates and the validator deciding on each.
+struct Pattern {
+    regex: fn() -> &'static Regex,
+    /// Decides on a candidate: `Some(span)` is PII at that span (the match or part of it).
+    /// Arguments: the whole text, the candidate's captures.
+    validate: fn(&str, &Captures<'_>) -> Option<(usize, usize)>,
+    retry: Retry,
+}
+
+const DETECTORS: &[Detector] = &[
+    Detector {
+        kind: PiiKind::PrivateKey,
+        name: "private_key",
+        placeholder: "[private_key]",
+        may_contain: |_, text| text.contains("-----BEGIN"),
+        patterns: &[Pattern {
+            regex: || &PRIVATE_KEY_RE,
+            validate: |_, c| span(c, 0),
+            retry: AfterMatch,
+        }],
+    },
+    Detector {
+        kind: PiiKind::UrlCredentials,
+        name: "url_credentials",
+        placeholder: "[credentials]",
+        may_contain: |scan, text| scan.at && scan.colons > 0 && text.contains("://"),
+        patterns: &[Pattern {
+            regex: || &URL_CREDENTIALS_RE,
+            validate: |_, c| span(c, 1),
+            retry: AfterMatch,
+        }],
+    },
+    Detector {
+        kind: PiiKind::Jwt,
+        name: "jwt",
+        placeholder: "[jwt]",
+        may_contain: |scan, text| scan.dots >= 2 && text.contains("eyJ"),
+        patterns: &[Pattern {
+            regex: || &JWT_RE,
+            validate: validate_jwt,
+            retry: NextChar,
+        }],
+    },
+    Detector {
+        kind: PiiKind::BearerToken,
+        name: "bearer_token",
+        placeholder: "[token]",
+        may_contain: |_, text| {
+            text.len() >= 14
+                && (contains_ignore_case(text, "bearer")
+                    || contains_ignore_case(text, "authorization"))
+        },
+        patterns: &[
+            Pattern {
+                regex: || &BEARER_RE,
+                validate: validate_token,
+                retry: AfterMatch,
+            },
+            Pattern {
+                regex: || &AUTHORIZATION_RE,
+                validate: validate_token,
+                retry: AfterMatch,
+            },
+        ],
+    },
+    Detector {
+        kind: PiiKind::ApiKey,
+        name: "api_key",
+        placeholder: "[api_key]",
+        may_contain: |scan, text| {
+            scan.eq
+                || scan.colons > 0
+                || (scan.dash_or_underscore && text.len() >= 20)
+                || text.contains("AKIA")
+                || text.contains("ASIA")
+                || text.contains("AIza")
+        },
+        patterns: &[
+            Pattern {
+                regex: || &API_KEY_PREFIX_RE,
+                validate: validate_key_prefix,
+                retry: NextChar,
+            },
+            Pattern {
+                regex: || &API_KEY_ASSIGN_RE,
+                validate: validate_key_assignment,
+                retry: NextChar,
+            },
+        ],
+    },
+    Detector {
+        kind: PiiKind::Iban,
+        name: "iban",
+        placeholder: "[iban]",
+        may_contain: |scan, text| scan.digits >= 2 && scan.upper >= 2 && text.len() >= 15,
+        patterns: &[Pattern {
+            regex: || &IBAN_RE,
+            validate: validate_iban,
+            retry: NextChar,
+        }],
+    },
+    Detector {
+        kind: PiiKind::Card,
+        name: "card",
+        placeholder: "[card]",
+        // Without separators a card number is the whole text.
+        may_contain: |scan, text| {
+            if scan.word_only {
+                scan.digits == text.len() && (13..=19).contains(&text.len())
+            } else {
+                scan.digits >= 13
+            }
+        },
+        patterns: &[Pattern {
+            regex: || &CARD_RE,
+            validate: validate_card,
+            retry: NextChar,
+        }],
+    },
+    Detector {
+        kind: PiiKind::Ssn,
+        name: "ssn",
+        placeholder: "[ssn]",
+        may_contain: |scan, _| scan.digits >= 9 && !scan.word_only,
+        patterns: &[Pattern {
+            regex: || &SSN_RE,
+            validate: validate_ssn,
+            retry: NextChar,
+        }],
+    },
+    Detector {
+        kind: PiiKind::Email,
+        name: "email",
+        placeholder: "[email]",
+        may_contain: |scan, text| (scan.at || text.contains("%40")) && scan.dots >= 1,
+        patterns: &[Pattern {
+            regex: || &EMAIL_RE,
+            validate: validate_email,
+            retry: AfterMatch,
+        }],
+    },
+    Detector {
+        kind: PiiKind::Phone,
+        name: "phone",
+        placeholder: "[phone]",
+        // Every phone pattern needs a `+`, a separator or parentheses.
+        may_contain: |scan, _| scan.digits >= 8 && !scan.word_only,
+        patterns: &[
+            Pattern {
+                regex: || &PHONE_INTL_RE,
+                validate: validate_phone_intl,
+                retry: NextChar,
+            },
+            Pattern {
+                regex: || &PHONE_NANP_RE,
+                validate: validate_phone_nanp,
+                retry: NextChar,
+            },
+            Pattern {
+                regex: || &PHONE_TRUNK_RE,
+                validate: validate_phone_trunk,
+                retry: NextChar,
+            },
+            Pattern {
+                regex: || &PHONE_PAIRS_RE,
+                validate: validate_phone_pairs,
+                retry: NextChar,
+            },
+        ],
+    },
+    Detector {
+        kind: PiiKind::Ip,
+        name: "ip",
+        placeholder: "[ip]",
+        may_contain: |scan, _| (scan.digits >= 4 && scan.dots >= 3) || scan.colons >= 2,
+        patterns: &[
+            Pattern {
+                regex: || &IPV4_RE,
+                validate: validate_ipv4,
+                retry: NextChar,
+            },
+            Pattern {
+                regex: || &IPV6_RE,
+                validate: validate_ipv6,
+                retry: NextChar,
+            },
+        ],
+    },
 ];
+
+/// Number of detectors (and of `PiiKind` variants).
+const KINDS: usize = DETECTORS.len();
+
+/// Each kind's position in [`DETECTORS`], by discriminant. Fails to compile when a kind has
+/// two entries, when the table outgrows the `u16` set of enabled detectors, or when a variant
+/// other than the last one has no entry (a last variant without one panics on first use).
+const RANK: [usize; KINDS] = {
+    assert!(KINDS <= 16, "PiiDetector keeps the enabled kinds in a u16");
+    let mut rank = [usize::MAX; KINDS];
+    let mut i = 0;
+    while i < KINDS {
+        let kind = DETECTORS[i].kind as usize;
+        assert!(kind < KINDS, "a PiiKind has no DETECTORS entry");
+        assert!(
+            rank[kind] == usize::MAX,
+            "a PiiKind has two DETECTORS entries"
+        );
+        rank[kind] = i;
+        i += 1;
+    }
+    rank
+};
+
+/// The kinds in the order detectors run (most specific first); the tests check it.
+#[cfg(test)]
+const PRIORITY: [PiiKind; KINDS] = {
+    let mut priority = [PiiKind::Email; KINDS];
+    let mut i = 0;
+    while i < KINDS {
+        priority[i] = DETECTORS[i].kind;
+        i += 1;
+    }
+    priority
+};
 
 /// Shortest string any detector can match (`a@b.co`).
 const MIN_LEN: usize = 6;
@@ -172,9 +382,11 @@ impl PiiDetector {
         }
         let scan = Scan::new(text);
         let mut found = Vec::new();
-        for kind in PRIORITY {
-            if self.is_enabled(kind) && scan.may_contain(kind, text) {
-                collect(kind, text, &mut found);
+        for detector in DETECTORS {
+            if self.is_enabled(detector.kind) && (detector.may_contain)(&scan, text) {
+                for pattern in detector.patterns {
+                    each_candidate(text, detector.kind, pattern, &mut found);
+                }
             }
         }
         resolve(found)
@@ -260,38 +472,6 @@ impl Scan {
             }
         }
         s
-    }
-
-    fn may_contain(&self, kind: PiiKind, text: &str) -> bool {
-        match kind {
-            PiiKind::Email => (self.at || text.contains("%40")) && self.dots >= 1,
-            // Every phone pattern needs a `+`, a separator or parentheses.
-            PiiKind::Phone => self.digits >= 8 && !self.word_only,
-            // Without separators a card number is the whole text.
-            PiiKind::Card if self.word_only => {
-                self.digits == text.len() && (13..=19).contains(&text.len())
-            }
-            PiiKind::Card => self.digits >= 13,
-            PiiKind::Iban => self.digits >= 2 && self.upper >= 2 && text.len() >= 15,
-            PiiKind::Ssn => self.digits >= 9 && !self.word_only,
-            PiiKind::Ip => (self.digits >= 4 && self.dots >= 3) || self.colons >= 2,
-            PiiKind::BearerToken => {
-                text.len() >= 14
-                    && (contains_ignore_case(text, "bearer")
-                        || contains_ignore_case(text, "authorization"))
-            }
-            PiiKind::Jwt => self.dots >= 2 && text.contains("eyJ"),
-            PiiKind::ApiKey => {
-                self.eq
-                    || self.colons > 0
-                    || (self.dash_or_underscore && text.len() >= 20)
-                    || text.contains("AKIA")
-                    || text.contains("ASIA")
-                    || text.contains("AIza")
-            }
-            PiiKind::PrivateKey => text.contains("-----BEGIN"),
-            PiiKind::UrlCredentials => self.at && self.colons > 0 && text.contains("://"),
-        }
     }
 }
 
@@ -423,14 +603,9 @@ enum Retry {
     AfterMatch,
 }
 
-fn each_candidate(
-    re: &Regex,
-    text: &str,
-    kind: PiiKind,
-    retry: Retry,
-    out: &mut Vec<Found>,
-    mut validate: impl FnMut(&Captures<'_>) -> Option<(usize, usize)>,
-) {
+/// Runs `pattern` over `text` and pushes each validated candidate as a `kind` match.
+fn each_candidate(text: &str, kind: PiiKind, pattern: &Pattern, out: &mut Vec<Found>) {
+    let re = (pattern.regex)();
     let mut pos = 0;
     while pos < text.len() {
         let Some(caps) = re.captures_at(text, pos) else {
@@ -438,15 +613,15 @@ fn each_candidate(
         };
         let Some(whole) = caps.get(0) else { break };
         let step = next_boundary(text, whole.start());
-        match validate(&caps) {
+        match (pattern.validate)(text, &caps) {
             Some((start, end)) if start < end => {
                 out.push(Found { kind, start, end });
                 pos = whole.end().max(end).max(step);
             }
             _ => {
-                pos = match retry {
-                    Retry::NextChar => step,
-                    Retry::AfterMatch => whole.end().max(step),
+                pos = match pattern.retry {
+                    NextChar => step,
+                    AfterMatch => whole.end().max(step),
                 }
             }
         }
@@ -499,79 +674,6 @@ fn span(caps: &Captures<'_>, group: usize) -> Option<(usize, usize)> {
 
 fn group_str<'h>(caps: &Captures<'h>, group: usize) -> &'h str {
     caps.get(group).map_or("", |m| m.as_str())
-}
-
-fn collect(kind: PiiKind, text: &str, out: &mut Vec<Found>) {
-    use Retry::{AfterMatch, NextChar};
-    match kind {
-        PiiKind::Email => each_candidate(&EMAIL_RE, text, kind, AfterMatch, out, |c| {
-            validate_email(text, c)
-        }),
-        PiiKind::Phone => {
-            each_candidate(&PHONE_INTL_RE, text, kind, NextChar, out, |c| {
-                validate_phone_intl(text, c)
-            });
-            each_candidate(&PHONE_NANP_RE, text, kind, NextChar, out, |c| {
-                validate_phone_nanp(text, c)
-            });
-            each_candidate(&PHONE_TRUNK_RE, text, kind, NextChar, out, |c| {
-                validate_phone_trunk(text, c)
-            });
-            each_candidate(&PHONE_PAIRS_RE, text, kind, NextChar, out, |c| {
-                validate_phone_pairs(text, c)
-            });
-        }
-        PiiKind::Card => each_candidate(&CARD_RE, text, kind, NextChar, out, |c| {
-            validate_card(text, c)
-        }),
-        PiiKind::Iban => each_candidate(&IBAN_RE, text, kind, NextChar, out, |c| {
-            validate_iban(text, c)
-        }),
-        PiiKind::Ssn => each_candidate(&SSN_RE, text, kind, NextChar, out, |c| {
-            validate_ssn(text, c)
-        }),
-        PiiKind::Ip => {
-            each_candidate(&IPV4_RE, text, kind, NextChar, out, |c| {
-                validate_ipv4(text, c)
-            });
-            each_candidate(&IPV6_RE, text, kind, NextChar, out, |c| {
-                validate_ipv6(text, c)
-            });
-        }
-        PiiKind::BearerToken => {
-            each_candidate(&BEARER_RE, text, kind, AfterMatch, out, validate_token);
-            each_candidate(
-                &AUTHORIZATION_RE,
-                text,
-                kind,
-                AfterMatch,
-                out,
-                validate_token,
-            );
-        }
-        PiiKind::Jwt => each_candidate(&JWT_RE, text, kind, NextChar, out, |c| {
-            let (s, e) = span(c, 0)?;
-            let glued = char_before(text, s)
-                .is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
-            (!glued).then_some((s, e))
-        }),
-        PiiKind::ApiKey => {
-            each_candidate(&API_KEY_PREFIX_RE, text, kind, NextChar, out, |c| {
-                validate_key_prefix(text, c)
-            });
-            each_candidate(&API_KEY_ASSIGN_RE, text, kind, NextChar, out, |c| {
-                validate_key_assignment(text, c)
-            });
-        }
-        PiiKind::PrivateKey => {
-            each_candidate(&PRIVATE_KEY_RE, text, kind, AfterMatch, out, |c| span(c, 0))
-        }
-        PiiKind::UrlCredentials => {
-            each_candidate(&URL_CREDENTIALS_RE, text, kind, AfterMatch, out, |c| {
-                span(c, 1)
-            })
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -979,10 +1081,18 @@ fn looks_like_secret(value: &str) -> bool {
     (digit && alpha) || (upper >= 3 && lower >= 3)
 }
 
-fn validate_token(caps: &Captures<'_>) -> Option<(usize, usize)> {
+fn validate_token(_text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {
     let m = caps.get(1)?;
     let token = m.as_str().trim_end_matches('.');
     looks_like_secret(token).then_some((m.start(), m.start() + token.len()))
+}
+
+/// A JWT not glued to a preceding token character.
+fn validate_jwt(text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {
+    let (s, e) = span(caps, 0)?;
+    let glued =
+        char_before(text, s).is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+    (!glued).then_some((s, e))
 }
 
 fn validate_key_prefix(text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {

@@ -30,8 +30,8 @@ use super::enforce::{decide, Decision, DecisionCounts};
 use super::merge::{application_order, canonical_json, etag_of, merge_applied};
 use super::model::{ClientContext, ContextRef, MergedConfig, Policy, Settings};
 use super::targeting::CompiledPolicy;
-use super::version;
 use crate::model::Event;
+use crate::version::AppVersion;
 
 const SHARDS: usize = 16;
 /// Default bound on cached client contexts per product.
@@ -258,7 +258,7 @@ impl ProductState {
     }
 
     fn compute_entry(&self, ctx: &ContextRef<'_>, now_ms: i64) -> ContextEntry {
-        let version = ctx.app_version.and_then(version::parse_lenient);
+        let version = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
         let mut base_bits = vec![0u64; self.words].into_boxed_slice();
         let mut rollout_bits = vec![0u64; self.words].into_boxed_slice();
         let mut has_rollout = false;

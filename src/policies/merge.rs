@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::{ClientContext, MergedConfig, Policy, ResolvedSettings, Settings};
 use super::targeting::CompiledPolicy;
-use super::version;
+use crate::version::AppVersion;
 
 /// The order policies are applied in: ascending priority, ties by id (so a higher priority is
 /// applied later and wins).
@@ -24,7 +24,7 @@ pub fn merge(
     now_ms: i64,
 ) -> MergedConfig {
     let ctx_ref = ctx.as_ref();
-    let version = ctx_ref.app_version.and_then(version::parse_lenient);
+    let version = ctx_ref.app_version.and_then(|v| AppVersion::parse(v).ok());
     let mut applied: Vec<&Policy> = policies
         .iter()
         .filter(|p| {

@@ -5,7 +5,7 @@
 //! - `model`: `Settings` layers, `ResolvedSettings`, `Targeting`, `Policy`, `PolicyDraft`,
 //!   `ClientContext`, `MergedConfig`;
 //! - `validate`: admin input and config-endpoint query validation, errors naming the field;
-//! - `version`: lenient client versions and SemVer ranges with pre-release rules;
+//! - `version`: SemVer requirements over `crate::version` app versions, with pre-release rules;
 //! - `targeting`: schedule, dimensions, stable percentage rollout (`matches`, `in_rollout`);
 //! - `merge`: defaults + matching policies in priority order, ETag, `If-None-Match`;
 //! - `enforce`: the per-event `decide` and decision counters;

@@ -11,13 +11,14 @@ use super::cache::PolicyCache;
 use super::enforce::{decide, DecisionCounts};
 use super::model::{ContextRef, Policy, Settings};
 use super::targeting::CompiledPolicy;
-use super::version;
 use crate::model::Event;
+use crate::timespan::DAY_MS;
+use crate::version::AppVersion;
 
 /// Installs seen within this window count (30 days).
-pub const INSTALL_WINDOW_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+pub const INSTALL_WINDOW_MS: i64 = 30 * DAY_MS;
 /// Events within this window are dry-run (7 days).
-pub const EVENT_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+pub const EVENT_WINDOW_MS: i64 = 7 * DAY_MS;
 /// Breakdown rows kept (largest totals first); the rest are summed into `(other)`.
 pub const BREAKDOWN_ROWS: usize = 25;
 /// Breakdown label of installs that did not report the dimension.
@@ -133,7 +134,7 @@ pub fn preview(
             country: install.country.as_deref(),
             region: install.region.as_deref(),
         };
-        let parsed = ctx.app_version.and_then(version::parse_lenient);
+        let parsed = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
         let hit =
             compiled.targets(&ctx, parsed.as_ref()) && compiled.rollout_includes(ctx.install_id);
         total_installs += 1;
@@ -209,8 +210,7 @@ mod tests {
     use crate::policies::enforce::tests::event;
     use crate::policies::model::Targeting;
 
-    const DAY: i64 = 24 * 60 * 60 * 1000;
-    const NOW: i64 = 100 * DAY;
+    const NOW: i64 = 100 * DAY_MS;
 
     fn install(
         id: &str,
@@ -238,14 +238,14 @@ mod tests {
         other.product = "other".into();
         vec![
             install("i1", Some("ios"), Some("1.4.0"), NOW),
-            install("i2", Some("ios"), Some("1.5.0-beta.1"), NOW - DAY),
-            install("i3", Some("ios"), Some("1.9.0"), NOW - 29 * DAY),
+            install("i2", Some("ios"), Some("1.5.0-beta.1"), NOW - DAY_MS),
+            install("i3", Some("ios"), Some("1.9.0"), NOW - 29 * DAY_MS),
             install("i4", Some("ios"), Some("2.0.0"), NOW),
             install("a1", Some("android"), Some("1.4.0"), NOW),
             install("a2", Some("android"), Some("1.4.0"), NOW),
             install("a3", Some("android"), Some("1.9.0"), NOW),
             install("w1", Some("web"), None, NOW),
-            install("old", Some("ios"), Some("1.4.0"), NOW - 40 * DAY),
+            install("old", Some("ios"), Some("1.4.0"), NOW - 40 * DAY_MS),
             other,
         ]
     }
@@ -257,7 +257,7 @@ mod tests {
             product: "app".into(),
             enabled: false, // ignored by preview
             priority: 10,
-            starts_at: Some(NOW + DAY), // ignored by preview
+            starts_at: Some(NOW + DAY_MS), // ignored by preview
             expires_at: None,
             targeting,
             settings,
@@ -331,7 +331,7 @@ mod tests {
         );
         let expected = registry()
             .iter()
-            .filter(|i| i.product == "app" && i.last_seen >= NOW - 30 * DAY)
+            .filter(|i| i.product == "app" && i.last_seen >= NOW - 30 * DAY_MS)
             .filter(|i| crate::policies::targeting::in_rollout("draft", &i.install_id, 50.0))
             .count() as u64;
         assert_eq!(report.matching_installs, expected);
@@ -371,13 +371,13 @@ mod tests {
             e
         };
         let events = vec![
-            make("ok", "ios", Level::Info, DAY),
-            make("ok", "web", Level::Debug, DAY),
-            make("ok", "ios", Level::Debug, DAY), // dropped by existing (below level)
-            make("noisy", "web", Level::Info, 2 * DAY), // dropped by draft
-            make("noisy", "ios", Level::Info, 6 * DAY), // dropped by draft
-            make("chatty", "web", Level::Info, DAY), // sampled out by draft
-            make("noisy", "web", Level::Info, 8 * DAY), // outside the 7-day window
+            make("ok", "ios", Level::Info, DAY_MS),
+            make("ok", "web", Level::Debug, DAY_MS),
+            make("ok", "ios", Level::Debug, DAY_MS), // dropped by existing (below level)
+            make("noisy", "web", Level::Info, 2 * DAY_MS), // dropped by draft
+            make("noisy", "ios", Level::Info, 6 * DAY_MS), // dropped by draft
+            make("chatty", "web", Level::Info, DAY_MS), // sampled out by draft
+            make("noisy", "web", Level::Info, 8 * DAY_MS), // outside the 7-day window
         ];
         let report = preview(
             &d,
@@ -388,7 +388,7 @@ mod tests {
             NOW,
         );
         let run = &report.dry_run;
-        assert_eq!((run.from, run.to), (NOW - 7 * DAY, NOW));
+        assert_eq!((run.from, run.to), (NOW - 7 * DAY_MS, NOW));
         assert_eq!(run.counts.events, 6);
         assert_eq!(run.counts.kept, 2);
         assert_eq!(run.counts.dropped_by_policy, 3);

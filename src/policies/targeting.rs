@@ -2,11 +2,12 @@
 //! app-version range and the stable percentage rollout. `CompiledPolicy` holds a policy with
 //! its version requirement parsed once, so the cache and the merge evaluate it cheaply.
 
-use semver::{Version, VersionReq};
+use semver::VersionReq;
 use sha2::{Digest, Sha256};
 
 use super::model::{ClientContext, ContextRef, Policy};
 use super::version;
+use crate::version::AppVersion;
 
 /// Rollout resolution: 10 000 buckets, i.e. percentages to two decimals.
 pub const ROLLOUT_BUCKETS: u32 = 10_000;
@@ -48,13 +49,13 @@ pub fn in_rollout(policy_id: &str, install_id: &str, percent: f64) -> bool {
 
 /// True when `policy` applies to `ctx` at `now_ms`: enabled; `starts_at <= now < expires_at`;
 /// same product; every non-empty targeting list contains the client's value (ASCII
-/// case-insensitive; a missing value does not match); the app version (parsed leniently)
-/// satisfies `app_versions` (see `version.rs`); and the install is inside the rollout (a
-/// client without `install_id` is outside any partial rollout).
+/// case-insensitive; a missing value does not match); the app version (parsed by
+/// [`crate::version`]) satisfies `app_versions` (see `policies/version.rs`); and the install is
+/// inside the rollout (a client without `install_id` is outside any partial rollout).
 pub fn matches(policy: &Policy, ctx: &ClientContext, now_ms: i64) -> bool {
     let compiled = CompiledPolicy::new(policy.clone());
     let ctx = ctx.as_ref();
-    let version = ctx.app_version.and_then(version::parse_lenient);
+    let version = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
     compiled.is_active(now_ms)
         && compiled.targets(&ctx, version.as_ref())
         && compiled.rollout_includes(ctx.install_id)
@@ -121,7 +122,7 @@ impl CompiledPolicy {
 
     /// Product and every targeting dimension except the rollout. `version` is the context's
     /// app version, parsed once by the caller.
-    pub fn targets(&self, ctx: &ContextRef<'_>, version: Option<&Version>) -> bool {
+    pub fn targets(&self, ctx: &ContextRef<'_>, version: Option<&AppVersion>) -> bool {
         let t = &self.policy.targeting;
         self.policy.product == ctx.product
             && list_allows(&t.platforms, ctx.platform)

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::model::{ClientContext, PolicyDraft, Settings, Targeting};
 use super::version;
+use crate::version::AppVersion;
 
 /// One invalid field. The HTTP layer answers `400` with it (see the crate's wiring notes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -31,7 +32,8 @@ type Result<T = ()> = std::result::Result<T, ValidationError>;
 /// Limits of the client-facing numeric settings.
 pub mod limits {
     pub const BATCH_SIZE: std::ops::RangeInclusive<u32> = 1..=10_000;
-    pub const FLUSH_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=86_400_000;
+    pub const FLUSH_INTERVAL_MS: std::ops::RangeInclusive<u64> =
+        100..=crate::timespan::DAY_MS as u64;
     pub const MAX_QUEUE_SIZE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
     pub const NAME_LEN: usize = 200;
     pub const ID_LEN: usize = 128;
@@ -359,7 +361,7 @@ impl ConfigQuery {
         }
         let app_version = check_param("app_version", self.app_version)?;
         if let Some(v) = &app_version {
-            if version::parse_lenient(v).is_none() {
+            if AppVersion::parse(v).is_err() {
                 return Err(ValidationError::new(
                     "app_version",
                     format!("`{v}` is not a version such as 1.4.2"),

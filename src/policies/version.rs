@@ -1,76 +1,28 @@
-//! App-version targeting: lenient parsing of the versions clients report, and matching them
-//! against a SemVer requirement with explicit pre-release rules.
+//! App-version targeting: matching a client's version against a SemVer requirement with
+//! explicit pre-release rules. Parsing and ordering of the versions themselves are
+//! [`crate::version`]'s (`1.2` = `1.2.0`, `1.2.3.4` > `1.2.3`, pre-releases below their release).
 //!
 //! The `semver` crate's `VersionReq::matches` only lets a pre-release through when a
 //! comparator names the same `major.minor.patch` with a pre-release (Cargo's opt-in rule), so
 //! `1.5.0-beta.1` would not match `>=1.4.0, <2`. Telemetry targeting wants the opposite: a beta
 //! user of 1.5 is on the 1.x line. So we compare versions instead:
 //!
-//! - A **full** version in a comparator (`1.4.0`, `2.0.0-rc.1`) compares by SemVer
-//!   precedence, pre-releases included: `1.5.0-beta.1` is in `>=1.4.0, <2`; `1.4.0-beta` is
-//!   not in `>=1.4.0` (it precedes 1.4.0); `2.0.0-rc.1` is in `<2.0.0`.
+//! - A **full** version in a comparator (`1.4.0`, `2.0.0-rc.1`) compares by the shared
+//!   ordering, pre-releases and further parts included: `1.5.0-beta.1` is in `>=1.4.0, <2`;
+//!   `1.4.0-beta` is not in `>=1.4.0` (it precedes 1.4.0); `2.0.0-rc.1` is in `<2.0.0`;
+//!   `1.2.3.4` is in `>1.2.3` and not in `=1.2.3`.
 //! - A **partial** version (`1`, `1.4`, `1.4.*`) stands for the whole series, its pre-releases
-//!   included: `<2` excludes `2.0.0-beta` (it is of the 2 series), `>=1.4` and `~1.4` and
-//!   `=1.4` include `1.4.0-beta`.
+//!   and further parts included: `<2` excludes `2.0.0-beta` (it is of the 2 series), `>=1.4`
+//!   and `~1.4` and `=1.4` include `1.4.0-beta` and `1.4.2.7`.
 //! - Build metadata is ignored.
 //!
-//! Reported versions are parsed leniently: a leading `v`, one to three numeric parts padded
-//! to `x.y.z` (`1.2` → `1.2.0`, `2024.10.1`), leading zeros (`2024.01.05`), and a fourth numeric
-//! part kept as build metadata (`1.2.3.4` → `1.2.3+4`, i.e. compared as 1.2.3). Anything else
-//! does not parse, and a version-targeted policy then does not match.
+//! A reported version that does not parse does not match a version-targeted policy.
 
-use semver::{BuildMetadata, Comparator, Op, Prerelease, Version, VersionReq};
+use std::cmp::Ordering;
 
-/// Parses a client-reported version leniently (see the module docs).
-pub fn parse_lenient(text: &str) -> Option<Version> {
-    let text = text.trim();
-    if let Ok(version) = Version::parse(text) {
-        return Some(version);
-    }
-    let text = text
-        .strip_prefix('v')
-        .or_else(|| text.strip_prefix('V'))
-        .unwrap_or(text);
-    let (rest, build) = match text.split_once('+') {
-        Some((rest, build)) => (rest, Some(build)),
-        None => (text, None),
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let mut parts = [0u64; 3];
-    let mut fourth: Option<&str> = None;
-    let mut count = 0;
-    for part in core.split('.') {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        match count {
-            0..=2 => parts[count] = part.parse().ok()?,
-            3 => fourth = Some(part),
-            _ => return None,
-        }
-        count += 1;
-    }
-    if count == 0 {
-        return None;
-    }
-    let mut version = Version::new(parts[0], parts[1], parts[2]);
-    if let Some(pre) = pre {
-        version.pre = Prerelease::new(pre).ok()?;
-    }
-    let build = match (fourth, build) {
-        (Some(f), Some(b)) => Some(format!("{f}.{b}")),
-        (Some(f), None) => Some(f.to_string()),
-        (None, Some(b)) => Some(b.to_string()),
-        (None, None) => None,
-    };
-    if let Some(build) = build {
-        version.build = BuildMetadata::new(&build).ok()?;
-    }
-    Some(version)
-}
+use semver::{Comparator, Op, VersionReq};
+
+use crate::version::AppVersion;
 
 /// Parses a targeting requirement (`>=1.4.0, <2`), with the `semver` crate's syntax.
 pub fn parse_req(text: &str) -> Result<VersionReq, semver::Error> {
@@ -78,161 +30,78 @@ pub fn parse_req(text: &str) -> Result<VersionReq, semver::Error> {
 }
 
 /// True when `version` satisfies every comparator of `req` under the rules of this module.
-pub fn req_matches(req: &VersionReq, version: &Version) -> bool {
+pub fn req_matches(req: &VersionReq, version: &AppVersion) -> bool {
     req.comparators
         .iter()
         .all(|cmp| comparator_matches(cmp, version))
 }
 
-fn comparator_matches(cmp: &Comparator, ver: &Version) -> bool {
+// The semantics follow the semver crate's `eval.rs` (MIT/Apache-2.0) with three changes: no
+// pre-release opt-in gate, a partial comparator covers its series' pre-releases, and a full
+// comparator compares by the shared ordering (so further parts count).
+
+fn comparator_matches(cmp: &Comparator, ver: &AppVersion) -> bool {
+    let bound = Bound::new(cmp);
     match cmp.op {
-        Op::Exact | Op::Wildcard => matches_exact(cmp, ver),
-        Op::Greater => matches_greater(cmp, ver),
-        Op::GreaterEq => matches_exact(cmp, ver) || matches_greater(cmp, ver),
-        Op::Less => matches_less(cmp, ver),
-        Op::LessEq => matches_exact(cmp, ver) || matches_less(cmp, ver),
-        Op::Tilde => matches_tilde(cmp, ver),
-        Op::Caret => matches_caret(cmp, ver),
+        Op::Exact | Op::Wildcard => bound.compare(ver) == Ordering::Equal,
+        Op::Greater => bound.compare(ver) == Ordering::Greater,
+        Op::GreaterEq => bound.compare(ver) != Ordering::Less,
+        Op::Less => bound.compare(ver) == Ordering::Less,
+        Op::LessEq => bound.compare(ver) != Ordering::Greater,
+        // `~1.4.2`: >=1.4.2 inside 1.4; `~1.4`: the 1.4 series; `~1`: the 1 series.
+        Op::Tilde => bound.same_series(ver, bound.len.min(2)) && bound.compare(ver).is_ge(),
+        // `^1.2.3`: >=1.2.3 inside 1; `^0.2.3`: >=0.2.3 inside 0.2; `^0.0.3`: 0.0.3 and its
+        // further parts; `^0.0`: the 0.0 series; `^0`: the 0 series.
+        Op::Caret => {
+            let series = if cmp.major > 0 || bound.len == 1 {
+                1
+            } else if cmp.minor.is_some_and(|m| m > 0) || bound.len == 2 {
+                2
+            } else {
+                3
+            };
+            bound.same_series(ver, series) && bound.compare(ver).is_ge()
+        }
         // `Op` is non-exhaustive; an operator we do not know matches nothing.
         _ => false,
     }
 }
 
-// The functions below follow the semver crate's `eval.rs` (MIT/Apache-2.0) with two changes:
-// no pre-release opt-in gate, and a partial comparator covers its series' pre-releases.
-
-fn matches_exact(cmp: &Comparator, ver: &Version) -> bool {
-    if ver.major != cmp.major {
-        return false;
-    }
-    if let Some(minor) = cmp.minor {
-        if ver.minor != minor {
-            return false;
-        }
-    }
-    match cmp.patch {
-        None => true,
-        Some(patch) => ver.patch == patch && ver.pre == cmp.pre,
-    }
+/// A comparator's version: its 1 to 3 given parts, and for a full version the whole version.
+struct Bound {
+    parts: [u64; 3],
+    /// How many parts the comparator names.
+    len: usize,
+    /// Set when all three parts are given.
+    full: Option<AppVersion>,
 }
 
-fn matches_greater(cmp: &Comparator, ver: &Version) -> bool {
-    if ver.major != cmp.major {
-        return ver.major > cmp.major;
+impl Bound {
+    fn new(cmp: &Comparator) -> Bound {
+        let parts = [cmp.major, cmp.minor.unwrap_or(0), cmp.patch.unwrap_or(0)];
+        let len = 1 + usize::from(cmp.minor.is_some()) + usize::from(cmp.patch.is_some());
+        let full = (len == 3).then(|| AppVersion::from_parts(parts, cmp.pre.clone()));
+        Bound { parts, len, full }
     }
-    let Some(minor) = cmp.minor else {
-        return false;
-    };
-    if ver.minor != minor {
-        return ver.minor > minor;
-    }
-    let Some(patch) = cmp.patch else {
-        return false;
-    };
-    if ver.patch != patch {
-        return ver.patch > patch;
-    }
-    ver.pre > cmp.pre
-}
 
-fn matches_less(cmp: &Comparator, ver: &Version) -> bool {
-    if ver.major != cmp.major {
-        return ver.major < cmp.major;
-    }
-    let Some(minor) = cmp.minor else {
-        return false;
-    };
-    if ver.minor != minor {
-        return ver.minor < minor;
-    }
-    let Some(patch) = cmp.patch else {
-        return false;
-    };
-    if ver.patch != patch {
-        return ver.patch < patch;
-    }
-    ver.pre < cmp.pre
-}
-
-fn matches_tilde(cmp: &Comparator, ver: &Version) -> bool {
-    if ver.major != cmp.major {
-        return false;
-    }
-    if let Some(minor) = cmp.minor {
-        if ver.minor != minor {
-            return false;
+    /// `ver` against the comparator: by the shared ordering for a full version, else by the
+    /// parts the comparator names (a partial version is its whole series).
+    fn compare(&self, ver: &AppVersion) -> Ordering {
+        match &self.full {
+            Some(full) => ver.cmp(full),
+            None => ver.parts()[..self.len].cmp(&self.parts[..self.len]),
         }
     }
-    match cmp.patch {
-        None => true,
-        Some(patch) if ver.patch != patch => ver.patch > patch,
-        Some(_) => ver.pre >= cmp.pre,
-    }
-}
 
-fn matches_caret(cmp: &Comparator, ver: &Version) -> bool {
-    if ver.major != cmp.major {
-        return false;
+    /// Whether `ver`'s first `len` parts are the comparator's.
+    fn same_series(&self, ver: &AppVersion, len: usize) -> bool {
+        ver.parts()[..len] == self.parts[..len]
     }
-    let Some(minor) = cmp.minor else {
-        return true;
-    };
-    let Some(patch) = cmp.patch else {
-        return if cmp.major > 0 {
-            ver.minor >= minor
-        } else {
-            ver.minor == minor
-        };
-    };
-    if cmp.major > 0 {
-        if ver.minor != minor {
-            return ver.minor > minor;
-        } else if ver.patch != patch {
-            return ver.patch > patch;
-        }
-    } else if minor > 0 {
-        if ver.minor != minor {
-            return false;
-        } else if ver.patch != patch {
-            return ver.patch > patch;
-        }
-    } else if ver.minor != minor || ver.patch != patch {
-        return false;
-    }
-    ver.pre >= cmp.pre
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lenient_parsing() {
-        let cases: &[(&str, Option<&str>)] = &[
-            ("1.2.3", Some("1.2.3")),
-            ("1.2", Some("1.2.0")),
-            ("1", Some("1.0.0")),
-            ("v2.0", Some("2.0.0")),
-            ("V2.0.1", Some("2.0.1")),
-            ("2024.10.1", Some("2024.10.1")),
-            ("2024.01.05", Some("2024.1.5")),
-            ("1.5-beta.1", Some("1.5.0-beta.1")),
-            ("1.5.0-beta.1", Some("1.5.0-beta.1")),
-            ("1.2.3.4", Some("1.2.3+4")),
-            ("1.2.3+build.7", Some("1.2.3+build.7")),
-            (" 1.2.3 ", Some("1.2.3")),
-            ("", None),
-            ("abc", None),
-            ("1..2", None),
-            ("1.2.3.4.5", None),
-            ("1.x", None),
-            ("-1.2", None),
-        ];
-        for (text, expected) in cases {
-            let got = parse_lenient(text).map(|v| v.to_string());
-            assert_eq!(got.as_deref(), *expected, "parse_lenient({text:?})");
-        }
-    }
 
     #[test]
     fn ranges_including_prereleases() {
@@ -269,10 +138,21 @@ mod tests {
             ("*", "0.0.1-alpha", true),
             (">=2024.1.0", "2024.10.1", true),
             (">=2024.1.0", "2023.12.31", false),
+            (">1.2.3", "1.2.3.4", true),
+            (">=1.2.3", "1.2.3.4-beta", true),
+            ("=1.2.3", "1.2.3.4", false),
+            ("=1.2.3", "1.2.3.0", true),
+            ("<=1.2.3", "1.2.3.4", false),
+            ("<1.2.4", "1.2.3.4", true),
+            ("=1.2", "1.2.3.4", true),
+            (">1.2", "1.2.3.4", false),
+            ("~1.2.3", "1.2.3.4", true),
+            ("^0.0.3", "0.0.3.1", true),
+            ("^0.0.3", "0.0.4", false),
         ];
         for (req, version, expected) in cases {
             let req_parsed = parse_req(req).unwrap();
-            let ver = parse_lenient(version).unwrap();
+            let ver = AppVersion::parse(version).unwrap();
             assert_eq!(
                 req_matches(&req_parsed, &ver),
                 *expected,
@@ -285,8 +165,11 @@ mod tests {
     fn crate_default_rule_differs_for_prereleases() {
         // Documents why we do not call VersionReq::matches.
         let req = parse_req(">=1.4.0, <2").unwrap();
-        let beta = Version::parse("1.5.0-beta.1").unwrap();
+        let beta = semver::Version::parse("1.5.0-beta.1").unwrap();
         assert!(!req.matches(&beta));
-        assert!(req_matches(&req, &beta));
+        assert!(req_matches(
+            &req,
+            &AppVersion::parse("1.5.0-beta.1").unwrap()
+        ));
     }
 }

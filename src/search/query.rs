@@ -890,8 +890,8 @@ fn level_index() -> usize {
 
 /// Parses a time parameter into epoch milliseconds: RFC 3339 (`2026-11-21T10:00:00Z`,
 /// `2026-11-21T12:00:00+02:00`), a date (`2026-11-21`, UTC midnight), epoch milliseconds
-/// (`1763719200000`), `now`, or a time relative to `now_ms` (`-24h`, `-7d`, `-30m`, `-45s`,
-/// `-2w`).
+/// (`1763719200000`), `now`, or a time relative to `now_ms`: `-` and a [`crate::timespan`]
+/// duration (`-24h`, `-7d`, `-30m`, `-45s`, `-2w`).
 pub fn parse_time_param(text: &str, now_ms: i64) -> Result<i64, String> {
     let t = text.trim();
     let invalid = || {
@@ -904,22 +904,8 @@ pub fn parse_time_param(text: &str, now_ms: i64) -> Result<i64, String> {
         return Ok(now_ms);
     }
     if let Some(relative) = t.strip_prefix('-') {
-        let split = relative
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?;
-        let (number, unit) = relative.split_at(split);
-        let n: i64 = number.parse().map_err(|_| invalid())?;
-        let unit_ms: i64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" | "min" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            _ => return Err(invalid()),
-        };
-        return n
-            .checked_mul(unit_ms)
+        return crate::timespan::parse_duration_ms(relative)
+            .ok()
             .and_then(|d| now_ms.checked_sub(d))
             .ok_or_else(invalid);
     }

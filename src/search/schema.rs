@@ -24,6 +24,7 @@ use tantivy::schema::{
 use tantivy::TantivyDocument;
 
 use crate::model::{DimValue, Event};
+use crate::timespan::{DAY_MS, HOUR_MS};
 
 /// Bump when the schema or the document mapping changes: an index written with another version
 /// is discarded on open and rebuilt from the store.
@@ -33,8 +34,6 @@ pub const SEQ: &str = "seq";
 pub const TIMESTAMP: &str = "timestamp";
 pub const TIME_DAY: &str = "time_day";
 pub const TIME_HOUR: &str = "time_hour";
-pub const HOUR_MS: i64 = 3_600_000;
-pub const DAY_MS: i64 = 24 * HOUR_MS;
 pub const TEXT: &str = "text";
 pub const DIMS: &str = "dims";
 pub const METRICS: &str = "metrics";

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::model::{DimValue, ErrorInfo, Event, Level, Source};
+use crate::timespan::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// 2026-11-21T00:00:00Z
 const BASE: i64 = 1_795_219_200_000;
@@ -146,7 +147,7 @@ fn voice_event(i: usize) -> Event {
         "call_failed",
     ];
     let name = names[i % 4];
-    let mut e = base_event("voice-sdk", name, BASE + i as i64 * 60_000);
+    let mut e = base_event("voice-sdk", name, BASE + i as i64 * MINUTE_MS);
     e.source = Source::FLAT;
     e.platform = s(if i.is_multiple_of(2) {
         "python"
@@ -568,7 +569,7 @@ fn query_cases() -> Vec<(&'static str, Predicate)> {
         ),
         (
             "timestamp:>=2026-11-21T02:00:00Z timestamp:<2026-11-21T03:00:00Z",
-            Box::new(|e| e.timestamp >= BASE + 2 * 3_600_000 && e.timestamp < BASE + 3 * 3_600_000),
+            Box::new(|e| e.timestamp >= BASE + 2 * HOUR_MS && e.timestamp < BASE + 3 * HOUR_MS),
         ),
         (
             "!!!",
@@ -678,15 +679,15 @@ fn filters_match_the_oracle() {
         ),
         (
             Filter {
-                from_ms: Some(BASE + 3_600_000),
-                to_ms: Some(BASE + 2 * 3_600_000),
+                from_ms: Some(BASE + HOUR_MS),
+                to_ms: Some(BASE + 2 * HOUR_MS),
                 q: s("timeout OR carrier:vonage"),
                 product: s("voice-sdk"),
                 ..Filter::default()
             },
             Box::new(|e| {
-                e.timestamp >= BASE + 3_600_000
-                    && e.timestamp < BASE + 2 * 3_600_000
+                e.timestamp >= BASE + HOUR_MS
+                    && e.timestamp < BASE + 2 * HOUR_MS
                     && e.product == "voice-sdk"
                     && (has_text(e, "timeout") || dim(e, "carrier").as_deref() == Some("vonage"))
             }),
@@ -731,8 +732,8 @@ fn time_range_is_half_open() {
     // voice events are exactly one minute apart from BASE.
     let filter = Filter {
         product: s("voice-sdk"),
-        from_ms: Some(BASE + 10 * 60_000),
-        to_ms: Some(BASE + 20 * 60_000),
+        from_ms: Some(BASE + 10 * MINUTE_MS),
+        to_ms: Some(BASE + 20 * MINUTE_MS),
         ..Filter::default()
     };
     let page = index
@@ -744,13 +745,13 @@ fn time_range_is_half_open() {
         })
         .unwrap();
     let stamps: Vec<i64> = page.hits.iter().map(|h| h.timestamp).collect();
-    let want: Vec<i64> = (10..20).rev().map(|i| BASE + i * 60_000).collect();
+    let want: Vec<i64> = (10..20).rev().map(|i| BASE + i * MINUTE_MS).collect();
     assert_eq!(stamps, want);
     assert_eq!(page.total, 10);
     assert_eq!(page.next_cursor, None);
     // Open-ended ranges.
     let from_only = Filter {
-        from_ms: Some(BASE + 190 * 60_000),
+        from_ms: Some(BASE + 190 * MINUTE_MS),
         product: s("voice-sdk"),
         ..Filter::default()
     };
@@ -767,8 +768,8 @@ fn time_range_is_half_open() {
     };
     assert_eq!(index.count(&to_only).unwrap(), 0);
     let rel = Filter {
-        from_ms: Some(parse_time_param("-1h", BASE + 2 * 3_600_000).unwrap()),
-        to_ms: Some(parse_time_param("now", BASE + 2 * 3_600_000).unwrap()),
+        from_ms: Some(parse_time_param("-1h", BASE + 2 * HOUR_MS).unwrap()),
+        to_ms: Some(parse_time_param("now", BASE + 2 * HOUR_MS).unwrap()),
         product: s("voice-sdk"),
         ..Filter::default()
     };
@@ -925,11 +926,15 @@ fn the_handle_is_shareable_across_threads() {
 
 #[test]
 fn time_params() {
-    let now = BASE + 5 * 86_400_000;
+    let now = BASE + 5 * DAY_MS;
     assert_eq!(parse_time_param("now", now), Ok(now));
-    assert_eq!(parse_time_param("-24h", now), Ok(now - 86_400_000));
-    assert_eq!(parse_time_param("-7d", now), Ok(now - 7 * 86_400_000));
-    assert_eq!(parse_time_param("-30m", now), Ok(now - 30 * 60_000));
+    assert_eq!(parse_time_param("-24h", now), Ok(now - DAY_MS));
+    assert_eq!(parse_time_param("-7d", now), Ok(now - 7 * DAY_MS));
+    assert_eq!(parse_time_param("-30m", now), Ok(now - 30 * MINUTE_MS));
+    assert_eq!(parse_time_param("-15min", now), Ok(now - 15 * MINUTE_MS));
+    assert_eq!(parse_time_param("-2w", now), Ok(now - 14 * DAY_MS));
+    assert_eq!(parse_time_param("-250ms", now), Ok(now - 250));
+    assert_eq!(parse_time_param(" -45s ", now), Ok(now - 45_000));
     assert_eq!(parse_time_param("2026-11-21T00:00:00Z", now), Ok(BASE));
     assert_eq!(parse_time_param("2026-11-21T02:00:00+02:00", now), Ok(BASE));
     assert_eq!(parse_time_param("2026-11-21", now), Ok(BASE));
@@ -938,6 +943,9 @@ fn time_params() {
         "",
         "-5",
         "-5y",
+        "-",
+        "--5m",
+        "-5 m",
         "yesterday",
         "2026-13-01",
         "-99999999999999999d",
@@ -1057,7 +1065,7 @@ fn time_ranges_over_days_and_hours_match_the_oracle() {
     let dir = tempfile::tempdir().unwrap();
     // Four days of events at irregular spacing, a few of them late (out of position order).
     let stamps: Vec<i64> = (0..3_000i64)
-        .map(|i| BASE - 3_600_000 + i * 115_321 + if i % 97 == 0 { -40_000_000 } else { 0 })
+        .map(|i| BASE - HOUR_MS + i * 115_321 + if i % 97 == 0 { -40_000_000 } else { 0 })
         .collect();
     let events: Vec<Event> = stamps
         .iter()
@@ -1078,20 +1086,17 @@ fn time_ranges_over_days_and_hours_match_the_oracle() {
         (Some(lo), Some(hi + 1)),
         (Some(hi + 1), None),
         (None, Some(lo)),
-        (Some(BASE), Some(BASE + 86_400_000)),
-        (
-            Some(BASE + 3_600_000),
-            Some(BASE + 2 * 86_400_000 + 7_200_000),
-        ),
+        (Some(BASE), Some(BASE + DAY_MS)),
+        (Some(BASE + HOUR_MS), Some(BASE + 2 * DAY_MS + 2 * HOUR_MS)),
         (Some(BASE - 1), Some(BASE + 1)),
     ];
     for _ in 0..60 {
         let a = rng.i64(lo - 5_000_000..hi + 5_000_000);
-        let b = a + rng.i64(0..3 * 86_400_000);
+        let b = a + rng.i64(0..3 * DAY_MS);
         let align = |t: i64, unit: i64| t - t.rem_euclid(unit);
         cases.push(match rng.u8(..3) {
             0 => (Some(a), Some(b)),
-            1 => (Some(align(a, 3_600_000)), Some(align(b, 86_400_000))),
+            1 => (Some(align(a, HOUR_MS)), Some(align(b, DAY_MS))),
             _ => (Some(a), None),
         });
     }
@@ -1287,7 +1292,7 @@ fn delete_then_purge_erases_the_id_from_the_index_files() {
     // Delete by product + time.
     let old_voice = Filter {
         product: s("voice-sdk"),
-        to_ms: Some(BASE + 100 * 60_000),
+        to_ms: Some(BASE + 100 * MINUTE_MS),
         ..Filter::default()
     };
     assert_eq!(index.delete(&old_voice, 0..source.next()).unwrap(), 100);
@@ -1384,18 +1389,18 @@ fn geo_timeseries_and_breakdown_values() {
 
     // Time series: hourly buckets over 4 hours, zero buckets included.
     let filter = Filter {
-        from_ms: Some(BASE - 3_600_000),
-        to_ms: Some(BASE + 3 * 3_600_000),
+        from_ms: Some(BASE - HOUR_MS),
+        to_ms: Some(BASE + 3 * HOUR_MS),
         ..Filter::default()
     };
-    let series = index.timeseries(&filter, 3_600_000).unwrap();
+    let series = index.timeseries(&filter, HOUR_MS).unwrap();
     assert_eq!(series.len(), 4);
-    assert_eq!(series[0].start_ms, BASE - 3_600_000);
+    assert_eq!(series[0].start_ms, BASE - HOUR_MS);
     assert_eq!(series[0].total, 0);
     for bucket in &series {
         let in_bucket: Vec<&Event> = all
             .iter()
-            .filter(|e| e.timestamp >= bucket.start_ms && e.timestamp < bucket.start_ms + 3_600_000)
+            .filter(|e| e.timestamp >= bucket.start_ms && e.timestamp < bucket.start_ms + HOUR_MS)
             .collect();
         assert_eq!(bucket.total, in_bucket.len() as u64);
         let count = |l: Level| in_bucket.iter().filter(|e| e.level == l).count() as u64;
@@ -1418,7 +1423,7 @@ fn geo_timeseries_and_breakdown_values() {
                 product: s("voice-sdk"),
                 ..Filter::default()
             },
-            3_600_000,
+            HOUR_MS,
         )
         .unwrap();
     assert_eq!(voice_series.len(), 4);
@@ -1706,7 +1711,7 @@ fn bench_index_million() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     // Whatever the count, the events span 30 days (a 7-day range holds 23% of them).
-    let spacing_ms = (30 * 86_400_000 / total as i64).max(1);
+    let spacing_ms = (30 * DAY_MS / total as i64).max(1);
     let sample = serde_json::to_vec(&synthetic_event(1, spacing_ms))
         .unwrap()
         .len();
@@ -1769,7 +1774,7 @@ fn bench_index_million() {
         q: s("\"request timed out\""),
         product: s("dictation"),
         platform: s("ios"),
-        from_ms: Some(last - 7 * 86_400_000),
+        from_ms: Some(last - 7 * DAY_MS),
         to_ms: Some(last),
         ..Filter::default()
     };
@@ -1809,7 +1814,7 @@ fn bench_index_million() {
     });
     let broad = Filter {
         q: s("level:error OR level:warn"),
-        from_ms: Some(last - 7 * 86_400_000),
+        from_ms: Some(last - 7 * DAY_MS),
         to_ms: Some(last),
         ..Filter::default()
     };
@@ -1845,7 +1850,7 @@ fn bench_index_million() {
     latency("geo, 7 days", &|| {
         index
             .geo(&Filter {
-                from_ms: Some(last - 7 * 86_400_000),
+                from_ms: Some(last - 7 * DAY_MS),
                 ..Filter::default()
             })
             .unwrap();
@@ -1854,11 +1859,11 @@ fn bench_index_million() {
         index
             .timeseries(
                 &Filter {
-                    from_ms: Some(last - 7 * 86_400_000),
+                    from_ms: Some(last - 7 * DAY_MS),
                     to_ms: Some(last),
                     ..Filter::default()
                 },
-                3_600_000,
+                HOUR_MS,
             )
             .unwrap();
     });
@@ -1916,7 +1921,7 @@ fn bench_index_million() {
     latency("geo 7 days (settled)", &|| {
         index
             .geo(&Filter {
-                from_ms: Some(last - 7 * 86_400_000),
+                from_ms: Some(last - 7 * DAY_MS),
                 ..Filter::default()
             })
             .unwrap();

@@ -15,7 +15,8 @@ use tantivy::query::{
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, Score, SegmentReader, Term, TERMINATED};
 
-use super::schema::{IndexFields, DAY_MS, HOUR_MS, TIMESTAMP};
+use super::schema::{IndexFields, TIMESTAMP};
+use crate::timespan::{DAY_MS, HOUR_MS};
 
 /// A range covered by more pieces than this is matched by the fast-field range alone.
 const MAX_PIECES: usize = 512;
