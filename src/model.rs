@@ -62,6 +62,56 @@ pub struct Event {
     pub flags: Vec<String>,
 }
 
+/// An empty event: nil id, no product or name, time 0, `info`, sample rate 1, native.
+impl Default for Event {
+    fn default() -> Self {
+        Event {
+            id: Uuid::nil(),
+            product: String::new(),
+            name: String::new(),
+            timestamp: 0,
+            received_at: 0,
+            level: Level::default(),
+            platform: None,
+            channel: None,
+            module: None,
+            app_version: None,
+            release_channel: None,
+            os_family: None,
+            os_version: None,
+            arch: None,
+            runtime: None,
+            device_model: None,
+            install_id: None,
+            user_id: None,
+            session_id: None,
+            country_code: None,
+            region_code: None,
+            error: None,
+            fingerprint: None,
+            dims: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            sample_rate: 1.0,
+            schema_version: None,
+            source: Source::default(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+impl Event {
+    /// An event of `product` named `name` with a fresh (random) id; set what else matters with
+    /// struct update: `Event { level: Level::Error, ..Event::new("app", "crash") }`.
+    pub fn new(product: impl Into<String>, name: impl Into<String>) -> Event {
+        Event {
+            id: Uuid::new_v4(),
+            product: product.into(),
+            name: name.into(),
+            ..Event::default()
+        }
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -137,9 +187,10 @@ pub enum DimValue {
 }
 
 /// The wire format an event arrived in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
+    #[default]
     Native,
     Flat,
 }
@@ -249,4 +300,20 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_event() {
+        let event = Event::default();
+        assert!(event.id.is_nil());
+        assert_eq!(event.sample_rate, 1.0);
+        assert_eq!((event.level, event.source), (Level::Info, Source::Native));
+        let a = Event::new("app", "started");
+        assert_eq!((a.product.as_str(), a.name.as_str()), ("app", "started"));
+        assert_ne!(a.id, Event::new("app", "started").id);
+    }
 }

@@ -102,35 +102,10 @@ impl EventSource for MemSource {
 
 fn base_event(product: &str, name: &str, timestamp: i64) -> Event {
     Event {
-        id: Uuid::new_v4(),
-        product: product.to_string(),
-        name: name.to_string(),
         timestamp,
         received_at: timestamp + 150,
-        level: Level::Info,
-        platform: None,
-        channel: None,
-        module: None,
-        app_version: None,
-        release_channel: None,
-        os_family: None,
-        os_version: None,
-        arch: None,
-        runtime: None,
-        device_model: None,
-        install_id: None,
-        user_id: None,
-        session_id: None,
-        country_code: None,
-        region_code: None,
-        error: None,
-        fingerprint: None,
-        dims: BTreeMap::new(),
-        metrics: BTreeMap::new(),
-        sample_rate: 1.0,
         schema_version: Some(1),
-        source: Source::Native,
-        flags: Vec::new(),
+        ..Event::new(product, name)
     }
 }
 
