@@ -40,9 +40,8 @@ pub fn sweep(state: &Arc<AppState>) -> Result<SweepReport, ApiError> {
     for product in &state.ingest.products {
         let cutoff = now - i64::from(product.retention_days) * 86_400_000;
         let filter = Filter {
-            product: Some(product.id.clone()),
             to_ms: Some(cutoff),
-            ..Filter::default()
+            ..Filter::default().with(crate::fields::EventField::Product, product.id.clone())
         };
         let mut seqs = state.search.positions(&filter)?;
         seqs.retain(|s| *s < position);

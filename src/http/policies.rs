@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::model::{now_ms, Event};
@@ -301,9 +302,8 @@ pub async fn preview(
             })
             .collect();
         let filter = Filter {
-            product: Some(product.clone()),
             from_ms: Some(now - policies::preview::EVENT_WINDOW_MS),
-            ..Filter::default()
+            ..Filter::default().with(EventField::Product, product.clone())
         };
         let positions = st.search.positions(&filter)?;
         let events = StoredEvents::new(&st.store, positions);
