@@ -300,37 +300,14 @@ fn write_record(out: &mut Vec<u8>, event: &Event, format: ExportFormat) {
     }
 }
 
-const CSV_COLUMNS: [&str; 26] = [
-    "id",
-    "timestamp",
-    "received_at",
-    "product",
-    "name",
-    "level",
-    "platform",
-    "channel",
-    "module",
-    "app_version",
-    "release_channel",
-    "os_family",
-    "os_version",
-    "arch",
-    "runtime",
-    "device_model",
-    "install_id",
-    "user_id",
-    "session_id",
-    "country_code",
-    "region_code",
-    "error_domain",
-    "error_code",
-    "error_message",
-    "dims",
-    "metrics",
-];
+/// The CSV columns: the catalogue fields with [`Use::Export`], in catalogue order.
+fn csv_columns() -> impl Iterator<Item = EventField> {
+    EventField::with_use(Use::Export)
+}
 
 fn csv_header() -> String {
-    format!("{}\n", CSV_COLUMNS.join(","))
+    let names: Vec<&str> = csv_columns().map(EventField::name).collect();
+    format!("{}\n", names.join(","))
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -343,38 +320,22 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// One cell: text fields as they are, times as RFC 3339, dimensions and metrics as JSON.
+fn csv_value(field: EventField, e: &Event) -> String {
+    match field {
+        EventField::Id => e.id.to_string(),
+        EventField::Timestamp => rfc3339(e.timestamp),
+        EventField::ReceivedAt => rfc3339(e.received_at),
+        EventField::Dims => serde_json::to_string(&e.dims).unwrap_or_default(),
+        EventField::Metrics => serde_json::to_string(&e.metrics).unwrap_or_default(),
+        other => other.text(e).unwrap_or_default().to_string(),
+    }
+}
+
 fn csv_row(e: &Event) -> String {
-    let error = e.error.clone().unwrap_or_default();
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let fields = [
-        e.id.to_string(),
-        rfc3339(e.timestamp),
-        rfc3339(e.received_at),
-        e.product.clone(),
-        e.name.clone(),
-        e.level.as_str().to_string(),
-        opt(&e.platform),
-        opt(&e.channel),
-        opt(&e.module),
-        opt(&e.app_version),
-        opt(&e.release_channel),
-        opt(&e.os_family),
-        opt(&e.os_version),
-        opt(&e.arch),
-        opt(&e.runtime),
-        opt(&e.device_model),
-        opt(&e.install_id),
-        opt(&e.user_id),
-        opt(&e.session_id),
-        opt(&e.country_code),
-        opt(&e.region_code),
-        opt(&error.domain),
-        opt(&error.code),
-        opt(&error.message),
-        serde_json::to_string(&e.dims).unwrap_or_default(),
-        serde_json::to_string(&e.metrics).unwrap_or_default(),
-    ];
-    let escaped: Vec<String> = fields.iter().map(|f| csv_escape(f)).collect();
+    let escaped: Vec<String> = csv_columns()
+        .map(|f| csv_escape(&csv_value(f, e)))
+        .collect();
     format!("{}\n", escaped.join(","))
 }
 
@@ -416,7 +377,6 @@ mod tests {
         assert_eq!(csv_escape("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_escape("=SUM(A1)"), "'=SUM(A1)");
         assert_eq!(csv_escape("-5"), "-5");
-        assert_eq!(csv_header().split(',').count(), CSV_COLUMNS.len());
     }
 
     fn params(query: &str) -> Result<FilterParams, String> {
@@ -449,5 +409,32 @@ mod tests {
         assert!(params("country=US&country_code=DE").is_err());
         assert!(params("limit=many").is_err());
         assert!(params("q=a&q=b").is_err());
+    }
+
+    #[test]
+    fn csv_columns_are_unchanged() {
+        assert_eq!(
+            csv_header(),
+            "id,timestamp,received_at,product,name,level,platform,channel,module,app_version,\
+             release_channel,os_family,os_version,arch,runtime,device_model,install_id,user_id,\
+             session_id,country_code,region_code,error_domain,error_code,error_message,dims,\
+             metrics\n"
+        );
+        let event = Event {
+            country_code: Some("US".into()),
+            error: Some(crate::model::ErrorInfo {
+                message: Some("no audio".into()),
+                ..Default::default()
+            }),
+            ..Event::new("app", "started")
+        };
+        let row = csv_row(&event);
+        let cells: Vec<&str> = row.trim_end().split(',').collect();
+        assert_eq!(cells.len(), csv_columns().count());
+        assert_eq!(cells[0], event.id.to_string());
+        assert_eq!(cells[1], "1970-01-01T00:00:00Z");
+        assert_eq!((cells[3], cells[4], cells[5]), ("app", "started", "info"));
+        assert_eq!((cells[19], cells[23]), ("US", "no audio"));
+        assert_eq!((cells[24], cells[25]), ("{}", "{}"));
     }
 }
