@@ -289,16 +289,19 @@ pub async fn preview(
             .installs()?
             .into_iter()
             .filter(|i| i.product == product && i.last_seen >= now - PREVIEW_INSTALL_WINDOW_MS)
-            .map(|i| InstallInfo {
-                product: i.product,
-                install_id: i.install_id,
-                platform: i.platform,
-                app_version: i.app_version,
-                release_channel: i.release_channel,
-                channel: i.channel,
-                country: i.country_code,
-                region: i.region_code,
-                last_seen: i.last_seen,
+            .map(|i| {
+                let value = |f: EventField| i.get(f).map(str::to_string);
+                InstallInfo {
+                    platform: value(EventField::Platform),
+                    app_version: value(EventField::AppVersion),
+                    release_channel: value(EventField::ReleaseChannel),
+                    channel: value(EventField::Channel),
+                    country: value(EventField::CountryCode),
+                    region: value(EventField::RegionCode),
+                    product: i.product,
+                    install_id: i.install_id,
+                    last_seen: i.last_seen,
+                }
             })
             .collect();
         let filter = Filter {
