@@ -11,7 +11,9 @@ use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::model::{now_ms, Event};
-use crate::policies::{self, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError};
+use crate::policies::{
+    self, ClientContext, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError,
+};
 use crate::search::Filter;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::policies::{delete_policy, policy_exists, put_policy};
@@ -289,19 +291,13 @@ pub async fn preview(
             .installs()?
             .into_iter()
             .filter(|i| i.product == product && i.last_seen >= now - PREVIEW_INSTALL_WINDOW_MS)
-            .map(|i| {
-                let value = |f: EventField| i.get(f).map(str::to_string);
-                InstallInfo {
-                    platform: value(EventField::Platform),
-                    app_version: value(EventField::AppVersion),
-                    release_channel: value(EventField::ReleaseChannel),
-                    channel: value(EventField::Channel),
-                    country: value(EventField::CountryCode),
-                    region: value(EventField::RegionCode),
-                    product: i.product,
-                    install_id: i.install_id,
-                    last_seen: i.last_seen,
-                }
+            .map(|i| InstallInfo {
+                context: ClientContext::from_fields(
+                    i.product.clone(),
+                    Some(i.install_id.clone()),
+                    |f| i.get(f),
+                ),
+                last_seen: i.last_seen,
             })
             .collect();
         let filter = Filter {
