@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use crate::clusters::{StatusKind, StatusRequest};
 use crate::config::Config;
 use crate::model::{now_ms, DimValue, ErrorInfo, Event, Level, Source};
@@ -44,8 +42,8 @@ struct Install {
     id: String,
     platform: &'static str,
     version: &'static str,
-    country: &'static str,
-    region: Option<&'static str>,
+    country_code: &'static str,
+    region_code: Option<&'static str>,
     release_channel: &'static str,
 }
 
@@ -80,42 +78,24 @@ struct Maker {
 impl Maker {
     fn event(&mut self, install: &Install, name: &str, timestamp: i64) -> Event {
         Event {
-            id: Uuid::new_v4(),
-            product: install.product.into(),
-            name: name.into(),
             timestamp,
             received_at: self.received_at,
-            level: Level::Info,
             platform: Some(install.platform.into()),
-            channel: None,
-            module: None,
             app_version: Some(install.version.into()),
             release_channel: Some(install.release_channel.into()),
             os_family: Some(match install.platform {
                 "python" | "node" => "linux".into(),
                 other => other.into(),
             }),
-            os_version: None,
-            arch: None,
-            runtime: None,
-            device_model: None,
             install_id: Some(install.id.clone()),
-            user_id: None,
-            session_id: None,
-            country_code: Some(install.country.into()),
-            region_code: install.region.map(str::to_string),
-            error: None,
-            fingerprint: None,
-            dims: Default::default(),
-            metrics: Default::default(),
-            sample_rate: 1.0,
-            schema_version: None,
+            country_code: Some(install.country_code.into()),
+            region_code: install.region_code.map(str::to_string),
             source: if install.product == "voice-sdk" {
                 Source::FLAT
             } else {
                 Source::NATIVE
             },
-            flags: Vec::new(),
+            ..Event::new(install.product, name)
         }
     }
 
@@ -158,7 +138,8 @@ fn install_count(events: u64) -> usize {
 fn installs(rng: &mut fastrand::Rng, count: usize) -> Vec<Install> {
     let mut out = Vec::new();
     for i in 0..count {
-        let (country, region) = PLACES[(rng.f64().powi(2) * PLACES.len() as f64) as usize];
+        let (country_code, region_code) =
+            PLACES[(rng.f64().powi(2) * PLACES.len() as f64) as usize];
         let sdk = i % 3 == 0;
         out.push(Install {
             product: if sdk { "voice-sdk" } else { "dictation-app" },
@@ -173,8 +154,8 @@ fn installs(rng: &mut fastrand::Rng, count: usize) -> Vec<Install> {
             } else {
                 ["3.2.0", "3.3.0", "3.3.1", "3.3.1"][rng.usize(..4)]
             },
-            country,
-            region,
+            country_code,
+            region_code,
             release_channel: if rng.u8(..10) == 0 { "beta" } else { "stable" },
         });
     }
@@ -396,8 +377,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         id: format!("{:032x}", maker.rng.u128(..)),
         platform: "ios",
         version: "3.4.0-beta.1",
-        country: "US",
-        region: Some("US-CA"),
+        country_code: "US",
+        region_code: Some("US-CA"),
         release_channel: "beta",
     };
     for i in 0..6 {

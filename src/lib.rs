@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fields;
 pub mod hash;
 pub mod history;
 pub mod http;

@@ -1,10 +1,12 @@
-//! The canonical event every wire format is mapped onto (DESIGN §5), and the names of its
-//! fields as clients may send them.
+//! The canonical event every wire format is mapped onto (DESIGN §5), and the fields clients may
+//! send (their names live in the field catalogue, [`crate::fields`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::fields::{FieldDef, FIELDS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -60,6 +62,56 @@ pub struct Event {
     /// What ingest changed about the event (`clock_drift_corrected`, `timestamp_in_future`, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+}
+
+/// An empty event: nil id, no product or name, time 0, `info`, sample rate 1, native.
+impl Default for Event {
+    fn default() -> Self {
+        Event {
+            id: Uuid::nil(),
+            product: String::new(),
+            name: String::new(),
+            timestamp: 0,
+            received_at: 0,
+            level: Level::default(),
+            platform: None,
+            channel: None,
+            module: None,
+            app_version: None,
+            release_channel: None,
+            os_family: None,
+            os_version: None,
+            arch: None,
+            runtime: None,
+            device_model: None,
+            install_id: None,
+            user_id: None,
+            session_id: None,
+            country_code: None,
+            region_code: None,
+            error: None,
+            fingerprint: None,
+            dims: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            sample_rate: 1.0,
+            schema_version: None,
+            source: Source::default(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+impl Event {
+    /// An event of `product` named `name` with a fresh (random) id; set what else matters with
+    /// struct update: `Event { level: Level::Error, ..Event::new("app", "crash") }`.
+    pub fn new(product: impl Into<String>, name: impl Into<String>) -> Event {
+        Event {
+            id: Uuid::new_v4(),
+            product: product.into(),
+            name: name.into(),
+            ..Event::default()
+        }
+    }
 }
 
 #[derive(
@@ -161,7 +213,9 @@ impl Default for Source {
     }
 }
 
-/// A canonical field a client may send, by wire name or through a product's `[mapping]`.
+/// A canonical field a client may send, by wire name or through a product's `[mapping]`. Its
+/// names are in the field catalogue ([`crate::fields::FIELDS`], the entries whose `wire` is the
+/// variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
     Id,
@@ -190,65 +244,38 @@ pub enum Field {
 }
 
 impl Field {
-    /// (field, snake_case name, camelCase alias)
-    const TABLE: [(Field, &'static str, &'static str); 23] = [
-        (Field::Id, "id", "eventId"),
-        (Field::Name, "name", "eventName"),
-        (Field::Timestamp, "timestamp", "ts"),
-        (Field::Level, "level", "severity"),
-        (Field::Platform, "platform", "platform"),
-        (Field::Channel, "channel", "channel"),
-        (Field::Module, "module", "module"),
-        (Field::AppVersion, "app_version", "appVersion"),
-        (Field::ReleaseChannel, "release_channel", "releaseChannel"),
-        (Field::OsFamily, "os_family", "osFamily"),
-        (Field::OsVersion, "os_version", "osVersion"),
-        (Field::Arch, "arch", "arch"),
-        (Field::Runtime, "runtime", "runtime"),
-        (Field::DeviceModel, "device_model", "deviceModel"),
-        (Field::InstallId, "install_id", "installId"),
-        (Field::UserId, "user_id", "userId"),
-        (Field::SessionId, "session_id", "sessionId"),
-        (Field::SampleRate, "sample_rate", "sampleRate"),
-        (Field::SchemaVersion, "schema_version", "schemaVersion"),
-        (Field::ErrorDomain, "error_domain", "errorDomain"),
-        (Field::ErrorCode, "error_code", "errorCode"),
-        (Field::ErrorMessage, "error_message", "errorMessage"),
-        (Field::ErrorStack, "error_stack", "errorStack"),
-    ];
+    /// The catalogue entries clients may set, in catalogue order.
+    fn entries() -> impl Iterator<Item = (Field, &'static FieldDef)> {
+        FIELDS.iter().filter_map(|d| d.wire.map(|f| (f, d)))
+    }
 
     pub fn from_name(name: &str) -> Option<Field> {
-        Self::TABLE
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(f, _, _)| *f)
+        Self::entries()
+            .find(|(_, d)| d.name == name)
+            .map(|(f, _)| f)
     }
 
     /// Snake-case name or camelCase alias, as accepted in native events.
     pub fn from_wire_name(name: &str) -> Option<Field> {
-        Self::TABLE
-            .iter()
-            .find(|(_, n, alias)| *n == name || *alias == name)
-            .map(|(f, _, _)| *f)
+        Self::entries()
+            .find(|(_, d)| d.name == name || d.camel == Some(name))
+            .map(|(f, _)| f)
     }
 
     pub fn name(self) -> &'static str {
-        Self::TABLE
-            .iter()
-            .find(|(f, _, _)| *f == self)
-            .map(|(_, n, _)| *n)
+        Self::entries()
+            .find(|(f, _)| *f == self)
+            .map(|(_, d)| d.name)
             .unwrap_or("unknown")
     }
 
     /// Every accepted wire name: snake_case names and camelCase aliases.
     pub fn wire_names() -> impl Iterator<Item = (Field, &'static str)> {
-        Self::TABLE
-            .iter()
-            .flat_map(|(f, n, alias)| [(*f, *n), (*f, *alias)])
+        Self::entries().flat_map(|(f, d)| [(f, d.name), (f, d.camel.unwrap_or(d.name))])
     }
 
     pub fn names() -> Vec<&'static str> {
-        Self::TABLE.iter().map(|(_, n, _)| *n).collect()
+        Self::entries().map(|(_, d)| d.name).collect()
     }
 
     /// Parts of the error report, scrubbed as free text rather than checked as fields.
@@ -266,4 +293,84 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VARIANTS: [Field; 23] = [
+        Field::Id,
+        Field::Name,
+        Field::Timestamp,
+        Field::Level,
+        Field::Platform,
+        Field::Channel,
+        Field::Module,
+        Field::AppVersion,
+        Field::ReleaseChannel,
+        Field::OsFamily,
+        Field::OsVersion,
+        Field::Arch,
+        Field::Runtime,
+        Field::DeviceModel,
+        Field::InstallId,
+        Field::UserId,
+        Field::SessionId,
+        Field::SampleRate,
+        Field::SchemaVersion,
+        Field::ErrorDomain,
+        Field::ErrorCode,
+        Field::ErrorMessage,
+        Field::ErrorStack,
+    ];
+
+    #[test]
+    fn every_wire_field_has_one_catalogue_entry() {
+        for field in VARIANTS {
+            let entries = FIELDS.iter().filter(|d| d.wire == Some(field)).count();
+            assert_eq!(entries, 1, "{field:?}");
+            assert_eq!(Field::from_name(field.name()), Some(field));
+            assert_eq!(Field::from_wire_name(field.name()), Some(field));
+        }
+        assert_eq!(Field::names().len(), VARIANTS.len());
+        assert_eq!(Field::wire_names().count(), 2 * VARIANTS.len());
+    }
+
+    #[test]
+    fn wire_names_are_snake_case_or_camel_case() {
+        for (name, field) in [
+            ("eventId", Field::Id),
+            ("eventName", Field::Name),
+            ("ts", Field::Timestamp),
+            ("severity", Field::Level),
+            ("appVersion", Field::AppVersion),
+            ("release_channel", Field::ReleaseChannel),
+            ("errorStack", Field::ErrorStack),
+        ] {
+            assert_eq!(Field::from_wire_name(name), Some(field), "{name}");
+        }
+        // Only the snake_case name is a mapping target; fields clients cannot set are neither.
+        assert_eq!(Field::from_name("appVersion"), None);
+        for name in [
+            "product",
+            "country_code",
+            "country",
+            "fingerprint",
+            "received_at",
+        ] {
+            assert_eq!(Field::from_wire_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn default_event() {
+        let event = Event::default();
+        assert!(event.id.is_nil());
+        assert_eq!(event.sample_rate, 1.0);
+        assert_eq!((event.level, event.source), (Level::Info, Source::NATIVE));
+        let a = Event::new("app", "started");
+        assert_eq!((a.product.as_str(), a.name.as_str()), ("app", "started"));
+        assert_ne!(a.id, Event::new("app", "started").id);
+    }
 }

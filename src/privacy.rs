@@ -47,15 +47,10 @@ impl SubjectKind {
     }
 
     pub fn filter(self, id: &str) -> Filter {
+        use crate::fields::EventField;
         match self {
-            SubjectKind::Install => Filter {
-                install_id: Some(id.to_string()),
-                ..Filter::default()
-            },
-            SubjectKind::User => Filter {
-                user_id: Some(id.to_string()),
-                ..Filter::default()
-            },
+            SubjectKind::Install => Filter::default().with(EventField::InstallId, id),
+            SubjectKind::User => Filter::default().with(EventField::UserId, id),
         }
     }
 }

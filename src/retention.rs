@@ -47,9 +47,8 @@ impl Retention {
         for product in self.products.all() {
             let cutoff = now - i64::from(product.retention_days) * DAY_MS;
             let filter = Filter {
-                product: Some(product.id.clone()),
                 to_ms: Some(cutoff),
-                ..Filter::default()
+                ..Filter::default().with(crate::fields::EventField::Product, product.id.clone())
             };
             let mut seqs = deleter.search.positions(&filter)?;
             seqs.retain(|s| *s < position);

@@ -249,6 +249,18 @@ fn every_query_form_and_filter() {
             vec!["a0000000-0000-4000-8000-000000000001"],
         ),
         (
+            "country_code=US".to_string(),
+            vec![
+                "b0000000-0000-4000-8000-000000000002",
+                "b0000000-0000-4000-8000-000000000001",
+            ],
+        ),
+        (
+            "region_code=GB-ENG&release_channel=stable".to_string(),
+            vec!["a0000000-0000-4000-8000-000000000001"],
+        ),
+        // The older spellings, as saved links still send them.
+        (
             "country=US".to_string(),
             vec![
                 "b0000000-0000-4000-8000-000000000002",
@@ -258,6 +270,13 @@ fn every_query_form_and_filter() {
         (
             "region=GB-ENG&release_channel=stable".to_string(),
             vec!["a0000000-0000-4000-8000-000000000001"],
+        ),
+        (
+            q("country:US region_code:US-WA"),
+            vec![
+                "b0000000-0000-4000-8000-000000000002",
+                "b0000000-0000-4000-8000-000000000001",
+            ],
         ),
     ];
     for (query, expected) in cases {
@@ -421,14 +440,20 @@ fn geo_counts_by_country_and_region() {
     seed(&server);
     let geo = server.admin_get("/api/v1/geo").json();
     let countries = geo["countries"].as_array().unwrap();
-    assert_eq!(countries[0]["country"], "GB");
+    assert_eq!(countries[0]["country_code"], "GB");
     assert_eq!(countries[0]["events"], 5);
     assert_eq!(countries[0]["installs"], 3);
-    assert_eq!(countries[0]["regions"][0]["region"], "GB-ENG");
-    assert_eq!(countries[1]["country"], "US");
+    assert_eq!(countries[0]["regions"][0]["region_code"], "GB-ENG");
+    assert_eq!(countries[1]["country_code"], "US");
     assert_eq!(countries[1]["events"], 2);
     assert_eq!(countries[1]["installs"], 1);
-    assert_eq!(countries[1]["regions"][0]["region"], "US-WA");
+    assert_eq!(countries[1]["regions"][0]["region_code"], "US-WA");
+    // Filtered by country, under either spelling.
+    for param in ["country_code", "country"] {
+        let us = server.admin_get(&format!("/api/v1/geo?{param}=US")).json();
+        assert_eq!(us["countries"].as_array().unwrap().len(), 1, "{param}");
+        assert_eq!(us["countries"][0]["country_code"], "US", "{param}");
+    }
     let errors = server
         .admin_get("/api/v1/geo?level=error,fatal&from=-1h")
         .json();
@@ -685,6 +710,14 @@ fn overview_timeseries_breakdown_and_whoami() {
         platforms["rows"][0],
         json!({"value": "ios", "events": 2, "installs": 1})
     );
+    // Catalogue fields answer under their canonical name, whichever spelling was asked.
+    for field in ["country_code", "country"] {
+        let countries = server
+            .admin_get(&format!("/api/v1/stats/breakdown?field={field}&from=-30d"))
+            .json();
+        assert_eq!(countries["field"], "country_code");
+        assert_eq!(countries["rows"][0]["value"], "GB");
+    }
     let names = server
         .admin_get("/api/v1/stats/breakdown?field=name&limit=1&from=-30d")
         .json();

@@ -153,13 +153,11 @@ pub fn stable_hash64(text: &str) -> u64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{ErrorInfo, Source};
+    use crate::model::ErrorInfo;
 
     pub(crate) fn event(name: &str, level: Level, code: Option<&str>, message: &str) -> Event {
         Event {
             id: uuid::Uuid::nil(),
-            product: "voice-sdk".into(),
-            name: name.into(),
             timestamp: 1_700_000_000_000,
             received_at: 1_700_000_000_000,
             level,
@@ -167,30 +165,14 @@ pub(crate) mod tests {
             channel: Some("keyboard".into()),
             module: Some("dictation".into()),
             app_version: Some("1.0.0".into()),
-            release_channel: None,
-            os_family: None,
-            os_version: None,
-            arch: None,
-            runtime: None,
-            device_model: None,
             install_id: Some("install-1".into()),
-            user_id: None,
-            session_id: None,
-            country_code: None,
-            region_code: None,
             error: Some(ErrorInfo {
                 domain: Some("NSURLErrorDomain".into()),
                 code: code.map(str::to_owned),
                 message: Some(message.into()),
                 stack: None,
             }),
-            fingerprint: None,
-            dims: Default::default(),
-            metrics: Default::default(),
-            sample_rate: 1.0,
-            schema_version: None,
-            source: Source::NATIVE,
-            flags: Vec::new(),
+            ..Event::new("voice-sdk", name)
         }
     }
 

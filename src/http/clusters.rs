@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::clusters::service::{ClusterView, ListFilter};
 use crate::clusters::StatusRequest;
+use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
@@ -70,10 +71,7 @@ pub async fn get(
     let fingerprint = cluster.id.clone();
     let samples = blocking(move || {
         let request = SearchRequest {
-            filter: Filter {
-                fingerprint: Some(fingerprint),
-                ..Filter::default()
-            },
+            filter: Filter::default().with(EventField::Fingerprint, fingerprint),
             limit: SAMPLES,
             cursor: None,
             exact_total: false,

@@ -6,11 +6,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::model::{now_ms, Event};
-use crate::policies::{self, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError};
+use crate::policies::{
+    self, ClientContext, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError,
+};
 use crate::search::Filter;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::policies::{delete_policy, policy_exists, put_policy};
@@ -278,21 +281,17 @@ pub async fn preview(
                 i.product == product && i.last_seen >= now - policies::preview::INSTALL_WINDOW_MS
             })
             .map(|i| InstallInfo {
-                product: i.product,
-                install_id: i.install_id,
-                platform: i.platform,
-                app_version: i.app_version,
-                release_channel: i.release_channel,
-                channel: i.channel,
-                country: i.country_code,
-                region: i.region_code,
+                context: ClientContext::from_fields(
+                    i.product.clone(),
+                    Some(i.install_id.clone()),
+                    |f| i.get(f),
+                ),
                 last_seen: i.last_seen,
             })
             .collect();
         let filter = Filter {
-            product: Some(product.clone()),
             from_ms: Some(now - policies::preview::EVENT_WINDOW_MS),
-            ..Filter::default()
+            ..Filter::default().with(EventField::Product, product.clone())
         };
         let positions = st.search.positions(&filter)?;
         let events = StoredEvents::new(&st.store, positions);

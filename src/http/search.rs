@@ -3,10 +3,15 @@
 //! positions; the store, the source of truth, supplies the events.
 
 use actix_web::{web, HttpResponse};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
 use futures_util::stream;
+use serde::de::{self, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::fields::{EventField, Use};
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
@@ -17,25 +22,14 @@ use crate::AppState;
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 50;
 
-/// Query parameters shared by search, export and the aggregations.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Query parameters shared by search, export and the aggregations. Any other parameter is
+/// refused (`invalid_parameter`).
+#[derive(Debug, Default)]
 pub struct FilterParams {
+    /// Field filters: one parameter per catalogue field with [`Use::Filter`], by its name or an
+    /// older spelling (`country_code=US`, `country=US`).
+    pub fields: BTreeMap<EventField, String>,
     pub q: Option<String>,
-    pub product: Option<String>,
-    pub platform: Option<String>,
-    pub channel: Option<String>,
-    pub module: Option<String>,
-    pub name: Option<String>,
-    pub level: Option<String>,
-    pub app_version: Option<String>,
-    pub release_channel: Option<String>,
-    pub country: Option<String>,
-    pub region: Option<String>,
-    pub install_id: Option<String>,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
-    pub fingerprint: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: Option<usize>,
@@ -49,6 +43,77 @@ pub struct FilterParams {
     pub bucket: Option<String>,
     /// Breakdown only: the field to group by.
     pub field: Option<String>,
+}
+
+/// The parameters of [`FilterParams`] besides the field filters.
+const OTHER_PARAMS: [&str; 9] = [
+    "q",
+    "from",
+    "to",
+    "limit",
+    "cursor",
+    "exact_total",
+    "format",
+    "bucket",
+    "field",
+];
+
+/// Every parameter name [`FilterParams`] accepts, for the "unknown parameter" message.
+static PARAM_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let fields = EventField::with_use(Use::Filter).map(EventField::name);
+    OTHER_PARAMS.iter().copied().chain(fields).collect()
+});
+
+impl<'de> Deserialize<'de> for FilterParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+        impl<'de> Visitor<'de> for ParamsVisitor {
+            type Value = FilterParams;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("query parameters")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FilterParams, A::Error> {
+                fn once<T, E: de::Error>(
+                    slot: &mut Option<T>,
+                    name: &'static str,
+                    value: T,
+                ) -> Result<(), E> {
+                    match slot.replace(value) {
+                        Some(_) => Err(E::duplicate_field(name)),
+                        None => Ok(()),
+                    }
+                }
+                let mut p = FilterParams::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "q" => once(&mut p.q, "q", map.next_value()?)?,
+                        "from" => once(&mut p.from, "from", map.next_value()?)?,
+                        "to" => once(&mut p.to, "to", map.next_value()?)?,
+                        "limit" => once(&mut p.limit, "limit", map.next_value()?)?,
+                        "cursor" => once(&mut p.cursor, "cursor", map.next_value()?)?,
+                        "exact_total" => {
+                            once(&mut p.exact_total, "exact_total", map.next_value()?)?
+                        }
+                        "format" => once(&mut p.format, "format", map.next_value()?)?,
+                        "bucket" => once(&mut p.bucket, "bucket", map.next_value()?)?,
+                        "field" => once(&mut p.field, "field", map.next_value()?)?,
+                        name => match EventField::lookup(name).filter(|f| f.has(Use::Filter)) {
+                            Some(field) => {
+                                if p.fields.insert(field, map.next_value()?).is_some() {
+                                    return Err(de::Error::duplicate_field(field.name()));
+                                }
+                            }
+                            None => return Err(de::Error::unknown_field(name, &PARAM_NAMES)),
+                        },
+                    }
+                }
+                Ok(p)
+            }
+        }
+        deserializer.deserialize_map(ParamsVisitor)
+    }
 }
 
 impl FilterParams {
@@ -65,25 +130,16 @@ impl FilterParams {
                 })
                 .transpose()
         };
-        let text = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
         Ok(Filter {
-            product: text(&self.product),
-            platform: text(&self.platform),
-            channel: text(&self.channel),
-            module: text(&self.module),
-            name: text(&self.name),
-            app_version: text(&self.app_version),
-            release_channel: text(&self.release_channel),
-            country: text(&self.country),
-            region: text(&self.region),
-            install_id: text(&self.install_id),
-            user_id: text(&self.user_id),
-            session_id: text(&self.session_id),
-            fingerprint: text(&self.fingerprint),
-            level: text(&self.level),
+            fields: self
+                .fields
+                .iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(f, v)| (*f, v.clone()))
+                .collect(),
             from_ms: time("from", &self.from)?,
             to_ms: time("to", &self.to)?,
-            q: text(&self.q),
+            q: self.q.clone().filter(|v| !v.trim().is_empty()),
         })
     }
 
@@ -231,37 +287,14 @@ fn write_record(out: &mut Vec<u8>, event: &Event, format: ExportFormat) {
     }
 }
 
-const CSV_COLUMNS: [&str; 26] = [
-    "id",
-    "timestamp",
-    "received_at",
-    "product",
-    "name",
-    "level",
-    "platform",
-    "channel",
-    "module",
-    "app_version",
-    "release_channel",
-    "os_family",
-    "os_version",
-    "arch",
-    "runtime",
-    "device_model",
-    "install_id",
-    "user_id",
-    "session_id",
-    "country_code",
-    "region_code",
-    "error_domain",
-    "error_code",
-    "error_message",
-    "dims",
-    "metrics",
-];
+/// The CSV columns: the catalogue fields with [`Use::Export`], in catalogue order.
+fn csv_columns() -> impl Iterator<Item = EventField> {
+    EventField::with_use(Use::Export)
+}
 
 fn csv_header() -> String {
-    format!("{}\n", CSV_COLUMNS.join(","))
+    let names: Vec<&str> = csv_columns().map(EventField::name).collect();
+    format!("{}\n", names.join(","))
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -274,38 +307,22 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// One cell: text fields as they are, times as RFC 3339, dimensions and metrics as JSON.
+fn csv_value(field: EventField, e: &Event) -> String {
+    match field {
+        EventField::Id => e.id.to_string(),
+        EventField::Timestamp => rfc3339(e.timestamp),
+        EventField::ReceivedAt => rfc3339(e.received_at),
+        EventField::Dims => serde_json::to_string(&e.dims).unwrap_or_default(),
+        EventField::Metrics => serde_json::to_string(&e.metrics).unwrap_or_default(),
+        other => other.text(e).unwrap_or_default().to_string(),
+    }
+}
+
 fn csv_row(e: &Event) -> String {
-    let error = e.error.clone().unwrap_or_default();
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let fields = [
-        e.id.to_string(),
-        rfc3339(e.timestamp),
-        rfc3339(e.received_at),
-        e.product.clone(),
-        e.name.clone(),
-        e.level.as_str().to_string(),
-        opt(&e.platform),
-        opt(&e.channel),
-        opt(&e.module),
-        opt(&e.app_version),
-        opt(&e.release_channel),
-        opt(&e.os_family),
-        opt(&e.os_version),
-        opt(&e.arch),
-        opt(&e.runtime),
-        opt(&e.device_model),
-        opt(&e.install_id),
-        opt(&e.user_id),
-        opt(&e.session_id),
-        opt(&e.country_code),
-        opt(&e.region_code),
-        opt(&error.domain),
-        opt(&error.code),
-        opt(&error.message),
-        serde_json::to_string(&e.dims).unwrap_or_default(),
-        serde_json::to_string(&e.metrics).unwrap_or_default(),
-    ];
-    let escaped: Vec<String> = fields.iter().map(|f| csv_escape(f)).collect();
+    let escaped: Vec<String> = csv_columns()
+        .map(|f| csv_escape(&csv_value(f, e)))
+        .collect();
     format!("{}\n", escaped.join(","))
 }
 
@@ -347,6 +364,64 @@ mod tests {
         assert_eq!(csv_escape("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_escape("=SUM(A1)"), "'=SUM(A1)");
         assert_eq!(csv_escape("-5"), "-5");
-        assert_eq!(csv_header().split(',').count(), CSV_COLUMNS.len());
+    }
+
+    fn params(query: &str) -> Result<FilterParams, String> {
+        web::Query::<FilterParams>::from_query(query)
+            .map(web::Query::into_inner)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn filter_parameters_by_name_or_older_spelling() {
+        let p = params("country_code=US&region=US-WA&level=error&q=timeout&limit=5").unwrap();
+        assert_eq!(p.fields.get(&EventField::CountryCode).unwrap(), "US");
+        assert_eq!(p.fields.get(&EventField::RegionCode).unwrap(), "US-WA");
+        assert_eq!((p.q.as_deref(), p.limit), (Some("timeout"), Some(5)));
+        let filter = params("country=US&platform=&from=-1h")
+            .unwrap()
+            .to_filter()
+            .unwrap();
+        assert_eq!(
+            filter.fields,
+            [(EventField::CountryCode, "US".to_string())].into()
+        );
+        assert!(filter.from_ms.is_some());
+
+        let unknown = params("country=US&nonsense=1").unwrap_err();
+        assert!(unknown.contains("unknown field `nonsense`"), "{unknown}");
+        assert!(unknown.contains("`country_code`"), "{unknown}");
+        // Indexed, but not a filter parameter.
+        assert!(params("os_family=ios").is_err());
+        assert!(params("country=US&country_code=DE").is_err());
+        assert!(params("limit=many").is_err());
+        assert!(params("q=a&q=b").is_err());
+    }
+
+    #[test]
+    fn csv_columns_are_unchanged() {
+        assert_eq!(
+            csv_header(),
+            "id,timestamp,received_at,product,name,level,platform,channel,module,app_version,\
+             release_channel,os_family,os_version,arch,runtime,device_model,install_id,user_id,\
+             session_id,country_code,region_code,error_domain,error_code,error_message,dims,\
+             metrics\n"
+        );
+        let event = Event {
+            country_code: Some("US".into()),
+            error: Some(crate::model::ErrorInfo {
+                message: Some("no audio".into()),
+                ..Default::default()
+            }),
+            ..Event::new("app", "started")
+        };
+        let row = csv_row(&event);
+        let cells: Vec<&str> = row.trim_end().split(',').collect();
+        assert_eq!(cells.len(), csv_columns().count());
+        assert_eq!(cells[0], event.id.to_string());
+        assert_eq!(cells[1], "1970-01-01T00:00:00Z");
+        assert_eq!((cells[3], cells[4], cells[5]), ("app", "started", "info"));
+        assert_eq!((cells[19], cells[23]), ("US", "no audio"));
+        assert_eq!((cells[24], cells[25]), ("{}", "{}"));
     }
 }

@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
@@ -34,20 +35,19 @@ pub async fn overview(
     let product = params.product.clone().filter(|p| !p.is_empty());
     let st = state.clone();
     let body = blocking(move || {
-        let day = Filter {
-            product: product.clone(),
+        let mut day = Filter {
             from_ms: Some(crate::model::now_ms() - DAY_MS),
             ..Filter::default()
         };
-        let errors = Filter {
-            level: Some("error,fatal".into()),
-            ..day.clone()
-        };
+        if let Some(product) = product {
+            day = day.with(EventField::Product, product);
+        }
+        let errors = day.clone().with(EventField::Level, "error,fatal");
         let events_24h = st.search.count(&day)?;
         let errors_24h = st.search.count(&errors)?;
         let installs: u64 = st
             .search
-            .breakdown(&day, "product", 1000)?
+            .breakdown(&day, EventField::Product.name(), 1000)?
             .iter()
             .map(|r| r.installs)
             .sum();
@@ -112,6 +112,8 @@ pub async fn breakdown(
         .ok_or_else(|| ApiError::invalid_parameter("field", "is required, e.g. field=platform"))?;
     let limit = params.limit.unwrap_or(10).clamp(1, 1000);
     let filter = params.to_filter()?;
+    // A catalogue field answers under its canonical name (`country` → `country_code`).
+    let field = EventField::lookup(&field).map_or(field, |f| f.name().to_string());
     let st = state.clone();
     let name = field.clone();
     let rows = blocking(move || {

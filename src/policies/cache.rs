@@ -28,8 +28,9 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use super::enforce::{decide, Decision, DecisionCounts};
 use super::merge::{application_order, canonical_json, etag_of, merge_applied};
-use super::model::{ClientContext, ContextRef, MergedConfig, Policy, Settings};
+use super::model::{ClientContext, ContextRef, MergedConfig, Policy, Settings, TargetingValues};
 use super::targeting::CompiledPolicy;
+use crate::fields::EventField;
 use crate::model::Event;
 use crate::version::AppVersion;
 
@@ -80,12 +81,7 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 /// One cached client context (install excluded).
 struct ContextEntry {
-    platform: Option<String>,
-    app_version: Option<String>,
-    channel: Option<String>,
-    release_channel: Option<String>,
-    country: Option<String>,
-    region: Option<String>,
+    values: TargetingValues<String>,
     valid_from: i64,
     valid_until: i64,
     /// Bits of the applied candidates that need no install (no partial rollout).
@@ -100,12 +96,10 @@ struct ContextEntry {
 impl ContextEntry {
     /// Same context; the product is implied by the product's own shard map.
     fn is_for(&self, ctx: &ContextRef<'_>) -> bool {
-        self.platform.as_deref() == ctx.platform
-            && self.app_version.as_deref() == ctx.app_version
-            && self.channel.as_deref() == ctx.channel
-            && self.release_channel.as_deref() == ctx.release_channel
-            && self.country.as_deref() == ctx.country
-            && self.region.as_deref() == ctx.region
+        self.values
+            .iter()
+            .zip(&ctx.values)
+            .all(|(mine, theirs)| mine.as_deref() == *theirs)
     }
 
     fn is_valid_at(&self, now_ms: i64) -> bool {
@@ -258,7 +252,9 @@ impl ProductState {
     }
 
     fn compute_entry(&self, ctx: &ContextRef<'_>, now_ms: i64) -> ContextEntry {
-        let version = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
+        let version = ctx
+            .get(EventField::AppVersion)
+            .and_then(|v| AppVersion::parse(v).ok());
         let mut base_bits = vec![0u64; self.words].into_boxed_slice();
         let mut rollout_bits = vec![0u64; self.words].into_boxed_slice();
         let mut has_rollout = false;
@@ -274,14 +270,8 @@ impl ProductState {
             }
         }
         let (valid_from, valid_until) = self.window(now_ms);
-        let own = |v: Option<&str>| v.map(str::to_string);
         ContextEntry {
-            platform: own(ctx.platform),
-            app_version: own(ctx.app_version),
-            channel: own(ctx.channel),
-            release_channel: own(ctx.release_channel),
-            country: own(ctx.country),
-            region: own(ctx.region),
+            values: ctx.values.map(|v| v.map(str::to_string)),
             valid_from,
             valid_until,
             base: self.config_for(&base_bits),
@@ -364,14 +354,7 @@ impl ProductState {
         if self.candidates.is_empty() {
             return self.defaults_only.clone();
         }
-        let hash = hasher.hash_one((
-            ctx.platform,
-            ctx.app_version,
-            ctx.channel,
-            ctx.release_channel,
-            ctx.country,
-            ctx.region,
-        ));
+        let hash = hasher.hash_one(ctx.values);
         let shard = &self.contexts[(hash as usize) % SHARDS];
         {
             let guard = read(shard);
@@ -554,8 +537,8 @@ impl PolicyCache {
         }
     }
 
-    /// The enforcement decision for one event, from its own context (product, install,
-    /// platform, app_version, channel, release_channel, country_code, region_code).
+    /// The enforcement decision for one event, from its own context (product, install and the
+    /// targeting fields, see [`ContextRef::from_event`]).
     pub fn decide_event(&self, event: &Event, now_ms: i64) -> Decision {
         let config = self.client_config_ref(&ContextRef::from_event(event), now_ms);
         decide(&config.config.settings, event)
@@ -691,18 +674,23 @@ pub(crate) mod tests {
     pub(crate) fn random_context(rng: &mut Rng) -> ClientContext {
         let maybe =
             |rng: &mut Rng, items: &[&str]| rng.chance(85).then(|| rng.pick(items).to_string());
-        ClientContext {
-            product: "app".into(),
+        let mut ctx = ClientContext {
             install_id: rng
                 .chance(90)
                 .then(|| format!("install-{}", rng.next() % 5_000)),
-            platform: maybe(rng, &PLATFORMS),
-            app_version: maybe(rng, &VERSIONS),
-            channel: maybe(rng, &CHANNELS),
-            release_channel: maybe(rng, &RELEASES),
-            country: maybe(rng, &COUNTRIES),
-            region: maybe(rng, &REGIONS),
+            ..ClientContext::new("app")
+        };
+        for (field, items) in [
+            (EventField::Platform, &PLATFORMS[..]),
+            (EventField::AppVersion, &VERSIONS[..]),
+            (EventField::Channel, &CHANNELS[..]),
+            (EventField::ReleaseChannel, &RELEASES[..]),
+            (EventField::CountryCode, &COUNTRIES[..]),
+            (EventField::RegionCode, &REGIONS[..]),
+        ] {
+            ctx.set(field, maybe(rng, items).as_deref());
         }
+        ctx
     }
 
     #[test]
@@ -754,10 +742,7 @@ pub(crate) mod tests {
         };
         let cache = PolicyCache::new([("app".to_string(), Settings::default())].into());
         cache.replace(vec![policy]);
-        let ctx = ClientContext {
-            product: "app".into(),
-            ..ClientContext::default()
-        };
+        let ctx = ClientContext::new("app");
         for (now, applied) in [
             (999, false),
             (1_000, true),
@@ -774,11 +759,7 @@ pub(crate) mod tests {
     #[test]
     fn replace_and_etag_and_interning() {
         let cache = PolicyCache::new([("app".to_string(), Settings::default())].into());
-        let ctx = ClientContext {
-            product: "app".into(),
-            platform: Some("ios".into()),
-            ..ClientContext::default()
-        };
+        let ctx = ClientContext::new("app").with(EventField::Platform, "ios");
         let before = cache.client_config(&ctx, 0);
         assert!(before.config.applied_policies.is_empty());
         let mut p = Policy {
@@ -805,19 +786,13 @@ pub(crate) mod tests {
         assert_eq!(after.etag(), crate::policies::merge::etag(&after.config));
         assert_eq!(after.body(), serde_json::to_string(&*after.config).unwrap());
         // Two contexts with the same applied set share one rendered config.
-        let other = ClientContext {
-            platform: Some("android".into()),
-            ..ctx.clone()
-        };
+        let other = ctx.clone().with(EventField::Platform, "android");
         assert!(Arc::ptr_eq(&after, &cache.client_config(&other, 0)));
         p.enabled = false;
         cache.replace(vec![p]);
         assert_eq!(cache.client_config(&ctx, 0).etag(), before.etag());
         // Unknown products get the built-in defaults.
-        let unknown = ClientContext {
-            product: "nope".into(),
-            ..ClientContext::default()
-        };
+        let unknown = ClientContext::new("nope");
         assert_eq!(cache.merged(&unknown, 0).settings.batch_size, 50);
     }
 

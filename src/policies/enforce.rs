@@ -185,41 +185,11 @@ impl DecisionCounts {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Level, Source};
+    use crate::model::Level;
     use crate::policies::model::Settings;
 
     pub(crate) fn event(name: &str) -> Event {
-        Event {
-            id: uuid::Uuid::new_v4(),
-            product: "app".into(),
-            name: name.into(),
-            timestamp: 0,
-            received_at: 0,
-            level: Level::Info,
-            platform: None,
-            channel: None,
-            module: None,
-            app_version: None,
-            release_channel: None,
-            os_family: None,
-            os_version: None,
-            arch: None,
-            runtime: None,
-            device_model: None,
-            install_id: None,
-            user_id: None,
-            session_id: None,
-            country_code: None,
-            region_code: None,
-            error: None,
-            fingerprint: None,
-            dims: Default::default(),
-            metrics: Default::default(),
-            sample_rate: 1.0,
-            schema_version: None,
-            source: Source::NATIVE,
-            flags: Vec::new(),
-        }
+        Event::new("app", name)
     }
 
     fn resolved(layer: Settings) -> ResolvedSettings {

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::{ClientContext, MergedConfig, Policy, ResolvedSettings, Settings};
 use super::targeting::CompiledPolicy;
+use crate::fields::EventField;
 use crate::version::AppVersion;
 
 /// The order policies are applied in: ascending priority, ties by id (so a higher priority is
@@ -24,7 +25,9 @@ pub fn merge(
     now_ms: i64,
 ) -> MergedConfig {
     let ctx_ref = ctx.as_ref();
-    let version = ctx_ref.app_version.and_then(|v| AppVersion::parse(v).ok());
+    let version = ctx_ref
+        .get(EventField::AppVersion)
+        .and_then(|v| AppVersion::parse(v).ok());
     let mut applied: Vec<&Policy> = policies
         .iter()
         .filter(|p| {
@@ -116,11 +119,10 @@ mod tests {
 
     fn ctx() -> ClientContext {
         ClientContext {
-            product: "app".into(),
             install_id: Some("i1".into()),
-            platform: Some("ios".into()),
-            ..ClientContext::default()
+            ..ClientContext::new("app")
         }
+        .with(EventField::Platform, "ios")
     }
 
     #[test]

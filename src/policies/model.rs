@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::validate::ValidationError;
+use crate::fields::{self, EventField, Use};
 use crate::model::{Event, Level};
 
 /// One layer of collection settings. Every field is optional: `None` means "this layer leaves
@@ -435,30 +436,71 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// The client a policy is evaluated for. `country`/`region` come from geo (`US`, `US-WA`).
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, Hash)]
+/// The values of the targeting context: one slot per catalogue field with `Use::Targeting`
+/// ([`fields::TARGETING`]: platform, channel, app_version, release_channel, country_code,
+/// region_code).
+pub type TargetingValues<T> = [Option<T>; fields::TARGETING.len()];
+
+/// The client a policy is evaluated for: its product, install and targeting values.
+/// `country_code`/`region_code` come from geo (`US`, `US-WA`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClientContext {
     pub product: String,
     pub install_id: Option<String>,
-    pub platform: Option<String>,
-    pub app_version: Option<String>,
-    pub channel: Option<String>,
-    pub release_channel: Option<String>,
-    pub country: Option<String>,
-    pub region: Option<String>,
+    /// By slot of [`fields::TARGETING`]; read and set them with `get` and `set`.
+    pub values: TargetingValues<String>,
 }
 
 impl ClientContext {
+    /// A client of `product` with no install and no targeting values.
+    pub fn new(product: impl Into<String>) -> ClientContext {
+        ClientContext {
+            product: product.into(),
+            ..ClientContext::default()
+        }
+    }
+
+    /// The context with each targeting field's value from `value`.
+    pub fn from_fields<'a>(
+        product: impl Into<String>,
+        install_id: Option<String>,
+        value: impl Fn(EventField) -> Option<&'a str>,
+    ) -> ClientContext {
+        ClientContext {
+            product: product.into(),
+            install_id,
+            values: fields::TARGETING.map(|f| value(f).map(str::to_string)),
+        }
+    }
+
+    pub fn get(&self, field: EventField) -> Option<&str> {
+        field
+            .targeting_slot()
+            .and_then(|slot| self.values[slot].as_deref())
+    }
+
+    /// Sets a targeting field's value (a field policies cannot target is ignored).
+    pub fn set(&mut self, field: EventField, value: Option<&str>) {
+        debug_assert!(
+            field.has(Use::Targeting),
+            "{field} is not a targeting field"
+        );
+        if let Some(slot) = field.targeting_slot() {
+            self.values[slot] = value.map(str::to_string);
+        }
+    }
+
+    /// This context with `field` set to `value`.
+    pub fn with(mut self, field: EventField, value: &str) -> ClientContext {
+        self.set(field, Some(value));
+        self
+    }
+
     pub fn as_ref(&self) -> ContextRef<'_> {
         ContextRef {
             product: &self.product,
             install_id: self.install_id.as_deref(),
-            platform: self.platform.as_deref(),
-            app_version: self.app_version.as_deref(),
-            channel: self.channel.as_deref(),
-            release_channel: self.release_channel.as_deref(),
-            country: self.country.as_deref(),
-            region: self.region.as_deref(),
+            values: self.values.each_ref().map(|v| v.as_deref()),
         }
     }
 
@@ -473,12 +515,8 @@ impl ClientContext {
 pub struct ContextRef<'a> {
     pub product: &'a str,
     pub install_id: Option<&'a str>,
-    pub platform: Option<&'a str>,
-    pub app_version: Option<&'a str>,
-    pub channel: Option<&'a str>,
-    pub release_channel: Option<&'a str>,
-    pub country: Option<&'a str>,
-    pub region: Option<&'a str>,
+    /// By slot of [`fields::TARGETING`].
+    pub values: TargetingValues<&'a str>,
 }
 
 impl<'a> ContextRef<'a> {
@@ -486,26 +524,19 @@ impl<'a> ContextRef<'a> {
         ContextRef {
             product: &event.product,
             install_id: event.install_id.as_deref(),
-            platform: event.platform.as_deref(),
-            app_version: event.app_version.as_deref(),
-            channel: event.channel.as_deref(),
-            release_channel: event.release_channel.as_deref(),
-            country: event.country_code.as_deref(),
-            region: event.region_code.as_deref(),
+            values: fields::TARGETING.map(|f| f.text(event)),
         }
     }
 
+    pub fn get(&self, field: EventField) -> Option<&'a str> {
+        field.targeting_slot().and_then(|slot| self.values[slot])
+    }
+
     pub fn to_owned(&self) -> ClientContext {
-        let own = |v: Option<&str>| v.map(str::to_string);
         ClientContext {
             product: self.product.to_string(),
-            install_id: own(self.install_id),
-            platform: own(self.platform),
-            app_version: own(self.app_version),
-            channel: own(self.channel),
-            release_channel: own(self.release_channel),
-            country: own(self.country),
-            region: own(self.region),
+            install_id: self.install_id.map(str::to_string),
+            values: self.values.map(|v| v.map(str::to_string)),
         }
     }
 }

@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use super::cache::PolicyCache;
 use super::enforce::{decide, DecisionCounts};
-use super::model::{ContextRef, Policy, Settings};
+use super::model::{ClientContext, ContextRef, Policy, Settings};
 use super::targeting::CompiledPolicy;
+use crate::fields::EventField;
 use crate::model::Event;
 use crate::timespan::DAY_MS;
 use crate::version::AppVersion;
@@ -25,17 +26,11 @@ pub const BREAKDOWN_ROWS: usize = 25;
 pub const UNKNOWN: &str = "(unknown)";
 pub const OTHER: &str = "(other)";
 
-/// One row of the install registry (the lead's store keeps it; last context per install).
+/// One row of the install registry (the store keeps it): the install's last context.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstallInfo {
-    pub product: String,
-    pub install_id: String,
-    pub platform: Option<String>,
-    pub app_version: Option<String>,
-    pub release_channel: Option<String>,
-    pub channel: Option<String>,
-    pub country: Option<String>,
-    pub region: Option<String>,
+    /// Product, install id and the install's latest targeting values.
+    pub context: ClientContext,
     /// Ms since the epoch.
     pub last_seen: i64,
 }
@@ -122,26 +117,19 @@ pub fn preview(
     let mut by_version: HashMap<String, (u64, u64)> = HashMap::new();
     for install in installs
         .iter()
-        .filter(|i| i.product == draft.product && i.last_seen >= install_since)
+        .filter(|i| i.context.product == draft.product && i.last_seen >= install_since)
     {
-        let ctx = ContextRef {
-            product: &install.product,
-            install_id: Some(&install.install_id),
-            platform: install.platform.as_deref(),
-            app_version: install.app_version.as_deref(),
-            channel: install.channel.as_deref(),
-            release_channel: install.release_channel.as_deref(),
-            country: install.country.as_deref(),
-            region: install.region.as_deref(),
-        };
-        let parsed = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
+        let ctx = install.context.as_ref();
+        let parsed = ctx
+            .get(EventField::AppVersion)
+            .and_then(|v| AppVersion::parse(v).ok());
         let hit =
             compiled.targets(&ctx, parsed.as_ref()) && compiled.rollout_includes(ctx.install_id);
         total_installs += 1;
         let label = |v: Option<&str>| v.unwrap_or(UNKNOWN).to_string();
         for (map, key) in [
-            (&mut by_platform, label(ctx.platform)),
-            (&mut by_version, label(ctx.app_version)),
+            (&mut by_platform, label(ctx.get(EventField::Platform))),
+            (&mut by_version, label(ctx.get(EventField::AppVersion))),
         ] {
             let row = map.entry(key).or_insert((0, 0));
             row.1 += 1;
@@ -218,24 +206,22 @@ mod tests {
         version: Option<&str>,
         last_seen: i64,
     ) -> InstallInfo {
-        InstallInfo {
-            product: "app".into(),
-            install_id: id.into(),
-            platform: platform.map(str::to_string),
-            app_version: version.map(str::to_string),
-            release_channel: Some("stable".into()),
-            channel: None,
-            country: Some("US".into()),
-            region: None,
-            last_seen,
+        let mut context = ClientContext {
+            install_id: Some(id.into()),
+            ..ClientContext::new("app")
         }
+        .with(EventField::ReleaseChannel, "stable")
+        .with(EventField::CountryCode, "US");
+        context.set(EventField::Platform, platform);
+        context.set(EventField::AppVersion, version);
+        InstallInfo { context, last_seen }
     }
 
     /// 10 installs: 4 ios (3 on 1.x, one on 2.0), 3 android 1.x, 1 web unknown version,
     /// 1 ios seen 40 days ago (out of window), 1 of another product.
     fn registry() -> Vec<InstallInfo> {
         let mut other = install("o1", Some("ios"), Some("1.5.0"), NOW);
-        other.product = "other".into();
+        other.context.product = "other".into();
         vec![
             install("i1", Some("ios"), Some("1.4.0"), NOW),
             install("i2", Some("ios"), Some("1.5.0-beta.1"), NOW - DAY_MS),
@@ -331,8 +317,11 @@ mod tests {
         );
         let expected = registry()
             .iter()
-            .filter(|i| i.product == "app" && i.last_seen >= NOW - 30 * DAY_MS)
-            .filter(|i| crate::policies::targeting::in_rollout("draft", &i.install_id, 50.0))
+            .filter(|i| i.context.product == "app" && i.last_seen >= NOW - 30 * DAY_MS)
+            .filter(|i| {
+                let id = i.context.install_id.as_deref().unwrap();
+                crate::policies::targeting::in_rollout("draft", id, 50.0)
+            })
             .count() as u64;
         assert_eq!(report.matching_installs, expected);
     }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::{ClientContext, ContextRef, Policy};
 use super::version;
+use crate::fields::EventField;
 use crate::version::AppVersion;
 
 /// Rollout resolution: 10 000 buckets, i.e. percentages to two decimals.
@@ -55,7 +56,9 @@ pub fn in_rollout(policy_id: &str, install_id: &str, percent: f64) -> bool {
 pub fn matches(policy: &Policy, ctx: &ClientContext, now_ms: i64) -> bool {
     let compiled = CompiledPolicy::new(policy.clone());
     let ctx = ctx.as_ref();
-    let version = ctx.app_version.and_then(|v| AppVersion::parse(v).ok());
+    let version = ctx
+        .get(EventField::AppVersion)
+        .and_then(|v| AppVersion::parse(v).ok());
     compiled.is_active(now_ms)
         && compiled.targets(&ctx, version.as_ref())
         && compiled.rollout_includes(ctx.install_id)
@@ -125,11 +128,11 @@ impl CompiledPolicy {
     pub fn targets(&self, ctx: &ContextRef<'_>, version: Option<&AppVersion>) -> bool {
         let t = &self.policy.targeting;
         self.policy.product == ctx.product
-            && list_allows(&t.platforms, ctx.platform)
-            && list_allows(&t.channels, ctx.channel)
-            && list_allows(&t.release_channels, ctx.release_channel)
-            && list_allows(&t.countries, ctx.country)
-            && list_allows(&t.regions, ctx.region)
+            && list_allows(&t.platforms, ctx.get(EventField::Platform))
+            && list_allows(&t.channels, ctx.get(EventField::Channel))
+            && list_allows(&t.release_channels, ctx.get(EventField::ReleaseChannel))
+            && list_allows(&t.countries, ctx.get(EventField::CountryCode))
+            && list_allows(&t.regions, ctx.get(EventField::RegionCode))
             && match &self.version {
                 VersionTarget::Any => true,
                 VersionTarget::Req(req) => version.is_some_and(|v| version::req_matches(req, v)),
@@ -179,15 +182,15 @@ mod tests {
 
     fn full_ctx() -> ClientContext {
         ClientContext {
-            product: "app".into(),
             install_id: Some("install-1".into()),
-            platform: Some("ios".into()),
-            app_version: Some("1.5.0".into()),
-            channel: Some("keyboard".into()),
-            release_channel: Some("beta".into()),
-            country: Some("US".into()),
-            region: Some("US-WA".into()),
+            ..ClientContext::new("app")
         }
+        .with(EventField::Platform, "ios")
+        .with(EventField::AppVersion, "1.5.0")
+        .with(EventField::Channel, "keyboard")
+        .with(EventField::ReleaseChannel, "beta")
+        .with(EventField::CountryCode, "US")
+        .with(EventField::RegionCode, "US-WA")
     }
 
     #[test]
@@ -219,7 +222,7 @@ mod tests {
             (
                 "platform missing in ctx",
                 |t| t.platforms = vec!["ios".into()],
-                |c| c.platform = None,
+                |c| c.set(EventField::Platform, None),
                 false,
             ),
             (
@@ -237,7 +240,7 @@ mod tests {
             (
                 "channel missing",
                 |t| t.channels = vec!["keyboard".into()],
-                |c| c.channel = None,
+                |c| c.set(EventField::Channel, None),
                 false,
             ),
             (
@@ -255,7 +258,7 @@ mod tests {
             (
                 "release channel missing",
                 |t| t.release_channels = vec!["beta".into()],
-                |c| c.release_channel = None,
+                |c| c.set(EventField::ReleaseChannel, None),
                 false,
             ),
             (
@@ -273,25 +276,25 @@ mod tests {
             (
                 "version pre-release",
                 |t| t.app_versions = Some(">=1.4.0, <2".into()),
-                |c| c.app_version = Some("1.5.0-beta.1".into()),
+                |c| c.set(EventField::AppVersion, Some("1.5.0-beta.1")),
                 true,
             ),
             (
                 "version lenient",
                 |t| t.app_versions = Some(">=1.4.0, <2".into()),
-                |c| c.app_version = Some("1.5".into()),
+                |c| c.set(EventField::AppVersion, Some("1.5")),
                 true,
             ),
             (
                 "version unparseable",
                 |t| t.app_versions = Some(">=1.4.0".into()),
-                |c| c.app_version = Some("banana".into()),
+                |c| c.set(EventField::AppVersion, Some("banana")),
                 false,
             ),
             (
                 "version missing",
                 |t| t.app_versions = Some(">=1.4.0".into()),
-                |c| c.app_version = None,
+                |c| c.set(EventField::AppVersion, None),
                 false,
             ),
             (
@@ -303,7 +306,7 @@ mod tests {
             (
                 "country lower-case ctx",
                 |t| t.countries = vec!["US".into()],
-                |c| c.country = Some("us".into()),
+                |c| c.set(EventField::CountryCode, Some("us")),
                 true,
             ),
             (
@@ -315,7 +318,7 @@ mod tests {
             (
                 "country missing",
                 |t| t.countries = vec!["US".into()],
-                |c| c.country = None,
+                |c| c.set(EventField::CountryCode, None),
                 false,
             ),
             (
@@ -333,7 +336,7 @@ mod tests {
             (
                 "region missing",
                 |t| t.regions = vec!["US-WA".into()],
-                |c| c.region = None,
+                |c| c.set(EventField::RegionCode, None),
                 false,
             ),
             (

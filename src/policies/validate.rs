@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::model::{ClientContext, PolicyDraft, Settings, Targeting};
 use super::version;
+use crate::fields::EventField;
 use crate::version::AppVersion;
 
 /// One invalid field. The HTTP layer answers `400` with it (see the crate's wiring notes).
@@ -344,12 +345,12 @@ fn check_param(name: &str, value: Option<String>) -> Result<Option<String>> {
 impl ConfigQuery {
     /// Validates the query into a context. `product` is required and must be configured;
     /// `app_version`, when given, must parse (leniently); empty parameters count as absent.
-    /// `country`/`region` come from the geo lookup of the request's IP.
+    /// `country_code`/`region_code` come from the geo lookup of the request's IP.
     pub fn into_context(
         self,
         known_products: &[&str],
-        country: Option<String>,
-        region: Option<String>,
+        country_code: Option<String>,
+        region_code: Option<String>,
     ) -> Result<ClientContext> {
         let product = check_param("product", self.product)?
             .ok_or_else(|| ValidationError::new("product", "is required"))?;
@@ -368,16 +369,27 @@ impl ConfigQuery {
                 ));
             }
         }
-        Ok(ClientContext {
-            product,
+        let mut context = ClientContext {
             install_id: check_param("install_id", self.install_id)?,
-            platform: check_param("platform", self.platform)?,
-            app_version,
-            channel: check_param("channel", self.channel)?,
-            release_channel: check_param("release_channel", self.release_channel)?,
-            country,
-            region,
-        })
+            ..ClientContext::new(product)
+        };
+        for (field, value) in [
+            (
+                EventField::Platform,
+                check_param("platform", self.platform)?,
+            ),
+            (EventField::AppVersion, app_version),
+            (EventField::Channel, check_param("channel", self.channel)?),
+            (
+                EventField::ReleaseChannel,
+                check_param("release_channel", self.release_channel)?,
+            ),
+            (EventField::CountryCode, country_code),
+            (EventField::RegionCode, region_code),
+        ] {
+            context.set(field, value.as_deref());
+        }
+        Ok(context)
     }
 }
 
@@ -613,8 +625,9 @@ mod tests {
         }
         .into_context(&known, Some("US".into()), None)
         .unwrap();
-        assert_eq!(ok.platform, None);
-        assert_eq!(ok.country.as_deref(), Some("US"));
+        assert_eq!(ok.get(EventField::Platform), None);
+        assert_eq!(ok.get(EventField::CountryCode), Some("US"));
+        assert_eq!(ok.get(EventField::AppVersion), Some("1.2"));
         let cases: Vec<(ConfigQuery, &str)> = vec![
             (ConfigQuery::default(), "product"),
             (

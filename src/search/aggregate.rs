@@ -18,14 +18,14 @@ use crate::model::Level;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionCount {
-    pub region: String,
+    pub region_code: String,
     pub events: u64,
     pub installs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CountryCount {
-    pub country: String,
+    pub country_code: String,
     pub events: u64,
     pub installs: u64,
     /// Sorted by events, descending.
@@ -331,7 +331,7 @@ pub fn geo_rows(groups: Groups) -> Vec<CountryCount> {
         let entry = countries.entry(country).or_default();
         if !region.is_empty() {
             entry.1.push(RegionCount {
-                region,
+                region_code: region,
                 events: group.events,
                 installs: group.installs.len() as u64,
             });
@@ -344,10 +344,10 @@ pub fn geo_rows(groups: Groups) -> Vec<CountryCount> {
             regions.sort_by(|a, b| {
                 b.events
                     .cmp(&a.events)
-                    .then_with(|| a.region.cmp(&b.region))
+                    .then_with(|| a.region_code.cmp(&b.region_code))
             });
             CountryCount {
-                country,
+                country_code: country,
                 events: group.events,
                 installs: group.installs.len() as u64,
                 regions,
@@ -357,7 +357,7 @@ pub fn geo_rows(groups: Groups) -> Vec<CountryCount> {
     out.sort_by(|a, b| {
         b.events
             .cmp(&a.events)
-            .then_with(|| a.country.cmp(&b.country))
+            .then_with(|| a.country_code.cmp(&b.country_code))
     });
     out
 }

@@ -24,6 +24,8 @@
 
 mod aggregate;
 mod collect;
+#[cfg(test)]
+mod filter_tests;
 mod indexer;
 pub mod query;
 mod schema;
@@ -31,6 +33,7 @@ mod schema;
 mod tests;
 mod timerange;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -46,6 +49,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
 pub use query::parse_time_param;
 
+use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
 use indexer::{Command, Indexer};
 use schema::{escape_json_key, exact_field, IndexFields};
@@ -176,24 +180,16 @@ impl Default for SearchOptions {
     }
 }
 
-/// Which events: exact-field filters, levels, a time range and a query string, all ANDed.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+/// Which events: field filters, a time range and a query string, all ANDed.
+///
+/// Serialized (tombstones keep it) as one flat object: the fields by canonical name, then
+/// `from_ms`, `to_ms` and `q`. Older spellings of field names (`country`) and `null` values, as
+/// written before the field catalogue, read back to the same filter.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
-    pub product: Option<String>,
-    pub platform: Option<String>,
-    pub channel: Option<String>,
-    pub module: Option<String>,
-    pub name: Option<String>,
-    pub app_version: Option<String>,
-    pub release_channel: Option<String>,
-    pub country: Option<String>,
-    pub region: Option<String>,
-    pub install_id: Option<String>,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
-    pub fingerprint: Option<String>,
-    /// One level or a comma list: "error,fatal".
-    pub level: Option<String>,
+    /// Field filters: catalogue fields with [`Use::Filter`] → the exact value, except `level`:
+    /// one level or a comma list ("error,fatal"). Empty values count as absent.
+    pub fields: BTreeMap<EventField, String>,
     /// `[from_ms, to_ms)`.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -202,26 +198,85 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The exact-field parameters by index field name; empty strings count as absent.
-    fn exact_params(&self) -> [(&'static str, Option<&str>); 13] {
-        fn v(o: &Option<String>) -> Option<&str> {
-            o.as_deref().filter(|s| !s.is_empty())
+    /// This filter, also requiring `field` = `value`.
+    pub fn with(mut self, field: EventField, value: impl Into<String>) -> Filter {
+        self.fields.insert(field, value.into());
+        self
+    }
+
+    /// The value filtered on for `field`, if any (empty strings count as absent).
+    pub fn get(&self, field: EventField) -> Option<&str> {
+        self.fields
+            .get(&field)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The field filters that are set (non-empty).
+    fn field_params(&self) -> impl Iterator<Item = (EventField, &str)> {
+        self.fields
+            .iter()
+            .map(|(f, v)| (*f, v.as_str()))
+            .filter(|(_, v)| !v.is_empty())
+    }
+}
+
+impl Serialize for Filter {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 3))?;
+        for (field, value) in &self.fields {
+            map.serialize_entry(field.name(), value)?;
         }
-        [
-            ("product", v(&self.product)),
-            ("platform", v(&self.platform)),
-            ("channel", v(&self.channel)),
-            ("module", v(&self.module)),
-            ("name", v(&self.name)),
-            ("app_version", v(&self.app_version)),
-            ("release_channel", v(&self.release_channel)),
-            ("country", v(&self.country)),
-            ("region", v(&self.region)),
-            ("install_id", v(&self.install_id)),
-            ("user_id", v(&self.user_id)),
-            ("session_id", v(&self.session_id)),
-            ("fingerprint", v(&self.fingerprint)),
-        ]
+        map.serialize_entry("from_ms", &self.from_ms)?;
+        map.serialize_entry("to_ms", &self.to_ms)?;
+        map.serialize_entry("q", &self.q)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FilterVisitor;
+        impl<'de> serde::de::Visitor<'de> for FilterVisitor {
+            type Value = Filter;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a search filter object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Filter, A::Error> {
+                use serde::de::Error;
+                let mut filter = Filter::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "from_ms" => filter.from_ms = map.next_value()?,
+                        "to_ms" => filter.to_ms = map.next_value()?,
+                        "q" => filter.q = map.next_value()?,
+                        name => {
+                            let Some(field) =
+                                EventField::lookup(name).filter(|f| f.has(Use::Filter))
+                            else {
+                                return Err(A::Error::custom(format!(
+                                    "unknown filter field `{name}`"
+                                )));
+                            };
+                            let value: Option<String> = map.next_value()?;
+                            if let Some(value) = value {
+                                if filter.fields.insert(field, value).is_some() {
+                                    return Err(A::Error::duplicate_field(field.name()));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(filter)
+            }
+        }
+        deserializer.deserialize_map(FilterVisitor)
     }
 }
 
@@ -648,9 +703,9 @@ impl SearchIndex {
         let groups = searcher.search(
             query.as_ref(),
             &aggregate::GroupBy {
-                column: "country".to_string(),
-                sub_column: Some("region".to_string()),
-                install_column: "install_id".to_string(),
+                column: EventField::CountryCode.name().to_string(),
+                sub_column: Some(EventField::RegionCode.name().to_string()),
+                install_column: EventField::InstallId.name().to_string(),
             },
         )?;
         Ok(aggregate::geo_rows(groups))
@@ -684,7 +739,7 @@ impl SearchIndex {
             query.as_ref(),
             &aggregate::LevelSeries {
                 bucket_ms,
-                level_column: "level".to_string(),
+                level_column: EventField::Level.name().to_string(),
             },
         )?;
         let first = match (filter.from_ms, counts.keys().next()) {
@@ -708,9 +763,9 @@ impl SearchIndex {
         Ok(aggregate::series_rows(&counts, first, last, bucket_ms))
     }
 
-    /// Events and distinct installs per value of `field` (any exact-match field or alias except
-    /// `session_id`, or a dimension as `dims.NAME` or `NAME`), sorted by events descending, at
-    /// most `limit` rows. Events without a value are not counted.
+    /// Events and distinct installs per value of `field` (a catalogue field with
+    /// [`Use::Breakdown`], by name or alias, or a dimension as `dims.NAME` or `NAME`), sorted by
+    /// events descending, at most `limit` rows. Events without a value are not counted.
     pub fn breakdown(
         &self,
         filter: &Filter,
@@ -719,11 +774,10 @@ impl SearchIndex {
     ) -> Result<Vec<BreakdownRow>, SearchError> {
         let searcher = self.searcher();
         let column = match exact_field(field) {
-            Some((_, spec)) if spec.fast => spec.name.to_string(),
-            Some((_, spec)) => {
+            Some(f) if f.has(Use::Breakdown) => f.name().to_string(),
+            Some(f) => {
                 return Err(SearchError::InvalidRequest(format!(
-                    "cannot break down by \"{}\" (not kept as a column)",
-                    spec.name
+                    "cannot break down by \"{f}\" (not kept as a column)"
                 )))
             }
             None if !query::is_field_name(field) => {
@@ -755,7 +809,7 @@ impl SearchIndex {
             &aggregate::GroupBy {
                 column,
                 sub_column: None,
-                install_column: "install_id".to_string(),
+                install_column: EventField::InstallId.name().to_string(),
             },
         )?;
         Ok(aggregate::breakdown_rows(

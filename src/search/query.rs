@@ -26,11 +26,11 @@
 //!   domain, the module and the string dimensions, case-insensitively. A word is split like the
 //!   indexed text (on anything that is not a letter or digit), so `recognition_failed` matches the
 //!   phrase "recognition failed". A word with no letters or digits matches everything.
-//! - Exact-match fields (case-sensitive, whole value): `product`, `platform`, `channel`,
-//!   `module`, `level`, `name`, `app_version`, `release_channel`, `country` (alias
-//!   `country_code`), `region` (alias `region_code`), `install_id`, `user_id`, `session_id`,
-//!   `fingerprint`, `error_code`, `error_domain`, `os_family`. `level` accepts any level name
-//!   clients use, in any case (`level:WARNING` = `level:warn`).
+//! - Exact-match fields (case-sensitive, whole value): the field catalogue's exact fields
+//!   ([`crate::fields`], `Use::Exact`) by name, such as `product`, `platform`, `level`, `name`,
+//!   `app_version`, `country_code`, `install_id`, `error_code`; older spellings are accepted
+//!   (`country:US` = `country_code:US`). `level` accepts any level name clients use, in any case
+//!   (`level:WARNING` = `level:warn`).
 //! - Any other `name:value` is a dimension (`carrier:twilio` matches `dims.carrier`), and any
 //!   other `name:>N` a metric (`latency_ms:>500`); `name:N` on a metric is equality. `dims.` and
 //!   `metrics.` prefixes are accepted. A name that is neither a fixed field nor a dimension or
@@ -49,9 +49,10 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
 
-use super::schema::{escape_json_key, exact_field, IndexFields, EXACT_FIELDS};
+use super::schema::{escape_json_key, exact_field, IndexFields};
 pub use super::timerange::time_range_query;
 use super::{Filter, SearchError};
+use crate::fields::{EventField, Use};
 use crate::model::Level;
 
 // ---------------------------------------------------------------------------------------------
@@ -557,7 +558,9 @@ fn has_json_column(searcher: &Searcher, root: &str, key: &str) -> Result<bool, S
 
 /// Every field name a query may use: fixed fields, then dimensions and metrics in the index.
 fn known_field_names(searcher: &Searcher) -> Vec<String> {
-    let mut names: Vec<String> = EXACT_FIELDS.iter().map(|f| f.name.to_string()).collect();
+    let mut names: Vec<String> = EventField::with_use(Use::Exact)
+        .map(|f| f.name().to_string())
+        .collect();
     names.push("timestamp".to_string());
     let mut dynamic = std::collections::BTreeSet::new();
     for segment in searcher.segment_readers() {
@@ -632,7 +635,7 @@ fn parse_level(text: &str, position: usize) -> Result<Level, SearchError> {
 }
 
 enum Resolved {
-    Exact(Field, &'static str),
+    Exact(Field, EventField),
     Timestamp,
     Dim(String),
     Metric(String),
@@ -645,8 +648,10 @@ impl QueryContext<'_> {
         position: usize,
         comparison: bool,
     ) -> Result<Resolved, SearchError> {
-        if let Some((index, spec)) = exact_field(name) {
-            return Ok(Resolved::Exact(self.fields.exact[index], spec.name));
+        if let Some(field) = exact_field(name) {
+            if let Some(index_field) = self.fields.exact(field) {
+                return Ok(Resolved::Exact(index_field, field));
+            }
         }
         if name == "timestamp" {
             return Ok(Resolved::Timestamp);
@@ -753,7 +758,7 @@ impl QueryContext<'_> {
                 value,
                 value_pos,
             } => match self.resolve(field, *field_pos, false)? {
-                Resolved::Exact(f, "level") => {
+                Resolved::Exact(f, EventField::Level) => {
                     let level = parse_level(value, *value_pos)?;
                     term_query(Term::from_field_text(f, level.as_str()))
                 }
@@ -787,10 +792,10 @@ impl QueryContext<'_> {
                 value,
                 value_pos,
             } => match self.resolve(field, *field_pos, true)? {
-                Resolved::Exact(_, name) => {
+                Resolved::Exact(_, field) => {
                     return Err(syntax_error(
                         format!(
-                            "\"{name}\" is matched exactly; comparisons ({}) work on metrics and timestamp, at position {field_pos}",
+                            "\"{field}\" is matched exactly; comparisons ({}) work on metrics and timestamp, at position {field_pos}",
                             op.as_str()
                         ),
                         *field_pos,
@@ -828,32 +833,20 @@ impl QueryContext<'_> {
     /// Compiles the filter parameters and the query string into one query.
     pub fn filter_query(&mut self, filter: &Filter) -> Result<Box<dyn Query>, SearchError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (name, value) in filter.exact_params() {
-            let Some(value) = value else { continue };
-            let Some((index, _)) = exact_field(name) else {
-                continue;
+        for (field, value) in filter.field_params() {
+            let Some(index_field) = self.fields.exact(field).filter(|_| field.has(Use::Filter))
+            else {
+                return Err(SearchError::InvalidRequest(format!(
+                    "cannot filter by \"{field}\""
+                )));
             };
-            clauses.push((
-                Occur::Must,
-                term_query(Term::from_field_text(self.fields.exact[index], value)),
-            ));
-        }
-        if let Some(levels) = filter.level.as_deref().filter(|l| !l.trim().is_empty()) {
-            let level_field = self.fields.exact[level_index()];
-            let mut should = Vec::new();
-            for part in levels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let level = Level::parse(part).ok_or_else(|| {
-                    SearchError::InvalidRequest(format!(
-                        "unknown level \"{part}\"; known: debug, info, warn, error, fatal"
-                    ))
-                })?;
-                should.push((
-                    Occur::Should,
-                    term_query(Term::from_field_text(level_field, level.as_str())),
+            if field == EventField::Level {
+                clauses.push((Occur::Must, level_query(index_field, value)?));
+            } else {
+                clauses.push((
+                    Occur::Must,
+                    term_query(Term::from_field_text(index_field, value)),
                 ));
-            }
-            if !should.is_empty() {
-                clauses.push((Occur::Must, Box::new(BooleanQuery::new(should))));
             }
         }
         if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
@@ -881,8 +874,26 @@ impl QueryContext<'_> {
     }
 }
 
-fn level_index() -> usize {
-    exact_field("level").map(|(i, _)| i).unwrap_or(4)
+/// One level or a comma list of levels ("error,fatal", any names clients use); a list with no
+/// level in it matches everything.
+fn level_query(level_field: Field, levels: &str) -> Result<Box<dyn Query>, SearchError> {
+    let mut should = Vec::new();
+    for part in levels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = Level::parse(part).ok_or_else(|| {
+            SearchError::InvalidRequest(format!(
+                "unknown level \"{part}\"; known: debug, info, warn, error, fatal"
+            ))
+        })?;
+        should.push((
+            Occur::Should,
+            term_query(Term::from_field_text(level_field, level.as_str())),
+        ));
+    }
+    Ok(if should.is_empty() {
+        all_query()
+    } else {
+        Box::new(BooleanQuery::new(should))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@
 //! | `seq` | u64, fast | hit → store key, cursor tie-break, `delete(.., below_seq)` |
 //! | `timestamp` | i64 ms, fast | exact time range ends (fast-field range), ordering, time series |
 //! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::timerange`]) |
-//! | `text` | text, default tokenizer, positions | bare words and phrases |
-//! | exact fields ([`EXACT_FIELDS`]) | raw string, indexed + fast (not `session_id`) | `field:value`, filters, breakdowns |
+//! | `text` | text, default tokenizer, positions | bare words and phrases (catalogue [`Use::Text`] fields, string dimensions) |
+//! | exact fields (catalogue [`Use::Exact`], named as in [`crate::fields`]) | raw string, indexed; fast with [`Use::Column`] (not `session_id`) | `field:value`, filters, breakdowns |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
 //! | `metrics` | JSON numbers, fast only | `latency_ms:>500` (fast-field range) |
 
@@ -23,12 +23,15 @@ use tantivy::schema::{
 };
 use tantivy::TantivyDocument;
 
+use crate::fields::{EventField, Use};
 use crate::model::{DimValue, Event};
 use crate::timespan::{DAY_MS, HOUR_MS};
 
 /// Bump when the schema or the document mapping changes: an index written with another version
 /// is discarded on open and rebuilt from the store.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: exact fields derived from the field catalogue, `country`/`region` renamed `country_code`/
+/// `region_code`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub const SEQ: &str = "seq";
 pub const TIMESTAMP: &str = "timestamp";
@@ -38,141 +41,10 @@ pub const TEXT: &str = "text";
 pub const DIMS: &str = "dims";
 pub const METRICS: &str = "metrics";
 
-/// An exact-match (raw, case-sensitive) string field: indexed for `field:value` and filters, fast
-/// for breakdowns and aggregations.
-pub struct ExactField {
-    /// Index field name, also the name in the query language and in breakdowns.
-    pub name: &'static str,
-    /// Other names accepted in the query language.
-    pub aliases: &'static [&'static str],
-    pub value: fn(&Event) -> Option<&str>,
-    /// Also a fast (columnar) field, for breakdowns. Off for `session_id`: one new value every
-    /// few events makes its column the largest in the index, and nobody breaks down by session.
-    pub fast: bool,
-}
-
-impl ExactField {
-    pub fn matches_name(&self, name: &str) -> bool {
-        self.name == name || self.aliases.contains(&name)
-    }
-}
-
-fn error_part(event: &Event, part: fn(&crate::model::ErrorInfo) -> Option<&str>) -> Option<&str> {
-    event.error.as_ref().and_then(part)
-}
-
-/// Every exact-match field, in a fixed order (positions index [`IndexFields::exact`]).
-pub const EXACT_FIELDS: [ExactField; 17] = [
-    ExactField {
-        name: "product",
-        aliases: &[],
-        value: |e| Some(e.product.as_str()),
-        fast: true,
-    },
-    ExactField {
-        name: "platform",
-        aliases: &[],
-        value: |e| e.platform.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "channel",
-        aliases: &[],
-        value: |e| e.channel.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "module",
-        aliases: &[],
-        value: |e| e.module.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "level",
-        aliases: &[],
-        value: |e| Some(e.level.as_str()),
-        fast: true,
-    },
-    ExactField {
-        name: "name",
-        aliases: &[],
-        value: |e| Some(e.name.as_str()),
-        fast: true,
-    },
-    ExactField {
-        name: "app_version",
-        aliases: &[],
-        value: |e| e.app_version.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "release_channel",
-        aliases: &[],
-        value: |e| e.release_channel.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "country",
-        aliases: &["country_code"],
-        value: |e| e.country_code.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "region",
-        aliases: &["region_code"],
-        value: |e| e.region_code.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "install_id",
-        aliases: &[],
-        value: |e| e.install_id.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "user_id",
-        aliases: &[],
-        value: |e| e.user_id.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "session_id",
-        aliases: &[],
-        value: |e| e.session_id.as_deref(),
-        fast: false,
-    },
-    ExactField {
-        name: "fingerprint",
-        aliases: &[],
-        value: |e| e.fingerprint.as_deref(),
-        fast: true,
-    },
-    ExactField {
-        name: "error_code",
-        aliases: &[],
-        value: |e| error_part(e, |x| x.code.as_deref()),
-        fast: true,
-    },
-    ExactField {
-        name: "error_domain",
-        aliases: &[],
-        value: |e| error_part(e, |x| x.domain.as_deref()),
-        fast: true,
-    },
-    ExactField {
-        name: "os_family",
-        aliases: &[],
-        value: |e| e.os_family.as_deref(),
-        fast: true,
-    },
-];
-
-/// Finds an exact field by its name or alias.
-pub fn exact_field(name: &str) -> Option<(usize, &'static ExactField)> {
-    EXACT_FIELDS
-        .iter()
-        .enumerate()
-        .find(|(_, f)| f.matches_name(name))
+/// The index field of an exact-match catalogue field ([`Use::Exact`]), by its name or an alias:
+/// raw, case-sensitive, whole values; a fast column too with [`Use::Column`].
+pub fn exact_field(name: &str) -> Option<EventField> {
+    EventField::lookup(name).filter(|f| f.has(Use::Exact))
 }
 
 /// Field handles of the schema.
@@ -186,8 +58,8 @@ pub struct IndexFields {
     pub text: Field,
     pub dims: Field,
     pub metrics: Field,
-    /// Parallel to [`EXACT_FIELDS`].
-    pub exact: Vec<Field>,
+    /// Indexed by [`EventField`]: the index field of each exact-match catalogue field.
+    exact: Vec<Option<Field>>,
 }
 
 pub fn build_schema() -> (Schema, IndexFields) {
@@ -209,16 +81,18 @@ pub fn build_schema() -> (Schema, IndexFields) {
         .set_tokenizer("raw")
         .set_fieldnorms(false)
         .set_index_option(IndexRecordOption::Basic);
-    let exact = EXACT_FIELDS
+    let exact = EventField::ALL
         .iter()
         .map(|f| {
-            let options = TextOptions::default().set_indexing_options(raw_indexing.clone());
-            let options = if f.fast {
-                options.set_fast("raw")
-            } else {
-                options
-            };
-            builder.add_text_field(f.name, options)
+            f.has(Use::Exact).then(|| {
+                let options = TextOptions::default().set_indexing_options(raw_indexing.clone());
+                let options = if f.has(Use::Column) {
+                    options.set_fast("raw")
+                } else {
+                    options
+                };
+                builder.add_text_field(f.name(), options)
+            })
         })
         .collect();
     let dims = builder.add_json_field(
@@ -270,6 +144,11 @@ fn metric_value(value: f64) -> Option<tantivy::schema::OwnedValue> {
 }
 
 impl IndexFields {
+    /// The index field of `field`, if it is an exact-match field.
+    pub fn exact(&self, field: EventField) -> Option<Field> {
+        self.exact[field as usize]
+    }
+
     /// Maps one stored event (at position `seq`) onto an index document.
     pub fn document(&self, seq: u64, event: &Event) -> TantivyDocument {
         use tantivy::schema::OwnedValue;
@@ -279,18 +158,12 @@ impl IndexFields {
         doc.add_i64(self.time_day, event.timestamp.div_euclid(DAY_MS));
         doc.add_i64(self.time_hour, event.timestamp.div_euclid(HOUR_MS));
 
-        // Full text: name, error message/code/domain, module, string dimensions.
-        doc.add_text(self.text, &event.name);
-        if let Some(error) = &event.error {
-            for part in [&error.message, &error.code, &error.domain]
-                .into_iter()
-                .flatten()
-            {
-                doc.add_text(self.text, part);
+        // Full text: the catalogue's text fields (name, module, error domain/code/message), then
+        // the string dimensions.
+        for field in EventField::with_use(Use::Text) {
+            if let Some(value) = field.text(event) {
+                doc.add_text(self.text, value);
             }
-        }
-        if let Some(module) = &event.module {
-            doc.add_text(self.text, module);
         }
         for value in event.dims.values() {
             if let DimValue::Str(s) = value {
@@ -298,11 +171,12 @@ impl IndexFields {
             }
         }
 
-        for (spec, field) in EXACT_FIELDS.iter().zip(&self.exact) {
-            if let Some(value) = (spec.value)(event) {
-                if !value.is_empty() {
-                    doc.add_text(*field, value);
-                }
+        for (spec, field) in EventField::ALL.iter().zip(&self.exact) {
+            let (Some(field), Some(value)) = (field, spec.text(event)) else {
+                continue;
+            };
+            if !value.is_empty() {
+                doc.add_text(*field, value);
             }
         }
 

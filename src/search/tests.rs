@@ -103,35 +103,10 @@ impl EventSource for MemSource {
 
 fn base_event(product: &str, name: &str, timestamp: i64) -> Event {
     Event {
-        id: Uuid::new_v4(),
-        product: product.to_string(),
-        name: name.to_string(),
         timestamp,
         received_at: timestamp + 150,
-        level: Level::Info,
-        platform: None,
-        channel: None,
-        module: None,
-        app_version: None,
-        release_channel: None,
-        os_family: None,
-        os_version: None,
-        arch: None,
-        runtime: None,
-        device_model: None,
-        install_id: None,
-        user_id: None,
-        session_id: None,
-        country_code: None,
-        region_code: None,
-        error: None,
-        fingerprint: None,
-        dims: BTreeMap::new(),
-        metrics: BTreeMap::new(),
-        sample_rate: 1.0,
         schema_version: Some(1),
-        source: Source::NATIVE,
-        flags: Vec::new(),
+        ..Event::new(product, name)
     }
 }
 
@@ -608,35 +583,26 @@ fn filters_match_the_oracle() {
     let index = open_indexed(dir.path(), source.clone());
     let cases: Vec<(Filter, Predicate)> = vec![
         (
-            Filter {
-                product: s("dictation"),
-                platform: s("android"),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::Product, "dictation")
+                .with(EventField::Platform, "android"),
             Box::new(|e| e.product == "dictation" && e.platform.as_deref() == Some("android")),
         ),
         (
-            Filter {
-                level: s("error,fatal"),
-                ..Filter::default()
-            },
+            Filter::default().with(EventField::Level, "error,fatal"),
             Box::new(|e| matches!(e.level, Level::Error | Level::Fatal)),
         ),
         (
-            Filter {
-                level: s("Warning"),
-                channel: s("keyboard"),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::Level, "Warning")
+                .with(EventField::Channel, "keyboard"),
             Box::new(|e| e.level == Level::Warn && e.channel.as_deref() == Some("keyboard")),
         ),
         (
-            Filter {
-                module: s("dictation"),
-                name: s("recognition_failed"),
-                app_version: s("4.1.0"),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::Module, "dictation")
+                .with(EventField::Name, "recognition_failed")
+                .with(EventField::AppVersion, "4.1.0"),
             Box::new(|e| {
                 e.module.as_deref() == Some("dictation")
                     && e.name == "recognition_failed"
@@ -644,34 +610,28 @@ fn filters_match_the_oracle() {
             }),
         ),
         (
-            Filter {
-                release_channel: s("beta"),
-                country: s("US"),
-                region: s("US-NY"),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::ReleaseChannel, "beta")
+                .with(EventField::CountryCode, "US")
+                .with(EventField::RegionCode, "US-NY"),
             Box::new(|e| {
                 e.release_channel.as_deref() == Some("beta")
                     && e.region_code.as_deref() == Some("US-NY")
             }),
         ),
         (
-            Filter {
-                install_id: s("voice-install-3"),
-                session_id: s("voice-session-3"),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::InstallId, "voice-install-3")
+                .with(EventField::SessionId, "voice-session-3"),
             Box::new(|e| {
                 e.install_id.as_deref() == Some("voice-install-3")
                     && e.session_id.as_deref() == Some("voice-session-3")
             }),
         ),
         (
-            Filter {
-                user_id: s("user-3"),
-                fingerprint: s("fp-E_NO_AUDIO"),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::UserId, "user-3")
+                .with(EventField::Fingerprint, "fp-E_NO_AUDIO"),
             Box::new(|e| {
                 e.user_id.as_deref() == Some("user-3")
                     && e.fingerprint.as_deref() == Some("fp-E_NO_AUDIO")
@@ -682,8 +642,7 @@ fn filters_match_the_oracle() {
                 from_ms: Some(BASE + HOUR_MS),
                 to_ms: Some(BASE + 2 * HOUR_MS),
                 q: s("timeout OR carrier:vonage"),
-                product: s("voice-sdk"),
-                ..Filter::default()
+                ..Filter::default().with(EventField::Product, "voice-sdk")
             },
             Box::new(|e| {
                 e.timestamp >= BASE + HOUR_MS
@@ -693,11 +652,9 @@ fn filters_match_the_oracle() {
             }),
         ),
         (
-            Filter {
-                product: s(""),
-                level: s(""),
-                ..Filter::default()
-            },
+            Filter::default()
+                .with(EventField::Product, "")
+                .with(EventField::Level, ""),
             Box::new(|_| true),
         ),
     ];
@@ -713,10 +670,7 @@ fn filters_match_the_oracle() {
             "case {i}: {filter:?}"
         );
     }
-    let bad_level = Filter {
-        level: s("error,loud"),
-        ..Filter::default()
-    };
+    let bad_level = Filter::default().with(EventField::Level, "error,loud");
     assert!(matches!(
         index.count(&bad_level),
         Err(SearchError::InvalidRequest(m)) if m.contains("loud")
@@ -731,10 +685,9 @@ fn time_range_is_half_open() {
     let index = open_indexed(dir.path(), source.clone());
     // voice events are exactly one minute apart from BASE.
     let filter = Filter {
-        product: s("voice-sdk"),
         from_ms: Some(BASE + 10 * MINUTE_MS),
         to_ms: Some(BASE + 20 * MINUTE_MS),
-        ..Filter::default()
+        ..Filter::default().with(EventField::Product, "voice-sdk")
     };
     let page = index
         .search(&SearchRequest {
@@ -752,8 +705,7 @@ fn time_range_is_half_open() {
     // Open-ended ranges.
     let from_only = Filter {
         from_ms: Some(BASE + 190 * MINUTE_MS),
-        product: s("voice-sdk"),
-        ..Filter::default()
+        ..Filter::default().with(EventField::Product, "voice-sdk")
     };
     assert_eq!(index.count(&from_only).unwrap(), 10);
     let inverted = Filter {
@@ -770,8 +722,7 @@ fn time_range_is_half_open() {
     let rel = Filter {
         from_ms: Some(parse_time_param("-1h", BASE + 2 * HOUR_MS).unwrap()),
         to_ms: Some(parse_time_param("now", BASE + 2 * HOUR_MS).unwrap()),
-        product: s("voice-sdk"),
-        ..Filter::default()
+        ..Filter::default().with(EventField::Product, "voice-sdk")
     };
     assert_eq!(index.count(&rel).unwrap(), 60);
     index.close();
@@ -1261,10 +1212,7 @@ fn delete_then_purge_erases_the_id_from_the_index_files() {
     theirs.extend(others);
     index.notify_committed(source.append(theirs));
     assert!(index.wait_indexed(source.next(), WAIT));
-    let by_install = Filter {
-        install_id: s(erased),
-        ..Filter::default()
-    };
+    let by_install = Filter::default().with(EventField::InstallId, erased);
     let want = expected(&source, |e| e.install_id.as_deref() == Some(erased)).len() as u64;
     assert_eq!(want, 25);
     assert!(!files_containing(dir.path(), needle).is_empty());
@@ -1291,9 +1239,8 @@ fn delete_then_purge_erases_the_id_from_the_index_files() {
 
     // Delete by product + time.
     let old_voice = Filter {
-        product: s("voice-sdk"),
         to_ms: Some(BASE + 100 * MINUTE_MS),
-        ..Filter::default()
+        ..Filter::default().with(EventField::Product, "voice-sdk")
     };
     assert_eq!(index.delete(&old_voice, 0..source.next()).unwrap(), 100);
     assert_eq!(index.count(&q("product:voice-sdk")).unwrap(), 100);
@@ -1346,13 +1293,13 @@ fn geo_timeseries_and_breakdown_values() {
     assert_eq!(geo.len(), by_country.len());
     assert!(geo.windows(2).all(|w| w[0].events >= w[1].events));
     for row in &geo {
-        let events = &by_country[&row.country];
-        assert_eq!(row.events, events.len() as u64, "{}", row.country);
+        let events = &by_country[&row.country_code];
+        assert_eq!(row.events, events.len() as u64, "{}", row.country_code);
         assert_eq!(
             row.installs,
             install_set(events.iter().copied()),
             "{}",
-            row.country
+            row.country_code
         );
         let mut regions: HashMap<String, Vec<&Event>> = HashMap::new();
         for e in events {
@@ -1362,27 +1309,28 @@ fn geo_timeseries_and_breakdown_values() {
         }
         assert_eq!(row.regions.len(), regions.len());
         for region in &row.regions {
-            let evs = &regions[&region.region];
+            let evs = &regions[&region.region_code];
             assert_eq!(region.events, evs.len() as u64);
             assert_eq!(region.installs, install_set(evs.iter().copied()));
         }
     }
     // Hand-checked: US = voice i%4 in {0,1} (100) + dictation i%4==0 (75).
-    let us = geo.iter().find(|c| c.country == "US").unwrap();
+    let us = geo.iter().find(|c| c.country_code == "US").unwrap();
     assert_eq!((us.events, us.installs), (175, 10 + 3));
-    assert_eq!(geo[0].country, "US");
-    let us_wa = us.regions.iter().find(|r| r.region == "US-WA").unwrap();
+    assert_eq!(geo[0].country_code, "US");
+    let us_wa = us
+        .regions
+        .iter()
+        .find(|r| r.region_code == "US-WA")
+        .unwrap();
     assert_eq!(us_wa.events, 50);
     // Filtered geo.
     let geo_voice = index
-        .geo(&Filter {
-            product: s("voice-sdk"),
-            ..Filter::default()
-        })
+        .geo(&Filter::default().with(EventField::Product, "voice-sdk"))
         .unwrap();
     let countries: Vec<(&str, u64)> = geo_voice
         .iter()
-        .map(|c| (c.country.as_str(), c.events))
+        .map(|c| (c.country_code.as_str(), c.events))
         .collect();
     assert_eq!(countries, vec![("US", 100), ("DE", 50), ("IN", 50)]);
     assert!(geo_voice[2].regions.is_empty());
@@ -1419,10 +1367,7 @@ fn geo_timeseries_and_breakdown_values() {
                                           // Without a range: from the first to the last matching event.
     let voice_series = index
         .timeseries(
-            &Filter {
-                product: s("voice-sdk"),
-                ..Filter::default()
-            },
+            &Filter::default().with(EventField::Product, "voice-sdk"),
             HOUR_MS,
         )
         .unwrap();
@@ -1466,6 +1411,11 @@ fn geo_timeseries_and_breakdown_values() {
         .breakdown(&Filter::default(), "country_code", 10)
         .unwrap();
     assert_eq!(countries[0].value, "US");
+    // The older spelling still names the same field.
+    assert_eq!(
+        index.breakdown(&Filter::default(), "country", 10).unwrap(),
+        countries
+    );
     for bad in ["nonsense", "session_id", "dims.", "a b", ""] {
         assert!(
             matches!(
@@ -1772,11 +1722,11 @@ fn bench_index_million() {
     let last = BASE + total as i64 * spacing_ms;
     let week = Filter {
         q: s("\"request timed out\""),
-        product: s("dictation"),
-        platform: s("ios"),
         from_ms: Some(last - 7 * DAY_MS),
         to_ms: Some(last),
         ..Filter::default()
+            .with(EventField::Product, "dictation")
+            .with(EventField::Platform, "ios")
     };
     let page = index
         .search(&SearchRequest {
@@ -1841,10 +1791,7 @@ fn bench_index_million() {
     let install = synthetic_event(12_345, spacing_ms).install_id.unwrap();
     latency("count by install_id", &|| {
         index
-            .count(&Filter {
-                install_id: Some(install.clone()),
-                ..Filter::default()
-            })
+            .count(&Filter::default().with(EventField::InstallId, install.clone()))
             .unwrap();
     });
     latency("geo, 7 days", &|| {

@@ -13,6 +13,7 @@ pub mod subscribers;
 pub mod vacuum;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::fields::{EventField, Use};
 use crate::model::Event;
 use blocks::Block;
 
@@ -37,26 +39,73 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const STORE_FILE: &str = "telemetry.redb";
 
-/// What the store knows about one install.
+/// What the store knows about one install: when it was seen, how many events it sent, and its
+/// latest value of each catalogue field kept in the registry ([`Use::Install`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstallRecord {
     pub product: String,
     pub install_id: String,
     pub first_seen: i64,
     pub last_seen: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release_channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region_code: Option<String>,
+    /// Stored as members named like the fields (`"platform": "ios"`).
+    #[serde(flatten)]
+    pub context: BTreeMap<EventField, String>,
     pub events: u64,
+}
+
+impl InstallRecord {
+    /// An install first seen at `timestamp`, with nothing counted yet: follow with `note`.
+    pub fn new(product: &str, install_id: &str, timestamp: i64) -> InstallRecord {
+        InstallRecord {
+            product: product.to_string(),
+            install_id: install_id.to_string(),
+            first_seen: timestamp,
+            last_seen: timestamp,
+            context: BTreeMap::new(),
+            events: 0,
+        }
+    }
+
+    /// The install's latest value of `field`.
+    pub fn get(&self, field: EventField) -> Option<&str> {
+        self.context.get(&field).map(String::as_str)
+    }
+
+    /// Counts one event of this install; the newest event's values replace the context's (a
+    /// value the event does not have is kept).
+    pub fn note(&mut self, event: &Event) {
+        self.events += 1;
+        self.first_seen = self.first_seen.min(event.timestamp);
+        if event.timestamp >= self.last_seen {
+            self.last_seen = event.timestamp;
+            for field in EventField::with_use(Use::Install) {
+                if let Some(value) = field.text(event) {
+                    self.context.insert(field, value.to_string());
+                }
+            }
+        }
+    }
+
+    /// This stored record with `new` (the same install's updates since) folded in: counts add
+    /// up, and the more recently seen record's values win.
+    pub fn merge(self, new: InstallRecord) -> InstallRecord {
+        let (mut context, older) = if new.last_seen >= self.last_seen {
+            (new.context, self.context)
+        } else {
+            (self.context, new.context)
+        };
+        for (field, value) in older {
+            context.entry(field).or_insert(value);
+        }
+        InstallRecord {
+            product: new.product,
+            install_id: new.install_id,
+            first_seen: self.first_seen.min(new.first_seen),
+            last_seen: self.last_seen.max(new.last_seen),
+            context,
+            events: self.events + new.events,
+        }
+    }
 }
 
 pub fn install_key(product: &str, install_id: &str) -> String {
@@ -284,5 +333,72 @@ impl crate::search::EventSource for Store {
 
     fn next_seq(&self) -> Result<u64, String> {
         Store::next_seq(self).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_records_keep_their_stored_shape() {
+        let stored = r#"{"product":"app","install_id":"i1","first_seen":5,"last_seen":9,
+            "platform":"ios","app_version":"1.2.0","release_channel":"beta","country_code":"US",
+            "channel":"keyboard","region_code":"US-WA","events":3}"#;
+        let record = decode_install(stored.as_bytes()).unwrap();
+        assert_eq!(record.get(EventField::Platform), Some("ios"));
+        assert_eq!(record.get(EventField::RegionCode), Some("US-WA"));
+        assert_eq!(
+            (record.first_seen, record.last_seen, record.events),
+            (5, 9, 3)
+        );
+        let written: serde_json::Value = serde_json::to_value(&record).unwrap();
+        let before: serde_json::Value = serde_json::from_str(stored).unwrap();
+        assert_eq!(written, before);
+    }
+
+    #[test]
+    fn the_newest_event_and_record_win() {
+        let event = |ts: i64, platform: Option<&str>, country: &str| Event {
+            timestamp: ts,
+            install_id: Some("i1".into()),
+            platform: platform.map(str::to_string),
+            country_code: Some(country.into()),
+            ..Event::new("app", "started")
+        };
+        let mut record = InstallRecord::new("app", "i1", 20);
+        for e in [
+            event(20, Some("ios"), "US"),
+            event(10, Some("android"), "DE"),
+            event(30, None, "FR"),
+        ] {
+            record.note(&e);
+        }
+        assert_eq!(
+            (record.first_seen, record.last_seen, record.events),
+            (10, 30, 3)
+        );
+        // The newest event had no platform: the last known one stays.
+        assert_eq!(record.get(EventField::Platform), Some("ios"));
+        assert_eq!(record.get(EventField::CountryCode), Some("FR"));
+        assert_eq!(record.get(EventField::AppVersion), None);
+
+        let mut stored = InstallRecord::new("app", "i1", 5);
+        stored.note(&Event {
+            app_version: Some("1.0".into()),
+            ..event(5, Some("web"), "JP")
+        });
+        let merged = stored.clone().merge(record.clone());
+        assert_eq!(
+            (merged.first_seen, merged.last_seen, merged.events),
+            (5, 30, 4)
+        );
+        assert_eq!(merged.get(EventField::Platform), Some("ios"));
+        assert_eq!(merged.get(EventField::AppVersion), Some("1.0"));
+        // Updates older than the stored record only fill in what it lacks.
+        let merged = record.merge(stored);
+        assert_eq!(merged.get(EventField::Platform), Some("ios"));
+        assert_eq!(merged.get(EventField::CountryCode), Some("FR"));
+        assert_eq!(merged.get(EventField::AppVersion), Some("1.0"));
     }
 }

@@ -302,37 +302,10 @@ fn note_install(installs: &mut HashMap<String, InstallRecord>, event: &Event) {
     let Some(install_id) = &event.install_id else {
         return;
     };
-    let record = installs
+    installs
         .entry(install_key(&event.product, install_id))
-        .or_insert_with(|| InstallRecord {
-            product: event.product.clone(),
-            install_id: install_id.clone(),
-            first_seen: event.timestamp,
-            last_seen: event.timestamp,
-            platform: None,
-            app_version: None,
-            release_channel: None,
-            country_code: None,
-            channel: None,
-            region_code: None,
-            events: 0,
-        });
-    record.events += 1;
-    record.first_seen = record.first_seen.min(event.timestamp);
-    if event.timestamp >= record.last_seen {
-        record.last_seen = event.timestamp;
-        let update = |slot: &mut Option<String>, value: &Option<String>| {
-            if value.is_some() {
-                slot.clone_from(value);
-            }
-        };
-        update(&mut record.platform, &event.platform);
-        update(&mut record.app_version, &event.app_version);
-        update(&mut record.release_channel, &event.release_channel);
-        update(&mut record.country_code, &event.country_code);
-        update(&mut record.channel, &event.channel);
-        update(&mut record.region_code, &event.region_code);
-    }
+        .or_insert_with(|| InstallRecord::new(&event.product, install_id, event.timestamp))
+        .note(event);
 }
 
 /// Folds this transaction's install updates into the stored rows.
@@ -348,24 +321,7 @@ fn merge_installs(
             .transpose()?;
         let merged = match stored {
             None => new,
-            Some(old) => {
-                let newer = new.last_seen >= old.last_seen;
-                let pick =
-                    |a: Option<String>, b: Option<String>| if newer { a.or(b) } else { b.or(a) };
-                InstallRecord {
-                    first_seen: old.first_seen.min(new.first_seen),
-                    last_seen: old.last_seen.max(new.last_seen),
-                    events: old.events + new.events,
-                    platform: pick(new.platform, old.platform),
-                    app_version: pick(new.app_version, old.app_version),
-                    release_channel: pick(new.release_channel, old.release_channel),
-                    country_code: pick(new.country_code, old.country_code),
-                    channel: pick(new.channel, old.channel),
-                    region_code: pick(new.region_code, old.region_code),
-                    product: new.product,
-                    install_id: new.install_id,
-                }
-            }
+            Some(old) => old.merge(new),
         };
         let bytes = serde_json::to_vec(&merged).map_err(|e| StoreError::Codec(e.to_string()))?;
         table.insert(key.as_str(), bytes.as_slice())?;

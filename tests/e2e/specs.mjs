@@ -228,15 +228,21 @@ export const specs = [
     const sorted = [...countries].sort((a, b) => b.events - a.events);
     assert.equal(await tab.page.locator('.country-row').count(), countries.length);
     const firstRow = tab.page.locator('.country-row').first();
-    assert.equal(await firstRow.getAttribute('data-country'), sorted[0].country);
+    assert.equal(await firstRow.getAttribute('data-country'), sorted[0].country_code);
     assert.equal(await firstRow.locator('td:nth-child(3)').innerText(), fmt(sorted[0].events));
     assert.equal(await firstRow.locator('td:nth-child(4)').innerText(), fmt(sorted[0].installs));
     await tab.shot('10-geo');
     const withRegions = sorted.find((c) => c.regions?.length) || sorted[0];
-    await tab.page.locator(`.country-row[data-country="${withRegions.country}"] a`).first().click();
+    await tab.page.locator(`.country-row[data-country="${withRegions.country_code}"] a`).first().click();
     await tab.waitRoute('/geo/:country');
     assert.equal(await tab.page.locator('.region-row').count(), withRegions.regions?.length || 0);
     await tab.shot('11-geo-country');
+    // A saved link with the older `country` spelling lands on the same filter.
+    const code = withRegions.country_code;
+    await tab.visit(`/events?country=${code}&from=all`);
+    const fromThere = await t.api(`/api/v1/events?${qs({ country_code: code, limit: 1 })}`);
+    assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(fromThere.total));
+    assert.equal(await tab.page.locator('[data-filter="country_code"]').textContent(), `country_code: ${code}×`);
   }],
 
   ['metrics: totals match /api/v1/stats and the history is charted', async (t) => {

@@ -14,13 +14,15 @@ const DEFAULT_FROM = '-24h';
 /** Filters with their own inputs; `datalist` ones suggest values seen in the range. */
 const FIELDS = [['platform', 'Platform'], ['channel', 'Channel'], ['module', 'Module'], ['name', 'Event name'], ['app_version', 'App version']];
 /** Filters that arrive by link (from an event, a cluster, a map) and show as removable chips. */
-const LINKED = ['install_id', 'user_id', 'session_id', 'fingerprint', 'country', 'region', 'release_channel'];
+const LINKED = ['install_id', 'user_id', 'session_id', 'fingerprint', 'country_code', 'region_code', 'release_channel'];
 const ALL_KEYS = ['q', 'product', 'level', ...FIELDS.map(([k]) => k), ...LINKED, 'from', 'to'];
+/** Older spellings that saved links may still carry: `/events?country=US` is `country_code=US`. */
+const ALIASES = { country: 'country_code', region: 'region_code' };
 
 const HELP = [
   ['timeout', 'free text in the name, error message/code/domain, module and string dimensions'],
   ['"connection reset"', 'a phrase'],
-  ['level:error', 'exact field match (product, platform, channel, module, level, name, app_version, release_channel, country, region, install_id, user_id, session_id, fingerprint, error_code, error_domain, os_family)'],
+  ['level:error', 'exact field match (product, name, level, platform, channel, module, app_version, release_channel, os_family, install_id, user_id, session_id, country_code, region_code, error_domain, error_code, fingerprint)'],
   ['carrier:twilio', 'a dimension'],
   ['latency_ms:>500', 'a metric range (>, >=, <, <=)'],
   ['timestamp:>=-2h', 'a time bound (RFC 3339, a date, epoch ms, now, -24h)'],
@@ -36,6 +38,7 @@ export default {
   title: 'Events',
   render(ctx) {
     const state = Object.fromEntries(ALL_KEYS.map((k) => [k, ctx.query.get(k) || '']));
+    for (const [old, key] of Object.entries(ALIASES)) state[key] ||= ctx.query.get(old) || '';
     if (!state.from) state.from = DEFAULT_FROM;
     let cursor = null;
     let loading = false;

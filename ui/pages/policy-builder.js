@@ -16,7 +16,7 @@ const CHECK_GROUPS = [
   ['platforms', 'platform', 'Platforms'],
   ['channels', 'channel', 'Channels'],
   ['release_channels', 'release_channel', 'Release channels'],
-  ['countries', 'country', 'Countries'],
+  ['countries', 'country_code', 'Countries'],
 ];
 const LISTS = [['events_allow', 'Only these events'], ['events_deny', 'Never these events'], ['modules_allow', 'Only these modules'], ['modules_deny', 'Never these modules']];
 const NUMBERS = [['batch_size', 'Batch size', 1], ['flush_interval_ms', 'Flush interval (ms)', 100], ['max_queue_size', 'Max queue size', 1]];
