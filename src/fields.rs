@@ -69,6 +69,8 @@ pub enum Use {
     Export,
 }
 
+type SlotFn = fn(&mut Event) -> &mut Option<String>;
+
 /// One entry of the catalogue.
 #[derive(Clone, Copy, Debug)]
 pub struct FieldDef {
@@ -86,6 +88,8 @@ pub struct FieldDef {
     pub camel: Option<&'static str>,
     /// The value as text, for fields held as text (`None` when absent or not text).
     pub text: fn(&Event) -> Option<&str>,
+    /// Where ingest puts the text a client sent, for the plain optional text fields.
+    pub slot: Option<SlotFn>,
     pub uses: &'static [Use],
 }
 
@@ -99,6 +103,7 @@ impl FieldDef {
         wire: None,
         camel: None,
         text: |_| None,
+        slot: None,
         uses: &[],
     };
 }
@@ -180,6 +185,7 @@ catalogue! {
         name: "platform",
         wire: Some(Wire::Platform),
         text: |e| e.platform.as_deref(),
+        slot: Some(|e| &mut e.platform),
         uses: &[
             Use::Exact,
             Use::Column,
@@ -196,6 +202,7 @@ catalogue! {
         name: "channel",
         wire: Some(Wire::Channel),
         text: |e| e.channel.as_deref(),
+        slot: Some(|e| &mut e.channel),
         uses: &[
             Use::Exact,
             Use::Column,
@@ -211,6 +218,7 @@ catalogue! {
         name: "module",
         wire: Some(Wire::Module),
         text: |e| e.module.as_deref(),
+        slot: Some(|e| &mut e.module),
         uses: &[Use::Exact, Use::Column, Use::Text, Use::Filter, Use::Breakdown, Use::Export],
         ..FieldDef::BLANK
     }
@@ -219,6 +227,7 @@ catalogue! {
         wire: Some(Wire::AppVersion),
         camel: Some("appVersion"),
         text: |e| e.app_version.as_deref(),
+        slot: Some(|e| &mut e.app_version),
         uses: &[
             Use::Exact,
             Use::Column,
@@ -236,6 +245,7 @@ catalogue! {
         wire: Some(Wire::ReleaseChannel),
         camel: Some("releaseChannel"),
         text: |e| e.release_channel.as_deref(),
+        slot: Some(|e| &mut e.release_channel),
         uses: &[
             Use::Exact,
             Use::Column,
@@ -252,6 +262,7 @@ catalogue! {
         wire: Some(Wire::OsFamily),
         camel: Some("osFamily"),
         text: |e| e.os_family.as_deref(),
+        slot: Some(|e| &mut e.os_family),
         uses: &[Use::Exact, Use::Column, Use::Breakdown, Use::Export],
         ..FieldDef::BLANK
     }
@@ -260,6 +271,7 @@ catalogue! {
         wire: Some(Wire::OsVersion),
         camel: Some("osVersion"),
         text: |e| e.os_version.as_deref(),
+        slot: Some(|e| &mut e.os_version),
         uses: &[Use::Export],
         ..FieldDef::BLANK
     }
@@ -267,6 +279,7 @@ catalogue! {
         name: "arch",
         wire: Some(Wire::Arch),
         text: |e| e.arch.as_deref(),
+        slot: Some(|e| &mut e.arch),
         uses: &[Use::Export],
         ..FieldDef::BLANK
     }
@@ -274,6 +287,7 @@ catalogue! {
         name: "runtime",
         wire: Some(Wire::Runtime),
         text: |e| e.runtime.as_deref(),
+        slot: Some(|e| &mut e.runtime),
         uses: &[Use::Export],
         ..FieldDef::BLANK
     }
@@ -282,6 +296,7 @@ catalogue! {
         wire: Some(Wire::DeviceModel),
         camel: Some("deviceModel"),
         text: |e| e.device_model.as_deref(),
+        slot: Some(|e| &mut e.device_model),
         uses: &[Use::Export],
         ..FieldDef::BLANK
     }
@@ -291,6 +306,7 @@ catalogue! {
         wire: Some(Wire::InstallId),
         camel: Some("installId"),
         text: |e| e.install_id.as_deref(),
+        slot: Some(|e| &mut e.install_id),
         uses: &[Use::Exact, Use::Column, Use::Filter, Use::Breakdown, Use::Export],
         ..FieldDef::BLANK
     }
@@ -300,6 +316,7 @@ catalogue! {
         wire: Some(Wire::UserId),
         camel: Some("userId"),
         text: |e| e.user_id.as_deref(),
+        slot: Some(|e| &mut e.user_id),
         uses: &[Use::Exact, Use::Column, Use::Filter, Use::Breakdown, Use::Export],
         ..FieldDef::BLANK
     }
@@ -311,6 +328,7 @@ catalogue! {
         wire: Some(Wire::SessionId),
         camel: Some("sessionId"),
         text: |e| e.session_id.as_deref(),
+        slot: Some(|e| &mut e.session_id),
         uses: &[Use::Exact, Use::Filter, Use::Export],
         ..FieldDef::BLANK
     }
@@ -507,6 +525,18 @@ impl EventField {
         Self::ALL.iter().copied().filter(move |f| f.has(wanted))
     }
 
+    /// Where ingest puts the text a client sent for `wire`, if it is a plain text field.
+    pub fn slot_for(wire: Wire) -> Option<SlotFn> {
+        static SLOTS: std::sync::LazyLock<std::collections::HashMap<Wire, SlotFn>> =
+            std::sync::LazyLock::new(|| {
+                FIELDS
+                    .iter()
+                    .filter_map(|d| Some((d.wire?, d.slot?)))
+                    .collect()
+            });
+        SLOTS.get(&wire).copied()
+    }
+
     /// Position in [`TARGETING`] (the targeting context's slots), if targeted.
     pub fn targeting_slot(self) -> Option<usize> {
         TARGETING.iter().position(|f| *f == self)
@@ -631,6 +661,25 @@ mod tests {
                 (None, _) => {}
             }
         }
+    }
+
+    #[test]
+    fn ingest_slots_write_what_text_reads() {
+        let mut slotted = 0;
+        for def in FIELDS {
+            let Some(slot) = def.slot else { continue };
+            let wire = def.wire.expect("a slot is for a field clients send");
+            let mut event = Event::default();
+            *slot(&mut event) = Some(format!("value of {}", def.name));
+            assert_eq!(
+                (def.text)(&event),
+                Some(format!("value of {}", def.name).as_str())
+            );
+            let by_wire = EventField::slot_for(wire).expect("found by its wire field");
+            assert_eq!(by_wire as usize, slot as usize, "{}", def.name);
+            slotted += 1;
+        }
+        assert_eq!(slotted, 13);
     }
 
     #[test]

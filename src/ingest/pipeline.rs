@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, FieldAction, FreeTextAction, ProductConfig};
 use crate::error::{RejectCode, Rejection};
+use crate::fields::EventField;
 use crate::ingest::decode::FieldValue;
 use crate::ingest::formats::flat::FlatMapping;
 use crate::ingest::formats::{Key, RawEvent};
@@ -194,7 +195,6 @@ impl EventContext<'_> {
             Level::Info
         });
         let id = event_id(&product.id, draft.id.as_deref());
-        let mut take = |f: Field| draft.strings.remove(&f);
         let mut event = Event {
             id,
             product: product.id.clone(),
@@ -202,30 +202,22 @@ impl EventContext<'_> {
             timestamp,
             received_at: self.clock.received_at,
             level,
-            platform: take(Field::Platform),
-            channel: take(Field::Channel),
-            module: take(Field::Module),
-            app_version: take(Field::AppVersion),
-            release_channel: take(Field::ReleaseChannel),
-            os_family: take(Field::OsFamily),
-            os_version: take(Field::OsVersion),
-            arch: take(Field::Arch),
-            runtime: take(Field::Runtime),
-            device_model: take(Field::DeviceModel),
-            install_id: take(Field::InstallId),
-            user_id: take(Field::UserId),
-            session_id: take(Field::SessionId),
             country_code: self.location.country_code.clone(),
             region_code: self.location.region_code.clone(),
             error,
-            fingerprint: None,
             dims: draft.dims,
             metrics: draft.metrics,
             sample_rate: draft.sample_rate.unwrap_or(1.0),
             schema_version: draft.schema_version,
             source,
             flags,
+            ..Event::default()
         };
+        for (field, text) in draft.strings {
+            if let Some(slot) = EventField::slot_for(field) {
+                *slot(&mut event) = Some(text);
+            }
+        }
         // After the scrub, so the normalised message holds no PII.
         event.fingerprint = crate::clusters::fingerprint(&event);
         Ok(event)
