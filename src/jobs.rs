@@ -1,6 +1,7 @@
 //! Periodic jobs on tokio-cron-scheduler: the retention sweep and the clustering pass (which
 //! also sends the alerts). Each job's blocking work runs on the blocking pool.
 
+use std::fmt::{Debug, Display};
 use std::sync::Arc;
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -20,42 +21,21 @@ pub struct JobSet {
 pub async fn start(jobs: JobSet) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     let retention = jobs.retention;
-    scheduler
-        .add(Job::new_async(
-            jobs.retention_schedule.as_str(),
-            move |_, _| {
-                let retention = retention.clone();
-                Box::pin(async move {
-                    let result = tokio::task::spawn_blocking(move || retention.sweep()).await;
-                    match result {
-                        Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-                        Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
-                        Ok(Ok(_)) => {}
-                    }
-                })
-            },
-        )?)
-        .await?;
+    add_blocking(
+        &scheduler,
+        &jobs.retention_schedule,
+        "retention sweep",
+        move || retention.sweep(),
+    )
+    .await?;
     let clusters = jobs.clusters;
-    scheduler
-        .add(Job::new_async(
-            jobs.clustering_schedule.as_str(),
-            move |_, _| {
-                let clusters = clusters.clone();
-                Box::pin(async move {
-                    let result = tokio::task::spawn_blocking(move || clusters.pass()).await;
-                    match result {
-                        Ok(Ok(report)) if report.events > 0 => {
-                            tracing::debug!(?report, "clustering pass")
-                        }
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => tracing::error!(error = %e, "clustering pass failed"),
-                        Err(e) => tracing::error!(error = %e, "clustering pass panicked"),
-                    }
-                })
-            },
-        )?)
-        .await?;
+    add_blocking(
+        &scheduler,
+        &jobs.clustering_schedule,
+        "clustering pass",
+        move || clusters.pass(),
+    )
+    .await?;
     scheduler.start().await?;
     tracing::info!(
         retention = %jobs.retention_schedule,
@@ -63,4 +43,30 @@ pub async fn start(jobs: JobSet) -> Result<JobScheduler, JobSchedulerError> {
         "jobs scheduled"
     );
     Ok(scheduler)
+}
+
+/// Adds a job that runs `work` on the blocking pool on `schedule` and logs how it went.
+async fn add_blocking<T, E>(
+    scheduler: &JobScheduler,
+    schedule: &str,
+    what: &'static str,
+    work: impl Fn() -> Result<T, E> + Send + Sync + 'static,
+) -> Result<(), JobSchedulerError>
+where
+    T: Debug + Send + 'static,
+    E: Display + Send + 'static,
+{
+    let work = Arc::new(work);
+    let job = Job::new_async(schedule, move |_, _| {
+        let work = work.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || work()).await {
+                Ok(Ok(report)) => tracing::debug!(?report, "{what} finished"),
+                Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),
+                Err(e) => tracing::error!(error = %e, "{what} panicked"),
+            }
+        })
+    })?;
+    scheduler.add(job).await?;
+    Ok(())
 }
