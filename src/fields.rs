@@ -332,6 +332,39 @@ catalogue! {
         uses: &[Use::Exact, Use::Filter, Use::Export],
         ..FieldDef::BLANK
     }
+    /// The trace a span or log belongs to (32 hex digits), from OTLP or the client.
+    TraceId {
+        name: "trace_id",
+        kind: Kind::Id,
+        wire: Some(Wire::TraceId),
+        camel: Some("traceId"),
+        text: |e| e.trace_id.as_deref(),
+        slot: Some(|e| &mut e.trace_id),
+        uses: &[Use::Exact, Use::Filter, Use::Export],
+        ..FieldDef::BLANK
+    }
+    /// The span itself (16 hex digits).
+    SpanId {
+        name: "span_id",
+        kind: Kind::Id,
+        wire: Some(Wire::SpanId),
+        camel: Some("spanId"),
+        text: |e| e.span_id.as_deref(),
+        slot: Some(|e| &mut e.span_id),
+        uses: &[Use::Exact, Use::Filter, Use::Export],
+        ..FieldDef::BLANK
+    }
+    /// The span's parent in its trace, if it has one.
+    ParentSpanId {
+        name: "parent_span_id",
+        kind: Kind::Id,
+        wire: Some(Wire::ParentSpanId),
+        camel: Some("parentSpanId"),
+        text: |e| e.parent_span_id.as_deref(),
+        slot: Some(|e| &mut e.parent_span_id),
+        uses: &[Use::Exact, Use::Filter, Use::Export],
+        ..FieldDef::BLANK
+    }
     /// ISO 3166-1 alpha-2 (`US`), from the geo lookup of the sender's IP.
     CountryCode {
         name: "country_code",
@@ -588,6 +621,9 @@ mod tests {
             install_id: Some("install-1".into()),
             user_id: Some("user-1".into()),
             session_id: Some("session-1".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            span_id: Some("00f067aa0ba902b7".into()),
+            parent_span_id: Some("00f067aa0ba902b6".into()),
             country_code: Some("US".into()),
             region_code: Some("US-WA".into()),
             error: Some(ErrorInfo {
@@ -679,7 +715,7 @@ mod tests {
             assert_eq!(by_wire as usize, slot as usize, "{}", def.name);
             slotted += 1;
         }
-        assert_eq!(slotted, 13);
+        assert_eq!(slotted, 16);
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub struct Event {
     pub user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// W3C trace context (hex), for spans and logs (OTLP) and events that carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +94,9 @@ impl Default for Event {
             install_id: None,
             user_id: None,
             session_id: None,
+            trace_id: None,
+            span_id: None,
+            parent_span_id: None,
             country_code: None,
             region_code: None,
             error: None,
@@ -235,6 +245,9 @@ pub enum Field {
     InstallId,
     UserId,
     SessionId,
+    TraceId,
+    SpanId,
+    ParentSpanId,
     SampleRate,
     SchemaVersion,
     ErrorDomain,
@@ -299,7 +312,7 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    const VARIANTS: [Field; 23] = [
+    const VARIANTS: [Field; 26] = [
         Field::Id,
         Field::Name,
         Field::Timestamp,
@@ -317,6 +330,9 @@ mod tests {
         Field::InstallId,
         Field::UserId,
         Field::SessionId,
+        Field::TraceId,
+        Field::SpanId,
+        Field::ParentSpanId,
         Field::SampleRate,
         Field::SchemaVersion,
         Field::ErrorDomain,
