@@ -296,6 +296,20 @@ pub struct ProductConfig {
     /// them per client.
     #[serde(default)]
     pub collection: crate::policies::Settings,
+    /// How OpenTelemetry (OTLP) clients reach this product.
+    #[serde(default)]
+    pub otlp: OtlpProductConfig,
+}
+
+/// `[products.otlp]`: which OTLP senders belong to a product, and where their install id is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpProductConfig {
+    /// `service.name` resource values that select this product when a request names no
+    /// product (no `/otlp/{product}/` path prefix and no ingest key).
+    pub service_names: Vec<String>,
+    /// The resource or record attribute that carries the install id (none by default).
+    pub install_id_attribute: Option<String>,
 }
 
 fn default_retention_days() -> u32 {
@@ -505,6 +519,7 @@ impl Config {
         }
         let mut seen_ids = std::collections::HashSet::new();
         let mut seen_keys = std::collections::HashSet::new();
+        let mut seen_services = std::collections::HashSet::new();
         for (i, product) in self.products.iter().enumerate() {
             let key = |k: &str| format!("products[{i}].{k}");
             product.validate(&key)?;
@@ -521,6 +536,29 @@ impl Config {
                         "an ingest key is used by two products",
                     ));
                 }
+            }
+            for (j, service) in product.otlp.service_names.iter().enumerate() {
+                let key = key(&format!("otlp.service_names[{j}]"));
+                if service.trim().is_empty() {
+                    return Err(invalid(key, "must not be empty"));
+                }
+                if !seen_services.insert(service.as_str()) {
+                    return Err(invalid(
+                        key,
+                        format!("service.name `{service}` selects two products"),
+                    ));
+                }
+            }
+            if product
+                .otlp
+                .install_id_attribute
+                .as_ref()
+                .is_some_and(|a| a.trim().is_empty())
+            {
+                return Err(invalid(
+                    key("otlp.install_id_attribute"),
+                    "must name an attribute, or be left out",
+                ));
             }
         }
         Ok(())

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod ops;
+pub mod otlp;
 pub mod policies;
 pub mod privacy;
 pub mod products;

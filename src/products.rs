@@ -17,6 +17,8 @@ pub struct Product {
     pub ingest_keys: Vec<String>,
     pub retention_days: u32,
     pub rate_limit_per_minute: u32,
+    /// The OTLP resource or record attribute that carries the install id.
+    pub otlp_install_id_attribute: Option<String>,
     /// Its schema, flat mapping and privacy actions, compiled for the ingest hot path.
     pub rules: ProductRules,
 }
@@ -57,12 +59,15 @@ impl ErrorCode for ProductError {
 pub struct Products {
     list: Vec<Product>,
     by_key: HashMap<String, usize>,
+    /// OTLP `service.name` → product.
+    by_service: HashMap<String, usize>,
 }
 
 impl Products {
     pub fn compile(config: &Config) -> Result<Products, ConfigError> {
         let mut list = Vec::with_capacity(config.products.len());
         let mut by_key = HashMap::new();
+        let mut by_service = HashMap::new();
         for (index, product) in config.products.iter().enumerate() {
             let rules =
                 ProductRules::compile(product, config).map_err(|e| ConfigError::Invalid {
@@ -72,6 +77,9 @@ impl Products {
             for key in &product.ingest_keys {
                 by_key.insert(key.clone(), index);
             }
+            for service in &product.otlp.service_names {
+                by_service.insert(service.clone(), index);
+            }
             list.push(Product {
                 index,
                 id: product.id.clone(),
@@ -80,10 +88,15 @@ impl Products {
                 rate_limit_per_minute: product
                     .rate_limit_per_minute
                     .unwrap_or(config.limits.rate_limit_per_minute),
+                otlp_install_id_attribute: product.otlp.install_id_attribute.clone(),
                 rules,
             });
         }
-        Ok(Products { list, by_key })
+        Ok(Products {
+            list,
+            by_key,
+            by_service,
+        })
     }
 
     pub fn all(&self) -> &[Product] {
@@ -100,6 +113,27 @@ impl Products {
 
     pub fn at(&self, index: usize) -> Option<&Product> {
         self.list.get(index)
+    }
+
+    /// [`Products::resolve`], and when the request names no product, the one an OTLP sender's
+    /// `service.name` selects (`[products.otlp] service_names`). The product's key rule holds
+    /// either way.
+    pub fn resolve_or_service(
+        &self,
+        param: Option<&str>,
+        key: Option<&str>,
+        service_name: Option<&str>,
+    ) -> Result<&Product, ProductError> {
+        let by_service = service_name
+            .and_then(|name| self.by_service.get(name))
+            .map(|i| &self.list[*i]);
+        match (self.resolve(param, key), by_service) {
+            (Err(ProductError::Missing), Some(product)) if product.requires_key() => {
+                Err(ProductError::MissingKey(product.id.clone()))
+            }
+            (Err(ProductError::Missing), Some(product)) => Ok(product),
+            (result, _) => result,
+        }
     }
 
     /// The product a request is for: from its ingest key, or `?product=` (which must agree with
