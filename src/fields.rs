@@ -397,6 +397,15 @@ catalogue! {
         ],
         ..FieldDef::BLANK
     }
+    /// Free text the event carries (a log record's body), scrubbed; searched by its words.
+    Message {
+        name: "message",
+        kind: Kind::Text,
+        wire: Some(Wire::Message),
+        text: |e| e.message.as_deref(),
+        uses: &[Use::Text, Use::Export],
+        ..FieldDef::BLANK
+    }
     /// `error.domain`.
     ErrorDomain {
         name: "error_domain",
@@ -626,6 +635,7 @@ mod tests {
             parent_span_id: Some("00f067aa0ba902b6".into()),
             country_code: Some("US".into()),
             region_code: Some("US-WA".into()),
+            message: Some("the log body".into()),
             error: Some(ErrorInfo {
                 domain: Some("audio".into()),
                 code: Some("E_NO_AUDIO".into()),

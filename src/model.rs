@@ -54,6 +54,9 @@ pub struct Event {
     pub country_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region_code: Option<String>,
+    /// Free text the event carries (a log record's body), scrubbed like error text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +102,7 @@ impl Default for Event {
             parent_span_id: None,
             country_code: None,
             region_code: None,
+            message: None,
             error: None,
             fingerprint: None,
             dims: BTreeMap::new(),
@@ -250,6 +254,7 @@ pub enum Field {
     ParentSpanId,
     SampleRate,
     SchemaVersion,
+    Message,
     ErrorDomain,
     ErrorCode,
     ErrorMessage,
@@ -295,7 +300,11 @@ impl Field {
     pub fn is_free_text(self) -> bool {
         matches!(
             self,
-            Field::ErrorDomain | Field::ErrorCode | Field::ErrorMessage | Field::ErrorStack
+            Field::Message
+                | Field::ErrorDomain
+                | Field::ErrorCode
+                | Field::ErrorMessage
+                | Field::ErrorStack
         )
     }
 }
@@ -312,7 +321,7 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    const VARIANTS: [Field; 26] = [
+    const VARIANTS: [Field; 27] = [
         Field::Id,
         Field::Name,
         Field::Timestamp,
@@ -335,6 +344,7 @@ mod tests {
         Field::ParentSpanId,
         Field::SampleRate,
         Field::SchemaVersion,
+        Field::Message,
         Field::ErrorDomain,
         Field::ErrorCode,
         Field::ErrorMessage,

@@ -1,15 +1,18 @@
-//! The client-facing ingest endpoints, one thin adapter for every wire format: it tells the
-//! product (ingest key header or `?product=`), reads the body within the size limit, passes the
-//! content type, encoding and client address to [`ingest::accept`], and writes the format's
-//! answer. A new format's endpoint is one `.route(ingest::route(&FORMAT))` line in `http/mod.rs`.
+//! The client-facing ingest endpoints, one thin adapter for every wire format: it reads what the
+//! request says about its product (a `{product}` path segment or `?product=`, and the ingest
+//! key header), reads the body within the size limit, passes the content type, encoding and
+//! client address to [`ingest::accept`], and writes the format's answer (or its error answer).
+//! A new format's endpoint is one `.route(ingest::route(&FORMAT))` line in `http/mod.rs`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, Route};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use actix_web::ResponseError;
+
 use crate::http::error::ApiError;
-use crate::ingest::formats::Format;
+use crate::ingest::formats::{Format, ProductRequest};
 use crate::ingest::{self, IngestRequest};
 use crate::AppState;
 
@@ -26,36 +29,65 @@ pub fn route(format: &'static dyn Format) -> Route {
         move |req: HttpRequest,
               query: web::Query<IngestQuery>,
               payload: web::Payload,
-              state: web::Data<AppState>| receive(format, req, query, payload, state),
+              state: web::Data<AppState>| async move {
+            let content_type = content_type(&req);
+            match receive(format, &req, query, payload, &state, content_type.clone()).await {
+                Ok(response) => response,
+                Err(error) => error_answer(format, &error, content_type.as_deref()),
+            }
+        },
     )
 }
 
 async fn receive(
     format: &'static dyn Format,
-    req: HttpRequest,
+    req: &HttpRequest,
     query: web::Query<IngestQuery>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: &web::Data<AppState>,
+    content_type: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = header_str(&req, INGEST_KEY_HEADER);
-    let product = state
-        .ingest
-        .products
-        .resolve(query.product.as_deref(), key)?
-        .index;
-    let body = read_body(&req, payload, state.config.server.max_body_bytes).await?;
+    let product = ProductRequest {
+        name: req
+            .match_info()
+            .get("product")
+            .map(str::to_string)
+            .or_else(|| query.into_inner().product),
+        key: header_str(req, INGEST_KEY_HEADER).map(str::to_string),
+    };
+    let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
     let request = IngestRequest {
         product,
         body,
-        content_type: content_type(&req),
-        content_encoding: header_str(&req, header::CONTENT_ENCODING.as_str()).map(str::to_string),
-        client_ip: client_ip(&req, &state),
+        content_type: content_type.clone(),
+        content_encoding: header_str(req, header::CONTENT_ENCODING.as_str()).map(str::to_string),
+        client_ip: client_ip(req, state),
     };
     let outcome = ingest::accept(&state.ingest, format, request).await?;
-    let answer = format.answer(&outcome);
+    let answer = format.answer(&outcome, content_type.as_deref());
     Ok(HttpResponse::Ok()
         .content_type(answer.content_type)
         .body(answer.body))
+}
+
+/// The error answer in the format's own body where it has one (OTLP's `google.rpc.Status`),
+/// with the status and headers of the JSON error answer.
+fn error_answer(
+    format: &'static dyn Format,
+    error: &ApiError,
+    content_type: Option<&str>,
+) -> HttpResponse {
+    let mut response = error.error_response();
+    if let Some(answer) = format.error_answer(error.code(), &error.to_string(), content_type) {
+        let mut own = HttpResponse::build(response.status());
+        for (name, value) in response.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                own.insert_header((name.clone(), value.clone()));
+            }
+        }
+        response = own.content_type(answer.content_type).body(answer.body);
+    }
+    response
 }
 
 /// The client's address: the peer, or what a trusted proxy says it forwarded for.

@@ -23,7 +23,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::error::Code;
 use crate::http::error::ApiError;
-use crate::ingest::formats::NATIVE;
+use crate::ingest::formats::{NATIVE, OTLP_LOGS, OTLP_TRACES};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -60,6 +60,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(ingest::route(&NATIVE))
                     .route(web::get().to(search::search_events)),
             )
+            // OTLP/HTTP; `/otlp/{product}/...` for exporters that only append `/v1/traces`.
+            .service(resource("/v1/traces").route(ingest::route(&OTLP_TRACES)))
+            .service(resource("/otlp/{product}/v1/traces").route(ingest::route(&OTLP_TRACES)))
+            .service(resource("/v1/logs").route(ingest::route(&OTLP_LOGS)))
+            .service(resource("/otlp/{product}/v1/logs").route(ingest::route(&OTLP_LOGS)))
             .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
             .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
             .service(resource("/api/v1/geo").route(web::get().to(search::geo)))
@@ -124,7 +129,8 @@ fn json_errors<B: MessageBody + 'static>(
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json || res.status().as_u16() < 400 {
+    // A handler's own answer (no error attached, like OTLP's protobuf Status) stays as it is.
+    if is_json || res.status().as_u16() < 400 || res.response().error().is_none() {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

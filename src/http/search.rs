@@ -399,13 +399,14 @@ mod tests {
     }
 
     #[test]
-    fn csv_columns_are_unchanged() {
+    fn csv_columns_in_catalogue_order() {
+        // New columns only ever come from new catalogue entries (the trace context, the message).
         assert_eq!(
             csv_header(),
             "id,timestamp,received_at,product,name,level,platform,channel,module,app_version,\
              release_channel,os_family,os_version,arch,runtime,device_model,install_id,user_id,\
-             session_id,country_code,region_code,error_domain,error_code,error_message,dims,\
-             metrics\n"
+             session_id,trace_id,span_id,parent_span_id,country_code,region_code,message,\
+             error_domain,error_code,error_message,dims,metrics\n"
         );
         let event = Event {
             country_code: Some("US".into()),
@@ -418,10 +419,26 @@ mod tests {
         let row = csv_row(&event);
         let cells: Vec<&str> = row.trim_end().split(',').collect();
         assert_eq!(cells.len(), csv_columns().count());
-        assert_eq!(cells[0], event.id.to_string());
-        assert_eq!(cells[1], "1970-01-01T00:00:00Z");
-        assert_eq!((cells[3], cells[4], cells[5]), ("app", "started", "info"));
-        assert_eq!((cells[19], cells[23]), ("US", "no audio"));
-        assert_eq!((cells[24], cells[25]), ("{}", "{}"));
+        let header = csv_header();
+        let cell = |name: &str| {
+            let at = header
+                .trim_end()
+                .split(',')
+                .position(|c| c == name)
+                .unwrap();
+            cells[at]
+        };
+        assert_eq!(cell("id"), event.id.to_string());
+        assert_eq!(cell("timestamp"), "1970-01-01T00:00:00Z");
+        let named = (cell("product"), cell("name"), cell("level"));
+        assert_eq!(named, ("app", "started", "info"));
+        assert_eq!(
+            (cell("country_code"), cell("error_message")),
+            ("US", "no audio")
+        );
+        assert_eq!(
+            (cell("dims"), cell("metrics"), cell("trace_id")),
+            ("{}", "{}", "")
+        );
     }
 }

@@ -29,10 +29,10 @@ use crate::error::{Code, ErrorCode, RejectCode, Rejection, StoreError};
 use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
 use crate::policies::{DecisionCounts, PolicyCache};
-use crate::products::{Product, Products};
+use crate::products::{ProductError, Products};
 use crate::store::writer::{SubmitError, Writer};
 use crate::store::Store;
-use formats::{Body, DecodeLimits, Format};
+use formats::{Body, DecodeLimits, Format, ProductRequest};
 use geo::{GeoDb, Location};
 use limits::{ClockRules, RateLimiter};
 use pii::PiiDetector;
@@ -67,8 +67,8 @@ pub struct IngestDeps {
 
 /// One request for [`accept`]: everything a format and the stages need from it.
 pub struct IngestRequest {
-    /// Index of the product in the registry (already resolved and authorised).
-    pub product: usize,
+    /// What the request says about its product (the format tells the product from it).
+    pub product: ProductRequest,
     pub body: Vec<u8>,
     /// The media type's essence, lowercased, if the request had one.
     pub content_type: Option<String>,
@@ -118,6 +118,8 @@ pub enum IngestError {
     #[error("the server is not ready: the store writer has stopped")]
     WriterStopped,
     #[error(transparent)]
+    Product(#[from] ProductError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
@@ -136,6 +138,7 @@ impl ErrorCode for IngestError {
             IngestError::RateLimited { .. } => Code::RateLimited,
             IngestError::Overloaded { .. } => Code::Overloaded,
             IngestError::WriterStopped => Code::NotReady,
+            IngestError::Product(e) => e.error_code(),
             IngestError::Store(e) => e.error_code(),
             IngestError::Internal(_) => Code::Internal,
         }
@@ -207,7 +210,6 @@ impl Ingest {
     pub fn prepare(
         &self,
         format: &dyn Format,
-        product: &Product,
         request: IngestRequest,
     ) -> Result<Prepared, IngestError> {
         let body = decode::decode_body(
@@ -220,9 +222,14 @@ impl Ingest {
                 bytes: &body,
                 content_type: request.content_type.as_deref(),
             },
-            product,
+            &self.products,
+            &request.product,
             &self.limits,
         )?;
+        let product = self
+            .products
+            .at(batch.product)
+            .ok_or_else(|| IngestError::Internal(format!("no product at {}", batch.product)))?;
         let location = self.locate(request.client_ip);
         let received_at = now_ms();
         let context = EventContext {
@@ -254,17 +261,10 @@ pub async fn accept(
     request: IngestRequest,
 ) -> Result<Outcome, IngestError> {
     format.check_content_type(request.content_type.as_deref())?;
-    let product_index = request.product;
     let service = ingest.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        let product = service
-            .products
-            .at(product_index)
-            .ok_or_else(|| IngestError::Internal(format!("no product at {product_index}")))?;
-        service.prepare(format, product, request)
-    })
-    .await
-    .map_err(|e| IngestError::Internal(format!("the ingest task failed: {e}")))??;
+    let prepared = tokio::task::spawn_blocking(move || service.prepare(format, request))
+        .await
+        .map_err(|e| IngestError::Internal(format!("the ingest task failed: {e}")))??;
     let outcome = commit(ingest, prepared).await?;
     Ok(outcome)
 }

@@ -68,6 +68,7 @@ struct Draft {
     level: Option<Level>,
     strings: HashMap<Field, String>,
     error: ErrorInfo,
+    message: Option<String>,
     sample_rate: Option<f64>,
     schema_version: Option<u32>,
     dims: std::collections::BTreeMap<String, DimValue>,
@@ -184,7 +185,7 @@ impl EventContext<'_> {
                 ));
             }
         }
-        let error = self.scrub_free_text(draft.error)?;
+        let (error, message) = self.scrub_free_text(draft.error, draft.message.take())?;
         let mut flags = Vec::new();
         let timestamp = self
             .clock
@@ -204,6 +205,7 @@ impl EventContext<'_> {
             level,
             country_code: self.location.country_code.clone(),
             region_code: self.location.region_code.clone(),
+            message,
             error,
             dims: draft.dims,
             metrics: draft.metrics,
@@ -246,15 +248,19 @@ impl EventContext<'_> {
         Ok(())
     }
 
-    fn scrub_free_text(&self, mut error: ErrorInfo) -> Result<Option<ErrorInfo>, Rejection> {
-        if error.is_empty() {
-            return Ok(None);
-        }
+    /// Scrubs (or, with the `reject` action, refuses) PII in the free text: the error report
+    /// and the message.
+    fn scrub_free_text(
+        &self,
+        mut error: ErrorInfo,
+        mut message: Option<String>,
+    ) -> Result<(Option<ErrorInfo>, Option<String>), Rejection> {
         if self.product.rules.free_text == FreeTextAction::Keep {
-            return Ok(Some(error));
+            return Ok(((!error.is_empty()).then_some(error), message));
         }
         let mut scrubbed = false;
         for text in [
+            &mut message,
             &mut error.message,
             &mut error.stack,
             &mut error.code,
@@ -269,7 +275,7 @@ impl EventContext<'_> {
                     return Err(Rejection::new(
                         RejectCode::PiiDetected,
                         format!(
-                            "the error text contains personal data ({})",
+                            "the event's free text contains personal data ({})",
                             kinds[0].as_str()
                         ),
                     ));
@@ -281,7 +287,7 @@ impl EventContext<'_> {
         if scrubbed {
             self.metrics.pii_scrubbed.inc();
         }
-        Ok(Some(error))
+        Ok(((!error.is_empty()).then_some(error), message))
     }
 }
 
@@ -304,6 +310,12 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
                 .map(|n| n as u32);
         }
         Field::Level => draft.level = value.into_text().and_then(|t| Level::parse(&t)),
+        Field::Message => {
+            draft.message = value
+                .into_text()
+                .filter(|t| !t.is_empty())
+                .map(|t| cut(t, MAX_TEXT_CHARS))
+        }
         _ => {
             let Some(text) = value.into_text().and_then(|t| schema.check_text(key, t)) else {
                 return;

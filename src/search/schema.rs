@@ -31,7 +31,7 @@ use crate::timespan::{DAY_MS, HOUR_MS};
 /// is discarded on open and rebuilt from the store.
 /// 3: exact fields derived from the field catalogue, `country`/`region` renamed `country_code`/
 /// `region_code`.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 pub const SEQ: &str = "seq";
 pub const TIMESTAMP: &str = "timestamp";

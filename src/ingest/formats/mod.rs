@@ -9,14 +9,16 @@
 
 pub mod flat;
 pub mod native;
+pub mod otlp;
 
 use crate::error::Rejection;
 use crate::ingest::decode::FieldValue;
 use crate::ingest::IngestError;
 use crate::model::{Field, Source};
-use crate::products::Product;
+use crate::products::{Product, Products};
 
 pub use native::NATIVE;
+pub use otlp::{OTLP_LOGS, OTLP_TRACES};
 
 /// What a key of a raw event stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +41,34 @@ pub struct RawEvent {
     pub source: Source,
 }
 
-/// A decoded request: the client's send time if it gave one (epoch ms), and each item of the
-/// request as a raw event or the reason it is not one.
+/// A decoded request: the product it is for, the client's send time if it gave one (epoch ms),
+/// and each item of the request as a raw event or the reason it is not one.
 #[derive(Debug, Default)]
 pub struct RawBatch {
+    /// Index of the product in the registry.
+    pub product: usize,
     pub sent_at: Option<i64>,
     pub items: Vec<Result<RawEvent, Rejection>>,
+}
+
+/// What a request says about its product: a name (`?product=` or a path segment) and an ingest
+/// key, either or both absent. A format tells the product from these, and may also look into the
+/// body (OTLP's `service.name`).
+#[derive(Debug, Clone, Default)]
+pub struct ProductRequest {
+    pub name: Option<String>,
+    pub key: Option<String>,
+}
+
+impl ProductRequest {
+    /// The product, from the request alone or with a `service.name` the body gave.
+    pub fn resolve<'p>(
+        &self,
+        products: &'p Products,
+        service_name: Option<&str>,
+    ) -> Result<&'p Product, IngestError> {
+        Ok(products.resolve_or_service(self.name.as_deref(), self.key.as_deref(), service_name)?)
+    }
 }
 
 /// The limits a format applies while decoding.
@@ -69,18 +93,30 @@ pub trait Format: Sync {
     /// Refuses a content type the format does not read (`415`).
     fn check_content_type(&self, content_type: Option<&str>) -> Result<(), IngestError>;
 
-    /// Decodes one request body for `product`. A malformed item is a rejection in the batch; only
-    /// a body that cannot be read as a whole is an error.
+    /// Decodes one request body and tells its product. A malformed item is a rejection in the
+    /// batch; only a body that cannot be read as a whole is an error.
     fn decode(
         &self,
         body: Body<'_>,
-        product: &Product,
+        products: &Products,
+        product: &ProductRequest,
         limits: &DecodeLimits,
     ) -> Result<RawBatch, IngestError>;
 
-    /// The body of the answer to a request whose events were taken in.
-    fn answer(&self, outcome: &crate::ingest::Outcome) -> Answer {
+    /// The body of the answer to a request whose events were taken in (`content_type`: the
+    /// request's).
+    fn answer(&self, outcome: &crate::ingest::Outcome, _content_type: Option<&str>) -> Answer {
         Answer::native(outcome)
+    }
+
+    /// The body of an error answer, where the format has its own (`None`: the JSON error body).
+    fn error_answer(
+        &self,
+        _code: crate::error::Code,
+        _message: &str,
+        _content_type: Option<&str>,
+    ) -> Option<Answer> {
+        None
     }
 }
 

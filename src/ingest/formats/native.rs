@@ -12,13 +12,13 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Body, DecodeLimits, Format, Key, RawBatch, RawEvent};
+use super::{Body, DecodeLimits, Format, Key, ProductRequest, RawBatch, RawEvent};
 use crate::error::{RejectCode, Rejection};
 use crate::ingest::decode::FieldValue;
 use crate::ingest::limits::parse_time;
 use crate::ingest::IngestError;
 use crate::model::{Field, Source};
-use crate::products::Product;
+use crate::products::{Product, Products};
 
 pub struct Native;
 
@@ -56,9 +56,11 @@ impl Format for Native {
     fn decode(
         &self,
         body: Body<'_>,
-        product: &Product,
+        products: &Products,
+        product: &ProductRequest,
         limits: &DecodeLimits,
     ) -> Result<RawBatch, IngestError> {
+        let product = product.resolve(products, None)?;
         let text = std::str::from_utf8(body.bytes)
             .map_err(|e| IngestError::InvalidEncoding(format!("the body is not UTF-8: {e}")))?;
         let (sent_at, events) = split_batch(text)?;
@@ -87,6 +89,7 @@ impl Format for Native {
             })
             .collect();
         Ok(RawBatch {
+            product: product.index,
             sent_at: sent_at.as_ref().and_then(parse_time),
             items,
         })
