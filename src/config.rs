@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::ingest::pii::PiiKind;
 use crate::model::Field;
-use crate::net::Cidr;
+use crate::net::{AllowedOrigins, Cidr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -296,6 +296,10 @@ pub struct ProductConfig {
     /// them per client.
     #[serde(default)]
     pub collection: crate::policies::Settings,
+    /// Web origins whose pages may call the client endpoints from a browser (CORS), `"*"` for
+    /// any. Absent: any origin for anonymous products, none for products with ingest keys.
+    #[serde(default)]
+    pub cors_origins: Option<Vec<String>>,
     /// How OpenTelemetry (OTLP) clients reach this product.
     #[serde(default)]
     pub otlp: OtlpProductConfig,
@@ -628,6 +632,7 @@ impl ProductConfig {
                 ));
             }
         }
+        self.allowed_origins(key)?;
         crate::policies::validate_settings(&self.collection, &key("collection"))
             .map_err(|e| invalid(e.field.clone(), e.reason.clone()))?;
         let schema = &self.schema;
@@ -665,6 +670,26 @@ impl ProductConfig {
             }
         }
         Ok(())
+    }
+
+    /// The origins `cors_origins` allows, with its default when absent; a bad entry is an
+    /// error naming `cors_origins[M]`.
+    pub fn allowed_origins(
+        &self,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<AllowedOrigins, ConfigError> {
+        match &self.cors_origins {
+            None if self.ingest_keys.is_empty() => Ok(AllowedOrigins::Any),
+            None => Ok(AllowedOrigins::Listed(Vec::new())),
+            Some(list) => {
+                AllowedOrigins::parse(list.iter().map(String::as_str)).map_err(|(i, e)| {
+                    invalid(
+                        key(&format!("cors_origins[{i}]")),
+                        format!("`{}` is not an origin: {e}", list[i]),
+                    )
+                })
+            }
+        }
     }
 
     pub fn display_name(&self) -> &str {
@@ -818,6 +843,10 @@ mod tests {
                 "id = \"a\"\n[products.mapping]\nsdk = \"nonsense\"",
                 "products[0].mapping.sdk",
             ),
+            (
+                "id = \"a\"\ncors_origins = [\"*\", \"https://app.example.com/\"]",
+                "products[0].cors_origins[1]",
+            ),
         ];
         for (text, key) in product_cases {
             let err = Config::from_toml(&format!("[[products]]\n{text}\n"))
@@ -825,5 +854,38 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn cors_origins_default_by_ingest_keys_and_bad_entries_say_why() {
+        let config = Config::from_toml(
+            "[[products]]\nid = \"open\"\n\n[[products]]\nid = \"keyed\"\ningest_keys = [\"key-0123456\"]\n\n[[products]]\nid = \"web\"\ningest_keys = [\"key-abcdefg\"]\ncors_origins = [\"HTTPS://App.Example.com:443\", \"http://localhost:5173\"]\n",
+        )
+        .unwrap();
+        let origins: Vec<AllowedOrigins> = config
+            .products
+            .iter()
+            .map(|p| p.allowed_origins(&|k| k.to_string()).unwrap())
+            .collect();
+        assert_eq!(
+            origins,
+            vec![
+                AllowedOrigins::Any,
+                AllowedOrigins::Listed(vec![]),
+                AllowedOrigins::Listed(vec![
+                    "https://app.example.com".into(),
+                    "http://localhost:5173".into()
+                ]),
+            ]
+        );
+        let err = Config::from_toml(
+            "[[products]]\nid = \"a\"\n\n[[products]]\nid = \"b\"\ncors_origins = [\"https://ok.example\", \"app.example.com\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "config key `products[1].cors_origins[1]`: `app.example.com` is not an origin: an origin starts with its scheme, as in `https://app.example.com`"
+        );
     }
 }

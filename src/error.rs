@@ -51,6 +51,7 @@ codes! {
     InvalidToken = "invalid_token", 401;
     Unauthorized = "unauthorized", 401;
     Forbidden = "forbidden", 403;
+    CorsOriginNotAllowed = "cors_origin_not_allowed", 403;
     NotFound = "not_found", 404;
     MethodNotAllowed = "method_not_allowed", 405;
     RequestTimeout = "request_timeout", 408;

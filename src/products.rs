@@ -1,12 +1,14 @@
 //! The product registry: every configured `[[products]]` entry compiled once at start (its
-//! keys, retention, rate limit and ingest rules), and which product a client request is for.
-//! Ingest, retention, privacy and the policy endpoint all read it; nothing changes it at run time.
+//! keys, retention, rate limit, ingest rules and the web origins it allows), and which product
+//! a client request is for. Ingest, retention, privacy, the policy endpoint and CORS all read
+//! it; nothing changes it at run time.
 
 use std::collections::HashMap;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{Code, ErrorCode};
 use crate::ingest::ProductRules;
+use crate::net::AllowedOrigins;
 
 /// One configured product.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub struct Product {
     pub otlp_install_id_attribute: Option<String>,
     /// Its schema, flat mapping and privacy actions, compiled for the ingest hot path.
     pub rules: ProductRules,
+    /// Web origins whose pages may call the client endpoints for it (CORS).
+    pub cors_origins: AllowedOrigins,
 }
 
 impl Product {
@@ -74,6 +78,7 @@ impl Products {
                     key: format!("products[{index}].schema.patterns"),
                     reason: e.to_string(),
                 })?;
+            let cors_origins = product.allowed_origins(&|k| format!("products[{index}].{k}"))?;
             for key in &product.ingest_keys {
                 by_key.insert(key.clone(), index);
             }
@@ -90,6 +95,7 @@ impl Products {
                     .unwrap_or(config.limits.rate_limit_per_minute),
                 otlp_install_id_attribute: product.otlp.install_id_attribute.clone(),
                 rules,
+                cors_origins,
             });
         }
         Ok(Products {
@@ -136,6 +142,25 @@ impl Products {
         }
     }
 
+    /// The product an ingest key belongs to.
+    pub fn for_key(&self, key: &str) -> Option<&Product> {
+        self.by_key.get(key).map(|i| &self.list[*i])
+    }
+
+    /// Whether a browser page on `origin` may call a client endpoint (CORS). The product the
+    /// request names decides: the one its ingest key belongs to, else the one `id` names (from
+    /// `?product=` or the path). When it names none this registry knows — as in a preflight,
+    /// which carries no key — the origin is allowed if any product allows it.
+    pub fn allows_origin(&self, origin: &str, key: Option<&str>, id: Option<&str>) -> bool {
+        let named = key
+            .and_then(|key| self.for_key(key))
+            .or_else(|| id.and_then(|id| self.get(id)));
+        match named {
+            Some(product) => product.cors_origins.allows(origin),
+            None => self.list.iter().any(|p| p.cors_origins.allows(origin)),
+        }
+    }
+
     /// The product a request is for: from its ingest key, or `?product=` (which must agree with
     /// the key when both are given). With a single product configured it is the default.
     pub fn resolve(
@@ -151,12 +176,7 @@ impl Products {
             None => None,
         };
         let by_key = match key {
-            Some(key) => Some(
-                self.by_key
-                    .get(key)
-                    .map(|i| &self.list[*i])
-                    .ok_or(ProductError::InvalidKey)?,
-            ),
+            Some(key) => Some(self.for_key(key).ok_or(ProductError::InvalidKey)?),
             None => None,
         };
         let product = match (by_param, by_key) {
@@ -170,5 +190,45 @@ impl Products {
             return Err(ProductError::MissingKey(product.id.clone()));
         }
         Ok(product)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn products(text: &str) -> Products {
+        Products::compile(&Config::from_toml(text).unwrap()).unwrap()
+    }
+
+    const KEYED: &str = "[[products]]\nid = \"web\"\ningest_keys = [\"web-key-0123\"]\ncors_origins = [\"https://app.example.com\"]\n\n[[products]]\nid = \"backend\"\ningest_keys = [\"backend-key-0123\"]\n";
+
+    #[test]
+    fn the_named_product_decides_the_origin() {
+        let p = products(KEYED);
+        let app = "https://app.example.com";
+        assert!(p.allows_origin(app, Some("web-key-0123"), None));
+        assert!(p.allows_origin(app, None, Some("web")));
+        assert!(!p.allows_origin("https://evil.example", None, Some("web")));
+        // A keyed product without `cors_origins` allows none; the key outranks `?product=`.
+        assert!(!p.allows_origin(app, None, Some("backend")));
+        assert!(!p.allows_origin(app, Some("backend-key-0123"), Some("web")));
+    }
+
+    #[test]
+    fn without_a_known_product_any_product_may_allow() {
+        let p = products(KEYED);
+        let app = "https://app.example.com";
+        assert!(p.allows_origin(app, None, None));
+        assert!(p.allows_origin(app, Some("no-such-key"), Some("no-such-product")));
+        assert!(!p.allows_origin("https://evil.example", None, None));
+        let with_open = products(&format!("{KEYED}\n[[products]]\nid = \"open\"\n"));
+        assert_eq!(
+            with_open.get("open").unwrap().cors_origins,
+            AllowedOrigins::Any
+        );
+        assert!(with_open.allows_origin("https://evil.example", None, None));
+        assert!(with_open.allows_origin("https://evil.example", None, Some("open")));
+        assert!(!with_open.allows_origin("https://evil.example", None, Some("web")));
     }
 }

@@ -27,6 +27,8 @@ pub enum ApiError {
     InvalidToken,
     #[error("this action needs the `admin` role; token `{0}` has the `viewer` role")]
     Forbidden(String),
+    #[error("origin `{0}` may not call this endpoint from a browser: it is not in the product's cors_origins")]
+    CorsOriginNotAllowed(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("method not allowed")]
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::MissingToken => Code::MissingToken,
             ApiError::InvalidToken => Code::InvalidToken,
             ApiError::Forbidden(_) => Code::Forbidden,
+            ApiError::CorsOriginNotAllowed(_) => Code::CorsOriginNotAllowed,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::MethodNotAllowed => Code::MethodNotAllowed,
             ApiError::PayloadTooLarge { .. } => Code::PayloadTooLarge,
@@ -94,6 +97,7 @@ impl ApiError {
                 Some(serde_json::json!({ "field": field, "reason": reason }))
             }
             ApiError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limit": limit })),
+            ApiError::CorsOriginNotAllowed(origin) => Some(serde_json::json!({ "origin": origin })),
             ApiError::Domain { details, .. } => details.clone(),
             _ => None,
         }

@@ -1,10 +1,12 @@
 //! The HTTP surface: routes, JSON errors for everything actix itself rejects (unknown routes,
-//! wrong methods, bad query strings), and per-route request metrics.
+//! wrong methods, bad query strings), and per-route request metrics. Client-facing routes
+//! (ingest, client config) are built with `cors::client_resource`, admin routes with `resource`.
 
 pub mod admin;
 pub mod auth;
 pub mod backup;
 pub mod clusters;
+pub mod cors;
 pub mod error;
 pub mod ingest;
 pub mod ops;
@@ -18,6 +20,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{header, Method};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, HttpResponse};
 
@@ -55,16 +58,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     Ok(res)
                 }
             })
+            // Ingest (POST) answers browsers on other origins; the search (GET) never does.
             .service(
-                resource("/api/v1/events")
+                cors::client_resource("/api/v1/events", &[Method::POST])
                     .route(ingest::route(&NATIVE))
                     .route(web::get().to(search::search_events)),
             )
             // OTLP/HTTP; `/otlp/{product}/...` for exporters that only append `/v1/traces`.
-            .service(resource("/v1/traces").route(ingest::route(&OTLP_TRACES)))
-            .service(resource("/otlp/{product}/v1/traces").route(ingest::route(&OTLP_TRACES)))
-            .service(resource("/v1/logs").route(ingest::route(&OTLP_LOGS)))
-            .service(resource("/otlp/{product}/v1/logs").route(ingest::route(&OTLP_LOGS)))
+            .service(
+                cors::client_resource("/v1/traces", &[Method::POST])
+                    .route(ingest::route(&OTLP_TRACES)),
+            )
+            .service(
+                cors::client_resource("/otlp/{product}/v1/traces", &[Method::POST])
+                    .route(ingest::route(&OTLP_TRACES)),
+            )
+            .service(
+                cors::client_resource("/v1/logs", &[Method::POST]).route(ingest::route(&OTLP_LOGS)),
+            )
+            .service(
+                cors::client_resource("/otlp/{product}/v1/logs", &[Method::POST])
+                    .route(ingest::route(&OTLP_LOGS)),
+            )
             .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
             .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
             .service(resource("/api/v1/geo").route(web::get().to(search::geo)))
@@ -84,7 +99,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(subjects::purge_status))
                     .route(web::post().to(subjects::start_purge)),
             )
-            .service(resource("/api/v1/config").route(web::get().to(policies::client_config)))
+            .service(
+                cors::client_resource("/api/v1/config", &[Method::GET])
+                    .route(web::get().to(policies::client_config)),
+            )
             .service(
                 resource("/api/v1/policies")
                     .route(web::get().to(policies::list))
@@ -121,13 +139,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Errors actix produces itself (a body over an extractor's limit, a bad header) come as plain
-/// text; they leave as the same JSON error body as every other error.
+/// text; they leave as the same JSON error body as every other error, with the headers they
+/// had (`Retry-After`, CORS).
 fn json_errors<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_json = res
         .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
+        .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     // A handler's own answer (no error attached, like OTLP's protobuf Status) stays as it is.
     if is_json || res.status().as_u16() < 400 || res.response().error().is_none() {
@@ -140,8 +159,14 @@ fn json_errors<B: MessageBody + 'static>(
         .map(|e| e.to_string())
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
     let body = error::error_body(Code::for_status(status.as_u16()), &message, None);
-    let (req, _) = res.into_parts();
-    let response = HttpResponse::build(status)
+    let (req, original) = res.into_parts();
+    let mut response = HttpResponse::build(status);
+    for (name, value) in original.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.append_header((name.clone(), value.clone()));
+        }
+    }
+    let response = response
         .content_type("application/json")
         .body(body)
         .map_into_right_body();
@@ -166,4 +191,50 @@ pub async fn blocking<T: Send + 'static>(
     web::block(f)
         .await
         .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, App};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn plain_text_errors_become_json_and_keep_their_headers() {
+        let app = test::init_service(
+            App::new().service(
+                web::scope("")
+                    .wrap(ErrorHandlers::new().default_handler(json_errors))
+                    .route(
+                        "/upload",
+                        web::get().to(|| async {
+                            HttpResponse::PayloadTooLarge()
+                                .insert_header((header::RETRY_AFTER, "7"))
+                                .insert_header((
+                                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                                    "https://a.example",
+                                ))
+                                .body("too large")
+                        }),
+                    ),
+            ),
+        )
+        .await;
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/upload").to_request()).await;
+        assert_eq!(res.status(), 413);
+        let headers = res.headers().clone();
+        assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "7");
+        assert_eq!(
+            headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(),
+            "https://a.example"
+        );
+        assert_eq!(
+            headers.get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "payload_too_large");
+        assert_eq!(body["error"]["message"], "Payload Too Large");
+    }
 }

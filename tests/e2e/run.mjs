@@ -39,6 +39,8 @@ const browser = await launch({ screenshots: opts.screenshots });
 const t = {
   server,
   api: server.api,
+  // For pages that are not the UI (another origin's page); their requests are not the UI's.
+  browser,
   timings: [],
   tabs: [],
   async newTab() {

@@ -1,10 +1,11 @@
 // The real telemetryd for the browser tests: writes a config (the shipped one plus an admin and
 // a viewer token), fills a temporary data dir with `telemetryd demo`, starts the binary on
 // 127.0.0.1, waits until it is ready and its index has caught up, and stops it afterwards.
-// Also a small API client for assertions.
+// Also a small API client for assertions, and a plain HTTP server for a page on another origin.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -112,5 +113,22 @@ hash = "${hashToken(bin, VIEWER_TOKEN)}"
       if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Serves one HTML file at every path from its own port on 127.0.0.1: a page on another origin
+ * than telemetryd's. `close()` stops it.
+ */
+export async function servePage(file) {
+  const html = readFileSync(file);
+  const server = createHttpServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(html);
+  });
+  await new Promise((done) => server.listen(0, '127.0.0.1', done));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((done) => { server.closeAllConnections(); server.close(done); }),
   };
 }

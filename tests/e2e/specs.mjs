@@ -2,10 +2,13 @@
 // rejected token; every page shows the data the API has (texts and counts); search narrows;
 // rows expand; links lead to the cluster and the install; resolving a cluster; a policy built
 // in the builder is served by /api/v1/config; an erasure empties the Events page; narrow
-// screen, dark theme, keyboard; page timings; nothing requested from elsewhere.
+// screen, dark theme, keyboard; a web app's page on another origin sends events with fetch and
+// sendBeacon and is refused admin calls (CORS); page timings; nothing requested from elsewhere.
 
 import assert from 'node:assert/strict';
-import { ADMIN_TOKEN, VIEWER_TOKEN } from './server.mjs';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { ADMIN_TOKEN, VIEWER_TOKEN, servePage } from './server.mjs';
 import { LOCALE, TIME_ZONE } from './browser.mjs';
 
 const fmt = (n) => new Intl.NumberFormat(LOCALE).format(n);
@@ -366,6 +369,47 @@ export const specs = [
     await tab.page.keyboard.press('Enter');
     await tab.waitRoute('/clusters');
     assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/clusters');
+  }],
+
+  ['browser clients: a page on another origin sends with fetch and sendBeacon, reads its config, and is refused admin calls', async (t) => {
+    const site = await servePage(fileURLToPath(new URL('./web-client.html', import.meta.url)));
+    const page = await t.browser.context.newPage();
+    try {
+      assert.notEqual(new URL(site.url).origin, new URL(t.server.url).origin, 'another origin');
+      await page.goto(`${site.url}/?${qs({ api: t.server.url, product: 'dictation-app' })}`);
+      const installId = `web-${randomUUID()}`;
+      const event = (eventName) => ({ eventId: randomUUID(), eventName, installId, platform: 'web', channel: 'app', appVersion: '5.1.0' });
+
+      const fetched = event('app_opened');
+      const sent = await page.evaluate((e) => window.sendWithFetch(e), fetched);
+      assert.deepEqual(sent, { status: 200, body: { accepted: 1, duplicates: 0, dropped_by_policy: 0, sampled_out: 0, rejected: [] } });
+
+      const beaconed = event('keyboard_shown');
+      assert.equal(await page.evaluate((e) => window.sendWithBeacon(e), beaconed), true, 'the beacon is queued');
+      // A beacon's answer is not the page's to read: the admin API tells that it was stored.
+      const stored = await until('the beacon stored', () => t.api(`/api/v1/events/${beaconed.eventId}`).catch(() => null));
+      for (const [sentEvent, got] of [[fetched, await t.api(`/api/v1/events/${fetched.eventId}`)], [beaconed, stored]]) {
+        assert.equal(got.id, sentEvent.eventId);
+        assert.equal(got.name, sentEvent.eventName);
+        assert.equal(got.product, 'dictation-app');
+        assert.equal(got.install_id, installId);
+        assert.equal(got.platform, 'web');
+        assert.equal(got.app_version, '5.1.0');
+      }
+
+      const config = await page.evaluate((id) => window.fetchConfig(id), installId);
+      assert.equal(config.status, 200);
+      assert.equal(config.body.product, 'dictation-app');
+      assert.match(config.etag || '', /^(W\/)?".+"$/, 'the ETag is exposed to the page');
+
+      for (const path of ['/api/v1/stats', '/api/v1/events?limit=1', `/api/v1/events/${fetched.eventId}`]) {
+        const admin = await page.evaluate(([p, token]) => window.callAdmin(p, token), [path, ADMIN_TOKEN]);
+        assert.equal(admin.error, 'TypeError', `${path}: the browser refuses the cross-origin admin call (${JSON.stringify(admin)})`);
+      }
+    } finally {
+      await page.close();
+      await site.close();
+    }
   }],
 
   ['timing: navigation to data on screen, per page (reported, not asserted)', async (t) => {
