@@ -1,7 +1,7 @@
 //! The trace API against a real server: a trace sent as native events (spans with
 //! `metrics.duration_ms`, an error span, a log) comes back as its events and its waterfall; ids
 //! are checked; both roles read it; a trace past the limit says it is truncated and keeps its
-//! oldest events.
+//! oldest events; per-stage latency through search and the aggregations, as the README says.
 
 mod common;
 
@@ -242,4 +242,55 @@ fn a_trace_past_the_limit_keeps_its_oldest_events_and_says_so() {
         .collect();
     assert_eq!(offsets, (0..MAX_TRACE_EVENTS as i64).collect::<Vec<_>>());
     assert_eq!(t["duration_ms"], MAX_TRACE_EVENTS as f64);
+}
+
+/// The README's recipe for per-stage latency with search: metric ranges on `duration_ms`, broken
+/// down by span name or counted over time for one stage.
+#[test]
+fn per_stage_latency_through_search_and_aggregations() {
+    let server = server();
+    seed(&server);
+    let slow = server
+        .admin_get(&format!(
+            "/api/v1/stats/breakdown?field=name&q={}",
+            enc("duration_ms:>=300")
+        ))
+        .json();
+    assert_eq!(
+        slow["rows"],
+        json!([
+            {"value": "getpatter.llm", "events": 1, "installs": 1},
+            {"value": "getpatter.turn", "events": 1, "installs": 1}
+        ])
+    );
+    let stage = server
+        .admin_get(&format!(
+            "/api/v1/stats/timeseries?bucket=1h&from=-2h&q={}",
+            enc("name:getpatter.llm duration_ms:>300")
+        ))
+        .json();
+    let total: u64 = stage["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1);
+    let fast = server
+        .admin_get(&format!(
+            "/api/v1/events?q={}",
+            enc("name:getpatter.turn duration_ms:<100")
+        ))
+        .json();
+    assert_eq!(fast["total"], 1);
+    assert_eq!(fast["events"][0]["trace_id"], OTHER);
+}
+
+fn enc(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
