@@ -404,10 +404,11 @@ mod tests {
             csv_header(),
             "id,timestamp,received_at,product,name,level,platform,channel,module,app_version,\
              release_channel,os_family,os_version,arch,runtime,device_model,install_id,user_id,\
-             session_id,country_code,region_code,error_domain,error_code,error_message,dims,\
-             metrics\n"
+             session_id,trace_id,span_id,parent_span_id,country_code,region_code,error_domain,\
+             error_code,error_message,dims,metrics\n"
         );
         let event = Event {
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             country_code: Some("US".into()),
             error: Some(crate::model::ErrorInfo {
                 message: Some("no audio".into()),
@@ -421,7 +422,11 @@ mod tests {
         assert_eq!(cells[0], event.id.to_string());
         assert_eq!(cells[1], "1970-01-01T00:00:00Z");
         assert_eq!((cells[3], cells[4], cells[5]), ("app", "started", "info"));
-        assert_eq!((cells[19], cells[23]), ("US", "no audio"));
-        assert_eq!((cells[24], cells[25]), ("{}", "{}"));
+        assert_eq!(
+            (cells[19], cells[20], cells[21]),
+            ("4bf92f3577b34da6a3ce929d0e0e4736", "", "")
+        );
+        assert_eq!((cells[22], cells[26]), ("US", "no audio"));
+        assert_eq!((cells[27], cells[28]), ("{}", "{}"));
     }
 }
