@@ -27,6 +27,7 @@ pub mod search;
 pub mod store;
 pub mod tasks;
 pub mod timespan;
+pub mod traces;
 pub mod version;
 
 use std::future::Future;

@@ -14,12 +14,14 @@ import metrics from './pages/metrics.js';
 import policies from './pages/policies.js';
 import policyBuilder from './pages/policy-builder.js';
 import privacy from './pages/privacy.js';
+import trace from './pages/trace.js';
 
 const routes = [
   { path: '/', page: overview },
   { path: '/events', page: events },
   { path: '/clusters', page: clusters },
   { path: '/clusters/:id', page: cluster },
+  { path: '/traces/:id', page: trace },
   { path: '/geo', page: geo },
   { path: '/geo/:country', page: geo },
   { path: '/stats', page: metrics },

@@ -14,6 +14,7 @@ pub mod policies;
 pub mod search;
 pub mod stats;
 pub mod subjects;
+pub mod traces;
 pub mod ui;
 
 use std::time::Instant;
@@ -82,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
             .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
+            .service(resource("/api/v1/traces/{trace_id}").route(web::get().to(traces::get_trace)))
             .service(resource("/api/v1/geo").route(web::get().to(search::geo)))
             .service(resource("/api/v1/stats").route(web::get().to(admin::stats)))
             .service(resource("/api/v1/stats/overview").route(web::get().to(stats::overview)))

@@ -409,6 +409,7 @@ mod tests {
              error_domain,error_code,error_message,dims,metrics\n"
         );
         let event = Event {
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             country_code: Some("US".into()),
             error: Some(crate::model::ErrorInfo {
                 message: Some("no audio".into()),
@@ -438,7 +439,7 @@ mod tests {
         );
         assert_eq!(
             (cell("dims"), cell("metrics"), cell("trace_id")),
-            ("{}", "{}", "")
+            ("{}", "{}", event.trace_id.as_deref().unwrap_or(""))
         );
     }
 }

@@ -1,5 +1,6 @@
-//! Collectors for search results: the newest-first page after a cursor (with exact totals) and
-//! the list of matching positions. Both read only the `timestamp` and `seq` fast fields.
+//! Collectors for search results: the newest-first page after a cursor (with exact totals), the
+//! oldest matches of a bounded set (a trace), and the list of matching positions. All read only
+//! the `timestamp` and `seq` fast fields.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -138,6 +139,87 @@ impl SegmentCollector for TopSegment {
             total: self.total,
             remaining: self.remaining,
             hits,
+        }
+    }
+}
+
+/// Collects the `limit` smallest `(timestamp, seq)` keys, ascending, and counts all matches.
+pub struct OldestByTime {
+    pub limit: usize,
+}
+
+pub struct OldestFruit {
+    pub total: u64,
+    /// Ascending.
+    pub hits: Vec<HitKey>,
+}
+
+pub struct OldestSegment {
+    timestamps: Column<i64>,
+    seqs: Column<u64>,
+    limit: usize,
+    total: u64,
+    /// Max-heap of the smallest keys so far.
+    heap: BinaryHeap<HitKey>,
+}
+
+impl Collector for OldestByTime {
+    type Fruit = OldestFruit;
+    type Child = OldestSegment;
+
+    fn for_segment(
+        &self,
+        _segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<OldestSegment> {
+        Ok(OldestSegment {
+            timestamps: segment.fast_fields().i64(TIMESTAMP)?,
+            seqs: segment.fast_fields().u64(SEQ)?,
+            limit: self.limit,
+            total: 0,
+            heap: BinaryHeap::with_capacity(self.limit.min(1024) + 1),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<OldestFruit>) -> tantivy::Result<OldestFruit> {
+        let mut total = 0;
+        let mut hits = Vec::new();
+        for fruit in fruits {
+            total += fruit.total;
+            hits.extend(fruit.hits);
+        }
+        hits.sort_unstable();
+        hits.truncate(self.limit);
+        Ok(OldestFruit { total, hits })
+    }
+}
+
+impl SegmentCollector for OldestSegment {
+    type Fruit = OldestFruit;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.total += 1;
+        let (Some(ts), Some(seq)) = (self.timestamps.first(doc), self.seqs.first(doc)) else {
+            return;
+        };
+        let key = (ts, seq);
+        if self.heap.len() < self.limit {
+            self.heap.push(key);
+        } else if let Some(mut max) = self.heap.peek_mut() {
+            if key < *max {
+                *max = key;
+            }
+        }
+    }
+
+    fn harvest(self) -> OldestFruit {
+        OldestFruit {
+            total: self.total,
+            hits: self.heap.into_sorted_vec(),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Event search: a tantivy index derived from the store (redb stays the source of truth), the
-//! indexer thread that keeps it current, and the search, count, position, delete and aggregation
-//! API over it.
+//! indexer thread that keeps it current, and the search, count, oldest-matches, position, delete
+//! and aggregation API over it.
 //!
 //! - [`schema`]: fields and the event → document mapping (nothing stored; `seq` maps hits back).
 //! - [`query`]: the query language (grammar in its module docs) and filter compilation.
 //! - [`indexer`]: open/recreate, commit payload, the indexer thread, purge, rebuild.
-//! - [`collect`]: newest-first pages with cursor and exact totals; position lists.
+//! - [`collect`]: newest-first pages with cursor and exact totals; the oldest matches; position
+//!   lists.
 //! - [`aggregate`]: geo, time series by level, breakdowns.
 //!
 //! Threads: one indexer thread (owns the only `IndexWriter`), one tantivy indexing worker and
@@ -307,6 +308,15 @@ pub struct SearchPage {
     pub total_exact: bool,
     /// Present when more matches follow this page.
     pub next_cursor: Option<String>,
+}
+
+/// The oldest matches of a filter ([`SearchIndex::oldest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OldestHits {
+    /// Oldest first: `(timestamp, seq)` ascending.
+    pub hits: Vec<Hit>,
+    /// Every match, including those past the limit.
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -651,6 +661,23 @@ impl SearchIndex {
         let searcher = self.searcher();
         let query = self.compile(&searcher, filter)?;
         Ok(searcher.search(query.as_ref(), &Count)? as u64)
+    }
+
+    /// The `limit` oldest matches by `(timestamp, seq)`, oldest first, and how many match in
+    /// all. It visits every match: for small sets such as the events of one trace, not for
+    /// paging through a broad query.
+    pub fn oldest(&self, filter: &Filter, limit: usize) -> Result<OldestHits, SearchError> {
+        let searcher = self.searcher();
+        let query = self.compile(&searcher, filter)?;
+        let fruit = searcher.search(query.as_ref(), &collect::OldestByTime { limit })?;
+        Ok(OldestHits {
+            hits: fruit
+                .hits
+                .into_iter()
+                .map(|(timestamp, seq)| Hit { seq, timestamp })
+                .collect(),
+            total: fruit.total,
+        })
     }
 
     /// Positions of every matching event, ascending (for retention/erasure to find store keys).

@@ -1113,6 +1113,47 @@ fn totals_past_the_exact_bound_say_at_least_unless_asked_to_count() {
     index.close();
 }
 
+#[test]
+fn oldest_matches_come_oldest_first_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = |i: usize, trace_id: &str, offset_ms: i64| Event {
+        trace_id: s(trace_id),
+        span_id: Some(format!("{i:016x}")),
+        ..base_event("sdk", "span", BASE + offset_ms)
+    };
+    let wanted = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    // Out of time order, a tie at +20 ms, and another trace in between.
+    let source = MemSource::new(vec![
+        trace(0, wanted, 40),
+        trace(1, other, 0),
+        trace(2, wanted, 20),
+        trace(3, wanted, 20),
+    ]);
+    let index = open_indexed(dir.path(), source.clone());
+    // A second commit, so the matches span two segments.
+    index.notify_committed(source.append(vec![trace(4, wanted, 10), trace(5, wanted, 30)]));
+    assert!(index.wait_indexed(source.next(), WAIT));
+    let filter = Filter::default().with(EventField::TraceId, wanted);
+    let keys = |hits: &OldestHits| -> Vec<(i64, u64)> {
+        hits.hits
+            .iter()
+            .map(|h| (h.timestamp - BASE, h.seq))
+            .collect()
+    };
+    let all = index.oldest(&filter, 100).unwrap();
+    assert_eq!(all.total, 5);
+    assert_eq!(keys(&all), [(10, 4), (20, 2), (20, 3), (30, 5), (40, 0)]);
+    let first = index.oldest(&filter, 3).unwrap();
+    assert_eq!(first.total, 5);
+    assert_eq!(keys(&first), [(10, 4), (20, 2), (20, 3)]);
+    let none = index
+        .oldest(&Filter::default().with(EventField::TraceId, "nope"), 10)
+        .unwrap();
+    assert_eq!((none.total, none.hits.len()), (0, 0));
+    index.close();
+}
+
 fn snapshot(index: &SearchIndex) -> Vec<Vec<u64>> {
     [
         "",

@@ -1,7 +1,8 @@
 // The real telemetryd for the browser tests: writes a config (the shipped one plus an admin and
-// a viewer token), fills a temporary data dir with `telemetryd demo`, starts the binary on
-// 127.0.0.1, waits until it is ready and its index has caught up, and stops it afterwards.
-// Also a small API client for assertions, and a plain HTTP server for a page on another origin.
+// a viewer token, and an open-schema product `e2e-traces` that keeps what spans carry), fills a
+// temporary data dir with `telemetryd demo`, starts the binary on 127.0.0.1, waits until it is
+// ready and its index has caught up, and stops it afterwards. Also a small API client for
+// assertions, and a plain HTTP server for a page on another origin.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
@@ -74,6 +75,11 @@ hash = "${hashToken(bin, ADMIN_TOKEN)}"
 name = "dash"
 role = "viewer"
 hash = "${hashToken(bin, VIEWER_TOKEN)}"
+
+[[products]]
+id = "e2e-traces"
+name = "E2E traces"
+retention_days = 30
 `);
   const port = await freePort();
   const env = {

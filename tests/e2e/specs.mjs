@@ -1,9 +1,11 @@
 // The end-to-end tests, run in order against one filled server: sign-in for both roles and a
 // rejected token; every page shows the data the API has (texts and counts); search narrows;
-// rows expand; links lead to the cluster and the install; resolving a cluster; a policy built
-// in the builder is served by /api/v1/config; an erasure empties the Events page; narrow
-// screen, dark theme, keyboard; a web app's page on another origin sends events with fetch and
-// sendBeacon and is refused admin calls (CORS); page timings; nothing requested from elsewhere.
+// rows expand; links lead to the cluster and the install; a trace sent through the native
+// ingest API is a waterfall with the API's figures and is reached from the Events page;
+// resolving a cluster; a policy built in the builder is served by /api/v1/config; an erasure
+// empties the Events page; narrow screen, dark theme, keyboard; a web app's page on another
+// origin sends events with fetch and sendBeacon and is refused admin calls (CORS); page timings;
+// nothing requested from elsewhere.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -14,6 +16,9 @@ import { LOCALE, TIME_ZONE } from './browser.mjs';
 const fmt = (n) => new Intl.NumberFormat(LOCALE).format(n);
 const fmtTime = (ms) => new Intl.DateTimeFormat(LOCALE, { dateStyle: 'medium', timeStyle: 'medium', timeZone: TIME_ZONE }).format(ms);
 const qs = (params) => new URLSearchParams(params).toString();
+const millis = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
+/** The UI's duration format (ui/lib/format.js fmtDuration), for spans under a minute. */
+const fmtDuration = (ms) => (ms < 1000 ? `${millis.format(ms)} ms` : `${millis.format(ms / 1000)} s`);
 
 /** Waits until `fn()` is truthy (polling the page), with a message naming what was awaited. */
 async function until(what, fn, timeout = 10_000) {
@@ -170,6 +175,132 @@ export const specs = [
     const installs = await t.api(`/api/v1/events?${qs({ install_id: event.install_id, limit: 1 })}`);
     assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(installs.total));
     assert.equal(await tab.page.locator('[data-filter="install_id"]').textContent(), `install_id: ${event.install_id}×`);
+  }],
+
+  ['traces: a trace sent as native events is a waterfall: tree order, indentation, bars sized by the API, the error marked', async (t) => {
+    const tab = t.admin;
+    const traceId = '5b8efff798038103d269b633813fc60c';
+    const span = (n) => `00f067aa0ba902b${n}`;
+    const t0 = Date.now() - 120_000;
+    const common = { installId: 'e2e-trace-install', platform: 'python', traceId };
+    // Children before their parent, as exporters send spans when they end; the product keeps
+    // duration_ms and the attributes (an open schema, added to the config by server.mjs).
+    const sent = await t.api('/api/v1/events?product=e2e-traces', {
+      method: 'POST',
+      body: { events: [
+        { ...common, name: 'agent.llm', level: 'error', timestamp: t0 + 350, spanId: span(3), parentSpanId: span(1),
+          error: { domain: 'llm', code: 'rate_limit', message: 'Provider answered 429' },
+          dims: { provider: 'openai' }, metrics: { duration_ms: 812.5, tokens: 120 } },
+        { ...common, name: 'agent.llm.retry', timestamp: t0 + 600, spanId: span(3), dims: { attempt: '2' } },
+        { ...common, name: 'agent.stt', timestamp: t0 + 20, spanId: span(2), parentSpanId: span(1),
+          dims: { provider: 'deepgram' }, metrics: { duration_ms: 300.5 } },
+        { ...common, name: 'agent.turn', timestamp: t0, spanId: span(1), metrics: { duration_ms: 1200 } },
+      ] },
+    });
+    assert.equal(sent.accepted, 4, JSON.stringify(sent));
+    const trace = await until('the trace to be searchable', async () => {
+      const r = await t.api(`/api/v1/traces/${traceId}`).catch(() => null);
+      return r?.total === 4 ? r : null;
+    });
+    assert.deepEqual(trace.waterfall.map((r) => [r.name, r.depth]),
+      [['agent.turn', 0], ['agent.stt', 1], ['agent.llm', 1], ['agent.llm.retry', 2]]);
+
+    await tab.visit(`/traces/${traceId}`);
+    assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/traces/:id');
+    assert.equal(await tab.text('#trace-id'), traceId);
+    assert.equal(await cardValue(tab, 'duration'), fmtDuration(trace.duration_ms));
+    for (const key of ['spans', 'logs', 'errors']) assert.equal(await cardValue(tab, key), fmt(trace[key]), key);
+    assert.equal(await tab.page.locator('#trace-truncated').count(), 0);
+
+    // One row per event, in the API's tree order, indented by depth.
+    const rows = tab.page.locator('.wf-row');
+    assert.equal(await rows.count(), trace.waterfall.length);
+    assert.deepEqual(await rows.locator('.wf-label').allInnerTexts(), trace.waterfall.map((r) => r.name));
+    const labelX = [];
+    for (let i = 0; i < trace.waterfall.length; i += 1) {
+      const row = rows.nth(i);
+      const api = trace.waterfall[i];
+      assert.equal(await row.getAttribute('data-event-id'), api.event_id);
+      assert.equal(Number(await row.getAttribute('data-depth')), api.depth);
+      assert.equal(await row.locator('.wf-start').innerText(), `+${fmtDuration(api.offset_ms)}`);
+      assert.equal(await row.locator('.wf-duration').innerText(), api.kind === 'span' ? fmtDuration(api.duration_ms) : '—');
+      labelX.push((await row.locator('.wf-kind').boundingBox()).x);
+    }
+    const step = labelX[1] - labelX[0];
+    assert.ok(step > 8, `a child is indented (${step}px)`);
+    trace.waterfall.forEach((r, i) => assert.ok(Math.abs(labelX[i] - labelX[0] - r.depth * step) < 1, `row ${i} indented by its depth`));
+
+    // Bars: start and width as fractions of the trace's duration, relative to each other as the API says.
+    const track = await rows.nth(0).locator('.wf-track').boundingBox();
+    const bars = [];
+    for (let i = 0; i < trace.waterfall.length; i += 1) {
+      const api = trace.waterfall[i];
+      if (api.kind !== 'span') continue;
+      const box = await rows.nth(i).locator('.wf-bar').boundingBox();
+      bars.push({ api, box });
+      assert.ok(Math.abs((box.x - track.x) - (track.width * api.offset_ms) / trace.duration_ms) < 1.5, `${api.name} starts at its offset`);
+      assert.ok(Math.abs(box.width - (track.width * api.duration_ms) / trace.duration_ms) < 1.5, `${api.name} is as long as its duration`);
+    }
+    assert.equal(bars.length, trace.spans);
+    const [root, ...children] = bars;
+    for (const { api, box } of children) {
+      const ratio = box.width / root.box.width;
+      assert.ok(Math.abs(ratio - api.duration_ms / root.api.duration_ms) < 0.01, `${api.name}: width ratio ${ratio}`);
+    }
+    // The log is a marker at its offset.
+    const logIndex = trace.waterfall.findIndex((r) => r.kind === 'log');
+    const marker = await rows.nth(logIndex).locator('.wf-marker').boundingBox();
+    const markerCenter = marker.x + marker.width / 2 - track.x;
+    assert.ok(Math.abs(markerCenter - (track.width * trace.waterfall[logIndex].offset_ms) / trace.duration_ms) < 1.5, 'the log marker sits at its time');
+
+    // The error: a class, a colour and a label; nothing else is marked.
+    const errorIndex = trace.waterfall.findIndex((r) => r.error);
+    assert.equal(trace.waterfall[errorIndex].name, 'agent.llm');
+    const errorRow = rows.nth(errorIndex);
+    assert.match(await errorRow.getAttribute('class'), /\berror\b/);
+    assert.equal(await errorRow.locator('.wf-error-label').innerText(), 'error');
+    assert.equal(await tab.page.locator('.wf-row.error').count(), trace.errors);
+    const fill = (i) => rows.nth(i).locator('.wf-bar').evaluate((el) => getComputedStyle(el).fill);
+    assert.notEqual(await fill(errorIndex), await fill(0), 'the error bar has its own colour');
+    await tab.shot('06b-trace');
+
+    // A row expands into the whole event.
+    await errorRow.locator('.wf-label').click();
+    const detail = tab.page.locator('tr.detail-row');
+    await detail.waitFor();
+    assert.match(await detail.innerText(), /Provider answered 429/);
+    assert.equal(await detail.locator('[data-link="trace"]').count(), 0, 'no link to the page it is on');
+    t.traceId = traceId;
+    t.trace = trace;
+  }],
+
+  ['traces: a trace_id search links to its trace, an event to its trace, and the trace back to its events', async (t) => {
+    const tab = t.admin;
+    const traceId = t.traceId;
+    await tab.visit(`/events?${qs({ q: `trace_id:${traceId}`, from: 'all' })}`);
+    const found = await t.api(`/api/v1/events?${qs({ q: `trace_id:${traceId}`, limit: 1 })}`);
+    assert.equal(found.total, t.trace.total);
+    assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(found.total));
+    const link = tab.page.locator('#events-trace-link');
+    assert.equal(await link.getAttribute('href'), `/traces/${traceId}`);
+    await link.click();
+    await tab.waitRoute('/traces/:id');
+    assert.equal(await tab.text('#trace-id'), traceId);
+    // Back on the events page of the trace (the trace_id filter, a chip), an event links to its trace.
+    await tab.page.click('#trace-events-link');
+    await tab.waitRoute('/events');
+    assert.equal(await tab.page.locator('[data-filter="trace_id"]').textContent(), `trace_id: ${traceId}×`);
+    assert.equal(await tab.page.getAttribute('#events-summary', 'data-total'), String(t.trace.total));
+    assert.equal(await tab.page.locator('.event-row').count(), t.trace.total);
+    await tab.page.locator('.event-row button.expander').first().click();
+    const detail = tab.page.locator('tr.detail-row').first();
+    assert.match(await detail.innerText(), new RegExp(traceId));
+    await detail.locator('[data-link="trace"]').click();
+    await tab.waitRoute('/traces/:id');
+    assert.equal(await tab.page.locator('.wf-row').count(), t.trace.waterfall.length);
+    // Without a trace in the search there is no trace link.
+    await tab.visit('/events?q=level%3Aerror');
+    assert.equal(await tab.page.isVisible('#events-trace-link'), false);
   }],
 
   ['clusters: the list and the 14-day timeline show the clusters the API has', async (t) => {
@@ -424,6 +555,7 @@ export const specs = [
       nav.sort((a, b) => a - b);
       t.timings.push({ page: label, path, nav_median_ms: nav[1], nav_max_ms: nav[2], full_load_ms: await tab.load(path) });
     }
+    if (t.traceId) t.timings.push({ page: 'Trace', path: `/traces/${t.traceId}`, nav_median_ms: await tab.visit(`/traces/${t.traceId}`), full_load_ms: await tab.load(`/traces/${t.traceId}`) });
     if (t.cluster) t.timings.push({ page: 'Cluster', path: `/clusters/${t.cluster.id}`, nav_median_ms: await tab.visit(`/clusters/${t.cluster.id}`), full_load_ms: await tab.load(`/clusters/${t.cluster.id}`) });
   }],
 

@@ -1,7 +1,7 @@
 // The events table shared by the Events and cluster pages: one row per event that expands
 // (click, or Enter/Space on its toggle) into the whole event — environment, ids, dimensions,
-// metrics, the error with its stack, links to its cluster and to its install's events, and the
-// raw JSON.
+// metrics, the error with its stack, links to its cluster, to its install's events and to its
+// trace, and the raw JSON.
 
 import { h } from './dom.js';
 import { query } from './api.js';
@@ -10,7 +10,7 @@ import { badge } from './ui.js';
 
 const ENVIRONMENT = ['product', 'platform', 'channel', 'module', 'app_version', 'release_channel', 'os_family',
   'os_version', 'arch', 'runtime', 'device_model', 'source', 'schema_version', 'sample_rate'];
-const IDS = ['id', 'install_id', 'user_id', 'session_id', 'fingerprint'];
+const IDS = ['id', 'install_id', 'user_id', 'session_id', 'trace_id', 'span_id', 'parent_span_id', 'fingerprint'];
 
 function kv(entries) {
   const rows = entries.filter(([, v]) => v !== undefined && v !== null && v !== '');
@@ -22,8 +22,8 @@ function section(title, body) {
   return h('div', {}, h('h3', {}, title), body);
 }
 
-/** Everything about one event, with links to related pages. */
-export function eventDetail(event) {
+/** Everything about one event, with links to related pages (`inTrace`: shown on its trace's page). */
+export function eventDetail(event, { inTrace = false } = {}) {
   const err = event.error || {};
   const place = event.country_code
     ? `${countryName(event.country_code)}${event.region_code ? ` (${event.region_code})` : ''}`
@@ -32,7 +32,9 @@ export function eventDetail(event) {
     event.fingerprint ? h('a', { class: 'button ghost small', href: `/clusters/${encodeURIComponent(event.fingerprint)}`, 'data-link': 'cluster' }, 'Open its cluster') : null,
     event.install_id ? h('a', { class: 'button ghost small', href: `/events${query({ install_id: event.install_id, from: 'all' })}`, 'data-link': 'install' }, 'All events of this install') : null,
     event.user_id ? h('a', { class: 'button ghost small', href: `/events${query({ user_id: event.user_id, from: 'all' })}` }, 'All events of this user') : null,
-    event.session_id ? h('a', { class: 'button ghost small', href: `/events${query({ session_id: event.session_id, from: 'all' })}` }, 'This session') : null);
+    event.session_id ? h('a', { class: 'button ghost small', href: `/events${query({ session_id: event.session_id, from: 'all' })}` }, 'This session') : null,
+    event.trace_id && !inTrace ? h('a', { class: 'button ghost small', href: `/traces/${encodeURIComponent(event.trace_id)}`, 'data-link': 'trace' }, 'View trace') : null,
+    event.trace_id ? h('a', { class: 'button ghost small', href: `/events${query({ trace_id: event.trace_id, from: 'all' })}`, 'data-link': 'trace-events' }, 'All events of this trace') : null);
   return h('div', { class: 'event-detail' },
     links,
     h('div', { class: 'detail-grid' },

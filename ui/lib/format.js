@@ -51,6 +51,16 @@ export function fmtRate(perSecond) {
   return `${perSecond >= 10 ? number.format(Math.round(perSecond)) : perSecond.toFixed(1)}/s`;
 }
 
+const millis = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+/** A duration given in ms: `0.25 ms`, `812.5 ms`, `1.23 s`, `2 min 5 s`. */
+export function fmtDuration(ms) {
+  if (ms == null || Number.isNaN(ms)) return '—';
+  if (Math.abs(ms) < 1000) return `${millis.format(ms)} ms`;
+  if (Math.abs(ms) < 60_000) return `${millis.format(ms / 1000)} s`;
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
 export const fmtPercent = (part, whole) => (whole ? `${((100 * part) / whole).toFixed(1)} %` : '—');
 
 export function countryName(code) {

@@ -1,6 +1,7 @@
 // Events: search with the query language (with its syntax help), filters that live in the
 // URL, a time range with presets or custom bounds, the matches over time, a table that pages
-// by cursor as it scrolls, rows that expand into the whole event, and NDJSON / CSV export.
+// by cursor as it scrolls, rows that expand into the whole event, NDJSON / CSV export, and a
+// link to the trace when the search is for one.
 
 import { h, replace } from '../lib/dom.js';
 import { api, query, download } from '../lib/api.js';
@@ -14,7 +15,7 @@ const DEFAULT_FROM = '-24h';
 /** Filters with their own inputs; `datalist` ones suggest values seen in the range. */
 const FIELDS = [['platform', 'Platform'], ['channel', 'Channel'], ['module', 'Module'], ['name', 'Event name'], ['app_version', 'App version']];
 /** Filters that arrive by link (from an event, a cluster, a map) and show as removable chips. */
-const LINKED = ['install_id', 'user_id', 'session_id', 'fingerprint', 'country_code', 'region_code', 'release_channel'];
+const LINKED = ['install_id', 'user_id', 'session_id', 'trace_id', 'span_id', 'parent_span_id', 'fingerprint', 'country_code', 'region_code', 'release_channel'];
 const ALL_KEYS = ['q', 'product', 'level', ...FIELDS.map(([k]) => k), ...LINKED, 'from', 'to'];
 /** Older spellings that saved links may still carry: `/events?country=US` is `country_code=US`. */
 const ALIASES = { country: 'country_code', region: 'region_code' };
@@ -22,12 +23,19 @@ const ALIASES = { country: 'country_code', region: 'region_code' };
 const HELP = [
   ['timeout', 'free text in the name, error message/code/domain, module and string dimensions'],
   ['"connection reset"', 'a phrase'],
-  ['level:error', 'exact field match (product, name, level, platform, channel, module, app_version, release_channel, os_family, install_id, user_id, session_id, country_code, region_code, error_domain, error_code, fingerprint)'],
+  ['level:error', 'exact field match (product, name, level, platform, channel, module, app_version, release_channel, os_family, install_id, user_id, session_id, trace_id, span_id, parent_span_id, country_code, region_code, error_domain, error_code, fingerprint)'],
   ['carrier:twilio', 'a dimension'],
   ['latency_ms:>500', 'a metric range (>, >=, <, <=)'],
   ['timestamp:>=-2h', 'a time bound (RFC 3339, a date, epoch ms, now, -24h)'],
   ['level:error AND NOT platform:web', 'AND (or just a space), OR, NOT / -word, parentheses'],
 ];
+
+/** The trace a search is for: its `trace_id` filter, or a `trace_id:` term of the query. */
+function searchedTrace(state) {
+  if (/^[0-9a-f]{32}$/i.test(state.trace_id)) return state.trace_id;
+  const term = /(?<![-\w])(?<!NOT\s+)trace_id:"?([0-9a-f]{32})(?![0-9a-z])/i.exec(state.q);
+  return term ? term[1] : null;
+}
 
 /** The API's `from`: `all` means no lower bound. */
 function apiFrom(from) {
@@ -58,6 +66,7 @@ export default {
     const more = h('button', { type: 'button', class: 'ghost', hidden: true, onclick: () => nextPage() }, 'Load more');
     const sentinel = h('div', { class: 'pager' }, more);
     const chips = h('div', { class: 'chips', id: 'events-chips' });
+    const traceLink = h('a', { class: 'button ghost small', id: 'events-trace-link', hidden: true }, 'View trace');
 
     async function nextPage() {
       if (loading || !cursor) return;
@@ -84,6 +93,9 @@ export default {
       const shown = { ...state, from: state.from === DEFAULT_FROM ? '' : state.from };
       ctx.setQuery(shown, { push });
       renderChips();
+      const trace = searchedTrace(state);
+      traceLink.hidden = !trace;
+      if (trace) traceLink.setAttribute('href', `/traces/${encodeURIComponent(trace)}`);
       results.clear();
       cursor = null;
       more.hidden = true;
@@ -179,7 +191,7 @@ export default {
           h('label', { class: 'inline small' }, 'To', toInput))),
       chips,
       panel(null, chartBox),
-      panel(null, h('div', { class: 'row' }, summary, h('span', { class: 'spacer' }), exportButtons), tableBox, sentinel),
+      panel(null, h('div', { class: 'row' }, summary, traceLink, h('span', { class: 'spacer' }), exportButtons), tableBox, sentinel),
     );
 
     const observer = new IntersectionObserver((entries) => {
