@@ -389,6 +389,6 @@ pub async fn serve(
     });
     server.await?;
     state.tasks.stop().await;
-    tracing::info!("store writer and index closed; bye");
+    tracing::info!("background tasks stopped (the store writer after its last commit); bye");
     Ok(())
 }
