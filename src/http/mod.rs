@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod ops;
 pub mod policies;
 pub mod search;
+pub mod series;
 pub mod stats;
 pub mod subjects;
 pub mod ui;
@@ -69,6 +70,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/api/v1/stats/breakdown").route(web::get().to(stats::breakdown)))
             .service(resource("/api/v1/stats/history").route(web::get().to(stats::history)))
             .service(resource("/api/v1/whoami").route(web::get().to(stats::whoami)))
+            .service(resource("/api/v1/metrics/names").route(web::get().to(series::names)))
+            .service(resource("/api/v1/metrics/query").route(web::get().to(series::query)))
             .service(
                 resource("/api/v1/subjects/{kind}/{id}")
                     .route(web::get().to(subjects::export))
