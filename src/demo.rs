@@ -1,7 +1,9 @@
 //! `telemetryd demo`: fills a data dir with a realistic week of traffic from the two example
 //! products — the voice SDK's activation funnel and the dictation app's usage on four
 //! platforms — with error clusters (one resolved and then regressed, one escalating now),
-//! installs in several countries, and two collection policies, so a first run shows a living UI.
+//! installs in several countries, two collection policies, and the voice SDK's OpenTelemetry
+//! metrics (a counter, a histogram and a gauge, from client runs that restart), so a first run
+//! shows a living UI.
 
 use std::sync::Arc;
 
@@ -439,6 +441,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             })
         })
         .map_err(|e| e.to_string())?;
+    let (points, runs) = demo_metrics(&state, now)?;
     let position = state.store.next_seq().map_err(|e| e.to_string())?;
     state
         .search
@@ -451,8 +454,165 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     );
     println!("demo: {clusters} error clusters ({} changes in the last pass: a regression and an escalation)", pass.changes);
     println!("demo: {count} collection policies");
+    println!("demo: {points} OpenTelemetry metric points from {runs} client runs");
     println!("demo: data dir {}", state.config.server.data_dir.display());
     Ok(())
+}
+
+/// The voice SDK's OpenTelemetry metrics over the week, as its clients export them (cumulative,
+/// once an hour while a run lasts, through `Series::accept`): `atlas_sdk_events_total` by
+/// surface and event, `atlas_sdk_request_duration_seconds` by surface, and
+/// `atlas_sdk_queue_size`. Each run is a client process with its own start time, so the
+/// counters start again from zero in every run. Returns the points sent and the runs.
+fn demo_metrics(state: &AppState, now: i64) -> Result<(u64, u64), String> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message;
+
+    const SURFACES: [&str; 3] = ["cli", "python", "node"];
+    const EVENTS: [&str; 3] = ["call_started", "call_completed", "tool_called"];
+    const BOUNDS: [f64; 7] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+    let kv = |key: &str, value: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..KeyValue::default()
+    };
+    let ns = |ms: i64| ms as u64 * 1_000_000;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let (mut points, mut runs) = (0u64, 0u64);
+    let week_start = hour_start(now) - 7 * DAY_MS;
+    for day in 0..7 {
+        for _ in 0..(3 + day / 2) {
+            runs += 1;
+            let surface = SURFACES[rng.usize(..SURFACES.len())];
+            let start = week_start + day * DAY_MS + rng.i64(6..20) * HOUR_MS + rng.i64(0..HOUR_MS);
+            let mut events = [0i64; EVENTS.len()];
+            let mut buckets = [0u64; BOUNDS.len() + 1];
+            let (mut count, mut sum) = (0u64, 0.0f64);
+            for hour in 1..=rng.i64(2..7) {
+                let time = start + hour * HOUR_MS;
+                if time > now - MINUTE_MS {
+                    break;
+                }
+                let calls = rng.i64(5..40);
+                events[0] += calls;
+                events[1] += calls - rng.i64(0..3).min(calls);
+                events[2] += rng.i64(0..3 * calls);
+                for _ in 0..calls {
+                    // Mostly fast, sometimes slow: a long tail for the percentiles.
+                    let seconds = 0.03 + rng.f64().powi(3) * 4.0;
+                    let at = BOUNDS
+                        .iter()
+                        .position(|b| seconds <= *b)
+                        .unwrap_or(BOUNDS.len());
+                    buckets[at] += 1;
+                    count += 1;
+                    sum += seconds;
+                }
+                let number =
+                    |attributes: Vec<KeyValue>, value: number_data_point::Value| NumberDataPoint {
+                        attributes,
+                        start_time_unix_nano: ns(start),
+                        time_unix_nano: ns(time),
+                        value: Some(value),
+                        ..NumberDataPoint::default()
+                    };
+                let counter = Metric {
+                    name: "atlas_sdk_events_total".into(),
+                    description: "SDK events by surface and event".into(),
+                    unit: "1".into(),
+                    data: Some(metric::Data::Sum(Sum {
+                        data_points: EVENTS
+                            .iter()
+                            .zip(events)
+                            .map(|(event, n)| {
+                                let attributes = vec![kv("surface", surface), kv("event", event)];
+                                number(attributes, number_data_point::Value::AsInt(n))
+                            })
+                            .collect(),
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        is_monotonic: true,
+                    })),
+                    ..Metric::default()
+                };
+                let histogram = Metric {
+                    name: "atlas_sdk_request_duration_seconds".into(),
+                    description: "Provider request latency".into(),
+                    unit: "s".into(),
+                    data: Some(metric::Data::Histogram(Histogram {
+                        data_points: vec![HistogramDataPoint {
+                            attributes: vec![kv("surface", surface)],
+                            start_time_unix_nano: ns(start),
+                            time_unix_nano: ns(time),
+                            count,
+                            sum: Some(sum),
+                            bucket_counts: buckets.to_vec(),
+                            explicit_bounds: BOUNDS.to_vec(),
+                            ..HistogramDataPoint::default()
+                        }],
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    })),
+                    ..Metric::default()
+                };
+                let gauge = Metric {
+                    name: "atlas_sdk_queue_size".into(),
+                    description: "Events waiting to be sent".into(),
+                    unit: "{event}".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![number(
+                            vec![kv("surface", surface)],
+                            number_data_point::Value::AsInt(rng.i64(0..50)),
+                        )],
+                    })),
+                    ..Metric::default()
+                };
+                let request = ExportMetricsServiceRequest {
+                    resource_metrics: vec![ResourceMetrics {
+                        resource: Some(Resource {
+                            attributes: vec![
+                                kv("service.name", "atlas-sdk"),
+                                kv(
+                                    "telemetry.sdk.language",
+                                    if surface == "node" {
+                                        "nodejs"
+                                    } else {
+                                        "python"
+                                    },
+                                ),
+                            ],
+                            ..Resource::default()
+                        }),
+                        scope_metrics: vec![ScopeMetrics {
+                            metrics: vec![counter, histogram, gauge],
+                            ..ScopeMetrics::default()
+                        }],
+                        ..ResourceMetrics::default()
+                    }],
+                };
+                let outcome = state
+                    .series
+                    .accept(
+                        Some("voice-sdk"),
+                        None,
+                        &request.encode_to_vec(),
+                        crate::otlp::Encoding::Protobuf,
+                    )
+                    .map_err(|e| e.to_string())?;
+                if outcome.rejected_points > 0 {
+                    return Err(format!("demo metrics: {}", outcome.error_message));
+                }
+                points += outcome.accepted_points;
+            }
+        }
+    }
+    Ok((points, runs))
 }
 
 fn demo_policies(now: i64) -> Vec<Policy> {

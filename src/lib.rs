@@ -24,6 +24,7 @@ pub mod privacy;
 pub mod products;
 pub mod retention;
 pub mod search;
+pub mod series;
 pub mod store;
 pub mod tasks;
 pub mod timespan;
@@ -52,6 +53,7 @@ use crate::privacy::{Deleter, Privacy};
 use crate::products::Products;
 use crate::retention::Retention;
 use crate::search::{SearchError, SearchIndex, SearchOptions};
+use crate::series::Series;
 use crate::store::subscribers::Subscribers;
 use crate::store::writer::Writer;
 use crate::store::Store;
@@ -104,6 +106,8 @@ pub struct AppState {
     pub policies: Arc<PolicyCache>,
     pub history: Arc<history::History>,
     pub clusters: Arc<Clusters>,
+    /// OTLP metrics as time series.
+    pub series: Arc<Series>,
     pub subscribers: Subscribers,
     pub tasks: Tasks,
 }
@@ -213,6 +217,13 @@ impl AppState {
                 metrics: metrics.clone(),
             },
         )?);
+        let series = Arc::new(Series::new(
+            store.clone(),
+            writer.clone(),
+            products.clone(),
+            metrics.clone(),
+            ingest::pii::PiiDetector::new(&config.pii_detectors()?),
+        ));
         let deleter = Deleter {
             store: store.clone(),
             writer: writer.clone(),
@@ -277,6 +288,7 @@ impl AppState {
             policies,
             history,
             clusters,
+            series,
             subscribers,
             tasks,
         }))

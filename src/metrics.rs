@@ -94,6 +94,11 @@ pub struct Metrics {
     pub retention_runs: Counter,
     pub retention_deleted: Counter,
     pub retention_installs_pruned: Counter,
+    pub retention_series_points_deleted: Counter,
+    /// OTLP metric data points accepted, rejected, and points written to series.
+    pub series_points_accepted: Counter,
+    pub series_points_rejected: Counter,
+    pub series_points_stored: Counter,
     requests: RwLock<BTreeMap<(String, u16), Histogram>>,
 }
 
@@ -278,6 +283,26 @@ impl Metrics {
                 "retention_pruned_installs_total",
                 "Install rows pruned by retention.",
                 self.retention_installs_pruned.get(),
+            ),
+            (
+                "retention_deleted_series_points_total",
+                "Metric series points deleted by retention.",
+                self.retention_series_points_deleted.get(),
+            ),
+            (
+                "otlp_metric_points_accepted_total",
+                "OTLP metric data points accepted.",
+                self.series_points_accepted.get(),
+            ),
+            (
+                "otlp_metric_points_rejected_total",
+                "OTLP metric data points rejected.",
+                self.series_points_rejected.get(),
+            ),
+            (
+                "series_points_written_total",
+                "Points written to metric series (cumulative reports that added nothing write none).",
+                self.series_points_stored.get(),
             ),
         ];
         let gauge_values = [

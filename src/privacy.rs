@@ -1,6 +1,6 @@
 //! Data-subject requests: erasure and export of everything about one install or user, across
-//! store, index and in-memory state, and the purge that makes erased bytes physically gone
-//! (index merge + store file rewrite).
+//! store (events, install rows, an install's metric series), index and in-memory state, and
+//! the purge that makes erased bytes physically gone (index merge + store file rewrite).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,6 +70,9 @@ pub struct ErasureReport {
     pub subject: SubjectKind,
     pub events_removed: u64,
     pub installs_removed: u64,
+    /// The install's metric series and their points (an install id attribute links them).
+    pub series_removed: u64,
+    pub series_points_removed: u64,
     pub index_documents_removed: u64,
     pub audit_id: u64,
     pub purge: PurgeStatus,
@@ -233,33 +236,42 @@ impl Privacy {
         let subject = id.to_string();
         let actor = actor.to_string();
         let writer = &self.deleter.writer;
-        let (deleted, (installs_removed, tombstone_id, audit_id)) =
-            self.clusters.erase_events(move || -> Result<_, DeleteError> {
-        Ok(writer.exclusive_blocking(move |store| {
-            store.write(|txn| {
-                let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
-                let mut installs = 0;
-                if kind == SubjectKind::Install {
-                    for product in &products {
-                        installs += u64::from(delete::delete_install(txn, product, &subject)?);
-                    }
-                }
-                let tombstone_id = delete::add_tombstone(txn, &tombstone_bytes)?;
-                let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
-                let entry = AuditEntry {
-                    id: 0,
-                    time_ms: now_ms(),
-                    actor,
-                    action: "subject.erase".into(),
-                    target,
-                    outcome: "ok".into(),
-                    result: serde_json::json!({ "events_removed": deleted.len(), "installs_removed": installs }),
-                };
-                let audit_id = audit::append(txn, entry)?;
-                Ok((deleted, (installs, tombstone_id, audit_id)))
-            })
-        })?)
-    })?;
+        let (deleted, (installs_removed, series, tombstone_id, audit_id)) = self
+            .clusters
+            .erase_events(move || -> Result<_, DeleteError> {
+                Ok(writer.exclusive_blocking(move |store| {
+                    store.write(|txn| {
+                        let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
+                        let mut installs = 0;
+                        let mut series = crate::series::store::Erased::default();
+                        if kind == SubjectKind::Install {
+                            for product in &products {
+                                installs +=
+                                    u64::from(delete::delete_install(txn, product, &subject)?);
+                            }
+                            series = crate::series::store::erase_install(txn, &subject)?;
+                        }
+                        let tombstone_id = delete::add_tombstone(txn, &tombstone_bytes)?;
+                        let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
+                        let entry = AuditEntry {
+                            id: 0,
+                            time_ms: now_ms(),
+                            actor,
+                            action: "subject.erase".into(),
+                            target,
+                            outcome: "ok".into(),
+                            result: serde_json::json!({
+                                "events_removed": deleted.len(),
+                                "installs_removed": installs,
+                                "series_removed": series.series,
+                                "series_points_removed": series.points,
+                            }),
+                        };
+                        let audit_id = audit::append(txn, entry)?;
+                        Ok((deleted, (installs, series, tombstone_id, audit_id)))
+                    })
+                })?)
+            })?;
         let events_removed = deleted.len() as u64;
         let stored = started.elapsed();
         let index_documents_removed = self.deleter.apply_tombstone(tombstone_id, &tombstone)?;
@@ -267,6 +279,7 @@ impl Privacy {
         tracing::info!(
             subject = kind.as_str(),
             events_removed,
+            series_points_removed = series.points,
             find_ms = found.as_millis() as u64,
             store_ms = (stored - found).as_millis() as u64,
             index_ms = (started.elapsed() - stored).as_millis() as u64,
@@ -282,6 +295,8 @@ impl Privacy {
             subject: kind,
             events_removed,
             installs_removed,
+            series_removed: series.series,
+            series_points_removed: series.points,
             index_documents_removed,
             audit_id,
             purge: self.purge.request(),

@@ -497,3 +497,111 @@ fn log_records_become_events_with_level_and_message() {
     let resp = server.admin_get("/api/v1/events?q=connected");
     assert_eq!(resp.json()["events"][0]["name"], "call.connected");
 }
+
+mod metrics {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
+        ResourceMetrics, ScopeMetrics, Sum,
+    };
+
+    /// A cumulative counter: `values` reported a second apart from one start time.
+    fn counter(service: &str, start_ns: u64, values: &[i64]) -> ExportMetricsServiceRequest {
+        let points = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NumberDataPoint {
+                attributes: vec![s("surface", "cli")],
+                start_time_unix_nano: start_ns,
+                time_unix_nano: start_ns + (i as u64 + 1) * 1_000_000_000,
+                value: Some(number_data_point::Value::AsInt(*v)),
+                ..NumberDataPoint::default()
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: resource(service),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "atlas_sdk_events_total".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: points,
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: true,
+                        })),
+                        ..Metric::default()
+                    }],
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        }
+    }
+
+    fn total(server: &TestServer) -> f64 {
+        let resp = server.admin_get(
+            "/api/v1/metrics/query?product=voice-sdk&name=atlas_sdk_events_total&from=-1h&bucket=1h&stat=increase",
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let result = resp.json();
+        result["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["overall"].as_f64().unwrap())
+            .sum()
+    }
+
+    #[test]
+    fn metrics_over_http_in_both_encodings() {
+        let server = server();
+        let start = base_ns();
+        // Protobuf, the product in the path: 3 then 5 → 5 events counted.
+        let resp = post_proto(
+            &server,
+            "/otlp/voice-sdk/v1/metrics",
+            &counter("x", start, &[3, 5]),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.header("content-type"), Some("application/x-protobuf"));
+        let answer = ExportMetricsServiceResponse::decode(resp.body.as_slice()).unwrap();
+        assert_eq!(answer.partial_success, None);
+        assert_eq!(total(&server), 5.0);
+        // JSON, gzip, the product by service.name; the client restarted (a new start time).
+        let restarted = counter("patter-voice", start + 10_000_000_000, &[2]);
+        let resp = request(
+            "POST",
+            &format!("{}/v1/metrics", server.url),
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            Some(gzip(&serde_json::to_vec(&restarted).unwrap())),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.json(), serde_json::json!({}));
+        assert_eq!(total(&server), 7.0);
+        // Errors are google.rpc.Status in the request's encoding.
+        let resp = post(
+            &server,
+            "/v1/metrics",
+            "application/x-protobuf",
+            vec![0xff, 0xff],
+        );
+        assert_eq!(resp.status, 400);
+        assert!(status(&resp, false).1.starts_with("invalid_body"));
+        let resp = post(&server, "/v1/metrics", "text/csv", b"a,b".to_vec());
+        assert_eq!(resp.status, 415);
+        assert!(status(&resp, true).1.starts_with("unsupported_media_type"));
+        let resp = post_proto(
+            &server,
+            "/v1/metrics",
+            &counter("unknown-service", start, &[1]),
+        );
+        assert_eq!(resp.status, 400);
+        assert!(status(&resp, false).1.starts_with("missing_product"));
+    }
+}

@@ -11,6 +11,7 @@ import clusters from './pages/clusters.js';
 import cluster from './pages/cluster.js';
 import geo from './pages/geo.js';
 import metrics from './pages/metrics.js';
+import clientMetrics from './pages/client-metrics.js';
 import policies from './pages/policies.js';
 import policyBuilder from './pages/policy-builder.js';
 import privacy from './pages/privacy.js';
@@ -25,6 +26,7 @@ const routes = [
   { path: '/geo', page: geo },
   { path: '/geo/:country', page: geo },
   { path: '/stats', page: metrics },
+  { path: '/client-metrics', page: clientMetrics },
   { path: '/policies', page: policies },
   { path: '/policies/new', page: policyBuilder },
   { path: '/policies/:id', page: policyBuilder },

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use actix_web::ResponseError;
 
 use crate::http::error::ApiError;
-use crate::ingest::formats::{Format, ProductRequest};
+use crate::ingest::formats::{Answer, Format, ProductRequest};
 use crate::ingest::{self, IngestRequest};
 use crate::AppState;
 
@@ -20,7 +20,7 @@ pub const INGEST_KEY_HEADER: &str = "x-telemetry-key";
 
 #[derive(Deserialize)]
 pub struct IngestQuery {
-    product: Option<String>,
+    pub product: Option<String>,
 }
 
 /// The `POST` route that ingests bodies in `format`.
@@ -77,8 +77,14 @@ fn error_answer(
     error: &ApiError,
     content_type: Option<&str>,
 ) -> HttpResponse {
+    let own = format.error_answer(error.code(), &error.to_string(), content_type);
+    with_body(error, own)
+}
+
+/// The error answer: the JSON error body, or `own` with the same status and headers.
+pub(crate) fn with_body(error: &ApiError, own: Option<Answer>) -> HttpResponse {
     let mut response = error.error_response();
-    if let Some(answer) = format.error_answer(error.code(), &error.to_string(), content_type) {
+    if let Some(answer) = own {
         let mut own = HttpResponse::build(response.status());
         for (name, value) in response.headers() {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -100,19 +106,19 @@ pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr
     )
 }
 
-fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The media type's essence, lowercased, without parameters.
-fn content_type(req: &HttpRequest) -> Option<String> {
+pub(crate) fn content_type(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::CONTENT_TYPE)?;
     let text = value.to_str().unwrap_or("").to_ascii_lowercase();
     Some(text.split(';').next().unwrap_or("").trim().to_string())
 }
 
 /// Reads the whole body, failing fast with `413` once it passes `limit`.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

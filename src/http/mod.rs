@@ -10,8 +10,10 @@ pub mod cors;
 pub mod error;
 pub mod ingest;
 pub mod ops;
+pub mod otlp_metrics;
 pub mod policies;
 pub mod search;
+pub mod series;
 pub mod stats;
 pub mod subjects;
 pub mod traces;
@@ -81,6 +83,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 cors::client_resource("/otlp/{product}/v1/logs", &[Method::POST])
                     .route(ingest::route(&OTLP_LOGS)),
             )
+            .service(
+                cors::client_resource("/v1/metrics", &[Method::POST]).route(otlp_metrics::route()),
+            )
+            .service(
+                cors::client_resource("/otlp/{product}/v1/metrics", &[Method::POST])
+                    .route(otlp_metrics::route()),
+            )
             .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
             .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
             .service(resource("/api/v1/traces/{trace_id}").route(web::get().to(traces::get_trace)))
@@ -91,6 +100,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/api/v1/stats/breakdown").route(web::get().to(stats::breakdown)))
             .service(resource("/api/v1/stats/history").route(web::get().to(stats::history)))
             .service(resource("/api/v1/whoami").route(web::get().to(stats::whoami)))
+            .service(resource("/api/v1/metrics/names").route(web::get().to(series::names)))
+            .service(resource("/api/v1/metrics/query").route(web::get().to(series::query)))
             .service(
                 resource("/api/v1/subjects/{kind}/{id}")
                     .route(web::get().to(subjects::export))

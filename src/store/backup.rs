@@ -47,6 +47,12 @@ const TABLES: &[&dyn TableCopy] = &[
     &crate::store::audit::KV,
     &crate::store::policies::POLICIES,
     &crate::store::clusters::CLUSTERS,
+    &crate::series::store::METRICS,
+    &crate::series::store::SERIES_KEYS,
+    &crate::series::store::SERIES,
+    &crate::series::store::POINTS,
+    &crate::series::store::STREAMS,
+    &crate::series::store::INSTALL_SERIES,
 ];
 
 /// One table, by its typed definition: copy it between databases, count its rows.

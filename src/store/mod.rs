@@ -291,6 +291,7 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(audit::KV)?;
     txn.open_table(policies::POLICIES)?;
     txn.open_table(clusters::CLUSTERS)?;
+    crate::series::store::create_tables(&txn)?;
     txn.commit()?;
     Ok(db)
 }

@@ -113,6 +113,23 @@ impl Writer {
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Like `exclusive_blocking`, but refuses at once when the queue is full (the caller
+    /// answers `503 overloaded`, as ingest does) instead of waiting for room.
+    pub fn try_exclusive_blocking<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Result<T, StoreError>, SubmitError> {
+        let (command, rx) = exclusive_command(job);
+        self.tx.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
+        Ok(rx
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)
+            .and_then(|result| result))
+    }
+
     pub fn queue_depth(&self) -> u64 {
         (self.tx.max_capacity() - self.tx.capacity()) as u64
     }

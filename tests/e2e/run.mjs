@@ -81,7 +81,7 @@ for (const [name, run] of selected) {
 if (t.timings.length) {
   log('navigation → data on screen (client-side navigation: median and max of 3; full page load incl. scripts: 1)');
   for (const row of t.timings) {
-    log(`  ${row.page.padEnd(9)} ${String(row.nav_median_ms).padStart(5)} ms nav${row.nav_max_ms != null ? ` (max ${row.nav_max_ms})` : ''}  ${String(row.full_load_ms).padStart(5)} ms full load  ${row.path}`);
+    log(`  ${row.page.padEnd(14)} ${String(row.nav_median_ms).padStart(5)} ms nav${row.nav_max_ms != null ? ` (max ${row.nav_max_ms})` : ''}  ${String(row.full_load_ms).padStart(5)} ms full load  ${row.path}`);
   }
   writeFileSync(join(opts.screenshots, 'timings.json'), JSON.stringify({ server: server.source, timings: t.timings }, null, 2));
 }

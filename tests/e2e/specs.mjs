@@ -395,6 +395,49 @@ export const specs = [
     await tab.shot('12-metrics');
   }],
 
+  ['client metrics: the metric list, a counter by surface and the histogram percentiles show the API figures', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Client metrics');
+    const { metrics } = await t.api('/api/v1/metrics/names');
+    assert.ok(metrics.length >= 3, 'the demo sends OpenTelemetry metrics');
+    const product = await tab.page.inputValue('#client-metrics-list select[name="product"]');
+    const own = metrics.filter((m) => m.product === product);
+    const rows = tab.page.locator('.metric-row');
+    assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.name)), own.map((m) => m.name));
+    assert.deepEqual(await tab.page.locator('.metric-row .metric-series').allInnerTexts(), own.map((m) => `${fmt(m.series)} series`));
+    /** The figures of the group table, and what the API answers to the page's own latest query for `stat`. */
+    const compare = async (stat) => {
+      const path = [...tab.requests].reverse().map((u) => new URL(u)).find((u) => u.pathname === '/api/v1/metrics/query' && u.searchParams.get('stat') === stat);
+      assert.ok(path, `the page asked for ${stat}`);
+      return t.api(path.pathname + path.search);
+    };
+    // A counter, grouped by surface: one row per group, largest first, with the API's totals.
+    const counter = own.find((m) => m.kind === 'counter');
+    await tab.page.locator(`.metric-row[data-name="${counter.name}"] button`).click();
+    const shown = (want) => until(`the chart of ${JSON.stringify(want)}`,
+      async () => (await tab.page.getAttribute('#client-metrics-chart', 'data-shown')) === JSON.stringify(want));
+    await shown({ name: counter.name, stat: 'increase', group: '' });
+    assert.equal(await tab.text('#client-metrics-title'), counter.name);
+    await tab.page.selectOption('select[name="group"]', 'surface');
+    await shown({ name: counter.name, stat: 'increase', group: 'surface' });
+    const byGroup = await compare('increase');
+    assert.deepEqual(byGroup.group_by, ['surface']);
+    assert.deepEqual(await tab.page.locator('.group-row').evaluateAll((trs) => trs.map((tr) => JSON.parse(tr.dataset.group))), byGroup.groups.map((g) => g.attributes));
+    assert.deepEqual(await tab.page.locator('.group-row [data-overall]').allInnerTexts(), byGroup.groups.map((g) => fmt(g.overall)));
+    assert.ok(await tab.page.locator('#client-metrics-chart svg.chart rect').count() > 0, 'increases are drawn as bars');
+    await tab.shot('12b-client-metrics-counter');
+    // A histogram: p50, p95 and p99 together, each the API's figure over the range.
+    const histogram = own.find((m) => m.kind === 'histogram');
+    await tab.page.locator(`.metric-row[data-name="${histogram.name}"] button`).click();
+    await shown({ name: histogram.name, stat: 'p50,p95,p99', group: '' });
+    for (const stat of ['p50', 'p95', 'p99']) {
+      const answer = await compare(stat);
+      assert.equal(await tab.text(`.group-row[data-stat="${stat}"] [data-overall]`), fmt(answer.groups[0].overall));
+    }
+    assert.equal(await tab.page.locator('#client-metrics-chart svg.chart path.line').count(), 3);
+    await tab.shot('12c-client-metrics-histogram');
+  }],
+
   ['policies: the list shows the stored policies', async (t) => {
     const tab = t.admin;
     await tab.nav('Policies');
@@ -545,7 +588,7 @@ export const specs = [
 
   ['timing: navigation to data on screen, per page (reported, not asserted)', async (t) => {
     const tab = t.admin;
-    const pages = [['Overview', '/'], ['Events', '/events'], ['Clusters', '/clusters'], ['Geo', '/geo'], ['Metrics', '/stats'], ['Policies', '/policies'], ['Privacy', '/privacy']];
+    const pages = [['Overview', '/'], ['Events', '/events'], ['Clusters', '/clusters'], ['Geo', '/geo'], ['Client metrics', '/client-metrics'], ['Metrics', '/stats'], ['Policies', '/policies'], ['Privacy', '/privacy']];
     for (const [label, path] of pages) {
       const nav = [];
       for (let i = 0; i < 3; i += 1) {

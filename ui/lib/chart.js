@@ -70,13 +70,20 @@ export function stackedBars(buckets, series, { height = 220, yFormat = fmtCompac
   return h('figure', { class: 'chart-figure' }, svg, series.length > 1 ? legend(series) : null);
 }
 
-/** Lines over time: `points`: [{x, ...}], `series`: [{label, cls, value(point)}]. */
-export function lineChart(points, series, { height = 200, yFormat = fmtCompact, valueFormat = fmtNumber, title = 'Chart', width } = {}) {
+/**
+ * Lines over time: `points`: [{x, ...}], `series`: [{label, cls, value(point)}]. With `gaps`, a
+ * missing value (null) breaks its line instead of counting as 0.
+ */
+export function lineChart(points, series, { height = 200, yFormat = fmtCompact, valueFormat = fmtNumber, title = 'Chart', width, gaps = false, xLabel } = {}) {
   const W = chartWidth(width);
   const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${height}`, role: 'img', 'aria-label': title });
   const span = points.length > 1 ? points[points.length - 1].x - points[0].x : 0;
-  const label = timeLabeller(span);
-  const max = Math.max(0, ...points.flatMap((p) => series.map((sr) => sr.value(p) || 0)));
+  const label = xLabel || timeLabeller(span);
+  const valueOf = (sr, p) => {
+    const v = sr.value(p);
+    return gaps && (v === null || v === undefined) ? null : v || 0;
+  };
+  const max = Math.max(0, ...points.flatMap((p) => series.map((sr) => valueOf(sr, p) || 0)));
   const top = niceMax(max);
   const plotW = W - PAD.left - PAD.right;
   const first = points[0]?.x ?? 0;
@@ -84,13 +91,21 @@ export function lineChart(points, series, { height = 200, yFormat = fmtCompact, 
   const xs = points.map((p) => ({ value: p.x, center: xOf(p.x) }));
   const y = timeFrame(svg, { W, height, top, xs, xLabel: label, yFormat });
   for (const sr of series) {
-    const d = points.map((p, i) => `${i ? 'L' : 'M'}${xOf(p.x).toFixed(1)},${y(sr.value(p) || 0).toFixed(1)}`).join('');
+    let d = '';
+    let drawing = false;
+    for (const p of points) {
+      const v = valueOf(sr, p);
+      if (v === null) { drawing = false; continue; }
+      d += `${drawing ? 'L' : 'M'}${xOf(p.x).toFixed(1)},${y(v).toFixed(1)}`;
+      drawing = true;
+    }
     svg.append(s('path', { class: `line ${sr.cls}`, d }));
     const step = Math.max(1, Math.ceil(points.length / 60));
     points.forEach((p, i) => {
-      if (i % step && i !== points.length - 1) return;
-      svg.append(s('circle', { class: sr.cls, cx: xOf(p.x), cy: y(sr.value(p) || 0), r: 2.5 },
-        s('title', {}, `${label(p.x)} · ${sr.label}: ${valueFormat(sr.value(p) || 0)}`)));
+      const v = valueOf(sr, p);
+      if ((i % step && i !== points.length - 1) || v === null) return;
+      svg.append(s('circle', { class: sr.cls, cx: xOf(p.x), cy: y(v), r: 2.5 },
+        s('title', {}, `${label(p.x)} · ${sr.label}: ${valueFormat(v)}`)));
     });
   }
   return h('figure', { class: 'chart-figure' }, svg, series.length > 1 ? legend(series) : null);

@@ -67,7 +67,8 @@ export default {
         body: h('div', { id: 'erase-explanation' },
           h('p', {}, `This permanently deletes the ${fmtNumber(count)} stored ${count === 1 ? 'event' : 'events'} of ${kind} `, h('code', {}, id),
             ' from the store and the search index, removes ', kind === 'install' ? 'the install from the install registry' : 'the installs only this user had',
-            ' and its share of cluster counts, and starts a purge that rewrites the files on disk.'),
+            kind === 'install' ? ', its share of cluster counts and its client metric series' : ' and its share of cluster counts',
+            ', and starts a purge that rewrites the files on disk.'),
           h('p', {}, 'An audit entry records the erasure with a hash of the id, not the id itself. This cannot be undone.')),
       });
       if (!ok) return;
@@ -79,6 +80,7 @@ export default {
           h('dl', { class: 'kv' },
             h('dt', {}, 'Events removed'), h('dd', { 'data-count': 'events_removed' }, fmtNumber(report.events_removed)),
             h('dt', {}, 'Installs removed'), h('dd', { 'data-count': 'installs_removed' }, fmtNumber(report.installs_removed)),
+            kind === 'install' ? [h('dt', {}, 'Metric points removed'), h('dd', { 'data-count': 'series_points_removed' }, fmtNumber(report.series_points_removed))] : null,
             h('dt', {}, 'Index documents removed'), h('dd', {}, fmtNumber(report.index_documents_removed)),
             h('dt', {}, 'Audit entry'), h('dd', {}, `#${report.audit_id}`),
             h('dt', {}, 'Purge'), h('dd', {}, report.purge?.state || '—'))));

@@ -405,7 +405,8 @@ where
     }
 }
 
-fn status_answer(code: Code, message: &str, content_type: Option<&str>) -> Answer {
+/// A `google.rpc.Status` error body in the request's encoding (JSON when it has none of OTLP's).
+pub fn status_answer(code: Code, message: &str, content_type: Option<&str>) -> Answer {
     let encoding = encoding(content_type);
     Answer {
         content_type: encoding.content_type(),

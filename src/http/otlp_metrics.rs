@@ -1,0 +1,87 @@
+//! `POST /v1/metrics` (and `/otlp/{product}/v1/metrics`): OTLP/HTTP metrics, which become time
+//! series (`series`), not events. Reads the product hints, the body within the size limit and its
+//! encoding, hands the rest to `Series::accept` on the blocking pool, and answers with the
+//! `ExportMetricsServiceResponse` — or a `google.rpc.Status` — in the request's encoding.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse, Route};
+
+use crate::http::error::ApiError;
+use crate::http::ingest::{content_type, header_str, read_body, with_body, INGEST_KEY_HEADER};
+use crate::http::{blocking, ingest::IngestQuery};
+use crate::ingest::decode::decode_body;
+use crate::ingest::formats::otlp::status_answer;
+use crate::ingest::IngestError;
+use crate::otlp::Encoding;
+use crate::series;
+use crate::AppState;
+
+/// The `POST` route for OTLP metrics.
+pub fn route() -> Route {
+    web::post().to(
+        |req: HttpRequest,
+         query: web::Query<IngestQuery>,
+         payload: web::Payload,
+         state: web::Data<AppState>| async move {
+            let content_type = content_type(&req);
+            match receive(&req, query, payload, &state, content_type.as_deref()).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let status =
+                        status_answer(error.code(), &error.to_string(), content_type.as_deref());
+                    with_body(&error, Some(status))
+                }
+            }
+        },
+    )
+}
+
+async fn receive(
+    req: &HttpRequest,
+    query: web::Query<IngestQuery>,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+    content_type: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(encoding) = Encoding::of(content_type) else {
+        return Err(IngestError::UnsupportedMediaType {
+            content_type: content_type.unwrap_or("").chars().take(100).collect(),
+            expected: "application/x-protobuf or application/json",
+        }
+        .into());
+    };
+    let product = req
+        .match_info()
+        .get("product")
+        .map(str::to_string)
+        .or_else(|| query.into_inner().product);
+    let key = header_str(req, INGEST_KEY_HEADER).map(str::to_string);
+    let encoding_header = header_str(req, header::CONTENT_ENCODING.as_str()).map(str::to_string);
+    let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
+    let max_decompressed = state.config.server.max_decompressed_bytes;
+    let st = state.clone();
+    let outcome = blocking(move || {
+        let body = decode_body(body, encoding_header.as_deref(), max_decompressed)?;
+        Ok(st
+            .series
+            .accept(product.as_deref(), key.as_deref(), &body, encoding)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(encoding.content_type())
+        .body(series::answer(&outcome, encoding)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    #[test]
+    fn status_bodies_follow_the_request_encoding() {
+        let answer = status_answer(Code::UnsupportedMediaType, "x", None);
+        assert_eq!(answer.content_type, "application/json");
+        let answer = status_answer(Code::InvalidBody, "x", Some("application/x-protobuf"));
+        assert_eq!(answer.content_type, "application/x-protobuf");
+    }
+}

@@ -1,0 +1,116 @@
+//! The client metrics API: the metrics OTLP senders reported, per product, and one metric's
+//! statistic per time bucket and attribute group (`series::Series`). Reads, for any admin or
+//! viewer token.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::auth::Caller;
+use crate::http::blocking;
+use crate::http::error::ApiError;
+use crate::model::now_ms;
+use crate::search::parse_time_param;
+use crate::series::SeriesQuery;
+use crate::timespan::{parse_duration_ms, DAY_MS, HOUR_MS};
+use crate::AppState;
+
+/// Most attributes one query may group by.
+const MAX_GROUP_BY: usize = 8;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamesParams {
+    product: Option<String>,
+}
+
+/// `GET /api/v1/metrics/names?product=`: every metric of the product (or of all products) with
+/// its kind, unit, description, series count, attribute keys, first and last time seen, and the
+/// statistics it answers.
+pub async fn names(
+    _caller: Caller,
+    params: web::Query<NamesParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let product = params.product.clone().filter(|p| !p.trim().is_empty());
+    let st = state.clone();
+    let metrics = blocking(move || Ok(st.series.names(product.as_deref())?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "metrics": metrics })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParams {
+    product: Option<String>,
+    name: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    bucket: Option<String>,
+    group_by: Option<String>,
+    stat: Option<String>,
+}
+
+/// `GET /api/v1/metrics/query?product=&name=&from=&to=&bucket=&group_by=a,b&stat=`: per group
+/// of series (by the values of the `group_by` attributes), the statistic per bucket.
+/// `from`/`to` as in search (default the last 24 h), `bucket` a duration (default `1h`).
+pub async fn query(
+    _caller: Caller,
+    params: web::Query<QueryParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let product = match params.product.filter(|p| !p.trim().is_empty()) {
+        Some(product) => product,
+        None if state.products.all().len() == 1 => state.products.all()[0].id.clone(),
+        None => return Err(ApiError::invalid_parameter("product", "is required")),
+    };
+    let name = params
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid_parameter("name", "is required (a metric name)"))?;
+    let now = now_ms();
+    let time = |name: &str, value: Option<&str>, default: i64| -> Result<i64, ApiError> {
+        match value.filter(|v| !v.trim().is_empty()) {
+            Some(v) => parse_time_param(v, now).map_err(|r| ApiError::invalid_parameter(name, r)),
+            None => Ok(default),
+        }
+    };
+    let from_ms = time("from", params.from.as_deref(), now - DAY_MS)?;
+    let to_ms = time("to", params.to.as_deref(), now)?;
+    let bucket_ms = match params.bucket.as_deref().map(str::trim) {
+        None | Some("") => HOUR_MS,
+        Some(text) => parse_duration_ms(text)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .ok_or_else(|| {
+                ApiError::invalid_parameter("bucket", "must be a duration such as 5m, 1h or 1d")
+            })?,
+    };
+    let group_by: Vec<String> = params
+        .group_by
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    if group_by.len() > MAX_GROUP_BY {
+        return Err(ApiError::invalid_parameter(
+            "group_by",
+            format!("at most {MAX_GROUP_BY} attributes"),
+        ));
+    }
+    let request = SeriesQuery {
+        product,
+        name,
+        from_ms,
+        to_ms,
+        bucket_ms,
+        group_by,
+        stat: params.stat.filter(|s| !s.trim().is_empty()),
+    };
+    let st = state.clone();
+    let result = blocking(move || Ok(st.series.query(&request)?)).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
