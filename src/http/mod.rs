@@ -157,12 +157,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn json_errors<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
+    // Plain text (or no type) is what actix's own rejections carry; JSON and a format's own error
+    // bodies (OTLP's protobuf `google.rpc.Status`) stay as they are.
+    let plain = res
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    // A handler's own answer (no error attached, like OTLP's protobuf Status) stays as it is.
-    if is_json || res.status().as_u16() < 400 || res.response().error().is_none() {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || res.status().as_u16() < 400 {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
