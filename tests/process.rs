@@ -256,7 +256,10 @@ fn sigterm_finishes_and_exits_cleanly() {
         "geo: off",
         "listening",
         "shutting down",
-        "store writer and index closed",
+        "background tasks running tasks=[\"store-writer\", \"search-indexer\", \"alert-dispatcher\", \"metric-history\", \"jobs\"]",
+        "commit subscriber subscriber=\"search-index\"",
+        "commit subscriber subscriber=\"clusters\"",
+        "background tasks stopped",
     ] {
         assert!(log.contains(expected), "log lacks `{expected}`:\n{log}");
     }

@@ -27,9 +27,9 @@ const INSTALL_ATTRIBUTE: &str = "app.install_id";
 /// selected by the service name `atlas-sdk`.
 fn server() -> TestServer {
     let text = common::shipped_config_text().replacen(
-        "[products.collection]",
+        "[products.otlp]\nservice_names = []\n",
         &format!(
-            "[products.otlp]\nservice_names = [\"atlas-sdk\"]\ninstall_id_attribute = \"{INSTALL_ATTRIBUTE}\"\n\n[products.collection]"
+            "[products.otlp]\nservice_names = [\"atlas-sdk\"]\ninstall_id_attribute = \"{INSTALL_ATTRIBUTE}\"\n"
         ),
         1,
     );
