@@ -9,22 +9,44 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The OpenTelemetry SDK compatibility tests (tests/otel_sdks.rs) run the official Python and JS
+# SDK exporters: the Python SDK goes into a venv at tests/otel/.venv (the test runs its python),
+# the JS SDK into tests/otel/node_modules. Node also serves the UI tests below.
+if ! command -v node >/dev/null 2>&1; then
+  echo "test.sh: installing node for the OpenTelemetry SDK and UI tests" >&2
+  apt_install nodejs npm
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "test.sh: installing python3 for the OpenTelemetry SDK tests" >&2
+  apt_install python3 python3-venv
+fi
+if ! tests/otel/.venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+  rm -rf tests/otel/.venv
+  if ! python3 -m venv tests/otel/.venv >/dev/null 2>&1; then
+    echo "test.sh: installing python3-venv for the OpenTelemetry SDK tests" >&2
+    rm -rf tests/otel/.venv
+    apt_install python3-venv
+    python3 -m venv tests/otel/.venv
+  fi
+fi
+tests/otel/.venv/bin/pip install -q --disable-pip-version-check -r tests/otel/requirements.txt
+(cd tests/otel && npm ci --no-audit --no-fund --loglevel=error)
+
 cargo build --locked --all-targets
 cargo test --locked --all-targets -- --test-threads "${TEST_THREADS:-2}"
 
 # Browser tests of the admin UI (tests/e2e): Debian's chromium driven by playwright-core against
 # the debug binary built above, on a store filled by `telemetryd demo`. Screenshots and page
 # timings go to target/e2e-screenshots/.
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ ! -x /usr/bin/chromium ]; then
   echo "test.sh: installing chromium for the UI tests" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-if ! command -v node >/dev/null 2>&1; then
-  echo "test.sh: installing node for the UI tests" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  apt_install chromium
 fi
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 node tests/e2e/run.mjs

@@ -498,6 +498,66 @@ fn log_records_become_events_with_level_and_message() {
     assert_eq!(resp.json()["events"][0]["name"], "call.connected");
 }
 
+#[test]
+fn exception_messages_and_stack_traces_are_kept_whole() {
+    // Real stack traces run to kilobytes; they were once cut at 200 characters like a name.
+    let server = server();
+    let frames: Vec<String> = (0..40)
+        .map(|i| format!("  File \"/app/getpatter/tts.py\", line {i}, in synth_{i}\n    stream()"))
+        .collect();
+    let stack = format!(
+        "Traceback (most recent call last):\n{}\nTimeoutError: TTS timed out",
+        frames.join("\n")
+    );
+    let message = format!("TTS timed out: {}", "provider did not answer; ".repeat(20));
+    assert!(stack.len() > 2_000 && message.len() > 400);
+    let mut trace = call_trace("patter-voice");
+    let tts = &mut trace.resource_spans[0].scope_spans[0].spans[2];
+    tts.events[0].attributes = vec![
+        s("exception.type", "TimeoutError"),
+        s("exception.message", &message),
+        s("exception.stacktrace", &stack),
+    ];
+    let resp = post_proto(&server, "/v1/traces", &trace);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource("patter-voice"),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: base_ns(),
+                    severity_number: 17,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("tts failed".into())),
+                    }),
+                    attributes: vec![
+                        s("exception.type", "TimeoutError"),
+                        s("exception.message", &message),
+                        s("exception.stacktrace", &stack),
+                    ],
+                    trace_id: hex(TRACE),
+                    ..LogRecord::default()
+                }],
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    let resp = post_proto(&server, "/v1/logs", &logs);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    let events = trace_events(&server);
+    let failed: Vec<&Value> = events.iter().filter(|e| e["level"] == "error").collect();
+    assert_eq!(failed.len(), 2, "{events:#?}");
+    for event in failed {
+        assert_eq!(event["error"]["stack"], stack.as_str(), "{}", event["name"]);
+        assert_eq!(
+            event["error"]["message"],
+            message.as_str(),
+            "{}",
+            event["name"]
+        );
+
 mod metrics {
     use super::*;
     use opentelemetry_proto::tonic::collector::metrics::v1::{

@@ -320,7 +320,13 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
             let Some(text) = value.into_text().and_then(|t| schema.check_text(key, t)) else {
                 return;
             };
-            let text = cut(text, MAX_FIELD_CHARS);
+            // An error's message and stack are free text and keep their length, however they
+            // arrive (the `error` object, `error_stack`, OTLP's `exception.*`).
+            let limit = match field {
+                Field::ErrorMessage | Field::ErrorStack => MAX_TEXT_CHARS,
+                _ => MAX_FIELD_CHARS,
+            };
+            let text = cut(text, limit);
             match field {
                 Field::Id => draft.id = Some(text),
                 Field::Name => draft.name = Some(text),
