@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{repo_path, request, TestServer};
+use common::{repo_path, TestServer};
 use serde_json::Value;
 
 /// How long one sender may take (both take a second or two; the SDKs retry failed exports).
@@ -494,31 +494,15 @@ fn node_sdk_traces_and_logs_json() {
     traces_and_logs(Sdk::Node);
 }
 
-/// Metrics become time series (`POST /v1/metrics`), not events. For now this checks that both
-/// SDKs' metric exports are accepted: three exports each (a counter twice, then again from a new
-/// MeterProvider, as after a client restart), every one answered 200.
-// TODO: assert the values through the time-series query API once it lands: the counter's
-// increase across the restart, the histogram's count, sum and estimated percentiles, the gauge's
-// last value — the senders' summaries carry them under `metrics`.
+/// Metrics become time series (`POST /v1/metrics`), not events: each SDK (on its own server)
+/// exports a counter twice, then again from a new MeterProvider as after a client restart, with
+/// a histogram and a gauge; the query API answers the counter's increases across the restart,
+/// the histogram's count, sum and estimated percentiles, and the gauge's mean.
 #[test]
-fn sdk_metrics_exports_are_accepted() {
-    let server = TestServer::start(&config(), &[]);
-    for path in ["/v1/metrics", "/otlp/voice-sdk/v1/metrics"] {
-        let probe = request(
-            "POST",
-            &format!("{}{path}", server.url),
-            &[("content-type", "application/x-protobuf")],
-            Some(Vec::new()),
-        );
-        assert_ne!(
-            probe.status,
-            404,
-            "metrics route missing: POST {path} answered 404 ({}); OTLP metrics in (`POST /v1/metrics`) are not on this server",
-            probe.text()
-        );
-    }
-    let endpoint = endpoint(&server);
+fn sdk_metrics_become_series_with_their_values() {
     for sdk in [Sdk::Python, Sdk::Node] {
+        let server = TestServer::start(&config(), &[]);
+        let endpoint = endpoint(&server);
         let sent = send(sdk, &endpoint, "metrics");
         assert!(
             sent.success,
@@ -529,11 +513,82 @@ fn sdk_metrics_exports_are_accepted() {
         assert_eq!(sent.summary["ok"], true, "{}", sent.output);
         assert_exports(sdk, &sent, "metrics", 3);
         assert_requests(sdk, &sent, &endpoint, "/v1/metrics", 3);
-        let metrics = &sent.summary["metrics"];
-        assert_eq!(
-            metrics["counter"]["increase_total"]["cli/call_started"], 9,
-            "{metrics}"
+        let expected = &sent.summary["metrics"];
+        let query = |name: &str, stat: &str, group_by: &str| -> Value {
+            let resp = server.admin_get(&format!(
+                "/api/v1/metrics/query?product=voice-sdk&name={name}&from=-2h&bucket=1h&stat={stat}&group_by={group_by}"
+            ));
+            assert_eq!(resp.status, 200, "{}: {}", sdk.name(), resp.text());
+            resp.json()
+        };
+        let overall = |result: &Value, attributes: Value| -> f64 {
+            result["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["attributes"] == attributes)
+                .unwrap_or_else(|| panic!("{}: no group {attributes} in {result}", sdk.name()))
+                ["overall"]
+                .as_f64()
+                .unwrap()
+        };
+        let approx = |a: f64, b: f64| (a - b).abs() < 1e-6 * b.abs().max(1.0);
+
+        // The counter: its increases over all three exports, the restart included.
+        let counter = &expected["counter"];
+        let result = query(
+            counter["name"].as_str().unwrap(),
+            "increase",
+            "surface,event",
         );
-        assert_eq!(metrics["histogram"]["count"], 12, "{metrics}");
+        for (labels, increase) in counter["increase_total"].as_object().unwrap() {
+            let (surface, event) = labels.split_once('/').unwrap();
+            let got = overall(
+                &result,
+                serde_json::json!({"surface": surface, "event": event}),
+            );
+            assert!(
+                approx(got, increase.as_f64().unwrap()),
+                "{}: {labels}: {got} != {increase}",
+                sdk.name()
+            );
+        }
+
+        // The histogram: count (its increase), sum, and the estimated percentiles.
+        let histogram = &expected["histogram"];
+        let name = histogram["name"].as_str().unwrap();
+        let figure = |stat: &str| -> f64 {
+            let result = query(name, stat, "");
+            let groups = result["groups"].as_array().unwrap();
+            assert_eq!(groups.len(), 1, "{}: {result}", sdk.name());
+            groups[0]["overall"].as_f64().unwrap()
+        };
+        let checks = [
+            ("increase", &histogram["count"]),
+            ("sum", &histogram["sum"]),
+            ("p50", &histogram["p50_estimate"]),
+            ("p90", &histogram["p90_estimate"]),
+        ];
+        for (stat, want) in checks {
+            let got = figure(stat);
+            assert!(
+                approx(got, want.as_f64().unwrap()),
+                "{}: {stat} of {name}: {got} != {want}",
+                sdk.name()
+            );
+        }
+
+        // The gauge: the mean of the values it reported.
+        let gauge = &expected["gauge"];
+        let values: Vec<f64> = gauge["values_per_export"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let result = query(gauge["name"].as_str().unwrap(), "value", "");
+        let got = result["groups"][0]["overall"].as_f64().unwrap();
+        assert!(approx(got, mean), "{}: gauge {got} != {mean}", sdk.name());
     }
 }

@@ -557,6 +557,8 @@ fn exception_messages_and_stack_traces_are_kept_whole() {
             "{}",
             event["name"]
         );
+    }
+}
 
 mod metrics {
     use super::*;
