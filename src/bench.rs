@@ -1,8 +1,15 @@
 //! `telemetryd bench`: a load generator for a running server. `--mode ingest` (the default)
 //! sends realistic traffic — flat SDK batches shaped like the voice-AI SDK's and native app
 //! batches, a few percent errors — and reports events/s and ack latency percentiles;
-//! `--mode query` runs realistic searches (free text + two filters + a 7-day range) and reports
-//! their latency; `--mode searchable` sends single events and measures ack → searchable.
+//! `--mode otlp-traces` and `--mode otlp-metrics` send OTLP/HTTP exports (protobuf or JSON) of
+//! the voice SDK's spans or metric data points the same way ([`otlp`]); `--mode query` runs
+//! realistic searches (free text + two filters + a 7-day range) and reports their latency;
+//! `--mode searchable` sends single events and measures ack → searchable.
+//!
+//! The sending modes share one runner (connections, pacing, timing, the tally, the report);
+//! what differs — the request and how its answer counts acknowledgements — is [`Load`].
+
+mod otlp;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -12,14 +19,38 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::otlp::Encoding;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Send events.
     Ingest,
+    /// Send OTLP trace exports (spans) to /otlp/{product}/v1/traces.
+    OtlpTraces,
+    /// Send OTLP metric exports (data points) to /otlp/{product}/v1/metrics.
+    OtlpMetrics,
     /// Run searches (needs --token).
     Query,
     /// Send one event at a time and time until search finds it (needs --token).
     Searchable,
+}
+
+/// The encoding of OTLP requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WireEncoding {
+    /// application/x-protobuf
+    Protobuf,
+    /// application/json (OTLP JSON: hex ids, camelCase, 64-bit integers as strings)
+    Json,
+}
+
+impl From<WireEncoding> for Encoding {
+    fn from(encoding: WireEncoding) -> Encoding {
+        match encoding {
+            WireEncoding::Protobuf => Encoding::Protobuf,
+            WireEncoding::Json => Encoding::Json,
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -33,9 +64,10 @@ pub struct BenchArgs {
     /// Admin or viewer token, for the query and searchable modes.
     #[arg(long, env = "TELEMETRYD_TOKEN")]
     pub token: Option<String>,
-    /// Events per request.
-    #[arg(long, default_value_t = 50)]
-    pub batch_size: usize,
+    /// Items per request: events (ingest; default 50), spans (otlp-traces; default 100) or
+    /// data points (otlp-metrics; default 100).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
@@ -45,10 +77,11 @@ pub struct BenchArgs {
     /// Stop after this many events instead of after --duration.
     #[arg(long)]
     pub events: Option<u64>,
-    /// Offered load in events per second across all connections (default: as fast as acked).
+    /// Offered load in events (spans, data points) per second across all connections
+    /// (default: as fast as acked).
     #[arg(long)]
     pub rate: Option<u64>,
-    /// Percentage of events that are errors.
+    /// Percentage of events (spans) that are errors.
     #[arg(long, default_value_t = 3.0)]
     pub error_percent: f64,
     /// Distinct installs the traffic comes from (keep it large enough for the rate limit).
@@ -63,15 +96,153 @@ pub struct BenchArgs {
     /// Share of batches that are flat SDK batches (0–1).
     #[arg(long, default_value_t = 0.5)]
     pub flat_share: f64,
+    /// Encoding of the OTLP modes' requests.
+    #[arg(long, value_enum, default_value_t = WireEncoding::Protobuf)]
+    pub encoding: WireEncoding,
+    /// Product of the OTLP modes: requests go to {target}/otlp/{product}/v1/traces (or
+    /// /v1/metrics). It needs an open schema (or an allowlist with the getpatter.* names) and a
+    /// per-install rate limit high enough for the load.
+    #[arg(long, default_value = "voice-sdk")]
+    pub otlp_product: String,
     /// Ingest key sent in X-Telemetry-Key, if the products need one.
     #[arg(long)]
     pub ingest_key: Option<String>,
-    /// Append the id of every acknowledged event to this file (one per line).
+    /// Append the id of every acknowledged event to this file (one per line; ingest mode).
     #[arg(long)]
     pub record_acks: Option<PathBuf>,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 5)]
     pub progress_every: u64,
+}
+
+impl BenchArgs {
+    /// Items per request: `--batch-size`, or the mode's default.
+    pub fn batch_size(&self) -> usize {
+        let default = match self.mode {
+            Mode::OtlpTraces | Mode::OtlpMetrics => 100,
+            Mode::Ingest | Mode::Query | Mode::Searchable => 50,
+        };
+        self.batch_size.unwrap_or(default).max(1)
+    }
+}
+
+/// What a sending mode puts on the wire and how a successful answer counts what it refused.
+/// Everything else (connections, pacing, timing, the tally, the report) is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Flat SDK and native app batches to `/api/v1/events` (JSON; `rejected[].index`).
+    Events,
+    /// OTLP exports to `/otlp/{product}/v1/...` (`partial_success.rejected_*`).
+    Otlp(otlp::Signal, Encoding),
+}
+
+/// One request of a sending mode.
+struct Request {
+    /// Path and query under the target.
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// Events, spans or data points in the body.
+    items: usize,
+    /// Ids of the events, for --record-acks (empty when they have none).
+    ids: Vec<String>,
+}
+
+/// What a successful answer refused: how many items, and which when it says so.
+#[derive(Debug, Default, PartialEq)]
+struct Refused {
+    count: u64,
+    indexes: Vec<usize>,
+}
+
+impl Load {
+    /// The sending load of a mode; `None` for the query modes.
+    fn of(args: &BenchArgs) -> Option<Load> {
+        match args.mode {
+            Mode::Ingest => Some(Load::Events),
+            Mode::OtlpTraces => Some(Load::Otlp(otlp::Signal::Traces, args.encoding.into())),
+            Mode::OtlpMetrics => Some(Load::Otlp(otlp::Signal::Metrics, args.encoding.into())),
+            Mode::Query | Mode::Searchable => None,
+        }
+    }
+
+    fn request(self, rng: &mut fastrand::Rng, args: &BenchArgs, shape: &otlp::Shape) -> Request {
+        match self {
+            Load::Events => events_request(rng, args),
+            Load::Otlp(signal, encoding) => Request {
+                path: format!("/otlp/{}{}", args.otlp_product, signal.path()),
+                content_type: encoding.content_type(),
+                body: signal.body(rng, shape, args.batch_size(), encoding),
+                items: args.batch_size(),
+                ids: Vec::new(),
+            },
+        }
+    }
+
+    /// What a 2xx answer refused; an error is a sentence for the report.
+    fn refused(self, answer: &[u8]) -> Result<Refused, String> {
+        match self {
+            Load::Events => {
+                let indexes = serde_json::from_slice::<Value>(answer)
+                    .ok()
+                    .and_then(|v| v.get("rejected").and_then(Value::as_array).cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|r| r.get("index").and_then(Value::as_u64).map(|i| i as usize))
+                    .collect::<Vec<_>>();
+                Ok(Refused {
+                    count: indexes.len() as u64,
+                    indexes,
+                })
+            }
+            Load::Otlp(signal, encoding) => Ok(Refused {
+                count: signal.rejected(answer, encoding)?,
+                indexes: Vec::new(),
+            }),
+        }
+    }
+
+    /// What the report counts.
+    fn unit(self) -> &'static str {
+        match self {
+            Load::Events => "events",
+            Load::Otlp(otlp::Signal::Traces, _) => "spans",
+            Load::Otlp(otlp::Signal::Metrics, _) => "data points",
+        }
+    }
+}
+
+/// A flat SDK batch or a native app batch, as `--flat-share` says.
+fn events_request(rng: &mut fastrand::Rng, args: &BenchArgs) -> Request {
+    let flat = rng.f64() < args.flat_share;
+    let (product, events) = if flat {
+        (&args.flat_product, flat_batch(rng, args))
+    } else {
+        (&args.native_product, native_batch(rng, args))
+    };
+    // An event without an id (the SDK's flat events) is recorded as an empty string.
+    let ids = events
+        .iter()
+        .map(|e| {
+            e.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let body = if flat {
+        serde_json::to_vec(&events)
+    } else {
+        serde_json::to_vec(&json!({ "sent_at": now_ms(), "events": events }))
+    }
+    .unwrap_or_default();
+    Request {
+        path: format!("/api/v1/events?product={product}"),
+        content_type: "application/json",
+        body,
+        items: events.len(),
+        ids,
+    }
 }
 
 #[derive(Default)]
@@ -119,21 +290,38 @@ async fn run_async(args: BenchArgs) -> std::io::Result<BenchReport> {
     };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
+    let load = Load::of(&args);
+    let unit = unit(&args);
+    // A request is one item in the query modes.
+    let per_request = if load.is_some() { args.batch_size() } else { 1 };
     let per_connection_interval = args.rate.map(|rate| {
-        Duration::from_secs_f64(
-            args.batch_size as f64 * args.connections as f64 / rate.max(1) as f64,
-        )
+        Duration::from_secs_f64(per_request as f64 * args.connections as f64 / rate.max(1) as f64)
     });
+    let shape = otlp::Shape {
+        error_percent: args.error_percent,
+        installs: args.installs,
+        // Cumulative metric series start an hour before the run.
+        series_start_ns: otlp::now_ns().saturating_sub(3_600_000_000_000),
+    };
+    let what = match load {
+        Some(Load::Otlp(signal, encoding)) => format!(
+            "{:?} to {}/otlp/{}{}, ",
+            encoding,
+            args.target.trim_end_matches('/'),
+            args.otlp_product,
+            signal.path()
+        ),
+        _ => String::new(),
+    };
     eprintln!(
-        "bench: {} connections, batches of {}, {}{}",
+        "bench: {what}{} connections, {per_request} {unit} per request, {}{}",
         args.connections,
-        args.batch_size,
         match args.events {
-            Some(n) => format!("{n} events"),
+            Some(n) => format!("{n} {unit}"),
             None => format!("{} s", args.duration),
         },
         args.rate
-            .map(|r| format!(", offered {r} events/s"))
+            .map(|r| format!(", offered {r} {unit}/s"))
             .unwrap_or_default()
     );
     let mut tasks = Vec::new();
@@ -146,11 +334,17 @@ async fn run_async(args: BenchArgs) -> std::io::Result<BenchReport> {
             deadline,
             interval: per_connection_interval,
             rng: fastrand::Rng::with_seed(worker as u64 ^ started.elapsed().as_nanos() as u64),
+            load,
+            shape,
         };
         tasks.push(actix_web::rt::spawn(ctx.run()));
     }
-    let progress =
-        actix_web::rt::spawn(report_progress(tally.clone(), started, args.progress_every));
+    let progress = actix_web::rt::spawn(report_progress(
+        tally.clone(),
+        started,
+        args.progress_every,
+        unit,
+    ));
     for task in tasks {
         let _ = task.await;
     }
@@ -160,7 +354,7 @@ async fn run_async(args: BenchArgs) -> std::io::Result<BenchReport> {
     }
     let tally = tally.borrow();
     let report = summarize(&tally, started.elapsed());
-    print_report(&report, args.mode);
+    print_report(&report, &args);
     Ok(report)
 }
 
@@ -172,6 +366,9 @@ struct Worker {
     deadline: Instant,
     interval: Option<Duration>,
     rng: fastrand::Rng,
+    /// What the sending modes send (`None` in the query modes).
+    load: Option<Load>,
+    shape: otlp::Shape,
 }
 
 impl Worker {
@@ -193,16 +390,16 @@ impl Worker {
                 }
                 next_send += interval;
             }
-            match self.args.mode {
-                Mode::Ingest => {
-                    self.tally.borrow_mut().events_sent += self.args.batch_size as u64;
-                    self.send_one().await;
+            match (self.load, self.args.mode) {
+                (Some(load), _) => {
+                    self.tally.borrow_mut().events_sent += self.args.batch_size() as u64;
+                    self.send_one(load).await;
                 }
-                Mode::Query => {
+                (None, Mode::Query) => {
                     self.tally.borrow_mut().events_sent += 1;
                     self.query_one().await;
                 }
-                Mode::Searchable => {
+                (None, _) => {
                     self.tally.borrow_mut().events_sent += 1;
                     self.searchable_one().await;
                 }
@@ -210,49 +407,20 @@ impl Worker {
         }
     }
 
-    async fn send_one(&mut self) {
-        let flat = self.rng.f64() < self.args.flat_share;
-        let (product, events) = if flat {
-            (
-                self.args.flat_product.clone(),
-                flat_batch(&mut self.rng, &self.args),
-            )
-        } else {
-            (
-                self.args.native_product.clone(),
-                native_batch(&mut self.rng, &self.args),
-            )
-        };
-        let sent = events.len();
-        // An event without an id (the SDK's flat events) is recorded as an empty string.
-        let ids: Vec<String> = events
-            .iter()
-            .map(|e| {
-                e.get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
-        let body = if flat {
-            serde_json::to_vec(&events)
-        } else {
-            serde_json::to_vec(&json!({ "sent_at": now_ms(), "events": events }))
-        }
-        .unwrap_or_default();
-        let url = format!(
-            "{}/api/v1/events?product={product}",
-            self.args.target.trim_end_matches('/')
-        );
-        let mut request = self
+    /// Sends one request of the load and counts its answer: a 2xx acknowledges the request's
+    /// items but those the answer says it refused; any other status is an error.
+    async fn send_one(&mut self, load: Load) {
+        let request = load.request(&mut self.rng, &self.args, &self.shape);
+        let url = format!("{}{}", self.args.target.trim_end_matches('/'), request.path);
+        let mut http = self
             .client
             .post(url)
-            .insert_header(("content-type", "application/json"));
+            .insert_header(("content-type", request.content_type));
         if let Some(key) = &self.args.ingest_key {
-            request = request.insert_header(("x-telemetry-key", key.as_str()));
+            http = http.insert_header(("x-telemetry-key", key.as_str()));
         }
         let started = Instant::now();
-        let response = request.send_body(body).await;
+        let response = http.send_body(request.body).await;
         let elapsed = started.elapsed();
         let mut response = match response {
             Ok(r) => r,
@@ -263,6 +431,7 @@ impl Worker {
             }
         };
         let status = response.status();
+        // Read the answer to the end, or its connection never returns to the pool.
         let body = response.body().limit(4 << 20).await.unwrap_or_default();
         if !status.is_success() {
             self.note_error(format!("HTTP {}", status.as_u16()));
@@ -271,26 +440,28 @@ impl Worker {
             }
             return;
         }
-        let rejected: Vec<usize> = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("rejected").and_then(Value::as_array).cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|r| r.get("index").and_then(Value::as_u64).map(|i| i as usize))
-            .collect();
+        let refused = load.refused(&body).unwrap_or_else(|e| {
+            // A 2xx whose answer does not decode: the items count as acknowledged.
+            self.note_error(format!(
+                "HTTP {} with an unreadable answer: {e}",
+                status.as_u16()
+            ));
+            Refused::default()
+        });
+        let sent = request.items as u64;
         {
             let mut tally = self.tally.borrow_mut();
             tally.requests += 1;
-            tally.events_acked += (sent - rejected.len().min(sent)) as u64;
-            tally.events_rejected += rejected.len() as u64;
+            tally.events_acked += sent - refused.count.min(sent);
+            tally.events_rejected += refused.count.min(sent);
             tally
                 .latencies_us
                 .push(elapsed.as_micros().min(u32::MAX as u128) as u32);
         }
         if let Some(acks) = &self.acks {
             let mut out = acks.borrow_mut();
-            for (i, id) in ids.iter().enumerate() {
-                if !id.is_empty() && !rejected.contains(&i) {
+            for (i, id) in request.ids.iter().enumerate() {
+                if !id.is_empty() && !refused.indexes.contains(&i) {
                     let _ = writeln!(out, "{id}");
                 }
             }
@@ -401,7 +572,7 @@ impl Worker {
     }
 }
 
-async fn report_progress(tally: Rc<RefCell<Tally>>, started: Instant, every: u64) {
+async fn report_progress(tally: Rc<RefCell<Tally>>, started: Instant, every: u64, unit: &str) {
     let mut last_acked = 0;
     let every = every.max(1);
     loop {
@@ -411,7 +582,7 @@ async fn report_progress(tally: Rc<RefCell<Tally>>, started: Instant, every: u64
         last_acked = tally.events_acked;
         let errors: u64 = tally.errors.values().sum();
         eprintln!(
-            "bench: {:>4.0} s  acked {:>10}  {:>9.0} events/s  errors {}",
+            "bench: {:>4.0} s  acked {:>10}  {:>9.0} {unit}/s  errors {}",
             started.elapsed().as_secs_f64(),
             tally.events_acked,
             rate,
@@ -444,11 +615,21 @@ fn summarize(tally: &Tally, elapsed: Duration) -> BenchReport {
     }
 }
 
-fn print_report(r: &BenchReport, mode: Mode) {
-    let (unit, latency) = match mode {
-        Mode::Ingest => ("events", "ack latency"),
-        Mode::Query => ("queries", "query latency"),
-        Mode::Searchable => ("probes", "ack → searchable"),
+/// What a mode counts: events, spans, data points, queries or probes.
+fn unit(args: &BenchArgs) -> &'static str {
+    match (Load::of(args), args.mode) {
+        (Some(load), _) => load.unit(),
+        (None, Mode::Query) => "queries",
+        (None, _) => "probes",
+    }
+}
+
+fn print_report(r: &BenchReport, args: &BenchArgs) {
+    let unit = unit(args);
+    let latency = match args.mode {
+        Mode::Ingest | Mode::OtlpTraces | Mode::OtlpMetrics => "ack latency",
+        Mode::Query => "query latency",
+        Mode::Searchable => "ack → searchable",
     };
     println!(
         "bench: {:.1} s, {} requests, {} {unit} done ({} rejected)",
@@ -488,7 +669,7 @@ fn flat_batch(rng: &mut fastrand::Rng, args: &BenchArgs) -> Vec<Value> {
     let run_id = format!("{:032x}", rng.u128(..));
     let version = pick(rng, &["0.6.2", "0.7.0", "0.7.1", "0.8.0-beta.1"]);
     let os = pick(rng, &["linux", "darwin", "windows"]);
-    (0..args.batch_size)
+    (0..args.batch_size())
         .map(|_| {
             let mut event = json!({
                 "schema_version": 8, "run_id": run_id, "install_id": install,
@@ -528,7 +709,7 @@ fn native_batch(rng: &mut fastrand::Rng, args: &BenchArgs) -> Vec<Value> {
     let platform = pick(rng, &["ios", "android", "desktop", "web"]);
     let version = pick(rng, &["3.2.0", "3.3.0", "3.3.1", "3.4.0-beta.2"]);
     let session = uuid::Uuid::new_v4().to_string();
-    (0..args.batch_size)
+    (0..args.batch_size())
         .map(|_| {
             let base = json!({
                 "id": uuid::Uuid::new_v4().to_string(),
@@ -556,5 +737,97 @@ fn native_batch(rng: &mut fastrand::Rng, args: &BenchArgs) -> Vec<Value> {
 fn merge(target: &mut Value, extra: Value) {
     if let (Value::Object(t), Value::Object(e)) = (target, extra) {
         t.extend(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        let mut argv = vec!["bench", "--target", "http://127.0.0.1:9/"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).args
+    }
+
+    fn shape() -> otlp::Shape {
+        otlp::Shape {
+            error_percent: 3.0,
+            installs: 100,
+            series_start_ns: 0,
+        }
+    }
+
+    #[test]
+    fn batch_size_defaults_per_mode() {
+        assert_eq!(args(&[]).batch_size(), 50);
+        assert_eq!(args(&["--mode", "otlp-traces"]).batch_size(), 100);
+        assert_eq!(args(&["--mode", "otlp-metrics"]).batch_size(), 100);
+        assert_eq!(
+            args(&["--mode", "otlp-traces", "--batch-size", "7"]).batch_size(),
+            7
+        );
+        assert_eq!(args(&["--batch-size", "500"]).batch_size(), 500);
+    }
+
+    #[test]
+    fn otlp_requests_go_to_the_product_in_their_encoding() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let traces = args(&["--mode", "otlp-traces", "--otlp-product", "atlas"]);
+        let load = Load::of(&traces).unwrap();
+        let request = load.request(&mut rng, &traces, &shape());
+        assert_eq!(request.path, "/otlp/atlas/v1/traces");
+        assert_eq!(request.content_type, "application/x-protobuf");
+        assert_eq!(request.items, 100);
+        let metrics = args(&[
+            "--mode",
+            "otlp-metrics",
+            "--encoding",
+            "json",
+            "--batch-size",
+            "30",
+        ]);
+        let load = Load::of(&metrics).unwrap();
+        let request = load.request(&mut rng, &metrics, &shape());
+        assert_eq!(request.path, "/otlp/voice-sdk/v1/metrics");
+        assert_eq!(request.content_type, "application/json");
+        assert_eq!(request.items, 30);
+        assert!(
+            serde_json::from_slice::<Value>(&request.body).unwrap()["resourceMetrics"].is_array()
+        );
+        assert_eq!(load.unit(), "data points");
+        assert_eq!(Load::of(&args(&["--mode", "query"])), None);
+    }
+
+    #[test]
+    fn answers_count_what_they_refused() {
+        let events = Load::Events;
+        assert_eq!(
+            events.refused(br#"{"accepted":1,"rejected":[{"index":2},{"index":0}]}"#),
+            Ok(Refused {
+                count: 2,
+                indexes: vec![2, 0]
+            })
+        );
+        let traces = Load::Otlp(otlp::Signal::Traces, Encoding::Json);
+        assert_eq!(traces.refused(b"{}").map(|r| r.count), Ok(0));
+        assert_eq!(
+            traces
+                .refused(
+                    br#"{"partialSuccess":{"rejectedSpans":4,"errorMessage":"4 rate_limited"}}"#
+                )
+                .map(|r| r.count),
+            Ok(4)
+        );
+        let protobuf = Load::Otlp(otlp::Signal::Traces, Encoding::Protobuf);
+        assert_eq!(protobuf.refused(b"").map(|r| r.count), Ok(0));
+        assert!(protobuf.refused(b"\xff\xff").is_err());
     }
 }
