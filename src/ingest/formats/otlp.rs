@@ -111,11 +111,11 @@ fn check_count(count: usize, limits: &DecodeLimits) -> Result<(), IngestError> {
 
 /// The product: named by the request, else by the first `service.name` the body carries. An
 /// empty request needs none (it is a success), but a wrong key or product name still fails.
-fn product<'p>(
+fn product<'p, 'r>(
     products: &'p Products,
     request: &ProductRequest,
     items: usize,
-    mut resources: impl Iterator<Item = Option<&'p Resource>>,
+    mut resources: impl Iterator<Item = Option<&'r Resource>>,
 ) -> Result<&'p Product, IngestError> {
     let service = resources.find_map(|r| {
         r.and_then(|r| {
@@ -329,9 +329,32 @@ impl OtlpTraces {
     }
 }
 
-impl Format for OtlpTraces {
+/// What differs between the OTLP signals that become events: the request type, how its items
+/// map onto raw events, and the answer's partial-success message.
+trait Signal: Sync {
+    type Request: prost::Message + serde::de::DeserializeOwned + Default;
+    const NAME: &'static str;
+
+    /// The resources of the request, in order.
+    fn resources(request: &Self::Request) -> impl Iterator<Item = Option<&Resource>>;
+
+    /// How many items (spans, log records) the request carries.
+    fn count(request: &Self::Request) -> usize;
+
+    /// Each item as a raw event, or why not.
+    fn events(
+        &self,
+        request: &Self::Request,
+        product: &Product,
+    ) -> Vec<Result<RawEvent, Rejection>>;
+
+    /// The `Export*ServiceResponse` (with `partial_success` when `rejected` is not empty).
+    fn answer(rejected: &[Rejection], content_type: Option<&str>) -> Answer;
+}
+
+impl<S: Signal> Format for S {
     fn name(&self) -> &'static str {
-        "otlp-traces"
+        S::NAME
     }
 
     fn check_content_type(&self, content_type: Option<&str>) -> Result<(), IngestError> {
@@ -345,38 +368,19 @@ impl Format for OtlpTraces {
         request: &ProductRequest,
         limits: &DecodeLimits,
     ) -> Result<RawBatch, IngestError> {
-        let export: ExportTraceServiceRequest = decode_request(&body)?;
-        let spans = export.resource_spans.iter().flat_map(|r| &r.scope_spans);
-        let count = spans.map(|s| s.spans.len()).sum();
+        let export: S::Request = decode_request(&body)?;
+        let count = S::count(&export);
         check_count(count, limits)?;
-        let product = product(
-            products,
-            request,
-            count,
-            export.resource_spans.iter().map(|r| r.resource.as_ref()),
-        )?;
-        let mut items = Vec::new();
-        for resource_spans in &export.resource_spans {
-            let resource = ResourceContext::of(resource_spans.resource.as_ref());
-            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
-                items.push(self.span(product, &resource, span));
-            }
-        }
+        let product = product(products, request, count, S::resources(&export))?;
         Ok(RawBatch {
             product: product.index,
             sent_at: None,
-            items,
+            items: self.events(&export, product),
         })
     }
 
     fn answer(&self, outcome: &Outcome, content_type: Option<&str>) -> Answer {
-        let response = ExportTraceServiceResponse {
-            partial_success: (!outcome.rejected.is_empty()).then(|| ExportTracePartialSuccess {
-                rejected_spans: outcome.rejected.len() as i64,
-                error_message: rejection_summary(&outcome.rejected),
-            }),
-        };
-        export_answer(&response, response.partial_success.is_none(), content_type)
+        S::answer(&outcome.rejected, content_type)
     }
 
     fn error_answer(
@@ -386,6 +390,87 @@ impl Format for OtlpTraces {
         content_type: Option<&str>,
     ) -> Option<Answer> {
         Some(status_answer(code, message, content_type))
+    }
+}
+
+impl Signal for OtlpTraces {
+    type Request = ExportTraceServiceRequest;
+    const NAME: &'static str = "otlp-traces";
+
+    fn resources(request: &Self::Request) -> impl Iterator<Item = Option<&Resource>> {
+        request.resource_spans.iter().map(|r| r.resource.as_ref())
+    }
+
+    fn count(request: &Self::Request) -> usize {
+        let scopes = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+        scopes.map(|s| s.spans.len()).sum()
+    }
+
+    fn events(
+        &self,
+        request: &Self::Request,
+        product: &Product,
+    ) -> Vec<Result<RawEvent, Rejection>> {
+        let mut items = Vec::new();
+        for resource_spans in &request.resource_spans {
+            let resource = ResourceContext::of(resource_spans.resource.as_ref());
+            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                items.push(self.span(product, &resource, span));
+            }
+        }
+        items
+    }
+
+    fn answer(rejected: &[Rejection], content_type: Option<&str>) -> Answer {
+        let response = ExportTraceServiceResponse {
+            partial_success: (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
+                rejected_spans: rejected.len() as i64,
+                error_message: rejection_summary(rejected),
+            }),
+        };
+        export_answer(&response, response.partial_success.is_none(), content_type)
+    }
+}
+
+impl Signal for OtlpLogs {
+    type Request = ExportLogsServiceRequest;
+    const NAME: &'static str = "otlp-logs";
+
+    fn resources(request: &Self::Request) -> impl Iterator<Item = Option<&Resource>> {
+        request.resource_logs.iter().map(|r| r.resource.as_ref())
+    }
+
+    fn count(request: &Self::Request) -> usize {
+        let scopes = request.resource_logs.iter().flat_map(|r| &r.scope_logs);
+        scopes.map(|s| s.log_records.len()).sum()
+    }
+
+    fn events(
+        &self,
+        request: &Self::Request,
+        product: &Product,
+    ) -> Vec<Result<RawEvent, Rejection>> {
+        let mut items = Vec::new();
+        for resource_logs in &request.resource_logs {
+            let resource = ResourceContext::of(resource_logs.resource.as_ref());
+            for scope_logs in &resource_logs.scope_logs {
+                let scope = scope_logs.scope.as_ref().map(|s| s.name.as_str());
+                for record in &scope_logs.log_records {
+                    items.push(self.record(product, &resource, scope, record));
+                }
+            }
+        }
+        items
+    }
+
+    fn answer(rejected: &[Rejection], content_type: Option<&str>) -> Answer {
+        let response = ExportLogsServiceResponse {
+            partial_success: (!rejected.is_empty()).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected.len() as i64,
+                error_message: rejection_summary(rejected),
+            }),
+        };
+        export_answer(&response, response.partial_success.is_none(), content_type)
     }
 }
 
@@ -461,68 +546,5 @@ impl OtlpLogs {
             .collect();
         event.attributes(&attributes)?;
         Ok(event.finish())
-    }
-}
-
-impl Format for OtlpLogs {
-    fn name(&self) -> &'static str {
-        "otlp-logs"
-    }
-
-    fn check_content_type(&self, content_type: Option<&str>) -> Result<(), IngestError> {
-        check_content_type(content_type)
-    }
-
-    fn decode(
-        &self,
-        body: Body<'_>,
-        products: &Products,
-        request: &ProductRequest,
-        limits: &DecodeLimits,
-    ) -> Result<RawBatch, IngestError> {
-        let export: ExportLogsServiceRequest = decode_request(&body)?;
-        let records = export.resource_logs.iter().flat_map(|r| &r.scope_logs);
-        let count = records.map(|s| s.log_records.len()).sum();
-        check_count(count, limits)?;
-        let product = product(
-            products,
-            request,
-            count,
-            export.resource_logs.iter().map(|r| r.resource.as_ref()),
-        )?;
-        let mut items = Vec::new();
-        for resource_logs in &export.resource_logs {
-            let resource = ResourceContext::of(resource_logs.resource.as_ref());
-            for scope_logs in &resource_logs.scope_logs {
-                let scope = scope_logs.scope.as_ref().map(|s| s.name.as_str());
-                for record in &scope_logs.log_records {
-                    items.push(self.record(product, &resource, scope, record));
-                }
-            }
-        }
-        Ok(RawBatch {
-            product: product.index,
-            sent_at: None,
-            items,
-        })
-    }
-
-    fn answer(&self, outcome: &Outcome, content_type: Option<&str>) -> Answer {
-        let response = ExportLogsServiceResponse {
-            partial_success: (!outcome.rejected.is_empty()).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: outcome.rejected.len() as i64,
-                error_message: rejection_summary(&outcome.rejected),
-            }),
-        };
-        export_answer(&response, response.partial_success.is_none(), content_type)
-    }
-
-    fn error_answer(
-        &self,
-        code: Code,
-        message: &str,
-        content_type: Option<&str>,
-    ) -> Option<Answer> {
-        Some(status_answer(code, message, content_type))
     }
 }
