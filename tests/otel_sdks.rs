@@ -303,11 +303,9 @@ fn assert_stack(error: &Value, sent: &Value) {
     );
 }
 
-/// Sends a voice call's trace and logs through one SDK and reads them back.
-fn traces_and_logs(sdk: Sdk) {
-    let server = TestServer::start(&config(), &[]);
-    let endpoint = endpoint(&server);
-    let sent = send(sdk, &endpoint, "traces,logs");
+/// Runs the sender for `signals` and requires that it and every export it made succeeded.
+fn send_ok(sdk: Sdk, endpoint: &str, signals: &str) -> Sent {
+    let sent = send(sdk, endpoint, signals);
     assert!(
         sent.success,
         "the {} sender failed:\n{}",
@@ -315,6 +313,14 @@ fn traces_and_logs(sdk: Sdk) {
         sent.output
     );
     assert_eq!(sent.summary["ok"], true, "{}", sent.output);
+    sent
+}
+
+/// Sends a voice call's trace and logs through one SDK and reads them back.
+fn traces_and_logs(sdk: Sdk) {
+    let server = TestServer::start(&config(), &[]);
+    let endpoint = endpoint(&server);
+    let sent = send_ok(sdk, &endpoint, "traces,logs");
     assert_exports(sdk, &sent, "traces", 1);
     assert_exports(sdk, &sent, "logs", 1);
     assert_requests(sdk, &sent, &endpoint, "/v1/traces", 1);
@@ -503,14 +509,7 @@ fn sdk_metrics_become_series_with_their_values() {
     for sdk in [Sdk::Python, Sdk::Node] {
         let server = TestServer::start(&config(), &[]);
         let endpoint = endpoint(&server);
-        let sent = send(sdk, &endpoint, "metrics");
-        assert!(
-            sent.success,
-            "the {} sender failed:\n{}",
-            sdk.name(),
-            sent.output
-        );
-        assert_eq!(sent.summary["ok"], true, "{}", sent.output);
+        let sent = send_ok(sdk, &endpoint, "metrics");
         assert_exports(sdk, &sent, "metrics", 3);
         assert_requests(sdk, &sent, &endpoint, "/v1/metrics", 3);
         let expected = &sent.summary["metrics"];
