@@ -667,3 +667,22 @@ mod metrics {
         assert!(status(&resp, false).1.starts_with("missing_product"));
     }
 }
+
+#[test]
+fn span_ids_that_look_like_card_numbers_are_kept() {
+    // Random 64-bit span ids are sometimes 16 decimal digits that pass a card check.
+    let server = server();
+    let mut trace = call_trace("patter-voice");
+    let spans = &mut trace.resource_spans[0].scope_spans[0].spans;
+    spans[0].span_id = hex("4111111111111111");
+    spans[1].parent_span_id = hex("4111111111111111");
+    let resp = post_proto(&server, "/v1/traces", &trace);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let answer = ExportTraceServiceResponse::decode(resp.body.as_slice()).unwrap();
+    assert_eq!(answer.partial_success, None);
+    let stored = server.stored();
+    assert_eq!(stored.len(), 3);
+    assert!(stored
+        .iter()
+        .any(|e| e.span_id.as_deref() == Some("4111111111111111")));
+}

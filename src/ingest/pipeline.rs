@@ -110,7 +110,8 @@ impl EventContext<'_> {
                 }
             }
             (Key::Field(field), value) => {
-                if field.is_free_text() || !self.carries_pii(draft, field.name(), &value) {
+                let exempt = field.is_free_text() || is_trace_context_id(field, &value);
+                if exempt || !self.carries_pii(draft, field.name(), &value) {
                     set_field(draft, schema, field, &name, value);
                 }
             }
@@ -343,6 +344,17 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
     }
 }
 
+/// A W3C trace or span id (32 or 16 hex digits) in a trace-context field: random by the spec,
+/// so never taken for PII when it happens to be all digits that pass a card check.
+fn is_trace_context_id(field: Field, value: &FieldValue) -> bool {
+    let FieldValue::Str(text) = value else {
+        return false;
+    };
+    matches!(field, Field::TraceId | Field::SpanId | Field::ParentSpanId)
+        && matches!(text.len(), 16 | 32)
+        && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The client's UUID, a stable UUID derived from a non-UUID client id (so it still dedups), or
 /// a new time-ordered UUIDv7 (also for the nil UUID, which identifies nothing).
 fn event_id(product: &str, client_id: Option<&str>) -> Uuid {
@@ -371,4 +383,26 @@ fn cut(mut text: String, max_chars: usize) -> String {
         text.truncate(end);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_that_look_like_card_numbers_are_ids() {
+        // All digits, Luhn-valid, a Visa prefix: a card number anywhere else.
+        let digits = "4111111111111111";
+        assert!(PiiDetector::all().detect(digits).is_some());
+        let span = FieldValue::Str(digits.into());
+        assert!(is_trace_context_id(Field::SpanId, &span));
+        assert!(is_trace_context_id(Field::ParentSpanId, &span));
+        let trace = FieldValue::Str(digits.repeat(2));
+        assert!(is_trace_context_id(Field::TraceId, &trace));
+        // Elsewhere, or not of a trace id's shape, the usual checks apply.
+        assert!(!is_trace_context_id(Field::InstallId, &span));
+        let email = FieldValue::Str("alice@example.com".into());
+        assert!(!is_trace_context_id(Field::TraceId, &email));
+        assert!(!is_trace_context_id(Field::SpanId, &FieldValue::Num(1.0)));
+    }
 }
