@@ -288,7 +288,10 @@ impl OtlpTraces {
         let (trace_id, span_id) = (otlp::id(&span.trace_id), otlp::id(&span.span_id));
         // A span is identified by its trace and span ids, so an exporter's retry deduplicates.
         if let (Some(trace), Some(id)) = (&trace_id, &span_id) {
-            event.text(Field::Id, Some(format!("otlp-span:{trace}:{id}")));
+            event.text(
+                Field::Id,
+                Some(span_event_id(&product.id, trace, id).to_string()),
+            );
         }
         event.text(Field::TraceId, trace_id);
         event.text(Field::SpanId, span_id);
@@ -497,6 +500,16 @@ pub fn status_answer(code: Code, message: &str, content_type: Option<&str>) -> A
         content_type: encoding.content_type(),
         body: otlp::encode(&otlp::Status::of(code, message), encoding),
     }
+}
+
+/// The event id of a span: a UUID (v8) from its product, trace and span ids.
+fn span_event_id(product: &str, trace_id: &str, span_id: &str) -> uuid::Uuid {
+    use sha2::{Digest, Sha256};
+    let key = format!("otlp-span\u{0}{product}\u{0}{trace_id}\u{0}{span_id}");
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes)
 }
 
 /// OTel severity numbers (1–24, in steps of four per level) → level; 0 is unspecified.
