@@ -32,6 +32,18 @@ use crate::otlp;
 use crate::series::cumulative::Totals;
 use crate::series::model::{Identity, Kind};
 
+/// The fields every OTLP data point type has under the same names.
+macro_rules! point_fields {
+    ($p:expr) => {
+        PointFields {
+            attributes: &$p.attributes,
+            start_ns: $p.start_time_unix_nano,
+            time_ns: $p.time_unix_nano,
+            flags: $p.flags,
+        }
+    };
+}
+
 /// Longest metric name (the OpenTelemetry instrument name limit).
 pub const MAX_NAME_CHARS: usize = 255;
 /// Longest attribute key or value kept in a series identity.
@@ -329,7 +341,7 @@ impl Mapper<'_> {
                         index,
                         name,
                         context,
-                        number_fields(p),
+                        point_fields!(p),
                         number(p).map(Data::Value),
                         &[],
                     );
@@ -341,41 +353,26 @@ impl Mapper<'_> {
                         Kind::Counter => counter(v, temporality),
                         _ => Ok(Data::Value(v)),
                     });
-                    self.point(index, name, context, number_fields(p), data, &[]);
+                    self.point(index, name, context, point_fields!(p), data, &[]);
                 }
             }
             metric::Data::Histogram(h) => {
                 for p in &h.data_points {
-                    let fields = PointFields {
-                        attributes: &p.attributes,
-                        start_ns: p.start_time_unix_nano,
-                        time_ns: p.time_unix_nano,
-                        flags: p.flags,
-                    };
+                    let fields = point_fields!(p);
                     let data = histogram(p, temporality);
                     self.point(index, name, context, fields, data, &p.explicit_bounds);
                 }
             }
             metric::Data::ExponentialHistogram(h) => {
                 for p in &h.data_points {
-                    let fields = PointFields {
-                        attributes: &p.attributes,
-                        start_ns: p.start_time_unix_nano,
-                        time_ns: p.time_unix_nano,
-                        flags: p.flags,
-                    };
+                    let fields = point_fields!(p);
                     let data = count_sum(p.count, p.sum, p.min, p.max, temporality);
                     self.point(index, name, context, fields, data, &[]);
                 }
             }
             metric::Data::Summary(s) => {
                 for p in &s.data_points {
-                    let fields = PointFields {
-                        attributes: &p.attributes,
-                        start_ns: p.start_time_unix_nano,
-                        time_ns: p.time_unix_nano,
-                        flags: p.flags,
-                    };
+                    let fields = point_fields!(p);
                     self.point(index, name, context, fields, summary(p), &[]);
                 }
             }
@@ -541,15 +538,6 @@ fn check_name(name: &str) -> Result<(), String> {
 
 fn clip(text: &str) -> String {
     text.chars().take(64).collect()
-}
-
-fn number_fields(p: &NumberDataPoint) -> PointFields<'_> {
-    PointFields {
-        attributes: &p.attributes,
-        start_ns: p.start_time_unix_nano,
-        time_ns: p.time_unix_nano,
-        flags: p.flags,
-    }
 }
 
 fn number(p: &NumberDataPoint) -> Result<f64, String> {
