@@ -135,7 +135,7 @@ fn value(v: &AnyValue, depth: usize) -> Result<FieldValue, ()> {
         Some(any_value::Value::BoolValue(b)) => FieldValue::Bool(*b),
         Some(any_value::Value::IntValue(i)) => FieldValue::Num(*i as f64),
         Some(any_value::Value::DoubleValue(d)) => FieldValue::Num(*d),
-        Some(any_value::Value::BytesValue(b)) => FieldValue::Str(hex(b)),
+        Some(any_value::Value::BytesValue(b)) => FieldValue::Str(crate::hash::hex(b)),
         Some(any_value::Value::ArrayValue(a)) => {
             for item in &a.values {
                 value(item, depth + 1)?;
@@ -174,7 +174,7 @@ fn json(v: &AnyValue) -> serde_json::Value {
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
         Some(any_value::Value::IntValue(i)) => Value::from(*i),
         Some(any_value::Value::DoubleValue(d)) => Value::from(*d),
-        Some(any_value::Value::BytesValue(b)) => Value::String(hex(b)),
+        Some(any_value::Value::BytesValue(b)) => Value::String(crate::hash::hex(b)),
         Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(json).collect()),
         Some(any_value::Value::KvlistValue(kv)) => Value::Object(
             kv.values
@@ -185,15 +185,10 @@ fn json(v: &AnyValue) -> serde_json::Value {
     }
 }
 
-/// Lowercase hex, as trace and span ids are written; empty for empty input.
-pub fn hex(bytes: &[u8]) -> String {
-    crate::hash::hex(bytes)
-}
-
 /// A trace or span id as hex, or `None` when absent (empty or all zero, which the spec calls
 /// invalid).
 pub fn id(bytes: &[u8]) -> Option<String> {
-    (!bytes.is_empty() && bytes.iter().any(|b| *b != 0)).then(|| hex(bytes))
+    (!bytes.is_empty() && bytes.iter().any(|b| *b != 0)).then(|| crate::hash::hex(bytes))
 }
 
 /// Nanoseconds since the epoch → milliseconds (`None` for 0, "unknown" in OTLP).
@@ -201,7 +196,17 @@ pub fn millis(nanos: u64) -> Option<i64> {
     (nanos > 0).then(|| (nanos / 1_000_000).min(i64::MAX as u64) as i64)
 }
 
-/// String attributes by key, for lookups (`service.name`, `os.type`, ...).
+/// The string value of attribute `key`, if it has one.
+pub fn string_attribute<'a>(list: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    list.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// String attributes by key, for looking up many (`service.name`, `os.type`, ...).
 pub fn string_attributes(list: &[KeyValue]) -> BTreeMap<&str, &str> {
     list.iter()
         .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {

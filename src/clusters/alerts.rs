@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::cluster::{Change, Cluster, ClusterError, Severity};
-use super::fingerprint::hex;
+use crate::hash::hex;
 use crate::timespan::MINUTE_MS;
 
 /// Header carrying the body's HMAC.

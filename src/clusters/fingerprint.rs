@@ -79,18 +79,7 @@ pub fn fingerprint(event: &Event) -> Option<String> {
     };
     put(&mut hasher, message.as_deref());
     let digest = hasher.finalize();
-    Some(hex(&digest[..16]))
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    Some(crate::hash::hex(&digest[..16]))
 }
 
 /// Whether `text` looks like a fingerprint (32 lowercase hex chars).

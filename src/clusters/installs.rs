@@ -79,7 +79,7 @@ impl Hll {
 
 impl Serialize for Hll {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&super::fingerprint::hex(&self.registers[..]))
+        serializer.serialize_str(&crate::hash::hex(&self.registers[..]))
     }
 }
 

@@ -47,14 +47,7 @@ async fn receive(
     state: &web::Data<AppState>,
     content_type: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let product = ProductRequest {
-        name: req
-            .match_info()
-            .get("product")
-            .map(str::to_string)
-            .or_else(|| query.into_inner().product),
-        key: header_str(req, INGEST_KEY_HEADER).map(str::to_string),
-    };
+    let product = product_request(req, query);
     let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
     let request = IngestRequest {
         product,
@@ -68,6 +61,19 @@ async fn receive(
     Ok(HttpResponse::Ok()
         .content_type(answer.content_type)
         .body(answer.body))
+}
+
+/// What a client request says about its product: a `{product}` path segment or `?product=`,
+/// and the ingest key header.
+pub(crate) fn product_request(req: &HttpRequest, query: web::Query<IngestQuery>) -> ProductRequest {
+    ProductRequest {
+        name: req
+            .match_info()
+            .get("product")
+            .map(str::to_string)
+            .or_else(|| query.into_inner().product),
+        key: header_str(req, INGEST_KEY_HEADER).map(str::to_string),
+    }
 }
 
 /// The error answer in the format's own body where it has one (OTLP's `google.rpc.Status`),
@@ -88,7 +94,7 @@ pub(crate) fn with_body(error: &ApiError, own: Option<Answer>) -> HttpResponse {
         let mut own = HttpResponse::build(response.status());
         for (name, value) in response.headers() {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                own.insert_header((name.clone(), value.clone()));
+                own.append_header((name.clone(), value.clone()));
             }
         }
         response = own.content_type(answer.content_type).body(answer.body);

@@ -7,12 +7,11 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, Route};
 
 use crate::http::error::ApiError;
-use crate::http::ingest::{content_type, header_str, read_body, with_body, INGEST_KEY_HEADER};
+use crate::http::ingest::{content_type, header_str, product_request, read_body, with_body};
 use crate::http::{blocking, ingest::IngestQuery};
 use crate::ingest::decode::decode_body;
-use crate::ingest::formats::otlp::status_answer;
-use crate::ingest::IngestError;
-use crate::otlp::Encoding;
+use crate::ingest::formats::otlp::{encoding_of, status_answer};
+use crate::ingest::formats::ProductRequest;
 use crate::series;
 use crate::AppState;
 
@@ -43,19 +42,8 @@ async fn receive(
     state: &web::Data<AppState>,
     content_type: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(encoding) = Encoding::of(content_type) else {
-        return Err(IngestError::UnsupportedMediaType {
-            content_type: content_type.unwrap_or("").chars().take(100).collect(),
-            expected: "application/x-protobuf or application/json",
-        }
-        .into());
-    };
-    let product = req
-        .match_info()
-        .get("product")
-        .map(str::to_string)
-        .or_else(|| query.into_inner().product);
-    let key = header_str(req, INGEST_KEY_HEADER).map(str::to_string);
+    let encoding = encoding_of(content_type)?;
+    let ProductRequest { name: product, key } = product_request(req, query);
     let encoding_header = header_str(req, header::CONTENT_ENCODING.as_str()).map(str::to_string);
     let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
     let max_decompressed = state.config.server.max_decompressed_bytes;

@@ -82,7 +82,10 @@ fn asset_response(req: &HttpRequest, path: &str) -> Option<HttpResponse> {
         return None;
     }
     let file = Assets::get(name)?;
-    let etag = format!("\"{}\"", &hex(&file.metadata.sha256_hash())[..32]);
+    let etag = format!(
+        "\"{}\"",
+        &crate::hash::hex(&file.metadata.sha256_hash())[..32]
+    );
     let cache = if versioned { IMMUTABLE } else { REVALIDATE };
     Some(respond(req, file.data, content_type(name), &etag, cache))
 }
@@ -191,11 +194,7 @@ fn compute_version() -> String {
             hasher.update(file.metadata.sha256_hash());
         }
     }
-    hex(&hasher.finalize())[..16].to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    crate::hash::hex(bytes)
+    crate::hash::hex(&hasher.finalize())[..16].to_string()
 }
 
 /// Bytes of UI embedded in the binary (for the size budget and the README).

@@ -208,9 +208,7 @@ fn points_in(metric: &Metric) -> usize {
 pub fn service_name(request: &ExportMetricsServiceRequest) -> Option<&str> {
     request.resource_metrics.iter().find_map(|r| {
         let resource = r.resource.as_ref()?;
-        otlp::string_attributes(&resource.attributes)
-            .get("service.name")
-            .copied()
+        otlp::string_attribute(&resource.attributes, "service.name")
     })
 }
 
@@ -226,11 +224,10 @@ pub fn map_request(request: &ExportMetricsServiceRequest, rules: &Rules) -> Mapp
         let resource_problem = otlp::attributes(&resource.attributes)
             .err()
             .map(|e| format!("resource attributes: {e}"));
-        let resource_install = rules.install_attribute.and_then(|attr| {
-            otlp::string_attributes(&resource.attributes)
-                .get(attr)
-                .map(|v| v.to_string())
-        });
+        let resource_install = rules
+            .install_attribute
+            .and_then(|attr| otlp::string_attribute(&resource.attributes, attr))
+            .map(str::to_string);
         for scope_metrics in &resource_metrics.scope_metrics {
             let sender = sender_hash(&resource, scope_metrics.scope.as_ref());
             for metric in &scope_metrics.metrics {

@@ -78,14 +78,12 @@ const EXCEPTION_FIELDS: &[(&str, Field)] = &[
     ("exception.stacktrace", Field::ErrorStack),
 ];
 
-fn check_content_type(content_type: Option<&str>) -> Result<(), IngestError> {
-    match Encoding::of(content_type) {
-        Some(_) => Ok(()),
-        None => Err(IngestError::UnsupportedMediaType {
-            content_type: content_type.unwrap_or("").chars().take(100).collect(),
-            expected: "application/x-protobuf or application/json",
-        }),
-    }
+/// The OTLP encoding a content type names, or the `415` for any other.
+pub fn encoding_of(content_type: Option<&str>) -> Result<Encoding, IngestError> {
+    Encoding::of(content_type).ok_or_else(|| IngestError::UnsupportedMediaType {
+        content_type: content_type.unwrap_or("").chars().take(100).collect(),
+        expected: "application/x-protobuf or application/json",
+    })
 }
 
 fn encoding(content_type: Option<&str>) -> Encoding {
@@ -154,17 +152,18 @@ fn rejection_summary(rejected: &[Rejection]) -> String {
 /// What a resource contributes to each of its records' events.
 struct ResourceContext {
     fields: Vec<(String, Key, FieldValue)>,
-    attributes: Vec<KeyValue>,
+    /// The install id the resource carries in the product's install-id attribute.
+    install_id: Option<String>,
     error: Option<String>,
 }
 
 impl ResourceContext {
-    fn of(resource: Option<&Resource>) -> ResourceContext {
-        let attributes = resource.map(|r| r.attributes.clone()).unwrap_or_default();
+    fn of(resource: Option<&Resource>, product: &Product) -> ResourceContext {
+        let attributes = resource.map_or(&[][..], |r| r.attributes.as_slice());
         if attributes.len() > otlp::MAX_ATTRIBUTES {
             return ResourceContext {
                 fields: Vec::new(),
-                attributes: Vec::new(),
+                install_id: None,
                 error: Some(format!(
                     "the resource has {} attributes; the limit is {}",
                     attributes.len(),
@@ -172,7 +171,7 @@ impl ResourceContext {
                 )),
             };
         }
-        let strings = otlp::string_attributes(&attributes);
+        let strings = otlp::string_attributes(attributes);
         let mut fields: Vec<(String, Key, FieldValue)> = Vec::new();
         for (attribute, field) in RESOURCE_FIELDS {
             let taken = fields.iter().any(|(_, k, _)| *k == Key::Field(*field));
@@ -191,9 +190,14 @@ impl ResourceContext {
                 FieldValue::Str(service.to_string()),
             ));
         }
+        let install_id = product
+            .otlp_install_id_attribute
+            .as_deref()
+            .and_then(|name| otlp::string_attribute(attributes, name))
+            .map(str::to_string);
         ResourceContext {
             fields,
-            attributes,
+            install_id,
             error: None,
         }
     }
@@ -239,14 +243,10 @@ impl<'a> EventBuilder<'a> {
         let attributes = otlp::attributes(list)
             .map_err(|e| Rejection::new(RejectCode::InvalidEvent, e.to_string()))?;
         let install_attribute = self.product.otlp_install_id_attribute.as_deref();
-        let install = install_attribute.and_then(|name| {
-            let from = |list: &[KeyValue]| {
-                otlp::string_attributes(list)
-                    .get(name)
-                    .map(|v| v.to_string())
-            };
-            from(list).or_else(|| from(&self.resource.attributes))
-        });
+        let install = install_attribute
+            .and_then(|name| otlp::string_attribute(list, name))
+            .map(str::to_string)
+            .or_else(|| self.resource.install_id.clone());
         self.text(Field::InstallId, install);
         for (key, value) in attributes {
             if Some(key.as_str()) == install_attribute {
@@ -361,7 +361,7 @@ impl<S: Signal> Format for S {
     }
 
     fn check_content_type(&self, content_type: Option<&str>) -> Result<(), IngestError> {
-        check_content_type(content_type)
+        encoding_of(content_type).map(|_| ())
     }
 
     fn decode(
@@ -416,7 +416,7 @@ impl Signal for OtlpTraces {
     ) -> Vec<Result<RawEvent, Rejection>> {
         let mut items = Vec::new();
         for resource_spans in &request.resource_spans {
-            let resource = ResourceContext::of(resource_spans.resource.as_ref());
+            let resource = ResourceContext::of(resource_spans.resource.as_ref(), product);
             for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
                 items.push(self.span(product, &resource, span));
             }
@@ -455,7 +455,7 @@ impl Signal for OtlpLogs {
     ) -> Vec<Result<RawEvent, Rejection>> {
         let mut items = Vec::new();
         for resource_logs in &request.resource_logs {
-            let resource = ResourceContext::of(resource_logs.resource.as_ref());
+            let resource = ResourceContext::of(resource_logs.resource.as_ref(), product);
             for scope_logs in &resource_logs.scope_logs {
                 let scope = scope_logs.scope.as_ref().map(|s| s.name.as_str());
                 for record in &scope_logs.log_records {
@@ -533,9 +533,8 @@ impl OtlpLogs {
         record: &LogRecord,
     ) -> Result<RawEvent, Rejection> {
         let mut event = EventBuilder::new(product, resource)?;
-        let event_name = otlp::string_attributes(&record.attributes)
-            .get("event.name")
-            .map(|s| s.to_string())
+        let event_name = otlp::string_attribute(&record.attributes, "event.name")
+            .map(str::to_string)
             .or_else(|| Some(record.event_name.clone()).filter(|n| !n.is_empty()))
             .or_else(|| scope.filter(|s| !s.is_empty()).map(str::to_string))
             .unwrap_or_else(|| "log".into());
