@@ -26,7 +26,7 @@ if ! command -v python3 >/dev/null 2>&1; then
   echo "test.sh: installing python3 for the OpenTelemetry SDK tests" >&2
   apt_install python3 python3-venv
 fi
-if ! tests/otel/.venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+if ! tests/otel/.venv/bin/python -m pip --version >/dev/null 2>&1; then
   rm -rf tests/otel/.venv
   if ! python3 -m venv tests/otel/.venv >/dev/null 2>&1; then
     echo "test.sh: installing python3-venv for the OpenTelemetry SDK tests" >&2

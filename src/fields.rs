@@ -532,6 +532,12 @@ const fn select<const N: usize>(wanted: Use) -> [EventField; N] {
 /// The fields of the policy targeting context, in catalogue order.
 pub const TARGETING: [EventField; count_with(Use::Targeting)] = select(Use::Targeting);
 
+/// The fields kept per install in the install registry, in catalogue order (read per event).
+pub const INSTALL: [EventField; count_with(Use::Install)] = select(Use::Install);
+
+/// The fields that feed the free text, in catalogue order (read per indexed document).
+pub const TEXT: [EventField; count_with(Use::Text)] = select(Use::Text);
+
 impl EventField {
     pub fn def(self) -> &'static FieldDef {
         &FIELDS[self as usize]

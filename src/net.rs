@@ -114,7 +114,7 @@ fn parse_addr(text: &str) -> Option<IpAddr> {
 /// Why a configured origin is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OriginError {
-    #[error("an origin is not empty")]
+    #[error("an origin cannot be empty")]
     Empty,
     #[error("`null` (the origin of sandboxed frames and local files) cannot be listed; `*` allows any origin")]
     Null,

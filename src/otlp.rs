@@ -64,6 +64,19 @@ pub fn encode<T: prost::Message + Serialize>(message: &T, encoding: Encoding) ->
     }
 }
 
+/// An `Export*ServiceResponse`; in JSON a full success is `{}` (the JSON mapping leaves an unset
+/// `partial_success` out rather than writing `null`).
+pub fn encode_export<T: prost::Message + Serialize>(
+    response: &T,
+    full_success: bool,
+    encoding: Encoding,
+) -> Vec<u8> {
+    match encoding {
+        Encoding::Json if full_success => b"{}".to_vec(),
+        _ => encode(response, encoding),
+    }
+}
+
 /// `google.rpc.Status`, the body of OTLP error answers (its `details` are never sent).
 #[derive(Clone, PartialEq, prost::Message, Serialize)]
 pub struct Status {

@@ -166,10 +166,9 @@ pub fn load(search: &SearchIndex, store: &Store, id: &TraceId) -> Result<Trace, 
     let filter = Filter::default().with(EventField::TraceId, id.as_str());
     let found = search.oldest(&filter, MAX_TRACE_EVENTS)?;
     let truncated = found.total > found.hits.len() as u64;
-    let mut keys: Vec<(i64, u64)> = found.hits.iter().map(|h| (h.timestamp, h.seq)).collect();
     // The store reads blocks in position order; the waterfall wants time order.
-    keys.sort_unstable_by_key(|(_, seq)| *seq);
-    let seqs: Vec<u64> = keys.iter().map(|(_, seq)| *seq).collect();
+    let mut seqs: Vec<u64> = found.hits.iter().map(|h| h.seq).collect();
+    seqs.sort_unstable();
     let mut events = store.events_at(&seqs)?;
     events.sort_by_key(|(seq, event)| (event.timestamp, *seq));
     let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
@@ -182,7 +181,7 @@ pub fn load(search: &SearchIndex, store: &Store, id: &TraceId) -> Result<Trace, 
 impl Trace {
     /// The trace of `events`, which must be in timestamp order (ties in the order given).
     pub fn build(trace_id: &str, events: Vec<Event>, total: u64, truncated: bool) -> Trace {
-        let start_ms = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
+        let start_ms = events.first().map_or(0, |e| e.timestamp);
         let end_ms = events
             .iter()
             .map(|e| (e.timestamp - start_ms) as f64 + span_duration(e).unwrap_or(0.0))

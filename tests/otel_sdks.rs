@@ -29,10 +29,6 @@ const INSTALL_HINT: &str = "install the SDKs the way scripts/test.sh does: \
 fn config() -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "unused"
-
 [[products]]
 id = "voice-sdk"
 [products.schema]

@@ -35,8 +35,6 @@ fn config() -> String {
     format!(
         r#"
 [server]
-listen = "127.0.0.1:0"
-data_dir = "unused"
 max_batch_events = 50
 
 [[products]]

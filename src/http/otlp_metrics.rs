@@ -59,17 +59,3 @@ async fn receive(
         .content_type(encoding.content_type())
         .body(series::answer(&outcome, encoding)))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::Code;
-
-    #[test]
-    fn status_bodies_follow_the_request_encoding() {
-        let answer = status_answer(Code::UnsupportedMediaType, "x", None);
-        assert_eq!(answer.content_type, "application/json");
-        let answer = status_answer(Code::InvalidBody, "x", Some("application/x-protobuf"));
-        assert_eq!(answer.content_type, "application/x-protobuf");
-    }
-}

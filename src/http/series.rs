@@ -12,7 +12,7 @@ use crate::http::error::ApiError;
 use crate::model::now_ms;
 use crate::search::parse_time_param;
 use crate::series::SeriesQuery;
-use crate::timespan::{parse_duration_ms, DAY_MS, HOUR_MS};
+use crate::timespan::{DAY_MS, HOUR_MS};
 use crate::AppState;
 
 /// Most attributes one query may group by.
@@ -79,12 +79,7 @@ pub async fn query(
     let to_ms = time("to", params.to.as_deref(), now)?;
     let bucket_ms = match params.bucket.as_deref().map(str::trim) {
         None | Some("") => HOUR_MS,
-        Some(text) => parse_duration_ms(text)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .ok_or_else(|| {
-                ApiError::invalid_parameter("bucket", "must be a duration such as 5m, 1h or 1d")
-            })?,
+        Some(text) => crate::http::stats::parse_bucket(text)?,
     };
     let group_by: Vec<String> = params
         .group_by

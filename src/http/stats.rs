@@ -69,7 +69,7 @@ pub async fn overview(
 
 /// A bucket length (`1h`, `15m`, `1d`, `30s`, any [`crate::timespan`] duration) → milliseconds;
 /// zero is no bucket.
-fn parse_bucket(text: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_bucket(text: &str) -> Result<i64, ApiError> {
     parse_duration_ms(text.trim())
         .ok()
         .filter(|ms| *ms > 0)

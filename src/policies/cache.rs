@@ -30,9 +30,7 @@ use super::enforce::{decide, Decision, DecisionCounts};
 use super::merge::{application_order, canonical_json, etag_of, merge_applied};
 use super::model::{ClientContext, ContextRef, MergedConfig, Policy, Settings, TargetingValues};
 use super::targeting::CompiledPolicy;
-use crate::fields::EventField;
 use crate::model::Event;
-use crate::version::AppVersion;
 
 const SHARDS: usize = 16;
 /// Default bound on cached client contexts per product.
@@ -252,9 +250,7 @@ impl ProductState {
     }
 
     fn compute_entry(&self, ctx: &ContextRef<'_>, now_ms: i64) -> ContextEntry {
-        let version = ctx
-            .get(EventField::AppVersion)
-            .and_then(|v| AppVersion::parse(v).ok());
+        let version = ctx.app_version();
         let mut base_bits = vec![0u64; self.words].into_boxed_slice();
         let mut rollout_bits = vec![0u64; self.words].into_boxed_slice();
         let mut has_rollout = false;
@@ -576,6 +572,7 @@ impl PolicyCache {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::fields::EventField;
     use crate::model::Level;
     use crate::policies::merge::merge;
     use crate::policies::model::Targeting;

@@ -5,8 +5,6 @@ use sha2::{Digest, Sha256};
 
 use super::model::{ClientContext, MergedConfig, Policy, ResolvedSettings, Settings};
 use super::targeting::CompiledPolicy;
-use crate::fields::EventField;
-use crate::version::AppVersion;
 
 /// The order policies are applied in: ascending priority, ties by id (so a higher priority is
 /// applied later and wins).
@@ -25,9 +23,7 @@ pub fn merge(
     now_ms: i64,
 ) -> MergedConfig {
     let ctx_ref = ctx.as_ref();
-    let version = ctx_ref
-        .get(EventField::AppVersion)
-        .and_then(|v| AppVersion::parse(v).ok());
+    let version = ctx_ref.app_version();
     let mut applied: Vec<&Policy> = policies
         .iter()
         .filter(|p| {
@@ -98,6 +94,7 @@ pub fn if_none_match(header: &str, etag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fields::EventField;
     use crate::model::Level;
     use crate::policies::model::Targeting;
 

@@ -532,6 +532,12 @@ impl<'a> ContextRef<'a> {
         field.targeting_slot().and_then(|slot| self.values[slot])
     }
 
+    /// The client's app version, parsed (`None` when absent or not a version).
+    pub fn app_version(&self) -> Option<crate::version::AppVersion> {
+        self.get(EventField::AppVersion)
+            .and_then(|v| crate::version::AppVersion::parse(v).ok())
+    }
+
     pub fn to_owned(&self) -> ClientContext {
         ClientContext {
             product: self.product.to_string(),

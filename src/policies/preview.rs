@@ -14,7 +14,6 @@ use super::targeting::CompiledPolicy;
 use crate::fields::EventField;
 use crate::model::Event;
 use crate::timespan::DAY_MS;
-use crate::version::AppVersion;
 
 /// Installs seen within this window count (30 days).
 pub const INSTALL_WINDOW_MS: i64 = 30 * DAY_MS;
@@ -120,9 +119,7 @@ pub fn preview(
         .filter(|i| i.context.product == draft.product && i.last_seen >= install_since)
     {
         let ctx = install.context.as_ref();
-        let parsed = ctx
-            .get(EventField::AppVersion)
-            .and_then(|v| AppVersion::parse(v).ok());
+        let parsed = ctx.app_version();
         let hit =
             compiled.targets(&ctx, parsed.as_ref()) && compiled.rollout_includes(ctx.install_id);
         total_installs += 1;

@@ -56,9 +56,7 @@ pub fn in_rollout(policy_id: &str, install_id: &str, percent: f64) -> bool {
 pub fn matches(policy: &Policy, ctx: &ClientContext, now_ms: i64) -> bool {
     let compiled = CompiledPolicy::new(policy.clone());
     let ctx = ctx.as_ref();
-    let version = ctx
-        .get(EventField::AppVersion)
-        .and_then(|v| AppVersion::parse(v).ok());
+    let version = ctx.app_version();
     compiled.is_active(now_ms)
         && compiled.targets(&ctx, version.as_ref())
         && compiled.rollout_includes(ctx.install_id)

@@ -30,7 +30,7 @@ use crate::timespan::{DAY_MS, HOUR_MS};
 /// Bump when the schema or the document mapping changes: an index written with another version
 /// is discarded on open and rebuilt from the store.
 /// 3: exact fields derived from the field catalogue, `country`/`region` renamed `country_code`/
-/// `region_code`.
+/// `region_code`. 4: the trace context as exact fields and `message` in the free text.
 pub const SCHEMA_VERSION: u32 = 4;
 
 pub const SEQ: &str = "seq";
@@ -160,7 +160,7 @@ impl IndexFields {
 
         // Full text: the catalogue's text fields (name, module, error domain/code/message), then
         // the string dimensions.
-        for field in EventField::with_use(Use::Text) {
+        for field in crate::fields::TEXT {
             if let Some(value) = field.text(event) {
                 doc.add_text(self.text, value);
             }

@@ -119,11 +119,7 @@ pub fn answer(outcome: &MetricsOutcome, encoding: Encoding) -> Vec<u8> {
             error_message: outcome.error_message.clone(),
         }),
     };
-    match (encoding, &response.partial_success) {
-        // The JSON mapping leaves an unset message out rather than writing `null`.
-        (Encoding::Json, None) => b"{}".to_vec(),
-        _ => otlp::encode(&response, encoding),
-    }
+    otlp::encode_export(&response, response.partial_success.is_none(), encoding)
 }
 
 /// One metric in the list (`GET /api/v1/metrics/names`).

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::fields::{EventField, Use};
+use crate::fields::{EventField, INSTALL};
 use crate::model::Event;
 use blocks::Block;
 
@@ -78,9 +78,11 @@ impl InstallRecord {
         self.first_seen = self.first_seen.min(event.timestamp);
         if event.timestamp >= self.last_seen {
             self.last_seen = event.timestamp;
-            for field in EventField::with_use(Use::Install) {
+            for field in INSTALL {
                 if let Some(value) = field.text(event) {
-                    self.context.insert(field, value.to_string());
+                    let slot = self.context.entry(field).or_default();
+                    slot.clear();
+                    slot.push_str(value);
                 }
             }
         }

@@ -49,6 +49,15 @@ pub enum SubmitError {
     Closed,
 }
 
+impl<T> From<mpsc::error::TrySendError<T>> for SubmitError {
+    fn from(e: mpsc::error::TrySendError<T>) -> Self {
+        match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        }
+    }
+}
+
 /// The handle the rest of the appliance uses to write.
 pub struct Writer {
     tx: mpsc::Sender<Command>,
@@ -79,12 +88,7 @@ impl Writer {
         events: Vec<Arc<Event>>,
     ) -> Result<oneshot::Receiver<WriteResult>, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Command::Write { events, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Full,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-            })?;
+        self.tx.try_send(Command::Write { events, reply })?;
         Ok(rx)
     }
 
@@ -120,10 +124,7 @@ impl Writer {
         job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<Result<T, StoreError>, SubmitError> {
         let (command, rx) = exclusive_command(job);
-        self.tx.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-        })?;
+        self.tx.try_send(command)?;
         Ok(rx
             .blocking_recv()
             .map_err(|_| StoreError::WriterGone)

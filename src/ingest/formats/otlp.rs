@@ -477,19 +477,15 @@ impl Signal for OtlpLogs {
     }
 }
 
-/// An `Export*ServiceResponse` in the request's encoding; in JSON, a full success is `{}`.
+/// An `Export*ServiceResponse` in the request's encoding.
 fn export_answer<T>(response: &T, full_success: bool, content_type: Option<&str>) -> Answer
 where
     T: prost::Message + serde::Serialize,
 {
     let encoding = encoding(content_type);
-    let body = match encoding {
-        Encoding::Json if full_success => b"{}".to_vec(),
-        _ => otlp::encode(response, encoding),
-    };
     Answer {
         content_type: encoding.content_type(),
-        body,
+        body: otlp::encode_export(response, full_success, encoding),
     }
 }
 
