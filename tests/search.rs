@@ -344,6 +344,28 @@ fn query_errors_point_at_the_problem() {
     );
 }
 
+/// A query nested past the parser's depth limit is a 400 naming the limit, not a stack overflow
+/// that aborts the process: the server still answers afterwards.
+#[test]
+fn deeply_nested_queries_are_refused_not_fatal() {
+    let server = server();
+    let deep_parens = format!("{}a{}", "(".repeat(30_000), ")".repeat(10));
+    let deep_not = "-(".repeat(15_000);
+    let deep_word_not = "NOT%20".repeat(5_000);
+    for q in [deep_parens, deep_not, deep_word_not] {
+        let resp = server.admin_get(&format!("/api/v1/events?q={q}"));
+        assert_eq!(
+            (resp.status, resp.error_code().as_str()),
+            (400, "invalid_query"),
+            "{}",
+            resp.text()
+        );
+        assert!(resp.text().contains("nested"), "{}", resp.text());
+    }
+    let ok = format!("{}level:error{}", "(".repeat(20), ")".repeat(20));
+    search(&server, &format!("q={}", enc(&ok)));
+}
+
 #[test]
 fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
     let server = server();
