@@ -330,6 +330,62 @@ mod tests {
         ));
     }
 
+    /// An `ExportTraceServiceRequest` whose one resource attribute is an `AnyValue` array nested
+    /// `depth` times, as raw protobuf bytes (built back to front: no message tree, no recursion).
+    fn nested_attribute_request(depth: usize) -> Vec<u8> {
+        /// Wraps everything so far in a length-delimited field `number`.
+        fn wrap(reversed: &mut Vec<u8>, number: u8) {
+            let mut varint = Vec::new();
+            prost::encoding::encode_varint(reversed.len() as u64, &mut varint);
+            reversed.extend(varint.iter().rev());
+            reversed.push((number << 3) | 2); // wire type 2: length-delimited
+        }
+        let mut reversed: Vec<u8> = Vec::new();
+        for _ in 0..depth {
+            wrap(&mut reversed, 1); // ArrayValue.values around the AnyValue so far
+            wrap(&mut reversed, 5); // AnyValue.array_value
+        }
+        wrap(&mut reversed, 2); // KeyValue.value
+        reversed.extend([b'k', 1, (1 << 3) | 2]); // KeyValue.key = "k"
+                                                  // Resource.attributes, ResourceSpans.resource, ExportTraceServiceRequest.resource_spans.
+        for _ in 0..3 {
+            wrap(&mut reversed, 1);
+        }
+        reversed.reverse();
+        reversed
+    }
+
+    #[test]
+    fn deeply_nested_values_are_refused_by_both_decoders() {
+        // Shallow enough: decoded, then refused by the attribute depth limit.
+        let shallow = nested_attribute_request(MAX_ATTRIBUTE_DEPTH + 1);
+        let request: ExportTraceServiceRequest = decode(&shallow, Encoding::Protobuf).unwrap();
+        let resource = request.resource_spans[0].resource.as_ref().unwrap();
+        assert_eq!(resource.attributes[0].key, "k");
+        assert!(matches!(
+            attributes(&resource.attributes),
+            Err(AttributeError::TooDeep { .. })
+        ));
+        // Far deeper than any stack: prost's recursion limit refuses it while decoding.
+        for depth in [200, 100_000] {
+            let error = decode::<ExportTraceServiceRequest>(
+                &nested_attribute_request(depth),
+                Encoding::Protobuf,
+            )
+            .unwrap_err();
+            assert!(error.contains("recursion limit"), "{error}");
+        }
+        // The JSON mapping: serde_json's recursion limit (128) does the same.
+        let json = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{}"x"{}}}]}}}}]}}"#,
+            r#"{"arrayValue":{"values":["#.repeat(100_000),
+            "]}}".repeat(100_000)
+        );
+        let error =
+            decode::<ExportTraceServiceRequest>(json.as_bytes(), Encoding::Json).unwrap_err();
+        assert!(error.contains("recursion limit"), "{error}");
+    }
+
     #[test]
     fn values_as_text() {
         let map = AnyValue {

@@ -763,3 +763,77 @@ fn admin_auth_and_operations_endpoints() {
     assert_eq!(stats["store"]["store_events"], 7);
     assert!(stats["store"]["store_size_bytes"].as_u64().unwrap() > 0);
 }
+
+/// JSON nested far deeper than any event needs, as the whole body, as one event, inside a
+/// dimension and inside a policy body: each is a 4xx or a rejection naming serde_json's
+/// recursion limit (128), never a stack overflow.
+#[test]
+fn deeply_nested_json_is_refused_not_fatal() {
+    let server = open_server("");
+    // Deep enough for any stack, small enough to stay under the event size limit.
+    let depth = 5_000;
+    let deep = |open: &str, close: &str| format!("{}1{}", open.repeat(depth), close.repeat(depth));
+    let json_type = [("content-type", "application/json")];
+    // A whole body that is not a batch: refused before any of it is read as an event.
+    let resp = server.post_events_with(
+        "?product=app",
+        &json_type,
+        deep("{\"a\":", "}").into_bytes(),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // A list is skipped without recursion (serde's IgnoredAny), so depth alone costs nothing.
+    let list_dim = format!(
+        "[{{\"name\":\"deep\",\"dims\":{{\"d\":{}}}}}]",
+        deep("[", "]")
+    );
+    let resp = server.post_events_with("?product=app", &json_type, list_dim.into_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let event = deep("{\"a\":", "}");
+    let json = server
+        .post_events_with(
+            "?product=app",
+            &json_type,
+            format!("[{event}]").into_bytes(),
+        )
+        .json();
+    assert_eq!(json["accepted"], 0, "{json}");
+    assert_eq!(
+        rejected_codes(&json),
+        vec![(0, "invalid_event".to_string())]
+    );
+    assert!(json.to_string().contains("recursion limit"), "{json}");
+    let in_dimension = format!(
+        "[{{\"name\":\"deep\",\"dims\":{{\"d\":{}}}}},{{\"name\":\"fine\"}}]",
+        deep("{\"a\":", "}")
+    );
+    let resp = server.post_events_with("?product=app", &json_type, in_dimension.into_bytes());
+    match resp.status {
+        200 => {
+            let json = resp.json();
+            assert_eq!(json["accepted"], 1, "{json}");
+            assert_eq!(
+                rejected_codes(&json),
+                vec![(0, "invalid_event".to_string())]
+            );
+            assert!(json.to_string().contains("recursion limit"), "{json}");
+        }
+        _ => assert_eq!(resp.error_code(), "invalid_json", "{}", resp.text()),
+    }
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let policy = format!(
+        "{{\"name\":\"p\",\"product\":\"app\",\"settings\":{}}}",
+        deep("{\"a\":", "}")
+    );
+    let resp = request(
+        "POST",
+        &format!("{}/api/v1/policies", server.url),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        Some(policy.into_bytes()),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.text().contains("recursion limit"), "{}", resp.text());
+    assert_eq!(server.get("/healthz").status, 200);
+}
