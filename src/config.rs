@@ -210,6 +210,9 @@ pub struct PrivacyConfig {
     pub fields: FieldAction,
     /// Which detectors run; default all.
     pub detectors: Vec<String>,
+    /// Longest an erasure with `?wait_purge=true` waits for the purge before answering (the
+    /// purge continues after it).
+    pub wait_purge_timeout_secs: u64,
 }
 
 impl Default for PrivacyConfig {
@@ -221,6 +224,7 @@ impl Default for PrivacyConfig {
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect(),
+            wait_purge_timeout_secs: 60,
         }
     }
 }
@@ -507,6 +511,12 @@ impl Config {
             return Err(invalid(
                 "retention.compact_free_ratio",
                 "must be between 0 and 1",
+            ));
+        }
+        if !(1..=3600).contains(&self.privacy.wait_purge_timeout_secs) {
+            return Err(invalid(
+                "privacy.wait_purge_timeout_secs",
+                "must be between 1 and 3600",
             ));
         }
         if self.limits.rate_limit_per_minute == 0 {

@@ -637,6 +637,10 @@ fn erasure_leaves_nothing_behind() {
     assert_eq!(report["installs_removed"], 1);
     assert_eq!(report["purge"]["state"], "idle");
     assert!(report["purge"]["last"]["error"].is_null(), "{report}");
+    assert_eq!(
+        report["purge_wait"],
+        json!({"timed_out": false, "timeout_secs": 60})
+    );
 
     assert_eq!(search(&server, "install_id=erase-me-7f3a")["total"], 0);
     assert_eq!(
