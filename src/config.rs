@@ -288,6 +288,9 @@ pub struct ProductConfig {
     pub retention_days: u32,
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
+    /// Events per second the product takes in all, over every client; `0` = no cap.
+    #[serde(default)]
+    pub max_events_per_second: u32,
     /// Flat-key → canonical-field names for flat events.
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,

@@ -837,3 +837,85 @@ fn deeply_nested_json_is_refused_not_fatal() {
     assert!(resp.text().contains("recursion limit"), "{}", resp.text());
     assert_eq!(server.get("/healthz").status, 200);
 }
+
+/// Events without an install id use a per-minute budget per client address (kept only as a
+/// keyed hash, in memory); each address has its own.
+#[test]
+fn rate_limit_per_client_address_without_install_id() {
+    let config = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[[products]]\nid = \"app\"\nrate_limit_per_minute = 5\n{}",
+        tokens_toml()
+    );
+    let server = TestServer::start(&config, &[]);
+    let anonymous = |n: usize| {
+        let events: Vec<Value> = (0..n).map(|_| json!({"name": "tick"})).collect();
+        Value::Array(events).to_string().into_bytes()
+    };
+    let from = |address: &str, body: Vec<u8>| {
+        server.post_events_with(
+            "",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", address),
+            ],
+            body,
+        )
+    };
+    let json = from("203.0.113.9", anonymous(8)).json();
+    assert_eq!(json["accepted"], 5, "{json}");
+    assert_eq!(
+        rejected_codes(&json),
+        (5..8)
+            .map(|i| (i, "rate_limited".to_string()))
+            .collect::<Vec<_>>()
+    );
+    let message = json["rejected"][0]["message"].as_str().unwrap();
+    assert!(message.contains("client address"), "{message}");
+    assert!(!message.contains("203.0.113.9"), "{message}");
+    let resp = from("203.0.113.9", anonymous(1));
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (429, "rate_limited")
+    );
+    let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another address has its own budget; an install id uses the install's budget.
+    assert_eq!(from("198.51.100.4", anonymous(3)).json()["accepted"], 3);
+    let with_install = json!([{"name": "tick", "install_id": "i-1"}]).to_string();
+    assert_eq!(
+        from("203.0.113.9", with_install.into_bytes()).json()["accepted"],
+        1
+    );
+    assert_eq!(occurrences_in_dir(server.dir.path(), b"203.0.113.9"), 0);
+}
+
+/// A product's `max_events_per_second` caps what it takes in all, whoever sends it.
+#[test]
+fn product_events_per_second_cap() {
+    let config = format!(
+        "[[products]]\nid = \"app\"\nmax_events_per_second = 3\n{}",
+        tokens_toml()
+    );
+    let server = TestServer::start(&config, &[]);
+    let batch = |n: usize, tag: &str| {
+        let events: Vec<Value> = (0..n)
+            .map(|i| json!({"name": "tick", "install_id": format!("{tag}-{i}")}))
+            .collect();
+        Value::Array(events).to_string()
+    };
+    let json = server.post_events("", &batch(10, "a")).json();
+    assert!(json["accepted"].as_u64().unwrap() <= 3, "{json}");
+    let rejected = rejected_codes(&json);
+    assert!(rejected.len() >= 7, "{json}");
+    assert!(rejected.iter().all(|(_, code)| code == "rate_limited"));
+    let message = json["rejected"][0]["message"].as_str().unwrap();
+    assert!(message.contains("at most 3 events per second"), "{message}");
+    // Over the cap a whole batch is refused with 429 and Retry-After (within a few tries: the
+    // one-second window may roll over between two requests).
+    let refused = (0..50)
+        .map(|i| server.post_events("", &batch(4, &format!("b{i}"))))
+        .find(|resp| resp.status == 429)
+        .expect("a batch over the cap is refused");
+    assert_eq!(refused.error_code(), "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+}
