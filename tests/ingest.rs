@@ -919,3 +919,100 @@ fn product_events_per_second_cap() {
     assert_eq!(refused.error_code(), "rate_limited");
     assert_eq!(refused.header("retry-after"), Some("1"));
 }
+
+/// Sends `request` as raw bytes and reads the whole answer: (status, headers and body text).
+fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    // Only a guard against a hung test; no assertion depends on time.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    // The server may answer and close before reading everything (a head over its limit).
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+/// Every error answer over a raw connection is the JSON error body with a code: those of the
+/// router and extractors (unknown routes, wrong methods, bad parameters, bodies over the limit)
+/// and those actix-http's codec makes before any service (a URI of 64 KiB or more, a malformed
+/// request line, an unknown HTTP version, a head over 128 KiB); the process keeps serving.
+#[test]
+fn http_layer_errors_over_raw_connections() {
+    let server = TestServer::start(
+        &format!(
+            "[server]\nmax_body_bytes = 4096\n{OPEN_PRODUCT}\n{}",
+            tokens_toml()
+        ),
+        &[],
+    );
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    let long_path = format!("/{}", "a".repeat(64 * 1024));
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(60 * 1024)).into_bytes(),
+            404,
+            "not_found",
+        ),
+        (
+            format!("GET {long_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET /api/v1/events?limit={} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n", "9".repeat(60 * 1024)).into_bytes(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            b"PUT /api/v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            format!("GET /api/v1/stats/history?minutes=-1 HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            format!(
+                "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000\r\nConnection: close\r\n\r\n{}",
+                " ".repeat(10_000)
+            ).into_bytes(),
+            413,
+            "payload_too_large",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(200 * 1024)).into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (b"GARBAGE\x01 / HTTP/1.1\r\n\r\n".to_vec(), 400, "bad_request"),
+        (b"GET / HTTP/9.9\r\n\r\n".to_vec(), 400, "bad_request"),
+    ];
+    for (request, status, code) in cases {
+        let (got, text) = raw_http(&server, &request);
+        let head = String::from_utf8_lossy(&request[..60.min(request.len())]).to_string();
+        assert_eq!(got, status, "{head}: {text:.300}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}: {text:.300}"
+        );
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{head}: {e}: {text:.300}"));
+        assert_eq!(json["error"]["code"], code, "{head}: {body:.300}");
+        assert!(!json["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(server.get("/healthz").status, 200);
+}
