@@ -410,6 +410,14 @@ fn extreme_ranges_buckets_and_limits_are_refused_or_capped() {
         paths.push(format!("/api/v1/clusters/timeline?days={limit}"));
         paths.push(format!("/api/v1/subjects/install_id/i-1?limit={limit}"));
     }
+    for cursor in [
+        "-9223372036854775808_0",
+        "9223372036854775807_18446744073709551615",
+        "1_99999999999999999999",
+        "_",
+    ] {
+        paths.push(format!("/api/v1/events?cursor={cursor}&limit=1000"));
+    }
     for path in &paths {
         let resp = server.admin_get(path);
         assert!(
