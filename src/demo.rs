@@ -434,6 +434,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
                             target: format!("policy:{}", policy.id),
                             outcome: "ok".into(),
                             result: serde_json::json!({ "name": policy.name, "product": policy.product }),
+                            products: vec![policy.product.clone()],
                         },
                     )?;
                 }

@@ -151,6 +151,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The separate metrics listener (`[metrics] listen`): `/metrics` and JSON errors, nothing else.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(ErrorHandlers::new().default_handler(json_errors))
+            .service(resource("/metrics").route(web::get().to(ops::prometheus)))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("route {}", req.path())))
+}
+
 /// Errors actix produces itself (a body over an extractor's limit, a bad header) come as plain
 /// text; they leave as the same JSON error body as every other error, with the headers they
 /// had (`Retry-After`, CORS).
