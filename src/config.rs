@@ -833,6 +833,9 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:8080");
         assert_eq!(config.limits.rate_limit_per_minute, 100);
         assert_eq!(config.products[0].retention_days, 90);
+        assert_eq!(config.backup_dir(), PathBuf::from("./data/backups"));
+        assert_eq!(config.metrics_listen_addr().unwrap(), None);
+        assert_eq!(config.metrics.token_hash, None);
     }
 
     #[test]
@@ -889,6 +892,9 @@ mod tests {
                 "admin.tokens[0].hash",
             ),
             ("[geo]\ndatabase = \"/nonexistent.mmdb\"\n", "geo.database"),
+            ("[server]\nbackup_dir = \"\"\n", "server.backup_dir"),
+            ("[metrics]\nlisten = \"9464\"\n", "metrics.listen"),
+            ("[metrics]\ntoken_hash = \"secret\"\n", "metrics.token_hash"),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(&format!("{text}{MINIMAL}"))
