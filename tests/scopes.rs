@@ -232,7 +232,12 @@ fn scoped_tokens_see_only_their_products() {
         );
 
         // Figures and logs of the whole process belong to all-products tokens.
-        for path in ["/api/v1/stats", "/api/v1/stats/history", "/api/v1/alerts"] {
+        for path in [
+            "/api/v1/stats",
+            "/api/v1/stats/history",
+            "/api/v1/alerts",
+            "/api/v1/purge",
+        ] {
             assert_eq!(status_code(&get(path)), forbidden(), "{path}");
         }
     }

@@ -1,6 +1,8 @@
 //! The HTTP surface: routes, JSON errors for everything actix itself rejects (unknown routes,
 //! wrong methods, bad query strings), and per-route request metrics. Client-facing routes
-//! (ingest, client config) are built with `cors::client_resource`, admin routes with `resource`.
+//! (ingest, client config) are built with `cors::client_resource`, admin routes with `resource`;
+//! admin handlers extract `auth::Caller`, which checks the role and the product scope. The
+//! separate metrics listener (`[metrics] listen`) gets `configure_metrics_listener`.
 
 pub mod admin;
 pub mod auth;

@@ -88,9 +88,14 @@ fn wait_for_purge(state: &AppState) -> PurgeStatus {
     }
 }
 
-/// `GET /api/v1/purge`: the state of the purge job.
-pub async fn purge_status(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.privacy.purge.status())
+/// `GET /api/v1/purge`: the state of the purge job (a process-wide job with the store's size:
+/// tokens of every product).
+pub async fn purge_status(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_all_products()?;
+    Ok(HttpResponse::Ok().json(state.privacy.purge.status()))
 }
 
 /// `POST /api/v1/purge` (admin of every product): starts a purge; audited as `purge.start`.
