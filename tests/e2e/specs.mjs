@@ -75,7 +75,12 @@ export const specs = [
     assert.equal(await tab.page.getByRole('button', { name: /Disable|Enable|Delete/ }).count(), 0);
     await tab.visit('/privacy');
     assert.equal(await tab.page.locator('#erase-subject').count(), 0);
+    // Exports (a subject's look-up, the events export) are admin actions: the API refuses viewers.
+    assert.equal(await tab.page.locator('#subject-form').count(), 0);
+    assert.match(await tab.text('#view'), /Looking up, exporting and erasing a data subject is for admins/);
     assert.match(await tab.text('#view'), /The audit log is visible to admins only/);
+    await tab.visit('/events');
+    assert.equal(await tab.page.getByRole('button', { name: /^Export/ }).count(), 0, 'no export for viewers');
     t.viewer = tab;
   }],
 
