@@ -565,6 +565,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backup_targets_stay_below_the_backup_directory() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("backups");
+        let reason = |requested: &Path| match target_below(&root, requested) {
+            Err(BackupError::OutsideBackupDir { reason, .. }) => reason,
+            other => panic!("{requested:?}: {other:?}"),
+        };
+        let real_root = {
+            std::fs::create_dir_all(&root).unwrap();
+            root.canonicalize().unwrap()
+        };
+        assert_eq!(
+            target_below(&root, Path::new("nightly/1")).unwrap(),
+            real_root.join("nightly/1")
+        );
+        assert_eq!(
+            target_below(&root, &root.join("a")).unwrap(),
+            real_root.join("a")
+        );
+        assert!(reason(Path::new("a/../../b")).contains("`..`"));
+        assert!(reason(&work.path().join("b")).contains("not below"));
+        assert!(reason(Path::new("/")).contains("not below"));
+        assert!(reason(&root).contains("itself"));
+        assert!(reason(Path::new("")).contains("itself"));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(work.path(), root.join("out")).unwrap();
+            assert!(reason(Path::new("out/x")).contains("symbolic link"));
+        }
+    }
+
+    #[test]
     fn backup_of_a_fresh_store_covers_every_table() {
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path()).unwrap();
