@@ -350,7 +350,7 @@ impl PiiDetector {
 
     /// [`PiiDetector::detect`] for the value of an identifier (an install, user, session, run,
     /// call or trace id). A random 16-hex-digit id is all decimal digits passing the Luhn check
-    /// about once in 18,000, and a third of those start like a card brand: a bare run of 16
+    /// about once in 18,000, and two in five of those start like a card brand: a bare run of 16
     /// digits there is an id. A card number still shows in an id by its separators (`4111 1111 1111 1111`,
     /// `4111-1111-1111-1111`) or by a brand prefix with a length no such id has (American Express
     /// 15 digits, Visa 13 or 19, 17 to 19 for the networks that use them).
