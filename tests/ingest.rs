@@ -939,6 +939,24 @@ fn random_numeric_session_ids_are_ids_and_cards_in_ids_are_still_pii() {
         sessions.contains(&"5555555555554444".to_string()),
         "{sessions:?}"
     );
+
+    // Dimensions named as ids are ids too; any other dimension keeps the card check.
+    let open = open_server("");
+    let body = json!([
+        {"id": "00000000-0000-4000-8000-0000000000e1", "name": "call", "dims": {"call_id": "4111111111111111", "requestId": "6011000990139424"}},
+        {"id": "00000000-0000-4000-8000-0000000000e2", "name": "call", "dims": {"note": "4111111111111111"}},
+        {"id": "00000000-0000-4000-8000-0000000000e3", "name": "call", "dims": {"call_id": "4111-1111-1111-1111"}},
+    ]);
+    let answer = open.post_events("", &body.to_string()).json();
+    assert_eq!(
+        rejected_codes(&answer),
+        vec![(1, "pii_detected".into()), (2, "pii_detected".into())]
+    );
+    let kept = open.event("00000000-0000-4000-8000-0000000000e1");
+    assert_eq!(
+        kept["dims"],
+        json!({"call_id": "4111111111111111", "requestId": "6011000990139424"})
+    );
 }
 
 #[test]

@@ -130,7 +130,8 @@ impl EventContext<'_> {
             }
             (Key::Field(field), value) => {
                 let exempt = field.is_free_text() || is_trace_context_id(field, &value);
-                if exempt || !self.carries_pii(draft, field.name(), &value, field.is_identifier()) {
+                let identifier = || field.is_identifier();
+                if exempt || !self.carries_pii(draft, field.name(), &value, identifier) {
                     set_field(draft, schema, field, &name, value);
                 } else {
                     draft.adjust(field.name().to_string(), AdjustReason::PiiDropped);
@@ -142,13 +143,14 @@ impl EventContext<'_> {
 
     /// Checks a field's value as sent — before the schema coerces or drops it, so a phone number
     /// in an id field is caught even when the id pattern would have dropped it — and notes it.
-    /// An `identifier`'s value is checked as one (a random id is not taken for a card number).
+    /// A card number found in an `identifier`'s value is checked again as in an id (a random id
+    /// is not taken for a card number); `identifier` is only asked then.
     fn carries_pii(
         &self,
         draft: &mut Draft,
         key: &str,
         value: &FieldValue,
-        identifier: bool,
+        identifier: impl FnOnce() -> bool,
     ) -> bool {
         let FieldValue::Str(text) = value else {
             return false;
@@ -156,10 +158,9 @@ impl EventContext<'_> {
         if self.product.rules.fields == FieldAction::Keep {
             return false;
         }
-        let found = if identifier {
-            self.pii.detect_in_identifier(text)
-        } else {
-            self.pii.detect(text)
+        let found = match self.pii.detect(text) {
+            Some(PiiKind::Card) if identifier() => self.pii.detect_in_identifier(text),
+            found => found,
         };
         match found {
             Some(kind) => {
@@ -192,7 +193,7 @@ impl EventContext<'_> {
             return draft.adjust(extra_field(&key, number), AdjustReason::TooMany);
         }
         let schema = &self.product.rules.schema;
-        let identifier = fields::is_identifier_key(&key);
+        let identifier = || fields::is_identifier_key(&key);
         if schema.keeps(&key) && self.carries_pii(draft, &key, &value, identifier) {
             return draft.adjust(extra_field(&key, number), AdjustReason::PiiDropped);
         }
