@@ -118,6 +118,31 @@ fn hostile_flat_batch_keeps_valid_events_and_names_each_rejection() {
             (5, "invalid_event".to_string()),
         ]
     );
+    // What the allowlist did to the events it took in, field by field.
+    let adjusted: Vec<String> = json["adjusted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a["index"],
+                a["field"].as_str().unwrap(),
+                a["reason"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        adjusted,
+        [
+            "0 dims.carrier off_list",
+            "0 dims.customer_email unknown_key",
+            "1 metrics.latency_ms wrong_type",
+            "1 dims.container wrong_type",
+            "1 dims.llm_model pattern",
+        ],
+        "{json}"
+    );
     // The rejection names the field, never the value.
     let pii_message = json["rejected"][1]["message"].as_str().unwrap();
     assert!(
@@ -170,6 +195,16 @@ fn native_events_accept_camel_case_and_nested_parts() {
     }, {"eventName": "app_opened", "installId": "inst-1", "platform": "smart-fridge"}]});
     let resp = server.post_events("?product=dictation-app", &body.to_string());
     assert_eq!(resp.json()["accepted"], 2, "{}", resp.text());
+    let adjusted = |index: u64, field: &str, reason: &str| json!({"index": index, "field": field, "reason": reason});
+    assert_eq!(
+        resp.json()["adjusted"],
+        json!([
+            adjusted(0, "dims.input_mode", "off_list"),
+            adjusted(0, "dims.unknown_dim", "unknown_key"),
+            adjusted(0, "metrics.words", "wrong_type"),
+            adjusted(1, "platform", "off_list"),
+        ])
+    );
     let e = server.event(&id);
     assert_eq!(e["level"], "error");
     assert_eq!(e["channel"], "keyboard");

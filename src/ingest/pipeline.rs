@@ -188,19 +188,21 @@ impl EventContext<'_> {
     }
 
     fn take_dim(&self, draft: &mut Draft, key: String, value: FieldValue) {
-        let number = matches!(value, FieldValue::Num(_));
-        if draft.dims.len() + draft.metrics.len() >= MAX_OPEN_KEYS {
-            return draft.adjust(extra_field(&key, number), AdjustReason::TooMany);
-        }
         let schema = &self.product.rules.schema;
+        let number = matches!(value, FieldValue::Num(_));
+        // How the answer names this key, should it be dropped or changed.
+        let field = |key: &str| extra_field(key, number || schema.expects_number(key));
+        if draft.dims.len() + draft.metrics.len() >= MAX_OPEN_KEYS {
+            return draft.adjust(field(&key), AdjustReason::TooMany);
+        }
         let identifier = || fields::is_identifier_key(&key);
         if schema.keeps(&key) && self.carries_pii(draft, &key, &value, identifier) {
-            return draft.adjust(extra_field(&key, number), AdjustReason::PiiDropped);
+            return draft.adjust(field(&key), AdjustReason::PiiDropped);
         }
         match schema.check(&key, value) {
             Ok(kept) => {
                 if let Some(reason) = kept.changed {
-                    draft.adjust(extra_field(&key, number), reason);
+                    draft.adjust(field(&key), reason);
                 }
                 match kept.value {
                     Checked::Dim(dim) => {
@@ -211,7 +213,7 @@ impl EventContext<'_> {
                     }
                 }
             }
-            Err(reason) => draft.adjust(extra_field(&key, number), reason),
+            Err(reason) => draft.adjust(field(&key), reason),
         }
     }
 
@@ -351,7 +353,8 @@ impl EventContext<'_> {
     }
 }
 
-/// How an adjusted dimension or metric is named in the ingest answer.
+/// How an adjusted dimension or metric is named in the ingest answer: `metrics.KEY` for a number
+/// sent or expected, else `dims.KEY`.
 fn extra_field(key: &str, number: bool) -> String {
     let map = if number { "metrics" } else { "dims" };
     format!("{map}.{key}")

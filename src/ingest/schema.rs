@@ -94,6 +94,11 @@ impl Schema {
         !self.strict || self.events.contains(name)
     }
 
+    /// Whether the schema holds numbers (metrics) under this key.
+    pub fn expects_number(&self, key: &str) -> bool {
+        matches!(self.kinds.get(key), Some(Kind::Number))
+    }
+
     /// Whether a dimension under this key can be kept at all.
     pub fn keeps(&self, key: &str) -> bool {
         self.kinds.contains_key(key) || (!self.strict && open_key_ok(key))
