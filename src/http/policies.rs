@@ -38,10 +38,7 @@ pub async fn client_config(
     query: web::Query<ConfigQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = req
-        .headers()
-        .get(crate::http::ingest::INGEST_KEY_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let key = crate::http::ingest::ingest_key(&req);
     if query.product.is_some() || key.is_some() {
         state.products.resolve(query.product.as_deref(), key)?;
     }
