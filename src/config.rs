@@ -46,7 +46,18 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub clusters: ClustersConfig,
     pub alerts: AlertsConfig,
+    pub metrics: MetricsConfig,
     pub products: Vec<ProductConfig>,
+}
+
+/// `[metrics]`: who may read the Prometheus metrics, and where.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A separate address for `/metrics`; when set, the main listener no longer serves it.
+    pub listen: Option<String>,
+    /// `sha256:HEX` of a bearer token `/metrics` requires (on whichever listener serves it).
+    pub token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +156,8 @@ pub struct ServerConfig {
     pub writer_queue: usize,
     /// HTTP worker threads; 0 = one per CPU core.
     pub workers: usize,
+    /// The only directory the backup endpoint writes below; default `DATA_DIR/backups`.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -159,6 +172,7 @@ impl Default for ServerConfig {
             max_event_bytes: 64 * 1024,
             writer_queue: 1024,
             workers: 0,
+            backup_dir: None,
         }
     }
 }
@@ -176,6 +190,9 @@ pub struct AdminToken {
     pub role: Role,
     /// `sha256:HEX` as printed by `telemetryd hash-token`.
     pub hash: String,
+    /// The products the token sees and changes; empty (or absent) = every product.
+    #[serde(default)]
+    pub products: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -421,6 +438,30 @@ impl Config {
         })
     }
 
+    /// The separate `/metrics` address, when `[metrics] listen` names one.
+    pub fn metrics_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.metrics
+            .listen
+            .as_deref()
+            .map(|listen| {
+                listen.parse().map_err(|e| {
+                    invalid(
+                        "metrics.listen",
+                        format!("`{listen}` is not an address: {e}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Where backups written by the server go: `server.backup_dir`, or `DATA_DIR/backups`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.server
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("backups"))
+    }
+
     pub fn trusted_proxies(&self) -> Result<Vec<Cidr>, ConfigError> {
         self.server
             .trusted_proxies
@@ -475,6 +516,28 @@ impl Config {
         }
         if server.data_dir.as_os_str().is_empty() {
             return Err(invalid("server.data_dir", "must not be empty"));
+        }
+        if server
+            .backup_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(invalid(
+                "server.backup_dir",
+                "must name a directory, or be left out (DATA_DIR/backups)",
+            ));
+        }
+        self.metrics_listen_addr()?;
+        if self
+            .metrics
+            .token_hash
+            .as_deref()
+            .is_some_and(|h| crate::hash::parse_token_hash(h).is_none())
+        {
+            return Err(invalid(
+                "metrics.token_hash",
+                "must be `sha256:` followed by 64 hex digits, as printed by `telemetryd hash-token`",
+            ));
         }
         self.validate_admin()?;
         if let Some(path) = &self.geo.database {
@@ -599,6 +662,14 @@ impl Config {
                     format!("{key}.hash"),
                     "must be `sha256:` followed by 64 hex digits, as printed by `telemetryd hash-token`",
                 ));
+            }
+            for (j, product) in token.products.iter().enumerate() {
+                if !self.products.iter().any(|p| &p.id == product) {
+                    return Err(invalid(
+                        format!("{key}.products[{j}]"),
+                        format!("`{product}` is not a configured product id"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -775,6 +846,9 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:8080");
         assert_eq!(config.limits.rate_limit_per_minute, 100);
         assert_eq!(config.products[0].retention_days, 90);
+        assert_eq!(config.backup_dir(), PathBuf::from("./data/backups"));
+        assert_eq!(config.metrics_listen_addr().unwrap(), None);
+        assert_eq!(config.metrics.token_hash, None);
     }
 
     #[test]
@@ -831,6 +905,9 @@ mod tests {
                 "admin.tokens[0].hash",
             ),
             ("[geo]\ndatabase = \"/nonexistent.mmdb\"\n", "geo.database"),
+            ("[server]\nbackup_dir = \"\"\n", "server.backup_dir"),
+            ("[metrics]\nlisten = \"9464\"\n", "metrics.listen"),
+            ("[metrics]\ntoken_hash = \"secret\"\n", "metrics.token_hash"),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(&format!("{text}{MINIMAL}"))

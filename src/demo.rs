@@ -262,7 +262,9 @@ fn write(state: &AppState, events: Vec<Event>) -> Result<u64, String> {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), String> {
-    let config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let mut config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    // The demo fills the store and serves nothing: no metrics listener to bind.
+    config.metrics.listen = None;
     let known: Vec<&str> = config.products.iter().map(|p| p.id.as_str()).collect();
     for needed in ["voice-sdk", "dictation-app"] {
         if !known.contains(&needed) {
@@ -434,6 +436,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
                             target: format!("policy:{}", policy.id),
                             outcome: "ok".into(),
                             result: serde_json::json!({ "name": policy.name, "product": policy.product }),
+                            products: vec![policy.product.clone()],
                         },
                     )?;
                 }

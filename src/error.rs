@@ -2,8 +2,9 @@
 //! and an HTTP status, listed once in [`codes!`] below. Domain modules return their own typed
 //! errors (`thiserror`) and implement [`ErrorCode`] to say which code each variant is; they never
 //! name HTTP. The HTTP layer (`http::error`) turns any of them into the JSON body of DESIGN §8.
-//! Per-event rejections inside a successful batch (`RejectCode`) and the store's errors live
-//! here too, as every layer uses them.
+//! Per-event rejections inside a successful batch (`RejectCode`), the reasons a field of an
+//! accepted event was dropped or changed (`AdjustReason`) and the store's errors live here too,
+//! as every layer uses them.
 
 use serde::Serialize;
 
@@ -144,6 +145,64 @@ impl RejectCode {
             RejectCode::InvalidField => "invalid_field",
             RejectCode::PiiDetected => "pii_detected",
             RejectCode::RateLimited => "rate_limited",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why ingest dropped or changed one field of an event it took in (the ingest answer's
+/// `adjusted`, the `fields_adjusted_total` metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustReason {
+    /// A key the product's strict schema does not list: dropped.
+    UnknownKey,
+    /// A key open mode cannot keep (empty, over 64 bytes, or other than letters, digits, `_`,
+    /// `-`, `.`): dropped.
+    InvalidKey,
+    /// A value of another type than the schema's for the key: dropped.
+    WrongType,
+    /// An enum value off its list: stored as `"other"`.
+    OffList,
+    /// A value that misses the key's pattern: dropped.
+    Pattern,
+    /// A value carrying personal data, with the `drop` action for fields: dropped.
+    PiiDropped,
+    /// A context object nested deeper than the limit: dropped.
+    TooDeep,
+    /// A dimension past the most one event keeps: dropped.
+    TooMany,
+    /// A value longer than the limit: cut.
+    Truncated,
+}
+
+impl AdjustReason {
+    pub const ALL: [AdjustReason; 9] = [
+        AdjustReason::UnknownKey,
+        AdjustReason::InvalidKey,
+        AdjustReason::WrongType,
+        AdjustReason::OffList,
+        AdjustReason::Pattern,
+        AdjustReason::PiiDropped,
+        AdjustReason::TooDeep,
+        AdjustReason::TooMany,
+        AdjustReason::Truncated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdjustReason::UnknownKey => "unknown_key",
+            AdjustReason::InvalidKey => "invalid_key",
+            AdjustReason::WrongType => "wrong_type",
+            AdjustReason::OffList => "off_list",
+            AdjustReason::Pattern => "pattern",
+            AdjustReason::PiiDropped => "pii_dropped",
+            AdjustReason::TooDeep => "too_deep",
+            AdjustReason::TooMany => "too_many",
+            AdjustReason::Truncated => "truncated",
         }
     }
 

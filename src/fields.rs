@@ -86,6 +86,9 @@ pub struct FieldDef {
     pub wire: Option<Wire>,
     /// The camelCase spelling native events may use, where it differs from `name`.
     pub camel: Option<&'static str>,
+    /// Other names SDKs send it under (`anonymousInstallId`, `tags`), accepted in events and
+    /// client requests (`GET /api/v1/config`) like `name` and `camel`.
+    pub client: &'static [&'static str],
     /// The value as text, for fields held as text (`None` when absent or not text).
     pub text: fn(&Event) -> Option<&str>,
     /// Where ingest puts the text a client sent, for the plain optional text fields.
@@ -94,6 +97,13 @@ pub struct FieldDef {
 }
 
 impl FieldDef {
+    /// Every name a client may send the field under: `name`, `camel` and `client`.
+    pub fn client_names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name)
+            .chain(self.camel)
+            .chain(self.client.iter().copied())
+    }
+
     /// Defaults for the members an entry does not set.
     const BLANK: FieldDef = FieldDef {
         field: EventField::Id,
@@ -102,6 +112,7 @@ impl FieldDef {
         kind: Kind::Keyword,
         wire: None,
         camel: None,
+        client: &[],
         text: |_| None,
         slot: None,
         uses: &[],
@@ -305,6 +316,8 @@ catalogue! {
         kind: Kind::Id,
         wire: Some(Wire::InstallId),
         camel: Some("installId"),
+        // The dictation app's clients.
+        client: &["anonymousInstallId"],
         text: |e| e.install_id.as_deref(),
         slot: Some(|e| &mut e.install_id),
         uses: &[Use::Exact, Use::Column, Use::Filter, Use::Breakdown, Use::Export],
@@ -455,6 +468,7 @@ catalogue! {
     Dims {
         name: "dims",
         kind: Kind::Map,
+        client: &["properties", "props", "tags"],
         uses: &[Use::Export],
         ..FieldDef::BLANK
     }
@@ -537,6 +551,12 @@ pub const INSTALL: [EventField; count_with(Use::Install)] = select(Use::Install)
 
 /// The fields that feed the free text, in catalogue order (read per indexed document).
 pub const TEXT: [EventField; count_with(Use::Text)] = select(Use::Text);
+
+/// Whether a dimension's key names an identifier (`call_uid`, `request_id`, `callId`): its value
+/// is checked for personal data as an id's is.
+pub fn is_identifier_key(key: &str) -> bool {
+    key.ends_with("_id") || key.ends_with("_uid") || key.ends_with("Id") || key.ends_with("Uid")
+}
 
 impl EventField {
     pub fn def(self) -> &'static FieldDef {
@@ -674,6 +694,17 @@ mod tests {
             }
         }
         assert_eq!(EventField::lookup("countryCode"), None);
+        let mut client_names = BTreeSet::new();
+        for def in FIELDS {
+            for name in def.client_names().skip(1) {
+                assert!(client_names.insert(name), "{name} names two fields");
+                assert!(!names.contains(name) || name == def.name, "{name}");
+            }
+        }
+        assert_eq!(
+            Wire::from_wire_name("anonymousInstallId"),
+            Some(Wire::InstallId)
+        );
     }
 
     /// Every member of a serialized event is a catalogue entry, and every entry is a member (the

@@ -23,6 +23,7 @@ pub mod policies;
 pub mod privacy;
 pub mod products;
 pub mod retention;
+pub mod scope;
 pub mod search;
 pub mod series;
 pub mod store;
@@ -37,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_service::{IntoServiceFactory, ServiceFactoryExt};
-use actix_web::{web, App};
+use actix_web::{web, App, HttpServer};
 
 use crate::clusters::service::Clusters;
 use crate::clusters::{Dispatcher, DispatcherConfig};
@@ -111,6 +112,10 @@ pub struct AppState {
     pub series: Arc<Series>,
     pub subscribers: Subscribers,
     pub tasks: Tasks,
+    /// The address of the separate `/metrics` listener (`[metrics] listen`), bound at open.
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// That listener's socket, until `serve` runs a server on it.
+    metrics_socket: std::sync::Mutex<Option<TcpListener>>,
 }
 
 impl AppState {
@@ -274,6 +279,20 @@ impl AppState {
         };
         let tasks = Tasks::new(writer.clone(), search.clone(), clusters.clone(), sampler);
         let trusted_proxies = config.trusted_proxies()?;
+        let metrics_socket = match config.metrics_listen_addr()? {
+            Some(address) => Some(TcpListener::bind(address).map_err(|source| StartError::Io {
+                context: format!("cannot listen on {address} (metrics.listen)"),
+                source,
+            })?),
+            None => None,
+        };
+        let metrics_address = match &metrics_socket {
+            Some(socket) => Some(socket.local_addr().map_err(|source| StartError::Io {
+                context: "metrics.listen: no local address".into(),
+                source,
+            })?),
+            None => None,
+        };
         Ok(web::Data::new(AppState {
             config,
             products,
@@ -292,6 +311,8 @@ impl AppState {
             series,
             subscribers,
             tasks,
+            metrics_address,
+            metrics_socket: std::sync::Mutex::new(metrics_socket),
         }))
     }
 
@@ -413,6 +434,34 @@ pub async fn serve(
         })?
         .run();
     tracing::info!(address = %address, workers, "listening");
+    let metrics_socket = state
+        .metrics_socket
+        .lock()
+        .map_err(|_| std::io::Error::other("metrics listener lock poisoned"))?
+        .take();
+    let metrics_server = match metrics_socket {
+        Some(socket) => {
+            let metrics_state = state.clone();
+            let metrics_address = socket.local_addr()?;
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(metrics_state.clone())
+                    .configure(http::configure_metrics_listener)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(socket)?
+            .run();
+            tracing::info!(address = %metrics_address, "metrics listening");
+            Some(server)
+        }
+        None => None,
+    };
+    let metrics_handle = metrics_server.as_ref().map(|s| s.handle());
+    if let Some(server) = metrics_server {
+        actix_web::rt::spawn(server);
+    }
     state
         .tasks
         .start_jobs(jobs::JobSet {
@@ -429,6 +478,9 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stopping_tx.send(true);
+        if let Some(metrics) = metrics_handle {
+            metrics.stop(true).await;
+        }
         handle.stop(true).await;
     });
     server.await?;

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::RejectCode;
+use crate::error::{AdjustReason, RejectCode};
 use crate::policies::{DecisionCounts, DropReason};
 
 #[derive(Debug, Default)]
@@ -100,6 +100,8 @@ pub struct Metrics {
     pub series_points_rejected: Counter,
     pub series_points_stored: Counter,
     requests: RwLock<BTreeMap<(String, u16), Histogram>>,
+    /// Fields of accepted events dropped or changed, by product and reason.
+    adjusted: Mutex<BTreeMap<String, [u64; AdjustReason::ALL.len()]>>,
 }
 
 /// Figures read at scrape time from the parts that own them.
@@ -154,6 +156,22 @@ impl Metrics {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             if let Some(n) = counts.dropped_by_reason.get(reason.as_str()) {
                 self.dropped_by_policy[i].add(*n);
+            }
+        }
+    }
+
+    /// Counts one request's dropped or changed fields (by [`AdjustReason::index`]).
+    pub fn record_adjusted(&self, product: &str, by_reason: &[u64; AdjustReason::ALL.len()]) {
+        if by_reason.iter().all(|n| *n == 0) {
+            return;
+        }
+        if let Ok(mut map) = self.adjusted.lock() {
+            let counts = match map.get_mut(product) {
+                Some(counts) => counts,
+                None => map.entry(product.to_string()).or_default(),
+            };
+            for (count, n) in counts.iter_mut().zip(by_reason) {
+                *count += n;
             }
         }
     }
@@ -389,6 +407,19 @@ impl Metrics {
                 self.rejected(code)
             );
         }
+        let _ = writeln!(out, "# HELP telemetryd_fields_adjusted_total Fields of accepted events dropped or changed by ingest, by product and reason.\n# TYPE telemetryd_fields_adjusted_total counter");
+        if let Ok(map) = self.adjusted.lock() {
+            for (product, counts) in map.iter() {
+                for (reason, count) in AdjustReason::ALL.iter().zip(counts) {
+                    let _ = writeln!(
+                        out,
+                        "telemetryd_fields_adjusted_total{{product=\"{}\",reason=\"{}\"}} {count}",
+                        product.replace(['"', '\\', '\n'], ""),
+                        reason.as_str()
+                    );
+                }
+            }
+        }
         let _ = writeln!(out, "# HELP telemetryd_subscriber_lag_events Store positions a commit subscriber has not taken in yet.\n# TYPE telemetryd_subscriber_lag_events gauge");
         for lag in &gauges.subscribers {
             let _ = writeln!(
@@ -425,6 +456,11 @@ mod tests {
         m.events_accepted.add(3);
         m.reject(RejectCode::UnknownEvent);
         m.observe_request("/api/v1/events", 200, Duration::from_millis(3));
+        m.record_adjusted("app", &[0; AdjustReason::ALL.len()]);
+        let mut adjusted = [0; AdjustReason::ALL.len()];
+        adjusted[AdjustReason::OffList.index()] = 2;
+        m.record_adjusted("app", &adjusted);
+        m.record_adjusted("app", &adjusted);
         let text = m.render(&Gauges {
             subscribers: vec![crate::store::subscribers::SubscriberLag {
                 name: "search-index",
@@ -435,6 +471,11 @@ mod tests {
         });
         assert!(text.contains("telemetryd_subscriber_lag_events{subscriber=\"search-index\"} 2"));
         assert!(text.contains("telemetryd_events_accepted_total 3"));
+        assert!(text
+            .contains("telemetryd_fields_adjusted_total{product=\"app\",reason=\"off_list\"} 4"));
+        assert!(
+            text.contains("telemetryd_fields_adjusted_total{product=\"app\",reason=\"pattern\"} 0")
+        );
         assert!(text.contains("telemetryd_events_rejected_total{code=\"unknown_event\"} 1"));
         assert!(text.contains("telemetryd_http_request_duration_seconds_bucket{route=\"/api/v1/events\",status=\"200\",le=\"0.005\"} 1"));
         assert!(text.contains("telemetryd_http_request_duration_seconds_count{route=\"/api/v1/events\",status=\"200\"} 1"));

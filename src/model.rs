@@ -273,10 +273,11 @@ impl Field {
             .map(|(f, _)| f)
     }
 
-    /// Snake-case name or camelCase alias, as accepted in native events.
+    /// Snake-case name, camelCase spelling or an SDK's name for it, as accepted in native events
+    /// and client requests.
     pub fn from_wire_name(name: &str) -> Option<Field> {
         Self::entries()
-            .find(|(_, d)| d.name == name || d.camel == Some(name))
+            .find(|(_, d)| d.client_names().any(|n| n == name))
             .map(|(f, _)| f)
     }
 
@@ -287,9 +288,16 @@ impl Field {
             .unwrap_or("unknown")
     }
 
-    /// Every accepted wire name: snake_case names and camelCase aliases.
+    /// Every accepted wire name: snake_case names, camelCase spellings and the names SDKs send
+    /// it under ([`FieldDef::client_names`]).
     pub fn wire_names() -> impl Iterator<Item = (Field, &'static str)> {
-        Self::entries().flat_map(|(f, d)| [(f, d.name), (f, d.camel.unwrap_or(d.name))])
+        Self::entries().flat_map(|(f, d)| d.client_names().map(move |n| (f, n)))
+    }
+
+    /// An identifier (an event, install, user, session or trace id): its value is checked for
+    /// personal data as an id is ([`crate::fields::Kind::Id`]).
+    pub fn is_identifier(self) -> bool {
+        Self::entries().any(|(f, d)| f == self && d.kind == crate::fields::Kind::Id)
     }
 
     pub fn names() -> Vec<&'static str> {
@@ -360,7 +368,15 @@ mod tests {
             assert_eq!(Field::from_wire_name(field.name()), Some(field));
         }
         assert_eq!(Field::names().len(), VARIANTS.len());
-        assert_eq!(Field::wire_names().count(), 2 * VARIANTS.len());
+        for (field, name) in Field::wire_names() {
+            assert_eq!(Field::from_wire_name(name), Some(field), "{name}");
+        }
+        assert_eq!(
+            Field::from_wire_name("anonymousInstallId"),
+            Some(Field::InstallId)
+        );
+        assert!(Field::InstallId.is_identifier() && Field::SessionId.is_identifier());
+        assert!(!Field::Platform.is_identifier());
     }
 
     #[test]

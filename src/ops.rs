@@ -55,7 +55,8 @@ pub struct BackupArgs {
     #[arg(long, short)]
     pub config: PathBuf,
     /// New or empty directory for the backup. With a running server it is written by the server
-    /// process, so it must be writable by the server's user.
+    /// process, so it must lie below the server's backup directory (`server.backup_dir`, default
+    /// DATA_DIR/backups) and be writable by the server's user.
     #[arg(long)]
     pub out: PathBuf,
     /// File holding an admin token (default: the bootstrap token DATA_DIR/admin-token).

@@ -14,6 +14,7 @@ use crate::ingest::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
 use crate::products::Products;
+use crate::scope::Scope;
 use crate::search::{Filter, SearchError, SearchIndex};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::delete;
@@ -191,48 +192,74 @@ impl Privacy {
         }
     }
 
-    /// Positions of every stored event of the subject, once the index holds all of them.
-    fn subject_positions(
-        &self,
-        kind: SubjectKind,
-        id: &str,
-    ) -> Result<(Vec<u64>, u64), DeleteError> {
+    /// Positions of every stored event of the subject in `scope`, once the index holds all of
+    /// them.
+    fn subject_positions(&self, filter: &Filter) -> Result<(Vec<u64>, u64), DeleteError> {
         let position = self.deleter.indexed_position(CATCH_UP_TIMEOUT)?;
-        let mut seqs = self.deleter.search.positions(&kind.filter(id))?;
+        let mut seqs = self.deleter.search.positions(filter)?;
         seqs.retain(|s| *s < position);
         Ok((seqs, position))
     }
 
-    /// Every stored event of the subject (right of access), oldest first.
-    pub fn export(&self, kind: SubjectKind, id: &str) -> Result<Vec<Event>, DeleteError> {
-        let (seqs, _) = self.subject_positions(kind, id)?;
-        Ok(self
+    /// Every stored event of the subject in the products of `scope` (right of access), oldest
+    /// first; audited as `subject.export` (with a salted hash of the id, never the id). Blocking.
+    pub fn export(
+        &self,
+        kind: SubjectKind,
+        id: &str,
+        scope: &Scope,
+        actor: &str,
+    ) -> Result<Vec<Event>, DeleteError> {
+        let (seqs, _) = self.subject_positions(&kind.filter(id).within(scope.clone()))?;
+        let events: Vec<Event> = self
             .deleter
             .store
             .events_at(&seqs)?
             .into_iter()
             .map(|(_, e)| e)
-            .collect())
+            .collect();
+        let (subject, actor) = (id.to_string(), actor.to_string());
+        let products = audit::scope_products(scope);
+        let exported = events.len();
+        self.deleter.writer.exclusive_blocking(move |store| {
+            store.write(|txn| {
+                let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
+                let result = serde_json::json!({ "events_exported": exported });
+                let entry = AuditEntry::now(&actor, "subject.export", target, products, result);
+                audit::append(txn, entry)
+            })
+        })?;
+        Ok(events)
     }
 
-    /// Erases the subject from store, index, clusters, install registry and rate-limit state,
-    /// writes the audit entry (with a salted hash, never the id), and starts the purge. Blocking.
+    /// Erases the subject from store, index, clusters, install registry and rate-limit state in
+    /// the products of `scope`, writes the audit entry (with a salted hash, never the id), and
+    /// starts the purge. Blocking.
     pub fn erase(
         &self,
         kind: SubjectKind,
         id: &str,
+        scope: &Scope,
         actor: &str,
     ) -> Result<ErasureReport, DeleteError> {
         let started = Instant::now();
-        let (seqs, position) = self.subject_positions(kind, id)?;
+        let filter = kind.filter(id).within(scope.clone());
+        let (seqs, position) = self.subject_positions(&filter)?;
         let found = started.elapsed();
         let tombstone = Tombstone {
-            filter: kind.filter(id),
+            filter,
             from_seq: 0,
             below_seq: position,
         };
         let tombstone_bytes = tombstone.to_bytes()?;
-        let products: Vec<String> = self.products.ids().map(str::to_string).collect();
+        let products: Vec<String> = self
+            .products
+            .ids()
+            .filter(|p| scope.allows(p))
+            .map(str::to_string)
+            .collect();
+        let audited = audit::scope_products(scope);
+        let series_scope = scope.clone();
         let subject = id.to_string();
         let actor = actor.to_string();
         let writer = &self.deleter.writer;
@@ -249,24 +276,19 @@ impl Privacy {
                                 installs +=
                                     u64::from(delete::delete_install(txn, product, &subject)?);
                             }
-                            series = crate::series::store::erase_install(txn, &subject)?;
+                            series =
+                                crate::series::store::erase_install(txn, &subject, &series_scope)?;
                         }
                         let tombstone_id = delete::add_tombstone(txn, &tombstone_bytes)?;
                         let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
-                        let entry = AuditEntry {
-                            id: 0,
-                            time_ms: now_ms(),
-                            actor,
-                            action: "subject.erase".into(),
-                            target,
-                            outcome: "ok".into(),
-                            result: serde_json::json!({
-                                "events_removed": deleted.len(),
-                                "installs_removed": installs,
-                                "series_removed": series.series,
-                                "series_points_removed": series.points,
-                            }),
-                        };
+                        let result = serde_json::json!({
+                            "events_removed": deleted.len(),
+                            "installs_removed": installs,
+                            "series_removed": series.series,
+                            "series_points_removed": series.points,
+                        });
+                        let entry =
+                            AuditEntry::now(&actor, "subject.erase", target, audited, result);
                         let audit_id = audit::append(txn, entry)?;
                         Ok((deleted, (installs, series, tombstone_id, audit_id)))
                     })
@@ -286,7 +308,7 @@ impl Privacy {
             "subject erased"
         );
         if kind == SubjectKind::Install {
-            for product in self.products.all() {
+            for product in self.products.all().iter().filter(|p| scope.allows(&p.id)) {
                 self.limiter.forget(product.index, id);
             }
         }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{Code, ErrorCode, StoreError};
 use crate::fields::EventField;
 use crate::model::{DimValue, Event, Level};
+use crate::scope::Scope;
 use crate::search::{Filter, SearchError, SearchIndex};
 use crate::store::Store;
 
@@ -162,8 +163,15 @@ pub enum Attribute {
 
 /// The trace `id`: at most [`MAX_TRACE_EVENTS`] of its events, the oldest first, and their
 /// waterfall; [`TraceError::NotFound`] when the index and store have none.
-pub fn load(search: &SearchIndex, store: &Store, id: &TraceId) -> Result<Trace, TraceError> {
-    let filter = Filter::default().with(EventField::TraceId, id.as_str());
+pub fn load(
+    search: &SearchIndex,
+    store: &Store,
+    id: &TraceId,
+    scope: &Scope,
+) -> Result<Trace, TraceError> {
+    let filter = Filter::default()
+        .with(EventField::TraceId, id.as_str())
+        .within(scope.clone());
     let found = search.oldest(&filter, MAX_TRACE_EVENTS)?;
     let truncated = found.total > found.hits.len() as u64;
     // The store reads blocks in position order; the waterfall wants time order.

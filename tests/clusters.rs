@@ -231,7 +231,9 @@ fn escalation_resolve_regression_ignore_and_audit() {
         "invalid_parameter"
     );
 
-    let audit = server.admin_get("/api/v1/audit?action=cluster").json();
+    let audit = server
+        .admin_get("/api/v1/audit?action=cluster.update")
+        .json();
     let entries = audit["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1]["result"]["to"], "resolved");

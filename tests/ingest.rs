@@ -35,9 +35,12 @@ fn flat_sdk_batch_is_mapped_onto_the_event() {
     let body = std::fs::read_to_string(testdata("flat-sdk-batch.json")).unwrap();
     let resp = server.post_events("?product=voice-sdk", &body);
     assert_eq!(resp.status, 200, "{}", resp.text());
+    // The SDK's provider keys are not in its allowlist: dropped, and the answer says so.
+    let unknown = |field: &str| json!({"index": 2, "field": field, "reason": "unknown_key"});
     assert_eq!(
         resp.json(),
-        json!({"accepted": 7, "duplicates": 0, "dropped_by_policy": 0, "sampled_out": 0, "rejected": []})
+        json!({"accepted": 7, "duplicates": 0, "dropped_by_policy": 0, "sampled_out": 0, "rejected": [],
+               "adjusted": [unknown("dims.stt_provider"), unknown("dims.tts_provider"), unknown("dims.llm_provider")]})
     );
 
     let stored = server.stored();
@@ -115,6 +118,31 @@ fn hostile_flat_batch_keeps_valid_events_and_names_each_rejection() {
             (5, "invalid_event".to_string()),
         ]
     );
+    // What the allowlist did to the events it took in, field by field.
+    let adjusted: Vec<String> = json["adjusted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a["index"],
+                a["field"].as_str().unwrap(),
+                a["reason"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        adjusted,
+        [
+            "0 dims.carrier off_list",
+            "0 dims.customer_email unknown_key",
+            "1 metrics.latency_ms wrong_type",
+            "1 dims.container wrong_type",
+            "1 dims.llm_model pattern",
+        ],
+        "{json}"
+    );
     // The rejection names the field, never the value.
     let pii_message = json["rejected"][1]["message"].as_str().unwrap();
     assert!(
@@ -167,6 +195,16 @@ fn native_events_accept_camel_case_and_nested_parts() {
     }, {"eventName": "app_opened", "installId": "inst-1", "platform": "smart-fridge"}]});
     let resp = server.post_events("?product=dictation-app", &body.to_string());
     assert_eq!(resp.json()["accepted"], 2, "{}", resp.text());
+    let adjusted = |index: u64, field: &str, reason: &str| json!({"index": index, "field": field, "reason": reason});
+    assert_eq!(
+        resp.json()["adjusted"],
+        json!([
+            adjusted(0, "dims.input_mode", "off_list"),
+            adjusted(0, "dims.unknown_dim", "unknown_key"),
+            adjusted(0, "metrics.words", "wrong_type"),
+            adjusted(1, "platform", "off_list"),
+        ])
+    );
     let e = server.event(&id);
     assert_eq!(e["level"], "error");
     assert_eq!(e["channel"], "keyboard");
@@ -1015,4 +1053,290 @@ fn http_layer_errors_over_raw_connections() {
         assert!(!json["error"]["message"].as_str().unwrap().is_empty());
     }
     assert_eq!(server.get("/healthz").status, 200);
+}
+
+/// The dictation app's clients as they are: `anonymousInstallId`, `tags`, a nested context object.
+/// (`json!` sorts keys: the event's fields arrive in alphabetical order.)
+fn dictation_client_event(id: &str) -> Value {
+    json!({
+        "eventId": id, "eventName": "dictation_completed", "anonymousInstallId": "anon-install-1",
+        "userId": "", "platform": "ios", "channel": "keyboard",
+        "tags": {"language": "en", "input_mode": "voice", "network": "5g"},
+        "dictationContext": {"backend": "cloud", "model": {"name": "whisper-small", "quant": {"bits": {"weights": 4}}}},
+        "metrics": {"latency_ms": 420}
+    })
+}
+
+#[test]
+fn dictation_clients_are_understood_and_every_adjustment_is_reported() {
+    let server = TestServer::shipped(&[]);
+    let id = "00000000-0000-4000-8000-0000000000d1";
+    let body = json!({"sent_at": telemetryd::model::now_ms(), "events": [
+        {"eventName": "app_opened", "installId": "anon-install-1", "platform": "ios"},
+        dictation_client_event(id),
+    ]});
+    let resp = server.post_events("?product=dictation-app", &body.to_string());
+    let answer = resp.json();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    let adjusted =
+        |field: &str, reason: &str| json!({"index": 1, "field": field, "reason": reason});
+    assert_eq!(
+        answer["adjusted"],
+        json!([
+            adjusted("dims.dictation_context.model.name", "unknown_key"),
+            adjusted("dims.dictation_context.model.quant.bits", "too_deep"),
+            adjusted("dims.network", "off_list"),
+        ]),
+        "{answer}"
+    );
+    assert!(answer.get("adjusted_more").is_none());
+
+    let e = server.event(id);
+    assert_eq!(e["install_id"], "anon-install-1");
+    assert!(e.get("user_id").is_none());
+    assert_eq!(
+        e["dims"],
+        json!({"language": "en", "input_mode": "voice", "network": "other", "dictation_context.backend": "cloud"})
+    );
+    assert_eq!(e["metrics"], json!({"latency_ms": 420.0}));
+
+    // The install is an install: its events are found and erased by its id.
+    let erased = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/anon-install-1", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    assert!(server.stored().is_empty());
+
+    let metrics = server.get("/metrics").text();
+    for (reason, count) in [
+        ("off_list", 1),
+        ("unknown_key", 1),
+        ("too_deep", 1),
+        ("pattern", 0),
+    ] {
+        let line = format!(
+            "telemetryd_fields_adjusted_total{{product=\"dictation-app\",reason=\"{reason}\"}} {count}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
+
+#[test]
+fn an_open_schema_keeps_flattened_context_and_bounds_it() {
+    let server = open_server("");
+    let id = "00000000-0000-4000-8000-0000000000d2";
+    let many: serde_json::Map<String, Value> =
+        (0..70).map(|i| (format!("k{i:02}"), json!(i))).collect();
+    let body = json!([
+        dictation_client_event(id),
+        {"id": "00000000-0000-4000-8000-0000000000d3", "name": "wide", "tags": many},
+    ]);
+    let answer = server.post_events("", &body.to_string()).json();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    let e = server.event(id);
+    assert_eq!(e["install_id"], "anon-install-1");
+    assert_eq!(
+        e["dims"],
+        json!({"language": "en", "input_mode": "voice", "network": "5g",
+               "dictation_context.backend": "cloud", "dictation_context.model.name": "whisper-small"})
+    );
+    let wide = server.event("00000000-0000-4000-8000-0000000000d3");
+    assert_eq!(wide["metrics"].as_object().unwrap().len(), 64);
+    let listed: Vec<(u64, String, String)> = answer["adjusted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["index"].as_u64().unwrap(),
+                a["field"].as_str().unwrap().to_string(),
+                a["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut expected = vec![(
+        0,
+        "dims.dictation_context.model.quant.bits".to_string(),
+        "too_deep".to_string(),
+    )];
+    expected.extend((64..70).map(|i| (1, format!("metrics.k{i}"), "too_many".to_string())));
+    assert_eq!(listed, expected);
+}
+
+#[test]
+fn the_adjusted_list_is_bounded_and_says_how_many_more() {
+    let server = TestServer::shipped(&[]);
+    let events: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({"eventName": "app_opened", "installId": format!("i{i}"),
+                        "dims": {"a": 1, "b": "x", "offline": "yes", "network": "5g"}})
+        })
+        .collect();
+    let answer = server
+        .post_events("?product=dictation-app", &Value::Array(events).to_string())
+        .json();
+    assert_eq!(answer["accepted"], 30, "{answer}");
+    assert_eq!(answer["adjusted"].as_array().unwrap().len(), 100);
+    assert_eq!(answer["adjusted_more"], 20);
+    assert_eq!(
+        Value::from(answer["adjusted"].as_array().unwrap()[0..4].to_vec()),
+        json!([
+            {"index": 0, "field": "metrics.a", "reason": "unknown_key"},
+            {"index": 0, "field": "dims.b", "reason": "unknown_key"},
+            {"index": 0, "field": "dims.network", "reason": "off_list"},
+            {"index": 0, "field": "dims.offline", "reason": "wrong_type"},
+        ])
+    );
+}
+
+#[test]
+fn random_numeric_session_ids_are_ids_and_cards_in_ids_are_still_pii() {
+    let server = TestServer::shipped(&[]);
+    // All digits, Luhn-valid, a card brand's prefix: what a random 16-hex id sometimes is.
+    let event = |run_id: &str| {
+        json!({"event": "first_run", "schema_version": 8, "install_id": "f663700fdfef4ad8b590b343872ce14e",
+               "run_id": run_id, "call_uid": "0123456789abcdef0123456789abcdef"})
+    };
+    let body = json!([
+        event("4111111111111111"),
+        event("5555555555554444"),
+        event("4111 1111 1111 1111"),
+        event("378282246310005"),
+    ]);
+    let answer = server
+        .post_events("?product=voice-sdk", &body.to_string())
+        .json();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(
+        rejected_codes(&answer),
+        vec![(2, "pii_detected".into()), (3, "pii_detected".into())]
+    );
+    let sessions: Vec<String> = server
+        .stored()
+        .into_iter()
+        .filter_map(|e| e.session_id)
+        .collect();
+    assert!(
+        sessions.contains(&"4111111111111111".to_string()),
+        "{sessions:?}"
+    );
+    assert!(
+        sessions.contains(&"5555555555554444".to_string()),
+        "{sessions:?}"
+    );
+
+    // Dimensions named as ids are ids too; any other dimension keeps the card check.
+    let open = open_server("");
+    let body = json!([
+        {"id": "00000000-0000-4000-8000-0000000000e1", "name": "call", "dims": {"call_id": "4111111111111111", "requestId": "6011000990139424"}},
+        {"id": "00000000-0000-4000-8000-0000000000e2", "name": "call", "dims": {"note": "4111111111111111"}},
+        {"id": "00000000-0000-4000-8000-0000000000e3", "name": "call", "dims": {"call_id": "4111-1111-1111-1111"}},
+    ]);
+    let answer = open.post_events("", &body.to_string()).json();
+    assert_eq!(
+        rejected_codes(&answer),
+        vec![(1, "pii_detected".into()), (2, "pii_detected".into())]
+    );
+    let kept = open.event("00000000-0000-4000-8000-0000000000e1");
+    assert_eq!(
+        kept["dims"],
+        json!({"call_id": "4111111111111111", "requestId": "6011000990139424"})
+    );
+}
+
+#[test]
+fn the_install_token_header_is_an_ingest_key() {
+    let config = format!(
+        "[[products]]\nid = \"kb\"\ningest_keys = [\"kb-install-token-1\"]\n{}",
+        tokens_toml()
+    );
+    let server = TestServer::start(&config, &[]);
+    let body = json!([{"eventName": "keyboard_shown", "anonymousInstallId": "a1"}]).to_string();
+    let post = |headers: &[(&str, &str)]| {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        server.post_events_with("", &all, body.clone().into_bytes())
+    };
+    let ok = post(&[("x-install-token", "kb-install-token-1")]);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.json()["accepted"], 1);
+    let wrong = post(&[("x-install-token", "another-token")]);
+    assert_eq!(
+        (wrong.status, wrong.error_code()),
+        (401, "invalid_ingest_key".to_string())
+    );
+    let none = post(&[]);
+    assert_eq!(
+        (none.status, none.error_code()),
+        (401, "missing_ingest_key".to_string())
+    );
+
+    let config = |headers: &[(&str, &str)]| {
+        request(
+            "GET",
+            &format!(
+                "{}/api/v1/config?product=kb&anonymousInstallId=a1&userId=",
+                server.url
+            ),
+            headers,
+            None,
+        )
+    };
+    assert_eq!(
+        config(&[("x-install-token", "kb-install-token-1")]).status,
+        200
+    );
+    assert_eq!(config(&[]).status, 401);
+}
+
+#[test]
+fn the_config_endpoint_reads_the_anonymous_install_id() {
+    let server = TestServer::shipped(&[]);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let created = request(
+        "POST",
+        &format!("{}/api/v1/policies", server.url),
+        &[("authorization", &auth), ("content-type", "application/json")],
+        Some(
+            json!({"name": "half", "product": "dictation-app", "targeting": {"rollout_percent": 50},
+                   "settings": {"sample_rate": 0.5}})
+            .to_string()
+            .into_bytes(),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let policy = created.json()["id"].as_str().unwrap().to_string();
+    let install = |inside: bool| {
+        (0..1000)
+            .map(|i| format!("anon-{i}"))
+            .find(|id| telemetryd::policies::in_rollout(&policy, id, 50.0) == inside)
+            .unwrap()
+    };
+    let applied = |query: &str| {
+        let resp = server.get(&format!("/api/v1/config?product=dictation-app&{query}"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()["applied_policies"].clone()
+    };
+    let (inside, outside) = (install(true), install(false));
+    assert_eq!(
+        applied(&format!("anonymousInstallId={inside}&userId=")),
+        json!([policy])
+    );
+    assert_eq!(
+        applied(&format!("anonymousInstallId={outside}&userId=")),
+        json!([])
+    );
+    // An empty canonical parameter does not hide the client's own.
+    assert_eq!(
+        applied(&format!("install_id=&anonymousInstallId={inside}")),
+        json!([policy])
+    );
+    let bad = server.get("/api/v1/config?product=dictation-app&anonymousInstallId=not%20an%20id");
+    assert_eq!(
+        (bad.status, bad.error_code()),
+        (400, "invalid_parameter".to_string())
+    );
 }

@@ -157,8 +157,9 @@ fn acked_ids(path: &Path) -> Vec<Uuid> {
 
 #[test]
 fn backup_under_load_restores_every_acknowledged_event() {
-    let server = TestServer::shipped(&[]);
     let work = tempfile::tempdir().expect("temp dir");
+    let backups = work.path().join("backups");
+    let server = TestServer::shipped(&[("TELEMETRYD_SERVER__BACKUP_DIR", path_str(&backups))]);
     let live_config = write_config(work.path(), "live.toml", server.dir.path(), &server.url);
     let token_file = work.path().join("admin-token");
     std::fs::write(&token_file, ADMIN_TOKEN).expect("token file");
@@ -195,7 +196,7 @@ fn backup_under_load_restores_every_acknowledged_event() {
 
     // Everything acknowledged before the backup starts must be in it.
     let acked_before = acked_ids(&acks);
-    let backup_dir = work.path().join("backup-1");
+    let backup_dir = backups.join("backup-1");
     let backup = telemetryd(&[
         "backup",
         "--config",
@@ -325,7 +326,9 @@ fn backup_under_load_restores_every_acknowledged_event() {
 
 #[test]
 fn restore_refuses_a_non_empty_data_dir_unless_forced() {
-    let server = TestServer::shipped(&[]);
+    let work = tempfile::tempdir().expect("temp dir");
+    let backups = work.path().join("backups");
+    let server = TestServer::shipped(&[("TELEMETRYD_SERVER__BACKUP_DIR", path_str(&backups))]);
     let resp = server.post_events(
         "?product=dictation-app",
         &json!({"events": [{"id": "0b8f4f3e-5a52-4f0e-9c1a-3d5e6f7a8b9c", "eventName": "app_opened",
@@ -333,8 +336,7 @@ fn restore_refuses_a_non_empty_data_dir_unless_forced() {
         .to_string(),
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
-    let work = tempfile::tempdir().expect("temp dir");
-    let backup_dir = work.path().join("b");
+    let backup_dir = backups.join("b");
     let resp = request(
         "POST",
         &format!("{}/api/v1/admin/backup", server.url),
@@ -401,9 +403,18 @@ fn restore_refuses_a_non_empty_data_dir_unless_forced() {
 }
 
 #[test]
-fn backup_endpoint_needs_the_admin_role_and_a_usable_directory() {
-    let server = TestServer::shipped(&[]);
+fn backup_endpoint_needs_a_global_admin_and_a_directory_below_the_backup_dir() {
     let work = tempfile::tempdir().expect("temp dir");
+    let backups = work.path().join("backups");
+    let config = format!(
+        "{}\n[[admin.tokens]]\nname = \"voice-admin\"\nrole = \"admin\"\nhash = \"{}\"\nproducts = [\"voice-sdk\"]\n",
+        shipped_config_text(),
+        telemetryd::hash::hash_token("voice-admin-token-0123456789")
+    );
+    let server = TestServer::start(
+        &config,
+        &[("TELEMETRYD_SERVER__BACKUP_DIR", path_str(&backups))],
+    );
     let post = |token: Option<&str>, body: Value| {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/json")];
@@ -417,7 +428,20 @@ fn backup_endpoint_needs_the_admin_role_and_a_usable_directory() {
             Some(body.to_string().into_bytes()),
         )
     };
-    let target = work.path().join("b");
+    let refused = |resp: &Resp, problem: &str| {
+        assert_eq!(
+            (resp.status, resp.error_code().as_str()),
+            (400, "invalid_parameter"),
+            "{}",
+            resp.text()
+        );
+        let message = resp.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(problem), "{message}");
+    };
+    let target = backups.join("b");
     let no_token = post(None, json!({ "dir": target }));
     assert_eq!(
         (no_token.status, no_token.error_code().as_str()),
@@ -428,34 +452,85 @@ fn backup_endpoint_needs_the_admin_role_and_a_usable_directory() {
         (viewer.status, viewer.error_code().as_str()),
         (403, "forbidden")
     );
-    assert!(!target.exists());
-    let relative = post(Some(ADMIN_TOKEN), json!({ "dir": "relative/dir" }));
-    assert_eq!(
-        (relative.status, relative.error_code().as_str()),
-        (400, "invalid_parameter")
+    // An admin of some products only: a backup holds every product.
+    let scoped = post(
+        Some("voice-admin-token-0123456789"),
+        json!({ "dir": target }),
     );
-    let wrong_shape = post(Some(ADMIN_TOKEN), json!({ "directory": "/tmp/x" }));
+    assert_eq!(
+        (scoped.status, scoped.error_code().as_str()),
+        (403, "forbidden")
+    );
+    assert!(!target.exists());
+    let wrong_shape = post(Some(ADMIN_TOKEN), json!({ "directory": "x" }));
     assert_eq!(
         (wrong_shape.status, wrong_shape.error_code().as_str()),
         (400, "invalid_body")
     );
+
+    // Anywhere but below the backup directory is refused, with the problem named.
+    let elsewhere = work.path().join("elsewhere");
+    refused(
+        &post(Some(ADMIN_TOKEN), json!({ "dir": elsewhere })),
+        "is not below the backup directory",
+    );
+    refused(
+        &post(
+            Some(ADMIN_TOKEN),
+            json!({ "dir": backups.join("../elsewhere") }),
+        ),
+        "must not contain `..`",
+    );
+    refused(
+        &post(Some(ADMIN_TOKEN), json!({ "dir": "../elsewhere" })),
+        "must not contain `..`",
+    );
+    refused(
+        &post(Some(ADMIN_TOKEN), json!({ "dir": backups })),
+        "is the backup directory itself",
+    );
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&elsewhere, backups.join("link")).expect("symlink");
+        refused(
+            &post(Some(ADMIN_TOKEN), json!({ "dir": "link/nightly" })),
+            "through a symbolic link",
+        );
+        refused(
+            &post(Some(ADMIN_TOKEN), json!({ "dir": backups.join("link") })),
+            "through a symbolic link",
+        );
+    }
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("read").count(), 0);
+
+    // Absolute below it, or a name relative to it.
     let ok = post(Some(ADMIN_TOKEN), json!({ "dir": target }));
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["dir"], path_str(&target));
     assert!(target.join("telemetry.redb").is_file());
+    let named = post(Some(ADMIN_TOKEN), json!({ "dir": "nightly/1" }));
+    assert_eq!(named.status, 200, "{}", named.text());
+    assert!(backups.join("nightly/1/telemetry.redb").is_file());
     // A directory that already holds something (here, the first backup) is refused.
-    let again = post(Some(ADMIN_TOKEN), json!({ "dir": target }));
-    assert_eq!(
-        (again.status, again.error_code().as_str()),
-        (400, "invalid_parameter")
-    );
-    assert!(
-        again.text().contains("not an empty directory"),
-        "{}",
-        again.text()
+    refused(
+        &post(Some(ADMIN_TOKEN), json!({ "dir": target })),
+        "not an empty directory",
     );
     let get = server.admin_get("/api/v1/admin/backup");
     assert_eq!(get.status, 405);
+
+    // Each backup written is in the audit log, who and where, and nothing about the refusals.
+    let audit = server.admin_get("/api/v1/audit?action=backup.").json();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{audit}");
+    assert_eq!(entries[0]["actor"], "ops");
+    assert_eq!(entries[0]["action"], "backup.create");
+    assert_eq!(
+        entries[0]["target"],
+        format!("backup:{}", backups.join("nightly/1").display())
+    );
+    assert!(entries[0]["time_ms"].as_i64().unwrap() > 0);
 }
 
 #[test]

@@ -753,13 +753,21 @@ fn index_catches_up_after_its_directory_is_deleted() {
 fn overview_timeseries_breakdown_and_whoami() {
     let server = server();
     seed(&server);
+    let who = |token: &str| {
+        let me = server.get_as("/api/v1/whoami", token).json();
+        (
+            me["name"].clone(),
+            me["role"].clone(),
+            me["all_products"].clone(),
+        )
+    };
     assert_eq!(
-        server.admin_get("/api/v1/whoami").json(),
-        json!({"name": "ops", "role": "admin"})
+        who(ADMIN_TOKEN),
+        (json!("ops"), json!("admin"), json!(true))
     );
     assert_eq!(
-        server.get_as("/api/v1/whoami", VIEWER_TOKEN).json(),
-        json!({"name": "dash", "role": "viewer"})
+        who(VIEWER_TOKEN),
+        (json!("dash"), json!("viewer"), json!(true))
     );
 
     let overview = server.admin_get("/api/v1/stats/overview").json();

@@ -68,6 +68,8 @@ function showSession() {
   who.hidden = !signedIn;
   signOut.hidden = !signedIn;
   document.body.dataset.role = signedIn ? user.role : 'none';
+  // A token scoped to some products has no process-wide figures: the Metrics page is not for it.
+  document.body.dataset.scope = signedIn && user.allProducts === false ? 'products' : 'all';
   if (signedIn) {
     who.replaceChildren(`Signed in as ${user.name}`);
     const role = document.createElement('span');

@@ -18,6 +18,7 @@ use crate::clusters::{
 use crate::error::{Code, ErrorCode, StoreError};
 use crate::metrics::Metrics;
 use crate::model::{now_ms, Event};
+use crate::scope::Scope;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::clusters::{delete_cluster, put_cluster, set_cluster_cursor};
 use crate::store::writer::Writer;
@@ -250,15 +251,13 @@ impl Clusters {
                 source,
             })?;
         let updated = cluster.clone();
-        let entry = AuditEntry {
-            id: 0,
-            time_ms: now_ms(),
-            actor: actor.to_string(),
-            action: "cluster.update".into(),
-            target: format!("cluster:{id}"),
-            outcome: "ok".into(),
-            result: serde_json::json!({ "from": before, "to": updated.status.as_str(), "request": request }),
-        };
+        let entry = AuditEntry::now(
+            actor,
+            "cluster.update",
+            format!("cluster:{id}"),
+            vec![updated.product.clone()],
+            serde_json::json!({ "from": before, "to": updated.status.as_str(), "request": request }),
+        );
         let saved = updated.clone();
         let persisted = self.writer.exclusive_blocking(move |store| {
             store.write(|txn| {
@@ -364,8 +363,9 @@ impl Clusters {
         (page, total)
     }
 
-    /// Events per day over the last `days`, stacked by severity (for the clusters timeline).
-    pub fn timeline(&self, product: Option<&str>, days: i64) -> Vec<SeverityDay> {
+    /// Events per day over the last `days` of the products in `scope`, stacked by severity (for
+    /// the clusters timeline).
+    pub fn timeline(&self, scope: &Scope, days: i64) -> Vec<SeverityDay> {
         let map = self.snapshot();
         let first = day_start(now_ms()) - (days - 1) * DAY_MS;
         let mut out: Vec<SeverityDay> = (0..days)
@@ -374,10 +374,7 @@ impl Clusters {
                 ..SeverityDay::default()
             })
             .collect();
-        for cluster in map
-            .values()
-            .filter(|c| product.is_none_or(|p| c.product == p))
-        {
+        for cluster in map.values().filter(|c| scope.allows(&c.product)) {
             for (day, count) in cluster.daily.range(first..) {
                 let slot = ((day - first) / DAY_MS) as usize;
                 if let Some(day) = out.get_mut(slot) {
@@ -418,6 +415,9 @@ pub struct ListFilter {
     pub sort: Option<String>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
+    /// The products the caller may see (its token's scope, narrowed to `product`).
+    #[serde(skip)]
+    pub scope: Scope,
 }
 
 impl ListFilter {
@@ -425,7 +425,8 @@ impl ListFilter {
         let eq = |want: &Option<String>, have: &str| {
             want.as_deref().is_none_or(|w| w.is_empty() || w == have)
         };
-        eq(&self.product, &c.product)
+        self.scope.allows(&c.product)
+            && eq(&self.product, &c.product)
             && eq(&self.status, c.status.as_str())
             && eq(&self.severity, c.severity.as_str())
             && self

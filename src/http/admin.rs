@@ -1,4 +1,5 @@
-//! Admin read endpoints of the core: one stored event, and the ingest counters as JSON.
+//! Admin read endpoints of the core: one stored event (of the caller's products), and the
+//! ingest counters as JSON (process-wide: all-products tokens only).
 
 use actix_web::{web, HttpResponse};
 use uuid::Uuid;
@@ -9,7 +10,7 @@ use crate::http::error::ApiError;
 use crate::AppState;
 
 pub async fn get_event(
-    _caller: Caller,
+    caller: Caller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -18,13 +19,14 @@ pub async fn get_event(
         Uuid::parse_str(&raw).map_err(|_| ApiError::invalid_parameter("id", "must be a UUID"))?;
     let st = state.clone();
     let event = blocking(move || Ok(st.store.event_by_id(id)?)).await?;
-    match event {
-        Some(event) => Ok(HttpResponse::Ok().json(event)),
-        None => Err(ApiError::NotFound(format!("event {id}"))),
-    }
+    let not_found = || format!("event {id}");
+    let event = event.ok_or_else(|| ApiError::NotFound(not_found()))?;
+    caller.check_product(&event.product, not_found)?;
+    Ok(HttpResponse::Ok().json(event))
 }
 
-pub async fn stats(_caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn stats(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_all_products()?;
     let st = state.clone();
     let gauges = blocking(move || Ok(st.gauges())).await?;
     Ok(HttpResponse::Ok().json(state.metrics.snapshot(gauges)))

@@ -1,9 +1,12 @@
-//! `POST /api/v1/admin/backup` (admin role): the server writes a consistent copy of its store
-//! into a directory on its own filesystem while it keeps ingesting. The copy is made by the
-//! process that holds the store open (redb admits one), inside one read transaction.
+//! `POST /api/v1/admin/backup` (admin role, every product): the server writes a consistent copy
+//! of its store into a directory below its backup directory (`server.backup_dir`, default
+//! `DATA_DIR/backups`) while it keeps ingesting. The copy is made by the process that holds the
+//! store open (redb admits one), inside one read transaction. Audited as `backup.create`.
 //!
-//! Body: `{"dir": "/absolute/path"}`; the directory must be new or empty and writable by the
-//! server. Answer: `200 {"dir", "manifest"}` once the copy and its manifest are on disk.
+//! Body: `{"dir": "name"}` (below the backup directory) or `{"dir": "/absolute/path"}` (which
+//! must lie below it); `..`, paths elsewhere and symbolic links leading out are refused with
+//! `400 invalid_parameter` naming the problem. The directory must be new or empty. Answer:
+//! `200 {"dir", "manifest"}` once the copy and its manifest are on disk.
 
 use std::path::PathBuf;
 
@@ -14,20 +17,23 @@ use serde_json::json;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
-use crate::store::backup::BackupError;
+use crate::store::audit::AuditEntry;
+use crate::store::backup::{target_below, BackupError};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
-    /// Absolute path of a new or empty directory on the server's filesystem.
+    /// A new or empty directory below the backup directory (relative to it, or absolute).
     pub dir: PathBuf,
 }
 
 impl From<BackupError> for ApiError {
     fn from(e: BackupError) -> Self {
         match e {
-            BackupError::TargetNotEmpty(_) => ApiError::invalid_parameter("dir", e.to_string()),
+            BackupError::TargetNotEmpty(_) | BackupError::OutsideBackupDir { .. } => {
+                ApiError::invalid_parameter("dir", e.to_string())
+            }
             BackupError::Io { .. } => ApiError::invalid_parameter("dir", e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -39,24 +45,23 @@ pub async fn post_backup(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_global_admin()?;
     let request: BackupRequest = serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::InvalidBody(format!("expected {{\"dir\": \"/absolute/path\"}}: {e}"))
-        }
+        serde_json::error::Category::Data => ApiError::InvalidBody(format!(
+            "expected {{\"dir\": \"name-below-backup-dir\"}}: {e}"
+        )),
         _ => ApiError::InvalidJson(e.to_string()),
     })?;
-    let dir = request.dir;
-    if !dir.is_absolute() {
-        return Err(ApiError::invalid_parameter(
-            "dir",
-            "must be an absolute path on the server",
-        ));
-    }
-    tracing::info!(caller = %caller.name, dir = %dir.display(), "backup started");
+    let root = state.config.backup_dir();
     let st = state.clone();
-    let target = dir.clone();
-    let manifest = blocking(move || Ok(st.store.backup_to(&target)?)).await?;
+    let actor = caller.name.clone();
+    let (dir, manifest) = blocking(move || {
+        let dir = target_below(&root, &request.dir)?;
+        tracing::info!(caller = %actor, dir = %dir.display(), "backup started");
+        let manifest = st.store.backup_to(&dir)?;
+        Ok((dir, manifest))
+    })
+    .await?;
     tracing::info!(
         caller = %caller.name,
         dir = %dir.display(),
@@ -65,5 +70,13 @@ pub async fn post_backup(
         bytes = manifest.store_bytes,
         "backup written"
     );
+    let entry = AuditEntry::now(
+        &caller.name,
+        "backup.create",
+        format!("backup:{}", dir.display()),
+        Vec::new(),
+        json!({ "events": manifest.events, "next_seq": manifest.next_seq, "bytes": manifest.store_bytes }),
+    );
+    state.writer.audit(entry).await?;
     Ok(HttpResponse::Ok().json(json!({ "dir": dir, "manifest": manifest })))
 }

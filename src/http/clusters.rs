@@ -1,6 +1,6 @@
 //! The error-clusters API: the list with filters and sorting, one cluster with recent sample
-//! events (through search), admin status changes, the 14-day timeline, a pass on demand, and
-//! the alert log.
+//! events (through search), admin status changes, the 14-day timeline — all limited to the
+//! caller's products — a pass on demand (audited) and the alert log (all-products tokens only).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -13,17 +13,20 @@ use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::search::{Filter, SearchRequest};
+use crate::store::audit::AuditEntry;
 use crate::AppState;
 
 const SAMPLES: usize = 10;
 
 /// `GET /api/v1/clusters`
 pub async fn list(
-    _caller: Caller,
+    caller: Caller,
     filter: web::Query<ListFilter>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut filter = filter.into_inner();
     filter.validate()?;
+    filter.scope = caller.scope_for(filter.product.as_deref())?;
     let (clusters, total) = state.clusters.list(&filter);
     Ok(HttpResponse::Ok().json(json!({ "clusters": clusters, "total": total })))
 }
@@ -37,7 +40,7 @@ pub struct TimelineParams {
 
 /// `GET /api/v1/clusters/timeline`: events per day of the last 14 days, stacked by severity.
 pub async fn timeline(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<TimelineParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -48,25 +51,28 @@ pub async fn timeline(
             "must be between 1 and 35",
         ));
     }
-    let product = params.product.as_deref().filter(|p| !p.is_empty());
-    Ok(HttpResponse::Ok().json(json!({ "days": state.clusters.timeline(product, days) })))
+    let scope = caller.scope_for(params.product.as_deref())?;
+    Ok(HttpResponse::Ok().json(json!({ "days": state.clusters.timeline(&scope, days) })))
 }
 
-fn view(state: &AppState, id: &str, days: i64) -> Result<ClusterView, ApiError> {
-    state
+/// The cluster `id` of a product in the caller's scope.
+fn view(state: &AppState, caller: &Caller, id: &str, days: i64) -> Result<ClusterView, ApiError> {
+    let not_found = || format!("cluster {id}");
+    let cluster = state
         .clusters
         .get(id)
-        .map(|c| ClusterView::of(&c, days))
-        .ok_or_else(|| ApiError::NotFound(format!("cluster {id}")))
+        .ok_or_else(|| ApiError::NotFound(not_found()))?;
+    caller.check_product(&cluster.product, not_found)?;
+    Ok(ClusterView::of(&cluster, days))
 }
 
 /// `GET /api/v1/clusters/{id}`: the cluster with its 30-day daily counts and recent events.
 pub async fn get(
-    _caller: Caller,
+    caller: Caller,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let cluster = view(&state, &id, 30)?;
+    let cluster = view(&state, &caller, &id, 30)?;
     let st = state.clone();
     let fingerprint = cluster.id.clone();
     let samples = blocking(move || {
@@ -96,11 +102,11 @@ pub async fn get(
 
 /// `GET /api/v1/clusters/{id}/timeline`: events per day of the last 30 days.
 pub async fn cluster_timeline(
-    _caller: Caller,
+    caller: Caller,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({ "days": view(&state, &id, 30)?.daily })))
+    Ok(HttpResponse::Ok().json(json!({ "days": view(&state, &caller, &id, 30)?.daily })))
 }
 
 /// `PATCH /api/v1/clusters/{id}` (admin): resolve (optionally in a version), ignore (with a
@@ -112,6 +118,7 @@ pub async fn patch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
+    view(&state, &caller, &id, 0)?;
     let request: StatusRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid_parameter("body", e.to_string()))?;
     let st = state.clone();
@@ -120,20 +127,31 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(updated))
 }
 
-/// `POST /api/v1/clusters/run` (admin): runs a clustering pass now.
+/// `POST /api/v1/clusters/run` (admin of every product: a pass spans every product): runs a
+/// clustering pass now; audited as `clustering.run`.
 pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_global_admin()?;
     let st = state.clone();
     let report = blocking(move || Ok(st.clusters.pass()?)).await?;
+    let entry = AuditEntry::now(
+        &caller.name,
+        "clustering.run",
+        "clusters".into(),
+        Vec::new(),
+        json!(report),
+    );
+    state.writer.audit(entry).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// `GET /api/v1/alerts`: recent deliveries (newest first) and delivery counters.
-pub async fn alerts(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+/// `GET /api/v1/alerts`: recent deliveries (newest first) and delivery counters, across every
+/// product and webhook target: all-products tokens only.
+pub async fn alerts(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_all_products()?;
     let dispatcher = state.clusters.dispatcher.lock();
     let (entries, stats) = match dispatcher.as_ref().ok().and_then(|d| d.as_ref()) {
         Some(d) => (json!(d.log()), json!(d.stats())),
         None => (json!([]), json!({})),
     };
-    HttpResponse::Ok().json(json!({ "entries": entries, "stats": stats }))
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "stats": stats })))
 }

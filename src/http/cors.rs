@@ -19,7 +19,7 @@ use futures_util::future::Either;
 use serde::Deserialize;
 
 use crate::http::error::ApiError;
-use crate::http::ingest::INGEST_KEY_HEADER;
+use crate::http::ingest::ingest_key_in;
 use crate::AppState;
 
 /// Methods a preflight allows.
@@ -135,10 +135,7 @@ fn origin_allowed(req: &ServiceRequest, origin: &HeaderValue) -> bool {
     let (Some(state), Ok(origin)) = (req.app_data::<web::Data<AppState>>(), origin.to_str()) else {
         return false;
     };
-    let key = req
-        .headers()
-        .get(INGEST_KEY_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let key = ingest_key_in(req.headers());
     let query = web::Query::<ProductParam>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.into_inner().product);

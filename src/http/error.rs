@@ -27,6 +27,8 @@ pub enum ApiError {
     InvalidToken,
     #[error("this action needs the `admin` role; token `{0}` has the `viewer` role")]
     Forbidden(String),
+    #[error("this action spans every product; token `{0}` is scoped to some products only")]
+    NeedsAllProducts(String),
     #[error("origin `{0}` may not call this endpoint from a browser: it is not in the product's cors_origins")]
     CorsOriginNotAllowed(String),
     #[error("{0} not found")]
@@ -70,7 +72,7 @@ impl ApiError {
             ApiError::InvalidParameter { .. } => Code::InvalidParameter,
             ApiError::MissingToken => Code::MissingToken,
             ApiError::InvalidToken => Code::InvalidToken,
-            ApiError::Forbidden(_) => Code::Forbidden,
+            ApiError::Forbidden(_) | ApiError::NeedsAllProducts(_) => Code::Forbidden,
             ApiError::CorsOriginNotAllowed(_) => Code::CorsOriginNotAllowed,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::MethodNotAllowed => Code::MethodNotAllowed,

@@ -1,7 +1,8 @@
 //! The client-facing ingest endpoints, one thin adapter for every wire format: it reads what the
 //! request says about its product (a `{product}` path segment or `?product=`, and the ingest
-//! key header), reads the body within the size limit, passes the content type, encoding and
-//! client address to [`ingest::accept`], and writes the format's answer (or its error answer).
+//! key header, `X-Telemetry-Key` or `X-Install-Token`), reads the body within the size limit,
+//! passes the content type, encoding and client address to [`ingest::accept`], and writes the
+//! format's answer (or its error answer).
 //! A new format's endpoint is one `.route(ingest::route(&FORMAT))` line in `http/mod.rs`.
 
 use actix_web::http::header;
@@ -17,6 +18,9 @@ use crate::ingest::{self, IngestRequest};
 use crate::AppState;
 
 pub const INGEST_KEY_HEADER: &str = "x-telemetry-key";
+/// Where clients that call their ingest key an install token send it (the dictation app's
+/// keyboard extension).
+pub const INSTALL_TOKEN_HEADER: &str = "x-install-token";
 
 #[derive(Deserialize)]
 pub struct IngestQuery {
@@ -72,8 +76,20 @@ pub(crate) fn product_request(req: &HttpRequest, query: web::Query<IngestQuery>)
             .get("product")
             .map(str::to_string)
             .or_else(|| query.into_inner().product),
-        key: header_str(req, INGEST_KEY_HEADER).map(str::to_string),
+        key: ingest_key(req).map(str::to_string),
     }
+}
+
+/// The ingest key a client request carries: `X-Telemetry-Key`, else `X-Install-Token`.
+pub(crate) fn ingest_key(req: &HttpRequest) -> Option<&str> {
+    ingest_key_in(req.headers())
+}
+
+/// [`ingest_key`] from the headers alone (for middleware, which sees a `ServiceRequest`).
+pub(crate) fn ingest_key_in(headers: &header::HeaderMap) -> Option<&str> {
+    [INGEST_KEY_HEADER, INSTALL_TOKEN_HEADER]
+        .into_iter()
+        .find_map(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// The error answer in the format's own body where it has one (OTLP's `google.rpc.Status`),

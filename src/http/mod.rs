@@ -1,6 +1,8 @@
 //! The HTTP surface: routes, JSON errors for everything actix itself rejects (unknown routes,
 //! wrong methods, bad query strings), and per-route request metrics. Client-facing routes
-//! (ingest, client config) are built with `cors::client_resource`, admin routes with `resource`.
+//! (ingest, client config) are built with `cors::client_resource`, admin routes with `resource`;
+//! admin handlers extract `auth::Caller`, which checks the role and the product scope. The
+//! separate metrics listener (`[metrics] listen`) gets `configure_metrics_listener`.
 
 pub mod admin;
 pub mod auth;
@@ -150,6 +152,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // UI files and client-side routes; the JSON 404 for `/api/...` and the rest.
             .default_service(web::to(ui::serve)),
     );
+}
+
+/// The separate metrics listener (`[metrics] listen`): `/metrics` and JSON errors, nothing else.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(ErrorHandlers::new().default_handler(json_errors))
+            .service(resource("/metrics").route(web::get().to(ops::prometheus)))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("route {}", req.path())))
 }
 
 /// Errors actix produces itself (a body over an extractor's limit, a bad header) come as plain

@@ -1,8 +1,11 @@
-//! Operations endpoints: liveness, readiness and Prometheus metrics.
+//! Operations endpoints: liveness, readiness and Prometheus metrics (behind `[metrics]
+//! token_hash` when set; on the separate `[metrics] listen` address instead of the main one
+//! when that is set).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::http::auth::MetricsReader;
 use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::AppState;
@@ -27,7 +30,24 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     })))
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// `/metrics` on the main listener: `not_found` when `[metrics] listen` serves it elsewhere.
+pub async fn metrics(
+    reader: MetricsReader,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.metrics_address.is_some() {
+        return Err(ApiError::NotFound(
+            "/metrics on this address (it is served on metrics.listen)".into(),
+        ));
+    }
+    prometheus(reader, state).await
+}
+
+/// `/metrics` in the Prometheus text format.
+pub async fn prometheus(
+    _reader: MetricsReader,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let st = state.clone();
     let gauges = blocking(move || Ok(st.gauges())).await?;
     Ok(HttpResponse::Ok()

@@ -38,10 +38,7 @@ pub async fn client_config(
     query: web::Query<ConfigQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = req
-        .headers()
-        .get(crate::http::ingest::INGEST_KEY_HEADER)
-        .and_then(|v| v.to_str().ok());
+    let key = crate::http::ingest::ingest_key(&req);
     if query.product.is_some() || key.is_some() {
         state.products.resolve(query.product.as_deref(), key)?;
     }
@@ -84,24 +81,20 @@ fn sorted(mut policies: Vec<Policy>) -> Vec<Policy> {
     policies
 }
 
-/// `GET /api/v1/policies?product=`
+/// `GET /api/v1/policies?product=`: the policies of the products in the caller's scope.
 pub async fn list(
-    _caller: Caller,
+    caller: Caller,
     query: web::Query<ProductParam>,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    let scope = caller.scope_for(query.product.as_deref())?;
     let policies: Vec<Policy> = state
         .policies
         .policies()
         .into_iter()
-        .filter(|p| {
-            query
-                .product
-                .as_deref()
-                .is_none_or(|want| p.product == want)
-        })
+        .filter(|p| scope.allows(&p.product))
         .collect();
-    HttpResponse::Ok().json(json!({ "policies": sorted(policies) }))
+    Ok(HttpResponse::Ok().json(json!({ "policies": sorted(policies) })))
 }
 
 #[derive(serde::Deserialize)]
@@ -110,29 +103,33 @@ pub struct ProductParam {
     product: Option<String>,
 }
 
-fn find(state: &AppState, id: &str) -> Result<Policy, ApiError> {
-    state
+/// The policy `id` of a product in the caller's scope.
+fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Policy, ApiError> {
+    let not_found = || format!("policy {id}");
+    let policy = state
         .policies
         .policies()
         .into_iter()
         .find(|p| p.id == id)
-        .ok_or_else(|| ApiError::NotFound(format!("policy {id}")))
+        .ok_or_else(|| ApiError::NotFound(not_found()))?;
+    caller.check_product(&policy.product, not_found)?;
+    Ok(policy)
 }
 
 /// `GET /api/v1/policies/{id}`
 pub async fn get(
-    _caller: Caller,
+    caller: Caller,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, &id)?))
+    Ok(HttpResponse::Ok().json(find(&state, &caller, &id)?))
 }
 
 /// What an admin write does to the stored policies.
 enum Write {
     Create(Policy),
     Replace(Policy),
-    Delete(String),
+    Delete(Policy),
 }
 
 /// Persists one change with its audit entry in one transaction and refreshes the cache from
@@ -149,7 +146,7 @@ async fn write(
         .writer
         .exclusive(move |store| {
             let written = store.write(|txn| {
-                let (action, target, result) = match &change {
+                let (action, target, product, result) = match &change {
                     Write::Create(p) => {
                         if policy_exists(txn, &p.id)? {
                             return Ok(Err(ApiError::Conflict(format!(
@@ -161,6 +158,7 @@ async fn write(
                         (
                             "policy.create",
                             p.id.clone(),
+                            p.product.clone(),
                             json!({ "name": p.name, "product": p.product }),
                         )
                     }
@@ -169,27 +167,26 @@ async fn write(
                         (
                             "policy.update",
                             p.id.clone(),
+                            p.product.clone(),
                             json!({ "name": p.name, "enabled": p.enabled }),
                         )
                     }
-                    Write::Delete(id) => {
-                        if !delete_policy(txn, id)? {
-                            return Ok(Err(ApiError::NotFound(format!("policy {id}"))));
+                    Write::Delete(p) => {
+                        if !delete_policy(txn, &p.id)? {
+                            return Ok(Err(ApiError::NotFound(format!("policy {}", p.id))));
                         }
-                        ("policy.delete", id.clone(), json!({}))
+                        ("policy.delete", p.id.clone(), p.product.clone(), json!({}))
                     }
                 };
                 audit::append(
                     txn,
-                    AuditEntry {
-                        id: 0,
-                        time_ms: now_ms(),
-                        actor,
-                        action: action.into(),
-                        target: format!("policy:{target}"),
-                        outcome: "ok".into(),
+                    AuditEntry::now(
+                        &actor,
+                        action,
+                        format!("policy:{target}"),
+                        vec![product],
                         result,
-                    },
+                    ),
                 )?;
                 Ok(Ok(()))
             })?;
@@ -202,10 +199,12 @@ async fn write(
     Ok(())
 }
 
-/// The request body as a validated draft, for an admin.
+/// The request body as a validated draft for a product in the caller's scope (another
+/// product is `not_found`), for an admin.
 fn admin_draft(caller: &Caller, body: &[u8], state: &AppState) -> Result<PolicyDraft, ApiError> {
     caller.require_admin()?;
     let draft = PolicyDraft::from_json(body)?;
+    caller.scope_for(Some(&draft.product))?;
     policies::validate(&draft, &product_ids(state))?;
     Ok(draft)
 }
@@ -232,7 +231,7 @@ pub async fn replace(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = admin_draft(&caller, &body, &state)?;
-    let existing = find(&state, &id)?;
+    let existing = find(&state, &caller, &id)?;
     let policy = draft.into_update(&existing, now_ms())?;
     write(&state, &caller, Write::Replace(policy.clone())).await?;
     Ok(HttpResponse::Ok().json(policy))
@@ -245,8 +244,9 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let id = id.into_inner();
-    write(&state, &caller, Write::Delete(id.clone())).await?;
+    let policy = find(&state, &caller, &id)?;
+    let id = policy.id.clone();
+    write(&state, &caller, Write::Delete(policy)).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
 }
 

@@ -17,6 +17,7 @@ use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::model::{now_ms, Event};
 use crate::search::{parse_time_param, Filter, SearchRequest};
+use crate::store::audit::{self, AuditEntry};
 use crate::AppState;
 
 pub const MAX_LIMIT: usize = 1000;
@@ -117,8 +118,10 @@ impl<'de> Deserialize<'de> for FilterParams {
 }
 
 impl FilterParams {
-    /// The index filter these parameters describe; times are RFC 3339 or relative (`-24h`).
-    pub fn to_filter(&self) -> Result<Filter, ApiError> {
+    /// The index filter these parameters describe, limited to the caller's products (a
+    /// `product` outside them is `not_found`); times are RFC 3339 or relative (`-24h`).
+    pub fn to_filter(&self, caller: &Caller) -> Result<Filter, ApiError> {
+        let scope = caller.scope_for(self.fields.get(&EventField::Product).map(String::as_str))?;
         let now = now_ms();
         let time = |name: &str, value: &Option<String>| {
             value
@@ -140,6 +143,7 @@ impl FilterParams {
             from_ms: time("from", &self.from)?,
             to_ms: time("to", &self.to)?,
             q: self.q.clone().filter(|v| !v.trim().is_empty()),
+            scope,
         })
     }
 
@@ -157,12 +161,12 @@ impl FilterParams {
 
 /// `GET /api/v1/events`
 pub async fn search_events(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<FilterParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request = SearchRequest {
-        filter: params.to_filter()?,
+        filter: params.to_filter(&caller)?,
         limit: params.limit()?,
         cursor: params.cursor.clone(),
         exact_total: params.exact_total.unwrap_or(false),
@@ -188,12 +192,15 @@ pub async fn search_events(
     })))
 }
 
-/// `GET /api/v1/events/export?format=ndjson|csv` streams every match, newest first.
+/// `GET /api/v1/events/export?format=ndjson|csv` (admin) streams every match in the caller's
+/// products, newest first; audited as `events.export` (with the filter, which names no subject
+/// unless the operator typed one into it).
 pub async fn export_events(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<FilterParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
     let format = match params.format.as_deref().unwrap_or("ndjson") {
         "ndjson" | "jsonl" => ExportFormat::Ndjson,
         "csv" => ExportFormat::Csv,
@@ -204,15 +211,24 @@ pub async fn export_events(
             ))
         }
     };
-    let filter = params.to_filter()?;
+    let filter = params.to_filter(&caller)?;
     // Fail fast on a bad query before the 200 goes out.
     let st = state.clone();
     let probe = filter.clone();
-    blocking(move || Ok(st.search.count(&probe)?)).await?;
-    let (content_type, extension) = match format {
-        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
-        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+    let matches = blocking(move || Ok(st.search.count(&probe)?)).await?;
+    let entry = AuditEntry::now(
+        &caller.name,
+        "events.export",
+        "events".into(),
+        audit::scope_products(&filter.scope),
+        json!({ "format": extension_of(format), "matches": matches }),
+    );
+    state.writer.audit(entry).await?;
+    let content_type = match format {
+        ExportFormat::Ndjson => "application/x-ndjson",
+        ExportFormat::Csv => "text/csv; charset=utf-8",
     };
+    let extension = extension_of(format);
     let body = page_stream(state.into_inner(), filter, format);
     Ok(HttpResponse::Ok()
         .content_type(content_type)
@@ -227,6 +243,13 @@ pub async fn export_events(
 pub enum ExportFormat {
     Ndjson,
     Csv,
+}
+
+fn extension_of(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Ndjson => "ndjson",
+        ExportFormat::Csv => "csv",
+    }
 }
 
 /// Streams the matches page by page (the search cursor keeps pages stable while ingest runs).
@@ -343,11 +366,11 @@ fn csv_escape(field: &str) -> String {
 
 /// `GET /api/v1/geo`: events and distinct installs by country and region.
 pub async fn geo(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<FilterParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = params.to_filter()?;
+    let filter = params.to_filter(&caller)?;
     let st = state.clone();
     let countries = blocking(move || Ok(st.search.geo(&filter)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "countries": countries })))
@@ -380,7 +403,11 @@ mod tests {
         assert_eq!((p.q.as_deref(), p.limit), (Some("timeout"), Some(5)));
         let filter = params("country=US&platform=&from=-1h")
             .unwrap()
-            .to_filter()
+            .to_filter(&Caller {
+                name: "ops".into(),
+                role: crate::config::Role::Admin,
+                scope: crate::scope::Scope::all(),
+            })
             .unwrap();
         assert_eq!(
             filter.fields,

@@ -1,6 +1,6 @@
 //! The client metrics API: the metrics OTLP senders reported, per product, and one metric's
 //! statistic per time bucket and attribute group (`series::Series`). Reads, for any admin or
-//! viewer token.
+//! viewer token, of the token's products only.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -28,13 +28,19 @@ pub struct NamesParams {
 /// its kind, unit, description, series count, attribute keys, first and last time seen, and the
 /// statistics it answers.
 pub async fn names(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<NamesParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let scope = caller.scope_for(params.product.as_deref())?;
     let product = params.product.clone().filter(|p| !p.trim().is_empty());
     let st = state.clone();
-    let metrics = blocking(move || Ok(st.series.names(product.as_deref())?)).await?;
+    let metrics = blocking(move || {
+        let mut metrics = st.series.names(product.as_deref())?;
+        metrics.retain(|m| scope.allows(&m.product));
+        Ok(metrics)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "metrics": metrics })))
 }
 
@@ -54,14 +60,22 @@ pub struct QueryParams {
 /// of series (by the values of the `group_by` attributes), the statistic per bucket.
 /// `from`/`to` as in search (default the last 24 h), `bucket` a duration (default `1h`).
 pub async fn query(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<QueryParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
+    let visible: Vec<&str> = state
+        .products
+        .ids()
+        .filter(|p| caller.scope.allows(p))
+        .collect();
     let product = match params.product.filter(|p| !p.trim().is_empty()) {
-        Some(product) => product,
-        None if state.products.all().len() == 1 => state.products.all()[0].id.clone(),
+        Some(product) => {
+            caller.scope_for(Some(&product))?;
+            product
+        }
+        None if visible.len() == 1 => visible[0].to_string(),
         None => return Err(ApiError::invalid_parameter("product", "is required")),
     };
     let name = params

@@ -1,6 +1,7 @@
-//! The small aggregation endpoints behind the UI's overview and metrics pages: who is signed in,
-//! the overview cards, events over time, breakdowns by a field (all from the index's fast
-//! fields), and the recorded metric history.
+//! The small aggregation endpoints behind the UI's overview and metrics pages: who is signed in
+//! (with the products the token sees, for the UI's product picker), the overview cards, events
+//! over time, breakdowns by a field (all from the index's fast fields, limited to the caller's
+//! products), and the recorded metric history (process-wide: all-products tokens only).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -15,9 +16,22 @@ use crate::search::Filter;
 use crate::timespan::{parse_duration_ms, DAY_MS};
 use crate::AppState;
 
-/// `GET /api/v1/whoami`
-pub async fn whoami(caller: Caller) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "name": caller.name, "role": caller.role.as_str() }))
+/// `GET /api/v1/whoami`: the token's name, role, and the configured products it sees (the UI's
+/// product picker lists these); `all_products` says whether its scope is every product.
+pub async fn whoami(caller: Caller, state: web::Data<AppState>) -> HttpResponse {
+    let products: Vec<_> = state
+        .config
+        .products
+        .iter()
+        .filter(|p| caller.scope.allows(&p.id))
+        .map(|p| json!({ "id": p.id, "name": p.name.as_deref().unwrap_or(&p.id) }))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "name": caller.name,
+        "role": caller.role.as_str(),
+        "all_products": caller.scope.is_all(),
+        "products": products,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -26,22 +40,23 @@ pub struct ProductParam {
     product: Option<String>,
 }
 
-/// `GET /api/v1/stats/overview`: the figures of the overview's cards.
+/// `GET /api/v1/stats/overview`: the figures of the overview's cards. The event figures count
+/// the caller's products (or the one asked for); the process-wide ones (ingest rate, rejections,
+/// store size, index lag) cannot be split by product and are `null` for a scoped token.
 pub async fn overview(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<ProductParam>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let product = params.product.clone().filter(|p| !p.is_empty());
+    let scope = caller.scope_for(params.product.as_deref())?;
+    let process_wide = caller.scope.is_all();
     let st = state.clone();
     let body = blocking(move || {
-        let mut day = Filter {
+        let day = Filter {
             from_ms: Some(crate::model::now_ms() - DAY_MS),
             ..Filter::default()
-        };
-        if let Some(product) = product {
-            day = day.with(EventField::Product, product);
         }
+        .within(scope);
         let errors = day.clone().with(EventField::Level, "error,fatal");
         let events_24h = st.search.count(&day)?;
         let errors_24h = st.search.count(&errors)?;
@@ -51,17 +66,26 @@ pub async fn overview(
             .iter()
             .map(|r| r.installs)
             .sum();
-        let stats = st.metrics.snapshot(st.gauges());
-        Ok(json!({
+        let mut body = json!({
             "events_24h": events_24h,
             "errors_24h": errors_24h,
             "active_installs_24h": installs,
-            "ingest_rate_per_s": st.history.ingest_rate(st.metrics.events_accepted.get()),
-            "rejected_total": stats.rejected_total,
-            "pii_blocked_total": stats.pii.rejected + stats.pii.scrubbed,
-            "store_events": stats.store.store_events,
-            "index_lag": stats.store.index_lag,
-        }))
+            "ingest_rate_per_s": null,
+            "rejected_total": null,
+            "pii_blocked_total": null,
+            "store_events": null,
+            "index_lag": null,
+        });
+        if process_wide {
+            let stats = st.metrics.snapshot(st.gauges());
+            body["ingest_rate_per_s"] =
+                json!(st.history.ingest_rate(st.metrics.events_accepted.get()));
+            body["rejected_total"] = json!(stats.rejected_total);
+            body["pii_blocked_total"] = json!(stats.pii.rejected + stats.pii.scrubbed);
+            body["store_events"] = json!(stats.store.store_events);
+            body["index_lag"] = json!(stats.store.index_lag);
+        }
+        Ok(body)
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))
@@ -80,12 +104,12 @@ pub(crate) fn parse_bucket(text: &str) -> Result<i64, ApiError> {
 
 /// `GET /api/v1/stats/timeseries`: events per bucket, stacked by level.
 pub async fn timeseries(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<FilterParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let bucket_ms = parse_bucket(params.bucket.as_deref().unwrap_or("1h"))?;
-    let mut filter = params.to_filter()?;
+    let mut filter = params.to_filter(&caller)?;
     if filter.from_ms.is_none() {
         filter.from_ms = Some(crate::model::now_ms() - DAY_MS);
     }
@@ -101,7 +125,7 @@ pub async fn timeseries(
 
 /// `GET /api/v1/stats/breakdown?field=`: events and installs by the values of one field.
 pub async fn breakdown(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<FilterParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -111,7 +135,7 @@ pub async fn breakdown(
         .filter(|f| !f.is_empty())
         .ok_or_else(|| ApiError::invalid_parameter("field", "is required, e.g. field=platform"))?;
     let limit = params.limit.unwrap_or(10).clamp(1, 1000);
-    let filter = params.to_filter()?;
+    let filter = params.to_filter(&caller)?;
     // A catalogue field answers under its canonical name (`country` → `country_code`).
     let field = EventField::lookup(&field).map_or(field, |f| f.name().to_string());
     let st = state.clone();
@@ -131,17 +155,19 @@ pub struct HistoryParams {
     minutes: Option<u64>,
 }
 
-/// `GET /api/v1/stats/history?minutes=60`: sampled counters and gauges, oldest first.
+/// `GET /api/v1/stats/history?minutes=60`: sampled counters and gauges, oldest first
+/// (process-wide figures: all-products tokens only).
 pub async fn history(
-    _caller: Caller,
+    caller: Caller,
     params: web::Query<HistoryParams>,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    caller.require_all_products()?;
     let minutes = params.minutes.unwrap_or(60).clamp(1, 24 * 60);
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "interval_ms": crate::history::INTERVAL.as_millis() as u64,
         "points": state.history.since(minutes),
-    }))
+    })))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Data-subject endpoints: export (`GET`) and erasure (`DELETE`) of one install or user, the
-//! purge status, and the audit log.
+//! Data-subject endpoints: export (`GET`) and erasure (`DELETE`) of one install or user (admin,
+//! audited, limited to the caller's products), the purge status and start, and the audit log.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::privacy::{ErasureReport, PurgeStatus, SubjectKind};
-use crate::store::audit::AuditQuery;
+use crate::store::audit::{AuditEntry, AuditQuery};
 use crate::AppState;
 
 fn subject(path: &(String, String)) -> Result<(SubjectKind, String), ApiError> {
@@ -27,15 +27,18 @@ fn subject(path: &(String, String)) -> Result<(SubjectKind, String), ApiError> {
     Ok((kind, id.to_string()))
 }
 
-/// `GET /api/v1/subjects/{install|user}/{id}`: every event of the subject as NDJSON.
+/// `GET /api/v1/subjects/{install|user}/{id}` (admin): every event of the subject in the
+/// caller's products as NDJSON; audited as `subject.export`.
 pub async fn export(
-    _caller: Caller,
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
     let (kind, id) = subject(&path)?;
     let st = state.clone();
-    let events = blocking(move || Ok(st.privacy.export(kind, &id)?)).await?;
+    let events =
+        blocking(move || Ok(st.privacy.export(kind, &id, &caller.scope, &caller.name)?)).await?;
     let mut body = Vec::with_capacity(events.len() * 512);
     for event in &events {
         serde_json::to_writer(&mut body, event).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -84,7 +87,7 @@ pub async fn erase(
     let wait = params.wait_purge;
     let timeout_secs = state.config.privacy.wait_purge_timeout_secs;
     let answer = blocking(move || {
-        let mut report = st.privacy.erase(kind, &id, &caller.name)?;
+        let mut report = st.privacy.erase(kind, &id, &caller.scope, &caller.name)?;
         let mut purge_wait = None;
         if wait {
             let timeout = Duration::from_secs(timeout_secs);
@@ -117,18 +120,32 @@ fn wait_until_idle(status: impl Fn() -> PurgeStatus, timeout: Duration) -> (Purg
     }
 }
 
-/// `GET /api/v1/purge`: the state of the purge job.
-pub async fn purge_status(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.privacy.purge.status())
+/// `GET /api/v1/purge`: the state of the purge job (a process-wide job with the store's size:
+/// tokens of every product).
+pub async fn purge_status(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_all_products()?;
+    Ok(HttpResponse::Ok().json(state.privacy.purge.status()))
 }
 
-/// `POST /api/v1/purge` (admin): starts a purge.
+/// `POST /api/v1/purge` (admin of every product): starts a purge; audited as `purge.start`.
 pub async fn start_purge(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
-    Ok(HttpResponse::Accepted().json(state.privacy.purge.request()))
+    caller.require_global_admin()?;
+    let status = state.privacy.purge.request();
+    let entry = AuditEntry::now(
+        &caller.name,
+        "purge.start",
+        "store".into(),
+        Vec::new(),
+        json!({ "state": status.state }),
+    );
+    state.writer.audit(entry).await?;
+    Ok(HttpResponse::Accepted().json(status))
 }
 
 #[derive(Deserialize)]
@@ -141,7 +158,8 @@ pub struct AuditParams {
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/audit` (admin): the audit log, newest first.
+/// `GET /api/v1/audit` (admin): the audit log, newest first; a scoped token sees the entries
+/// about its products only.
 pub async fn audit(
     caller: Caller,
     params: web::Query<AuditParams>,
@@ -170,6 +188,7 @@ pub async fn audit(
         to_ms: time("to", &params.to)?,
         before: params.before,
         limit: params.limit,
+        scope: caller.scope.clone(),
     };
     let page_size = query.limit.unwrap_or(100);
     let st = state.clone();

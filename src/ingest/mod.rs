@@ -8,10 +8,11 @@
 //! 2. the format decodes the body into raw events ([`formats`]);
 //! 3. per event: map the keys, apply the schema, check for PII, place it with the location of
 //!    the client's address (looked up once, then dropped), correct its clock, fingerprint it
-//!    ([`pipeline`]);
+//!    ([`pipeline`]), noting each field dropped or changed ([`adjusted`]);
 //! 4. per batch: collection policy, dedup pre-check, rate limit ([`stages`]);
 //! 5. the store writer commits the batch durably; only then is it acknowledged.
 
+pub mod adjusted;
 pub mod decode;
 pub mod formats;
 pub mod geo;
@@ -32,6 +33,7 @@ use crate::policies::{DecisionCounts, PolicyCache};
 use crate::products::{ProductError, Products};
 use crate::store::writer::{SubmitError, Writer};
 use crate::store::Store;
+use adjusted::Adjustments;
 use formats::{Body, DecodeLimits, Format, ProductRequest};
 use geo::{GeoDb, Location};
 use limits::{ClockRules, RateLimiter};
@@ -85,6 +87,8 @@ pub struct Outcome {
     pub duplicates: u64,
     /// Per rejected event, by its index in the request.
     pub rejected: Vec<Rejection>,
+    /// The fields of the events taken in that were dropped or changed, and why.
+    pub adjusted: Adjustments,
     /// What the collection policies dropped or sampled out (not errors: not retried).
     pub policy: DecisionCounts,
 }
@@ -172,8 +176,11 @@ impl ErrorCode for IngestError {
 /// and the rejections so far.
 #[derive(Debug, Default)]
 pub struct Prepared {
+    /// The product's index in the registry.
+    pub product: usize,
     pub events: Vec<(usize, Event)>,
     pub rejected: Vec<Rejection>,
+    pub adjusted: Adjustments,
     pub duplicates: u64,
     pub retry_after_secs: u64,
     pub policy: DecisionCounts,
@@ -240,10 +247,19 @@ impl Ingest {
             pii: &self.pii,
             metrics: &self.metrics,
         };
-        let mut prepared = Prepared::default();
+        let mut prepared = Prepared {
+            product: batch.product,
+            ..Prepared::default()
+        };
+        let mut adjusted = Vec::new();
         for (index, item) in batch.items.into_iter().enumerate() {
-            match item.and_then(|raw| context.build(raw)) {
-                Ok(event) => prepared.events.push((index, event)),
+            match item.and_then(|raw| context.build(raw, &mut adjusted)) {
+                Ok(event) => {
+                    prepared.events.push((index, event));
+                    if !adjusted.is_empty() {
+                        prepared.adjusted.add(index, std::mem::take(&mut adjusted));
+                    }
+                }
                 Err(rejection) => prepared.rejected.push(Rejection { index, ..rejection }),
             }
         }
@@ -283,6 +299,7 @@ async fn commit(ingest: &Ingest, prepared: Prepared) -> Result<Outcome, IngestEr
         accepted: 0,
         duplicates: prepared.duplicates,
         rejected: prepared.rejected,
+        adjusted: prepared.adjusted,
         policy: prepared.policy,
     };
     let events: Vec<Arc<Event>> = prepared
@@ -311,6 +328,9 @@ async fn commit(ingest: &Ingest, prepared: Prepared) -> Result<Outcome, IngestEr
         metrics.reject(rejection.code);
     }
     metrics.record_policy(&outcome.policy);
+    if let Some(product) = ingest.products.at(prepared.product) {
+        metrics.record_adjusted(&product.id, &outcome.adjusted.by_reason);
+    }
     let rate_limited = outcome
         .rejected
         .iter()

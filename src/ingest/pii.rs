@@ -345,14 +345,24 @@ impl PiiDetector {
 
     /// First PII found in `text` (by position), if any.
     pub fn detect(&self, text: &str) -> Option<PiiKind> {
-        self.find(text).first().map(|f| f.kind)
+        self.find(text, Context::Text).first().map(|f| f.kind)
+    }
+
+    /// [`PiiDetector::detect`] for the value of an identifier (an install, user, session, run,
+    /// call or trace id). A random 16-hex-digit id is all decimal digits passing the Luhn check
+    /// about once in 18,000, and two in five of those start like a card brand: a bare run of 16
+    /// digits there is an id. A card number still shows in an id by its separators (`4111 1111 1111 1111`,
+    /// `4111-1111-1111-1111`) or by a brand prefix with a length no such id has (American Express
+    /// 15 digits, Visa 13 or 19, 17 to 19 for the networks that use them).
+    pub fn detect_in_identifier(&self, text: &str) -> Option<PiiKind> {
+        self.find(text, Context::Identifier).first().map(|f| f.kind)
     }
 
     /// Replace every PII occurrence with its placeholder. `None` when the text
     /// is clean (no allocation); otherwise the scrubbed text and each kind found
     /// once, in order of first appearance.
     pub fn scrub(&self, text: &str) -> Option<(String, Vec<PiiKind>)> {
-        let found = self.find(text);
+        let found = self.find(text, Context::Text);
         if found.is_empty() {
             return None;
         }
@@ -376,7 +386,7 @@ impl PiiDetector {
     }
 
     /// All matches, non-overlapping, sorted by position.
-    fn find(&self, text: &str) -> Vec<Found> {
+    fn find(&self, text: &str, context: Context) -> Vec<Found> {
         if self.enabled == 0 || text.len() < MIN_LEN || is_uuid(text) {
             return Vec::new();
         }
@@ -389,8 +399,28 @@ impl PiiDetector {
                 }
             }
         }
+        if context == Context::Identifier {
+            found.retain(|f| {
+                !(f.kind == PiiKind::Card && is_id_sized_digits(&text[f.start..f.end]))
+            });
+        }
         resolve(found)
     }
+}
+
+/// Where a text comes from, which decides what counts as a card number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Text,
+    Identifier,
+}
+
+/// Length of the common random id: 64 bits as hex digits.
+const HEX_ID_DIGITS: usize = 16;
+
+/// A bare run of digits as long as a random hex id.
+fn is_id_sized_digits(candidate: &str) -> bool {
+    candidate.len() == HEX_ID_DIGITS && candidate.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,9 +527,9 @@ static EMAIL_RE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
-/// E.164 / international: `+` country code and groups.
+/// E.164 / international: `+` or the `00` international call prefix, country code and groups.
 static PHONE_INTL_RE: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"\+[1-9][0-9]{0,3}(?:[ .\-]?\([0-9]{1,5}\))?(?:[ .\-]?[0-9]{1,12}){1,7}\b")
+    compile(r"(?:\+|\b00)[1-9][0-9]{0,3}(?:[ .\-]?\([0-9]{1,5}\))?(?:[ .\-]?[0-9]{1,12}){1,7}\b")
 });
 
 /// North American: `(415) 555-2671`, `415-555-2671`, `1-800-555-0199`.
@@ -723,14 +753,25 @@ const PHONE_JOINERS: &[char] = &['.', '-'];
 fn validate_phone_intl(text: &str, caps: &Captures<'_>) -> Option<(usize, usize)> {
     let (s, e) = span(caps, 0)?;
     let cand = &text[s..e];
-    let digits = cand.bytes().filter(u8::is_ascii_digit).count();
-    let separated = cand.contains([' ', '.', '-', '(']);
+    // `0044 20 7946 0958`: the `00` prefix stands for the `+`. Without a `+` a run of digits is
+    // any number, so this form needs its groups apart, by spaces, hyphens or a parenthesis
+    // (never dots: `0012.3.4` is a version).
+    let (prefix, separated) = match cand.strip_prefix("00") {
+        Some(rest) => {
+            if rest.contains('.') || rest.split([' ', '-', '(', ')']).count() < 3 {
+                return None;
+            }
+            (2, true)
+        }
+        None => (1, cand.contains([' ', '.', '-', '('])),
+    };
+    let digits = cand[prefix..].bytes().filter(u8::is_ascii_digit).count();
     let range = if separated { 8..=15 } else { 10..=15 };
     if !range.contains(&digits) || !standalone(text, s, e, PHONE_JOINERS) {
         return None;
     }
     // `+2024-10-01` / `+002024-10-01` (ISO 8601 expanded year) is a date.
-    let groups: Vec<usize> = cand[1..]
+    let groups: Vec<usize> = cand[prefix..]
         .split(|c: char| !c.is_ascii_digit())
         .filter(|g| !g.is_empty())
         .map(str::len)
@@ -1678,6 +1719,103 @@ mod tests {
         assert_eq!(d.detect("4111111111111111"), Some(PiiKind::Card));
         assert_eq!(d.detect("00000000000000000005eed00000a1b2"), None);
         assert_eq!(d.detect("run_4111111111111111"), None);
+    }
+
+    #[test]
+    fn international_prefix_00_is_a_phone_number() {
+        let d = det();
+        for phone in [
+            "0044 20 7946 0958",
+            "call 0044 20 7946 0958 now",
+            "0049 30 1234567",
+            "0049-30-1234-5678",
+            "0033 1 23 45 67 89",
+            "001 415 555 2671",
+            "0044 (0)20 7946 0958",
+        ] {
+            assert_eq!(d.detect(phone), Some(PiiKind::Phone), "{phone}");
+        }
+        let (out, _) = d.scrub("from 0044 20 7946 0958.").unwrap();
+        assert_eq!(out, "from [phone].");
+    }
+
+    #[test]
+    fn numeric_look_alikes_of_00_numbers_are_not_phones() {
+        let d = det();
+        for text in [
+            "00:12:34",
+            "00:00:01.250",
+            "elapsed 00:01:23",
+            "T00:15:30Z",
+            "2024-10-01T00:15:30.123Z",
+            "2024-10-01 00:15:30",
+            "v0.0.12",
+            "0012.3.4",
+            "00123.45.67.89",
+            "build 0042",
+            "00001234567890",
+            "0044207946095",
+            "duration 00 12 34",
+            "took 00 h 12 m 34 s",
+            "offset 0012 ms",
+            "1700000000000",
+            "version 10.0.19045",
+        ] {
+            assert_eq!(d.detect(text), None, "{text}");
+        }
+    }
+
+    /// A seeded million random 16-hex ids, as SDKs make session and run ids: none is a card in
+    /// an identifier, although as free text some are.
+    #[test]
+    fn random_hex_ids_are_never_cards_in_identifiers() {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let d = det();
+        let mut card_shaped = 0;
+        for _ in 0..1_000_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let id = format!("{state:016x}");
+            assert_eq!(d.detect_in_identifier(&id), None, "{id}");
+            if id.bytes().all(|b| b.is_ascii_digit()) && d.detect(&id).is_some() {
+                card_shaped += 1;
+            }
+        }
+        // The generator does make the look-alikes that were lost before.
+        assert!(card_shaped >= 5, "{card_shaped} card-shaped ids");
+    }
+
+    #[test]
+    fn cards_in_identifiers_still_show_by_their_shape() {
+        let d = det();
+        for card in [
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "5555-5555-5555-4444",
+            "3782 822463 10005",
+            "378282246310005",
+            "4222222222222",
+            "4111111111111111110",
+            "6011 0009 9013 9424",
+            "card 4111 1111 1111 1111",
+        ] {
+            assert_eq!(d.detect_in_identifier(card), Some(PiiKind::Card), "{card}");
+        }
+        // Bare 16 digits: an id here, a card in free text.
+        for bare in ["4111111111111111", "5555555555554444", "6011000990139424"] {
+            assert_eq!(d.detect_in_identifier(bare), None, "{bare}");
+            assert_eq!(d.detect(bare), Some(PiiKind::Card), "{bare}");
+        }
+        // Other PII in an id is found as anywhere else.
+        assert_eq!(
+            d.detect_in_identifier("jane@example.com"),
+            Some(PiiKind::Email)
+        );
+        assert_eq!(
+            d.detect_in_identifier("+44 20 7946 0958"),
+            Some(PiiKind::Phone)
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The per-event stages of the shared pipeline, the same for every wire format: map a raw
 //! event's resolved keys onto the canonical event, apply the product's schema, check for PII,
 //! place it (geo), correct its time, fingerprint it and give it an id. Each event passes or is
-//! rejected alone. The batch-wide stages that follow (policy, dedup, rate limit) are in
-//! [`super::stages`].
+//! rejected alone, and says which of its fields were dropped or changed, and why. The batch-wide
+//! stages that follow (policy, dedup, rate limit) are in [`super::stages`].
 
 use std::collections::HashMap;
 
@@ -10,15 +10,15 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::{Config, FieldAction, FreeTextAction, ProductConfig};
-use crate::error::{RejectCode, Rejection};
-use crate::fields::EventField;
+use crate::error::{AdjustReason, RejectCode, Rejection};
+use crate::fields::{self, EventField};
 use crate::ingest::decode::FieldValue;
 use crate::ingest::formats::flat::FlatMapping;
 use crate::ingest::formats::{Key, RawEvent};
 use crate::ingest::geo::Location;
 use crate::ingest::limits::{parse_time, BatchClock};
 use crate::ingest::pii::{PiiDetector, PiiKind};
-use crate::ingest::schema::{truncate, Checked, Schema, MAX_OPEN_KEYS};
+use crate::ingest::schema::{self, truncate, Checked, Schema, MAX_OPEN_KEYS};
 use crate::metrics::Metrics;
 use crate::model::{DimValue, ErrorInfo, Event, Field, Level, Source};
 use crate::products::Product;
@@ -75,16 +75,32 @@ struct Draft {
     metrics: std::collections::BTreeMap<String, f64>,
     /// Fields left out because their value carried PII: (field, what was found).
     pii: Vec<(String, PiiKind)>,
+    /// Fields dropped or changed: (field, why).
+    adjusted: Vec<(String, AdjustReason)>,
+}
+
+impl Draft {
+    fn adjust(&mut self, field: String, reason: AdjustReason) {
+        self.adjusted.push((field, reason));
+    }
 }
 
 impl EventContext<'_> {
-    /// Turns one raw event into a stored event, or says why not.
-    pub fn build(&self, raw: RawEvent) -> Result<Event, Rejection> {
+    /// Turns one raw event into a stored event, or says why not; `adjusted` gets the fields
+    /// of an event that passes that were dropped or changed (left empty when none were).
+    pub fn build(
+        &self,
+        raw: RawEvent,
+        adjusted: &mut Vec<(String, AdjustReason)>,
+    ) -> Result<Event, Rejection> {
         let mut draft = Draft::default();
         for (name, key, value) in raw.fields {
             self.take(&mut draft, name, key, value);
         }
-        self.finish(draft, raw.source)
+        let fields = std::mem::take(&mut draft.adjusted);
+        let event = self.finish(draft, raw.source)?;
+        *adjusted = fields;
+        Ok(event)
     }
 
     fn take(&self, draft: &mut Draft, name: String, key: Key, value: FieldValue) {
@@ -97,7 +113,10 @@ impl EventContext<'_> {
             }
             (Key::Error, FieldValue::Object(inner)) => {
                 for (k, v) in inner {
-                    let Some(text) = v.into_text() else { continue };
+                    let Some(text) = v.into_text() else {
+                        draft.adjust(format!("error.{k}"), AdjustReason::WrongType);
+                        continue;
+                    };
                     match k.as_str() {
                         "domain" | "type" => draft.error.domain = Some(truncate(text)),
                         "code" => draft.error.code = Some(truncate(text)),
@@ -105,14 +124,17 @@ impl EventContext<'_> {
                         "stack" | "stacktrace" | "stack_trace" | "stackTrace" => {
                             draft.error.stack = Some(cut(text, MAX_TEXT_CHARS))
                         }
-                        _ => {}
+                        _ => draft.adjust(format!("error.{k}"), AdjustReason::UnknownKey),
                     }
                 }
             }
             (Key::Field(field), value) => {
                 let exempt = field.is_free_text() || is_trace_context_id(field, &value);
-                if exempt || !self.carries_pii(draft, field.name(), &value) {
+                let identifier = || field.is_identifier();
+                if exempt || !self.carries_pii(draft, field.name(), &value, identifier) {
                     set_field(draft, schema, field, &name, value);
+                } else {
+                    draft.adjust(field.name().to_string(), AdjustReason::PiiDropped);
                 }
             }
             (_, value) => self.take_extra(draft, name, value),
@@ -121,14 +143,26 @@ impl EventContext<'_> {
 
     /// Checks a field's value as sent — before the schema coerces or drops it, so a phone number
     /// in an id field is caught even when the id pattern would have dropped it — and notes it.
-    fn carries_pii(&self, draft: &mut Draft, key: &str, value: &FieldValue) -> bool {
+    /// A card number found in an `identifier`'s value is checked again as in an id (a random id
+    /// is not taken for a card number); `identifier` is only asked then.
+    fn carries_pii(
+        &self,
+        draft: &mut Draft,
+        key: &str,
+        value: &FieldValue,
+        identifier: impl FnOnce() -> bool,
+    ) -> bool {
         let FieldValue::Str(text) = value else {
             return false;
         };
         if self.product.rules.fields == FieldAction::Keep {
             return false;
         }
-        match self.pii.detect(text) {
+        let found = match self.pii.detect(text) {
+            Some(PiiKind::Card) if identifier() => self.pii.detect_in_identifier(text),
+            found => found,
+        };
+        match found {
             Some(kind) => {
                 draft.pii.push((key.to_string(), kind));
                 true
@@ -137,22 +171,49 @@ impl EventContext<'_> {
         }
     }
 
+    /// A key that is not a canonical field: a dimension or metric, or a context object
+    /// flattened into them.
     fn take_extra(&self, draft: &mut Draft, key: String, value: FieldValue) {
-        if draft.dims.len() + draft.metrics.len() >= MAX_OPEN_KEYS {
-            return;
-        }
+        let FieldValue::Object(inner) = value else {
+            return self.take_dim(draft, key, value);
+        };
+        schema::flatten(
+            &schema::snake_case(&key),
+            inner,
+            &mut |key, leaf| match leaf {
+                Some(value) => self.take_dim(draft, key, value),
+                None => draft.adjust(extra_field(&key, false), AdjustReason::TooDeep),
+            },
+        );
+    }
+
+    fn take_dim(&self, draft: &mut Draft, key: String, value: FieldValue) {
         let schema = &self.product.rules.schema;
-        if schema.keeps(&key) && self.carries_pii(draft, &key, &value) {
-            return;
+        let number = matches!(value, FieldValue::Num(_));
+        // How the answer names this key, should it be dropped or changed.
+        let field = |key: &str| extra_field(key, number || schema.expects_number(key));
+        if draft.dims.len() + draft.metrics.len() >= MAX_OPEN_KEYS {
+            return draft.adjust(field(&key), AdjustReason::TooMany);
+        }
+        let identifier = || fields::is_identifier_key(&key);
+        if schema.keeps(&key) && self.carries_pii(draft, &key, &value, identifier) {
+            return draft.adjust(field(&key), AdjustReason::PiiDropped);
         }
         match schema.check(&key, value) {
-            Some(Checked::Dim(dim)) => {
-                draft.dims.insert(key, dim);
+            Ok(kept) => {
+                if let Some(reason) = kept.changed {
+                    draft.adjust(field(&key), reason);
+                }
+                match kept.value {
+                    Checked::Dim(dim) => {
+                        draft.dims.insert(key, dim);
+                    }
+                    Checked::Metric(n) => {
+                        draft.metrics.insert(key, n);
+                    }
+                }
             }
-            Some(Checked::Metric(n)) => {
-                draft.metrics.insert(key, n);
-            }
-            None => {}
+            Err(reason) => draft.adjust(field(&key), reason),
         }
     }
 
@@ -292,12 +353,25 @@ impl EventContext<'_> {
     }
 }
 
+/// How an adjusted dimension or metric is named in the ingest answer: `metrics.KEY` for a number
+/// sent or expected, else `dims.KEY`.
+fn extra_field(key: &str, number: bool) -> String {
+    let map = if number { "metrics" } else { "dims" };
+    format!("{map}.{key}")
+}
+
 fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value: FieldValue) {
+    let wrong_type =
+        |draft: &mut Draft| draft.adjust(field.name().to_string(), AdjustReason::WrongType);
     match field {
         Field::Timestamp => draft.timestamp = Some(value),
         Field::SampleRate => {
-            if let FieldValue::Num(rate) = value {
-                draft.sample_rate = (rate > 0.0 && rate <= 1.0).then_some(rate);
+            draft.sample_rate = match value {
+                FieldValue::Num(rate) if rate > 0.0 && rate <= 1.0 => Some(rate),
+                _ => None,
+            };
+            if draft.sample_rate.is_none() {
+                wrong_type(draft);
             }
         }
         Field::SchemaVersion => {
@@ -309,8 +383,16 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
             draft.schema_version = number
                 .filter(|n| n.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(n))
                 .map(|n| n as u32);
+            if draft.schema_version.is_none() {
+                wrong_type(draft);
+            }
         }
-        Field::Level => draft.level = value.into_text().and_then(|t| Level::parse(&t)),
+        Field::Level => {
+            draft.level = value.into_text().and_then(|t| Level::parse(&t));
+            if draft.level.is_none() {
+                wrong_type(draft);
+            }
+        }
         Field::Message => {
             draft.message = value
                 .into_text()
@@ -318,8 +400,17 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
                 .map(|t| cut(t, MAX_TEXT_CHARS))
         }
         _ => {
-            let Some(text) = value.into_text().and_then(|t| schema.check_text(key, t)) else {
-                return;
+            let Some(text) = value.into_text() else {
+                return wrong_type(draft);
+            };
+            let text = match schema.check_text(key, text) {
+                Ok(kept) => {
+                    if let Some(reason) = kept.changed {
+                        draft.adjust(field.name().to_string(), reason);
+                    }
+                    kept.value
+                }
+                Err(reason) => return draft.adjust(field.name().to_string(), reason),
             };
             // An error's message and stack are free text and keep their length, however they
             // arrive (the `error` object, `error_stack`, OTLP's `exception.*`).
@@ -327,6 +418,9 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
                 Field::ErrorMessage | Field::ErrorStack => MAX_TEXT_CHARS,
                 _ => MAX_FIELD_CHARS,
             };
+            if text.len() > limit && text.chars().count() > limit {
+                draft.adjust(field.name().to_string(), AdjustReason::Truncated);
+            }
             let text = cut(text, limit);
             match field {
                 Field::Id => draft.id = Some(text),

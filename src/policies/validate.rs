@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::model::{ClientContext, PolicyDraft, Settings, Targeting};
 use super::version;
 use crate::fields::EventField;
+use crate::model::Field;
 use crate::version::AppVersion;
 
 /// One invalid field. The HTTP layer answers `400` with it (see the crate's wiring notes).
@@ -305,8 +306,12 @@ pub fn validate_settings(s: &Settings, prefix: &str) -> Result {
 
 /// The query of `GET /api/v1/config`, as received. Unknown parameters are ignored (clients add
 /// cache busters); every field is optional here so that a missing `product` is reported by
-/// [`ConfigQuery::into_context`] with its name rather than by the query extractor.
+/// [`ConfigQuery::into_context`] with its name rather than by the query extractor. Fields are
+/// named as clients name them in events (the field catalogue: `install_id`, `installId`,
+/// `anonymousInstallId`, `appVersion`, ...); of two names for one field the first non-empty
+/// value counts.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(from = "Vec<(String, String)>")]
 pub struct ConfigQuery {
     pub product: Option<String>,
     pub install_id: Option<String>,
@@ -314,6 +319,29 @@ pub struct ConfigQuery {
     pub app_version: Option<String>,
     pub channel: Option<String>,
     pub release_channel: Option<String>,
+}
+
+impl From<Vec<(String, String)>> for ConfigQuery {
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        let mut query = ConfigQuery::default();
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "product" => &mut query.product,
+                _ => match Field::from_wire_name(&name) {
+                    Some(Field::InstallId) => &mut query.install_id,
+                    Some(Field::Platform) => &mut query.platform,
+                    Some(Field::AppVersion) => &mut query.app_version,
+                    Some(Field::Channel) => &mut query.channel,
+                    Some(Field::ReleaseChannel) => &mut query.release_channel,
+                    _ => continue,
+                },
+            };
+            if slot.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                *slot = Some(value);
+            }
+        }
+        query
+    }
 }
 
 fn check_param(name: &str, value: Option<String>) -> Result<Option<String>> {
@@ -674,5 +702,36 @@ mod tests {
             let e = query.clone().into_context(&known, None, None).unwrap_err();
             assert_eq!(e.field, field, "{query:?}");
         }
+    }
+
+    #[test]
+    fn config_query_reads_the_names_clients_send() {
+        let pairs = |list: &[(&str, &str)]| {
+            ConfigQuery::from(
+                list.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let query = pairs(&[
+            ("product", "dictation-app"),
+            ("install_id", ""),
+            ("anonymousInstallId", "anon-1"),
+            ("userId", "u-1"),
+            ("appVersion", "3.3.1"),
+            ("releaseChannel", "beta"),
+            ("cb", "123"),
+        ]);
+        assert_eq!(query.product.as_deref(), Some("dictation-app"));
+        assert_eq!(query.install_id.as_deref(), Some("anon-1"));
+        assert_eq!(query.app_version.as_deref(), Some("3.3.1"));
+        assert_eq!(query.release_channel.as_deref(), Some("beta"));
+        assert_eq!(query.platform, None);
+        let first = pairs(&[("installId", "a"), ("anonymousInstallId", "b")]);
+        assert_eq!(first.install_id.as_deref(), Some("a"));
+        let parsed: ConfigQuery =
+            serde_json::from_value(serde_json::json!([["product", "p"], ["installId", "i"]]))
+                .unwrap();
+        assert_eq!(parsed.install_id.as_deref(), Some("i"));
     }
 }

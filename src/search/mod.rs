@@ -52,6 +52,7 @@ pub use query::parse_time_param;
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
+use crate::scope::Scope;
 use crate::timespan::{bucket_count, bucket_start};
 use indexer::{Command, Indexer};
 use schema::{escape_json_key, exact_field, IndexFields};
@@ -182,10 +183,10 @@ impl Default for SearchOptions {
     }
 }
 
-/// Which events: field filters, a time range and a query string, all ANDed.
+/// Which events: field filters, a time range, a query string and a product scope, all ANDed.
 ///
 /// Serialized (tombstones keep it) as one flat object: the fields by canonical name, then
-/// `from_ms`, `to_ms` and `q`. Older spellings of field names (`country`) and `null` values, as
+/// `from_ms`, `to_ms`, `q` and, when the scope lists products, `products`. Older spellings of field names (`country`) and `null` values, as
 /// written before the field catalogue, read back to the same filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -197,9 +198,17 @@ pub struct Filter {
     pub to_ms: Option<i64>,
     /// The query language (see [`query`]).
     pub q: Option<String>,
+    /// Only events of these products (a token's scope); every product by default.
+    pub scope: Scope,
 }
 
 impl Filter {
+    /// This filter, also limited to the products of `scope`.
+    pub fn within(mut self, scope: Scope) -> Filter {
+        self.scope = scope;
+        self
+    }
+
     /// This filter, also requiring `field` = `value`.
     pub fn with(mut self, field: EventField, value: impl Into<String>) -> Filter {
         self.fields.insert(field, value.into());
@@ -233,6 +242,9 @@ impl Serialize for Filter {
         map.serialize_entry("from_ms", &self.from_ms)?;
         map.serialize_entry("to_ms", &self.to_ms)?;
         map.serialize_entry("q", &self.q)?;
+        if let Some(products) = self.scope.products() {
+            map.serialize_entry("products", products)?;
+        }
         map.end()
     }
 }
@@ -258,6 +270,10 @@ impl<'de> Deserialize<'de> for Filter {
                         "from_ms" => filter.from_ms = map.next_value()?,
                         "to_ms" => filter.to_ms = map.next_value()?,
                         "q" => filter.q = map.next_value()?,
+                        "products" => {
+                            let products: Vec<String> = map.next_value()?;
+                            filter.scope = Scope::only(products);
+                        }
                         name => {
                             let Some(field) =
                                 EventField::lookup(name).filter(|f| f.has(Use::Filter))

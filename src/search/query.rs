@@ -876,6 +876,21 @@ impl QueryContext<'_> {
                 ));
             }
         }
+        if let Some(products) = filter.scope.products() {
+            let index_field = self.fields.exact(EventField::Product).ok_or_else(|| {
+                SearchError::InvalidRequest("the index has no product field".into())
+            })?;
+            let should: Vec<(Occur, Box<dyn Query>)> = products
+                .iter()
+                .map(|p| {
+                    (
+                        Occur::Should,
+                        term_query(Term::from_field_text(index_field, p)),
+                    )
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(should))));
+        }
         if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
             if from >= to {
                 return Ok(Box::new(EmptyQuery));

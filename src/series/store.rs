@@ -377,8 +377,12 @@ pub struct Erased {
     pub points: u64,
 }
 
-/// Deletes every series of an install (in every product), with its points and streams.
-pub fn erase_install(txn: &WriteTransaction, install: &str) -> Result<Erased, StoreError> {
+/// Deletes every series of an install in the products of `scope`, with its points and streams.
+pub fn erase_install(
+    txn: &WriteTransaction,
+    install: &str,
+    scope: &crate::scope::Scope,
+) -> Result<Erased, StoreError> {
     let mut tables = Tables::open(txn)?;
     let mut ids = Vec::new();
     for row in tables
@@ -390,10 +394,11 @@ pub fn erase_install(txn: &WriteTransaction, install: &str) -> Result<Erased, St
     let mut erased = Erased::default();
     for id in ids {
         match tables.series_def(id)? {
-            Some(def) => {
+            Some(def) if scope.allows(&def.product) => {
                 erased.points += tables.delete_series(&def)?;
                 erased.series += 1;
             }
+            Some(_) => {}
             None => {
                 tables.installs.remove((install, id))?;
             }
@@ -724,7 +729,9 @@ mod tests {
                 )
             })
             .unwrap();
-        let erased = store.write(|txn| erase_install(txn, "i-1")).unwrap();
+        let erased = store
+            .write(|txn| erase_install(txn, "i-1", &crate::scope::Scope::all()))
+            .unwrap();
         assert_eq!(
             erased,
             Erased {
@@ -742,11 +749,15 @@ mod tests {
         assert_eq!(txn.open_table(INSTALL_SERIES).unwrap().len().unwrap(), 1);
         drop(txn);
         assert_eq!(
-            store.write(|txn| erase_install(txn, "i-1")).unwrap(),
+            store
+                .write(|txn| erase_install(txn, "i-1", &crate::scope::Scope::all()))
+                .unwrap(),
             Erased::default()
         );
         // The last series gone, the metric goes too.
-        store.write(|txn| erase_install(txn, "i-2")).unwrap();
+        store
+            .write(|txn| erase_install(txn, "i-2", &crate::scope::Scope::all()))
+            .unwrap();
         assert!(metric_defs(&store, None).unwrap().is_empty());
     }
 }

@@ -1,12 +1,15 @@
-//! The audit log: every admin write (erasures, policy and cluster changes) with time, token
-//! name, action, target and result, in a redb table. Subject ids are never written: erasures
-//! record a salted hash of the id, with a salt kept in the store.
+//! The audit log: every admin write (erasures, policy and cluster changes) and every sensitive
+//! admin read or operation (exports, backups, purges, clustering runs) with time, token name,
+//! action, target, the products it concerned and result, in a redb table. Subject ids are
+//! never written: erasures and subject exports record a salted hash of the id, with a salt kept
+//! in the store. Client addresses are never written.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
+use crate::scope::Scope;
 use crate::store::Store;
 
 /// Entry id (ascending) → JSON `AuditEntry`.
@@ -28,6 +31,40 @@ pub struct AuditEntry {
     pub outcome: String,
     #[serde(default)]
     pub result: serde_json::Value,
+    /// The products the action concerned; empty = every product (a global operation, or an
+    /// all-products token acting without a product filter).
+    #[serde(default)]
+    pub products: Vec<String>,
+}
+
+impl AuditEntry {
+    /// An `ok` entry of `actor` doing `action` on `target` now, about `products` (empty: all).
+    pub fn now(
+        actor: &str,
+        action: &str,
+        target: String,
+        products: Vec<String>,
+        result: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            time_ms: crate::model::now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target,
+            outcome: "ok".into(),
+            result,
+            products,
+        }
+    }
+}
+
+/// The products of a scope, as an audit entry lists them (empty: every product).
+pub fn scope_products(scope: &Scope) -> Vec<String> {
+    scope
+        .products()
+        .map(|set| set.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Filters for reading the log, newest first.
@@ -39,6 +76,10 @@ pub struct AuditQuery {
     /// Only entries with an id below this (the cursor of the previous page).
     pub before: Option<u64>,
     pub limit: Option<usize>,
+    /// Only entries whose products all lie in this scope (a scoped token never sees entries
+    /// about every product or about another product).
+    #[serde(skip)]
+    pub scope: Scope,
 }
 
 pub fn append(txn: &WriteTransaction, mut entry: AuditEntry) -> Result<u64, StoreError> {
@@ -100,6 +141,9 @@ impl Store {
                 .action
                 .as_deref()
                 .is_some_and(|a| !entry.action.starts_with(a))
+                || !query
+                    .scope
+                    .covers(entry.products.iter().map(String::as_str))
             {
                 continue;
             }

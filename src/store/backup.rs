@@ -6,6 +6,10 @@
 //! A backup directory is laid out like a data dir without the search index: `telemetry.redb`
 //! plus `manifest.json`. The index is derived from the store and rebuilt from it on start, so it
 //! is neither copied nor left behind by a restore.
+//!
+//! Backups the server writes on request go only below the configured backup directory:
+//! `target_below` resolves a requested path and refuses `..`, paths elsewhere and symbolic
+//! links that lead out of it.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -135,6 +139,8 @@ pub enum BackupError {
     },
     #[error("backup target {0} is not an empty directory: back up into a new or empty directory")]
     TargetNotEmpty(PathBuf),
+    #[error("backup target {requested}: {reason}")]
+    OutsideBackupDir { requested: PathBuf, reason: String },
     #[error(
         "the store has table `{0}`, which backups do not copy yet: add it to TABLES in src/store/backup.rs"
     )]
@@ -173,6 +179,73 @@ redb_into_backup_error!(
     redb::CommitError,
     redb::SetDurabilityError
 );
+
+/// Where a backup requested at `requested` goes: a relative path is taken below `root` (the
+/// configured backup directory, created if missing), an absolute one must lie below it. A `..`
+/// component, a path elsewhere, `root` itself and a symbolic link that leads out of `root` are
+/// refused with the reason. Returns the real path to write to.
+pub fn target_below(root: &Path, requested: &Path) -> Result<PathBuf, BackupError> {
+    let refuse = |reason: String| BackupError::OutsideBackupDir {
+        requested: requested.to_path_buf(),
+        reason,
+    };
+    if requested
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(refuse("must not contain `..`".into()));
+    }
+    std::fs::create_dir_all(root).map_err(io_error(format!(
+        "cannot create the backup directory {}",
+        root.display()
+    )))?;
+    let real_root = root.canonicalize().map_err(io_error(format!(
+        "cannot resolve the backup directory {}",
+        root.display()
+    )))?;
+    let outside = || {
+        refuse(format!(
+            "is not below the backup directory {} (server.backup_dir); name a directory inside it",
+            real_root.display()
+        ))
+    };
+    let target = if requested.is_absolute() {
+        if !requested.starts_with(root) && !requested.starts_with(&real_root) {
+            return Err(outside());
+        }
+        requested.to_path_buf()
+    } else {
+        real_root.join(requested)
+    };
+    // The deepest part that exists, resolved (links and all), plus the parts still to create.
+    let mut existing = target.as_path();
+    let mut missing = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Err(outside()),
+        }
+    }
+    let mut real = existing
+        .canonicalize()
+        .map_err(io_error(format!("cannot resolve {}", existing.display())))?;
+    real.extend(missing.iter().rev());
+    if !real.starts_with(&real_root) {
+        return Err(refuse(format!(
+            "leads out of the backup directory {} through a symbolic link",
+            real_root.display()
+        )));
+    }
+    if real == real_root {
+        return Err(refuse(
+            "is the backup directory itself; name a directory inside it".into(),
+        ));
+    }
+    Ok(real)
+}
 
 impl Store {
     /// Writes a consistent copy of the whole store, as of one instant, into `dir` (created if
@@ -490,6 +563,38 @@ fn match_owner(_dir: &Path, _file: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_targets_stay_below_the_backup_directory() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("backups");
+        let reason = |requested: &Path| match target_below(&root, requested) {
+            Err(BackupError::OutsideBackupDir { reason, .. }) => reason,
+            other => panic!("{requested:?}: {other:?}"),
+        };
+        let real_root = {
+            std::fs::create_dir_all(&root).unwrap();
+            root.canonicalize().unwrap()
+        };
+        assert_eq!(
+            target_below(&root, Path::new("nightly/1")).unwrap(),
+            real_root.join("nightly/1")
+        );
+        assert_eq!(
+            target_below(&root, &root.join("a")).unwrap(),
+            real_root.join("a")
+        );
+        assert!(reason(Path::new("a/../../b")).contains("`..`"));
+        assert!(reason(&work.path().join("b")).contains("not below"));
+        assert!(reason(Path::new("/")).contains("not below"));
+        assert!(reason(&root).contains("itself"));
+        assert!(reason(Path::new("")).contains("itself"));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(work.path(), root.join("out")).unwrap();
+            assert!(reason(Path::new("out/x")).contains("symbolic link"));
+        }
+    }
 
     #[test]
     fn backup_of_a_fresh_store_covers_every_table() {

@@ -106,6 +106,12 @@ impl Writer {
     }
 
     /// Like `exclusive`, for callers outside the async runtime.
+    /// Appends one audit entry in its own transaction (for actions that write nothing else).
+    pub async fn audit(&self, entry: crate::store::audit::AuditEntry) -> Result<u64, StoreError> {
+        self.exclusive(move |store| store.write(|txn| crate::store::audit::append(txn, entry)))
+            .await
+    }
+
     pub fn exclusive_blocking<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,

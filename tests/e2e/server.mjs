@@ -1,5 +1,5 @@
 // The real telemetryd for the browser tests: writes a config (the shipped one plus an admin and
-// a viewer token, and an open-schema product `e2e-traces` that keeps what spans carry), fills a
+// a viewer token, a viewer token scoped to the `voice-sdk` product, and an open-schema product `e2e-traces` that keeps what spans carry), fills a
 // temporary data dir with `telemetryd demo`, starts the binary on 127.0.0.1, waits until it is
 // ready and its index has caught up, and stops it afterwards. Also a small API client for
 // assertions, and a plain HTTP server for a page on another origin.
@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
 export const VIEWER_TOKEN = 'e2e-viewer-token-0123456789abcdef';
+/** A viewer of the `voice-sdk` product only. */
+export const SCOPED_TOKEN = 'e2e-scoped-token-0123456789abcdef';
 
 function hashToken(bin, token) {
   const out = spawnSync(bin, ['hash-token'], { input: token, encoding: 'utf8' });
@@ -75,6 +77,12 @@ hash = "${hashToken(bin, ADMIN_TOKEN)}"
 name = "dash"
 role = "viewer"
 hash = "${hashToken(bin, VIEWER_TOKEN)}"
+
+[[admin.tokens]]
+name = "voice-team"
+role = "viewer"
+hash = "${hashToken(bin, SCOPED_TOKEN)}"
+products = ["voice-sdk"]
 
 [[products]]
 id = "e2e-traces"

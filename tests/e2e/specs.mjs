@@ -1,5 +1,5 @@
 // The end-to-end tests, run in order against one filled server: sign-in for both roles and a
-// rejected token; every page shows the data the API has (texts and counts); search narrows;
+// rejected token; a token scoped to one product sees only it (product picker, cards); every page shows the data the API has (texts and counts); search narrows;
 // rows expand; links lead to the cluster and the install; a trace sent through the native
 // ingest API is a waterfall with the API's figures and is reached from the Events page;
 // resolving a cluster; a policy built in the builder is served by /api/v1/config; an erasure
@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_TOKEN, VIEWER_TOKEN, servePage } from './server.mjs';
+import { ADMIN_TOKEN, VIEWER_TOKEN, SCOPED_TOKEN, servePage } from './server.mjs';
 import { LOCALE, TIME_ZONE } from './browser.mjs';
 
 const fmt = (n) => new Intl.NumberFormat(LOCALE).format(n);
@@ -75,7 +75,12 @@ export const specs = [
     assert.equal(await tab.page.getByRole('button', { name: /Disable|Enable|Delete/ }).count(), 0);
     await tab.visit('/privacy');
     assert.equal(await tab.page.locator('#erase-subject').count(), 0);
+    // Exports (a subject's look-up, the events export) are admin actions: the API refuses viewers.
+    assert.equal(await tab.page.locator('#subject-form').count(), 0);
+    assert.match(await tab.text('#view'), /Looking up, exporting and erasing a data subject is for admins/);
     assert.match(await tab.text('#view'), /The audit log is visible to admins only/);
+    await tab.visit('/events');
+    assert.equal(await tab.page.getByRole('button', { name: /^Export/ }).count(), 0, 'no export for viewers');
     t.viewer = tab;
   }],
 
@@ -87,6 +92,32 @@ export const specs = [
     assert.match(await tab.text('#signin-reason'), /no longer accepted/);
     assert.equal(await tab.page.isVisible('#nav'), false);
     await tab.shot('03-token-rejected');
+  }],
+
+  ['scope: a token scoped to one product has only it in the product picker and only its figures', async (t) => {
+    const tab = await t.newTab();
+    await tab.signIn(SCOPED_TOKEN);
+    assert.match(await tab.text('#who'), /Signed in as voice-team/);
+    const me = await t.api('/api/v1/whoami', { as: SCOPED_TOKEN });
+    assert.deepEqual(me.products.map((p) => p.id), ['voice-sdk']);
+    const all = await t.api('/api/v1/whoami');
+    assert.ok(all.products.length > 1, 'the server has other products');
+    await tab.visit('/');
+    const picker = tab.page.locator('#view select[name="product"]');
+    await picker.focus();
+    await until('the product picker to fill', async () => (await picker.locator('option').count()) > 1);
+    const options = await picker.locator('option').evaluateAll((els) => els.map((e) => e.value));
+    assert.deepEqual(options, ['', ...me.products.map((p) => p.id)], 'all of its products, and only them');
+    // Its cards are the API's figures for its product; the process-wide cards are not shown.
+    const o = await t.api('/api/v1/stats/overview', { as: SCOPED_TOKEN });
+    assert.equal(o.store_events, null);
+    for (const key of ['events_24h', 'errors_24h', 'active_installs_24h']) {
+      assert.equal(await cardValue(tab, key), fmt(o[key]), key);
+    }
+    assert.equal(await tab.page.locator('[data-card="ingest_rate_per_s"]').count(), 0);
+    assert.equal(await tab.page.isVisible('#nav a[href="/stats"]'), false, 'no process-wide Metrics page');
+    await tab.shot('03b-scoped-overview');
+    await tab.close();
   }],
 
   ['overview: the cards, the level chart and the top lists show the API figures', async (t) => {

@@ -18,7 +18,7 @@ const listeners = new Set();
 
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN_KEY); },
-  /** `{name, role}` of the signed-in token, or null. */
+  /** `{name, role, allProducts}` of the signed-in token, or null. */
   get user() {
     try { return JSON.parse(sessionStorage.getItem(USER_KEY)); } catch { return null; }
   },

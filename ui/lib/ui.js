@@ -3,7 +3,7 @@
 // confirmation dialogs, and the product list for filters.
 
 import { h, replace } from './dom.js';
-import { api, query } from './api.js';
+import { api, session } from './api.js';
 import { whenLoaded } from './router.js';
 
 export function loadingState(text = 'Loading…') {
@@ -133,15 +133,20 @@ export function dialog({ title, body, confirm = 'OK', danger = false, validate }
 }
 
 let productsPromise = null;
-/** Product ids with stored events (cached for the session). */
+/**
+ * Ids of the products the signed-in token sees (`GET /api/v1/whoami`: the configured products
+ * in its scope), cached for the session.
+ */
 export function products() {
   if (!productsPromise) {
-    productsPromise = api(`/api/v1/stats/breakdown${query({ field: 'product', limit: 50 })}`)
-      .then((r) => r.rows.map((row) => row.value).sort())
+    productsPromise = api('/api/v1/whoami')
+      .then((me) => me.products.map((product) => product.id).sort())
       .catch(() => { productsPromise = null; return []; });
   }
   return productsPromise;
 }
+// Another token (after a sign-out and sign-in) sees other products.
+session.onChange(() => { productsPromise = null; });
 
 /**
  * A product select that fills itself in with the product list: when focused, or once the page's

@@ -4,7 +4,7 @@
 // link to the trace when the search is for one.
 
 import { h, replace } from '../lib/dom.js';
-import { api, query, download } from '../lib/api.js';
+import { api, query, download, session } from '../lib/api.js';
 import { fmtNumber, toLocalInput, fromLocalInput } from '../lib/format.js';
 import { eventsTable } from '../lib/events-table.js';
 import { eventsChart, seriesRange, LEVELS } from './overview.js';
@@ -191,7 +191,8 @@ export default {
           h('label', { class: 'inline small' }, 'To', toInput))),
       chips,
       panel(null, chartBox),
-      panel(null, h('div', { class: 'row' }, summary, traceLink, h('span', { class: 'spacer' }), exportButtons), tableBox, sentinel),
+      // Exports are admin actions (audited); viewers browse only.
+      panel(null, h('div', { class: 'row' }, summary, traceLink, h('span', { class: 'spacer' }), session.canWrite ? exportButtons : null), tableBox, sentinel),
     );
 
     const observer = new IntersectionObserver((entries) => {

@@ -89,10 +89,16 @@ export default {
 };
 
 function renderCards(o) {
-  return [
-    card('Events (24 h)', fmtNumber(o.events_24h), `${fmtNumber(o.store_events)} stored in total`, 'events_24h'),
+  // Process-wide figures are null for a token scoped to some products: only its own cards show.
+  const processWide = o.store_events !== null;
+  const own = [
+    card('Events (24 h)', fmtNumber(o.events_24h), processWide ? `${fmtNumber(o.store_events)} stored in total` : null, 'events_24h'),
     card('Errors (24 h)', fmtNumber(o.errors_24h), 'level error or fatal', 'errors_24h'),
     card('Active installs (24 h)', fmtNumber(o.active_installs_24h), null, 'active_installs_24h'),
+  ];
+  if (!processWide) return own;
+  return [
+    ...own,
     card('Ingest rate', fmtRate(o.ingest_rate_per_s), 'over the last minute', 'ingest_rate_per_s'),
     card('Rejected', fmtNumber(o.rejected_total), 'since start', 'rejected_total'),
     card('PII blocked', fmtNumber(o.pii_blocked_total), o.index_lag ? `index lag ${fmtNumber(o.index_lag)}` : 'since start', 'pii_blocked_total'),

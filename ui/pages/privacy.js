@@ -1,6 +1,6 @@
-// Privacy: look up, export and erase one data subject (an install or a user id) — the erasure
-// is confirmed in a dialog that says exactly what will happen and then shows the counts — and
-// the audit log with action and time filters (admins).
+// Privacy (admins; viewers get a note): look up, export and erase one data subject (an install
+// or a user id) — the erasure is confirmed in a dialog that says exactly what will happen and
+// then shows the counts — and the audit log with action and time filters.
 
 import { h, replace } from '../lib/dom.js';
 import { api, apiRaw, query, session, download } from '../lib/api.js';
@@ -9,7 +9,8 @@ import { eventsTable } from '../lib/events-table.js';
 import { panel, pageHead, table, select, rangePresets, dialog, errorState, emptyState, loadingState, load } from '../lib/ui.js';
 
 const AUDIT_PAGE = 50;
-const ACTIONS = ['', 'subject.erase', 'policy.create', 'policy.update', 'policy.delete', 'cluster.update'];
+const ACTIONS = ['', 'subject.erase', 'subject.export', 'events.export', 'policy.create', 'policy.update', 'policy.delete',
+  'cluster.update', 'clustering.run', 'purge.start', 'backup.create'];
 const PREVIEW_ROWS = 20;
 
 function subjectPath(kind, id) {
@@ -90,11 +91,14 @@ export default {
       }
     }
 
-    const form = h('form', { class: 'filters', id: 'subject-form', onsubmit: (e) => { e.preventDefault(); showLookup(); } },
-      kindSelect,
-      h('label', { class: 'wide' }, 'Id', idInput),
-      h('button', { type: 'submit' }, 'Look up'),
-      session.canWrite ? h('button', { type: 'button', class: 'danger', id: 'erase-subject', onclick: erase }, 'Erase…') : null);
+    // Looking a subject up is its export (right of access): an admin action, audited.
+    const form = session.canWrite
+      ? h('form', { class: 'filters', id: 'subject-form', onsubmit: (e) => { e.preventDefault(); showLookup(); } },
+        kindSelect,
+        h('label', { class: 'wide' }, 'Id', idInput),
+        h('button', { type: 'submit' }, 'Look up'),
+        h('button', { type: 'button', class: 'danger', id: 'erase-subject', onclick: erase }, 'Erase…'))
+      : emptyState('Looking up, exporting and erasing a data subject is for admins.');
 
     // The audit log (admins only: the API refuses viewers).
     let auditBox = null;
@@ -129,6 +133,6 @@ export default {
       pageHead('Privacy', 'Right of access and erasure for one install or user id.'),
       panel('Data subject', form, result),
       auditPanel);
-    Promise.all([auditBox ? refreshAudit() : null, idInput.value ? showLookup() : null]).then(() => ctx.loaded());
+    Promise.all([auditBox ? refreshAudit() : null, idInput.value && session.canWrite ? showLookup() : null]).then(() => ctx.loaded());
   },
 };

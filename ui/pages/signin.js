@@ -23,7 +23,7 @@ const page = {
         try {
           const user = await api('/api/v1/whoami', { token });
           page.reason = null;
-          session.start(token, { name: user.name, role: user.role });
+          session.start(token, { name: user.name, role: user.role, allProducts: user.all_products });
         } catch (error) {
           button.disabled = false;
           message.textContent = error instanceof ApiError && error.status === 401

@@ -25,7 +25,7 @@ pub use otlp::{OTLP_LOGS, OTLP_TRACES};
 pub enum Key {
     /// A canonical field (by its name, a wire alias or the product's flat mapping).
     Field(Field),
-    /// An object of further keys, each a dimension or metric (`dims`, `metrics`, `properties`).
+    /// An object of further keys, each a dimension or metric (`dims`, `metrics`, `tags`, ...).
     Extras,
     /// The error object (`domain`/`type`, `code`, `message`, `stack`).
     Error,
@@ -126,8 +126,8 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// The native answer: what was stored, what was a duplicate, what a policy removed, and each
-/// rejected event with its index and reason.
+/// The native answer: what was stored, what was a duplicate, what a policy removed, each
+/// rejected event with its index and reason, and each field dropped or changed.
 #[derive(serde::Serialize)]
 struct NativeAnswer<'a> {
     accepted: u64,
@@ -137,6 +137,16 @@ struct NativeAnswer<'a> {
     /// Removed by server-side sampling (not an error: do not retry).
     sampled_out: u64,
     rejected: &'a [Rejection],
+    /// Fields of the events taken in that were dropped or changed, and why (when any were).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    adjusted: &'a [crate::ingest::adjusted::Adjusted],
+    /// How many more than `adjusted` lists (when it is cut).
+    #[serde(skip_serializing_if = "is_zero")]
+    adjusted_more: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Answer {
@@ -148,6 +158,8 @@ impl Answer {
             dropped_by_policy: outcome.policy.dropped_by_policy,
             sampled_out: outcome.policy.sampled_out,
             rejected: &outcome.rejected,
+            adjusted: &outcome.adjusted.listed,
+            adjusted_more: outcome.adjusted.more,
         };
         Answer {
             content_type: "application/json",

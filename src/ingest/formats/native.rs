@@ -1,6 +1,7 @@
 //! The native format of `POST /api/v1/events`: a JSON envelope `{"sent_at", "events": [...]}` or
-//! a bare array of events, each an object with the canonical snake_case names or their camelCase
-//! aliases (DESIGN §5), `dims`/`metrics`/`properties` objects and an `error` object. Keys a
+//! a bare array of events, each an object with the canonical snake_case names, their camelCase
+//! spellings or the names SDKs use for them (all from the field catalogue: DESIGN §5),
+//! `dims`/`metrics` objects (or `tags`, `properties`) and an `error` object. Keys a
 //! product maps in its `[mapping]` are read as flat events (see [`super::flat`]). JSON is read
 //! as any `application/json` or `+json` type, or `text/plain` (what `navigator.sendBeacon`
 //! sends), or no content type at all. Events are split out as raw JSON first, so one malformed
@@ -14,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::{Body, DecodeLimits, Format, Key, ProductRequest, RawBatch, RawEvent};
 use crate::error::{RejectCode, Rejection};
+use crate::fields::EventField;
 use crate::ingest::decode::FieldValue;
 use crate::ingest::limits::parse_time;
 use crate::ingest::IngestError;
@@ -25,9 +27,18 @@ pub struct Native;
 /// The native format (and, through a product's mapping, flat events).
 pub static NATIVE: Native = Native;
 
-/// Every canonical name and camelCase alias → its field.
-static WIRE_NAMES: LazyLock<HashMap<&'static str, Field>> =
-    LazyLock::new(|| Field::wire_names().map(|(f, n)| (n, f)).collect());
+/// Every name a client may send a field under (canonical, camelCase, an SDK's) → its key: the
+/// field, or for the dimension and metric objects (`dims`, `tags`, `metrics`, ...) [`Key::Extras`].
+static WIRE_NAMES: LazyLock<HashMap<&'static str, Key>> = LazyLock::new(|| {
+    let extras = [EventField::Dims, EventField::Metrics]
+        .into_iter()
+        .flat_map(|f| f.def().client_names())
+        .map(|n| (n, Key::Extras));
+    Field::wire_names()
+        .map(|(f, n)| (n, Key::Field(f)))
+        .chain(extras)
+        .collect()
+});
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -147,17 +158,19 @@ fn resolve(pairs: Vec<(String, FieldValue)>, product: &Product) -> RawEvent {
     let fields = pairs
         .into_iter()
         .map(|(name, value)| {
-            let key = match (name.as_str(), &value) {
-                ("dims" | "metrics" | "properties" | "props", FieldValue::Object(_)) => Key::Extras,
-                ("error", FieldValue::Object(_)) => Key::Error,
+            let wire = WIRE_NAMES.get(name.as_str());
+            let key = match (wire, name.as_str(), &value) {
+                (Some(Key::Extras), _, FieldValue::Object(_)) => Key::Extras,
+                (_, "error", FieldValue::Object(_)) => Key::Error,
                 _ => match product.rules.mapping.field(&name) {
                     Some(field) => {
                         source = Source::FLAT;
                         Key::Field(field)
                     }
-                    None => WIRE_NAMES
-                        .get(name.as_str())
-                        .map_or(Key::Extra, |f| Key::Field(*f)),
+                    None => match wire {
+                        Some(Key::Field(field)) => Key::Field(*field),
+                        _ => Key::Extra,
+                    },
                 },
             };
             (name, key, value)
