@@ -116,23 +116,22 @@ pub enum AttributeError {
 }
 
 /// Attributes as key → value, checked against the limits. Key-value lists become objects,
-/// arrays keep only their length (the schema drops them), bytes become hex text.
-pub fn attributes(list: &[KeyValue]) -> Result<Vec<(String, FieldValue)>, AttributeError> {
+/// arrays keep only their length (the schema drops them), bytes become hex text. Takes the
+/// list by value: keys and string values (nearly all of them) move instead of being copied.
+pub fn attributes(list: Vec<KeyValue>) -> Result<Vec<(String, FieldValue)>, AttributeError> {
     if list.len() > MAX_ATTRIBUTES {
         return Err(AttributeError::TooMany { count: list.len() });
     }
-    list.iter()
+    list.into_iter()
         .map(|kv| {
-            let value = kv
-                .value
-                .as_ref()
-                .map(|v| value(v, 1))
-                .transpose()
-                .map_err(|()| AttributeError::TooDeep {
-                    key: kv.key.chars().take(100).collect(),
-                })?
-                .unwrap_or(FieldValue::Null);
-            Ok((kv.key.clone(), value))
+            let value = match kv.value.and_then(|v| v.value) {
+                Some(any_value::Value::StringValue(s)) => Ok(FieldValue::Str(s)),
+                other => value(&AnyValue { value: other }, 1),
+            };
+            let value = value.map_err(|()| AttributeError::TooDeep {
+                key: kv.key.chars().take(100).collect(),
+            })?;
+            Ok((kv.key, value))
         })
         .collect()
 }
@@ -285,7 +284,7 @@ mod tests {
             1_000_000_000
         );
         assert_eq!(
-            attributes(&span.attributes).unwrap(),
+            attributes(span.attributes.clone()).unwrap(),
             vec![("n".to_string(), FieldValue::Num(42.0))]
         );
         let empty: ExportTraceServiceRequest = decode(b"", Encoding::Json).unwrap();
@@ -308,7 +307,7 @@ mod tests {
             .map(|i| kv(&format!("k{i}"), any_value::Value::BoolValue(true)))
             .collect();
         assert_eq!(
-            attributes(&many).unwrap_err(),
+            attributes(many).unwrap_err(),
             AttributeError::TooMany {
                 count: MAX_ATTRIBUTES + 1
             }
@@ -318,14 +317,14 @@ mod tests {
             value: Some(nested(MAX_ATTRIBUTE_DEPTH - 1)),
             ..KeyValue::default()
         };
-        assert_eq!(attributes(&[ok]).unwrap()[0].1, FieldValue::List(1));
+        assert_eq!(attributes(vec![ok]).unwrap()[0].1, FieldValue::List(1));
         let deep = KeyValue {
             key: "deep".into(),
             value: Some(nested(MAX_ATTRIBUTE_DEPTH)),
             ..KeyValue::default()
         };
         assert!(matches!(
-            attributes(&[deep]),
+            attributes(vec![deep]),
             Err(AttributeError::TooDeep { .. })
         ));
     }
@@ -363,7 +362,7 @@ mod tests {
         let resource = request.resource_spans[0].resource.as_ref().unwrap();
         assert_eq!(resource.attributes[0].key, "k");
         assert!(matches!(
-            attributes(&resource.attributes),
+            attributes(resource.attributes.clone()),
             Err(AttributeError::TooDeep { .. })
         ));
         // Far deeper than any stack: prost's recursion limit refuses it while decoding.
