@@ -131,11 +131,7 @@ fn fingerprints_passes_and_the_cursor_survive_a_restart() {
     assert_eq!(clusters(&server, "sort=count")[0]["count"], 5);
     server.post_events("", &errors(2, "3.4.0", "timeout", "i3"));
     assert_eq!(run_pass(&server)["clustered"], 2);
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(20)));
+    server.settle();
     let one = server
         .admin_get(&format!("/api/v1/clusters/{}", timeout_prints[0]))
         .json();

@@ -186,11 +186,7 @@ fn post_proto(server: &TestServer, path: &str, message: &impl Message) -> Resp {
 }
 
 fn trace_events(server: &TestServer) -> Vec<Value> {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(10)));
+    server.settle();
     let resp = server.admin_get(&format!("/api/v1/events?q=trace_id:{TRACE}&limit=100"));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let mut events = resp.json()["events"].as_array().unwrap().clone();
@@ -492,11 +488,7 @@ fn log_records_become_events_with_level_and_message() {
     assert_eq!(stored[0].trace_id.as_deref(), Some(TRACE));
     assert_eq!(stored[0].span_id.as_deref(), Some("00f067aa0ba902b8"));
     // The body is searchable by its words.
-    let position = server.state.store.next_seq().unwrap();
-    server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(10));
+    server.settle();
     let resp = server.admin_get("/api/v1/events?q=connected");
     assert_eq!(resp.json()["events"][0]["name"], "call.connected");
 }

@@ -398,11 +398,7 @@ fn preview_counts_installs_and_dry_runs_stored_events() {
         );
         assert_eq!(resp.json()["accepted"], 4);
     }
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(20)));
+    server.settle();
     let draft = json!({"name": "ios off", "product": "dictation-app", "targeting": {"platforms": ["ios"]}, "settings": {"collection_enabled": false}});
     let resp = admin("POST", &server, "/api/v1/policies/preview", Some(draft));
     assert_eq!(resp.status, 200, "{}", resp.text());

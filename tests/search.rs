@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -29,18 +28,6 @@ fn server() -> TestServer {
         tokens_toml()
     );
     TestServer::start(&config, &[])
-}
-
-/// Waits until everything stored is searchable.
-fn settle(server: &TestServer) {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(
-        server
-            .state
-            .search
-            .wait_indexed(position, Duration::from_secs(20)),
-        "index did not catch up"
-    );
 }
 
 fn post(server: &TestServer, product: &str, events: Value, from_ip: &str) -> Value {
@@ -118,7 +105,7 @@ fn seed(server: &TestServer) -> i64 {
          "platform": "python", "app_version": "0.7.0", "carrier": "telnyx", "latency_ms": 95, "outcome": "error"}
     ]);
     assert_eq!(post(server, "sdk", sdk, "216.160.83.57")["accepted"], 2);
-    settle(server);
+    server.settle();
     now
 }
 
@@ -372,7 +359,7 @@ fn deeply_nested_queries_are_refused_not_fatal() {
 fn extreme_ranges_buckets_and_limits_are_refused_or_capped() {
     let server = server();
     seed(&server);
-    settle(&server);
+    server.settle();
     let times = [
         "",
         "0",
@@ -457,7 +444,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
             "127.0.0.1",
         );
     }
-    settle(&server);
+    server.settle();
     let expected: HashSet<String> = (0..500)
         .map(|i| format!("c0000000-0000-4000-8000-{i:012}"))
         .collect();
@@ -616,7 +603,7 @@ fn erasure_leaves_nothing_behind() {
             .collect();
         post(&server, "app", Value::Array(batch), "127.0.0.1");
     }
-    settle(&server);
+    server.settle();
     assert_eq!(search(&server, "install_id=erase-me-7f3a")["total"], 100);
 
     let viewer = request(
@@ -743,7 +730,7 @@ fn index_catches_up_after_its_directory_is_deleted() {
     let dir = server.stop();
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     let server = TestServer::start_in(dir, &config, &[]);
-    settle(&server);
+    server.settle();
     let after = search(&server, "");
     assert_eq!(after["total"], 7);
     assert_eq!(ids(&after), ids(&before));
