@@ -650,6 +650,9 @@ mod metrics {
         );
         assert_eq!(resp.status, 400);
         assert!(status(&resp, false).1.starts_with("invalid_body"));
+        // An empty export is a success, even one that names no product.
+        let resp = post(&server, "/v1/metrics", "application/x-protobuf", Vec::new());
+        assert_eq!(resp.status, 200, "{}", resp.text());
         let resp = post(&server, "/v1/metrics", "text/csv", b"a,b".to_vec());
         assert_eq!(resp.status, 415);
         assert!(status(&resp, true).1.starts_with("unsupported_media_type"));

@@ -496,6 +496,8 @@ fn a_gauge_is_its_mean_per_bucket_and_bad_points_are_reported() {
     let empty = accept(&server, Some("voice-sdk"), b"", Encoding::Json);
     assert_eq!(empty, series::MetricsOutcome::default());
     assert_eq!(series::answer(&empty, Encoding::Json), b"{}".to_vec());
+    let anonymous = accept(&server, None, b"", Encoding::Protobuf);
+    assert_eq!(anonymous, series::MetricsOutcome::default());
     let err = server
         .state
         .series
@@ -526,14 +528,18 @@ fn a_gauge_is_its_mean_per_bucket_and_bad_points_are_reported() {
         ),
         "{err}"
     );
-    // A product must be known (two products, no name, no service name).
+    // A product must be known (two products, no name, no service name) once there are points.
     let err = server
         .state
         .series
         .accept(
             None,
             None,
-            &export(Vec::new(), vec![counter("x", Vec::new())]).encode_to_vec(),
+            &export(
+                Vec::new(),
+                vec![counter("x", vec![(Vec::new(), base, base + 1, 1.0)])],
+            )
+            .encode_to_vec(),
             Encoding::Protobuf,
         )
         .unwrap_err();

@@ -232,11 +232,15 @@ impl Series {
                 limit: MAX_POINTS,
             });
         }
-        let product = self.products.resolve_or_service(
-            product_param,
-            key,
-            mapping::service_name(&request),
-        )?;
+        let product =
+            self.products
+                .resolve_or_service(product_param, key, mapping::service_name(&request));
+        // An empty export is a success even when it names no product; a wrong key or product
+        // name still fails.
+        let product = match product {
+            Err(ProductError::Missing) if count == 0 => return Ok(MetricsOutcome::default()),
+            other => other?,
+        };
         if count == 0 {
             return Ok(MetricsOutcome::default());
         }
