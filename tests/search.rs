@@ -591,6 +591,75 @@ fn retention_removes_old_events_from_store_and_index() {
     assert!(metrics.contains("telemetryd_retention_deleted_events_total 2"));
 }
 
+/// Bytes of every file below `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_retention_sweep_shrinks_the_data_dir() {
+    let server = server();
+    // 20,000 events past `app`'s 2-day retention, each with its own (incompressible) text, and
+    // a fresh one.
+    let now = telemetryd::model::now_ms();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random_hex = move || {
+        (0..4)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("{state:016x}")
+            })
+            .collect::<String>()
+    };
+    for round in 0..40 {
+        let batch: Vec<Value> = (0..500)
+            .map(|i| {
+                let n = round * 500 + i;
+                json!({"name": "dictation_completed", "install_id": format!("old-{}", n % 400),
+                       "timestamp": now - 10 * DAY_MS - n, "app_version": "3.3.1",
+                       "dims": {"language": "en", "note": random_hex()},
+                       "metrics": {"latency_ms": n % 900, "words": n % 40}})
+            })
+            .collect();
+        assert_eq!(
+            post(&server, "app", Value::Array(batch), "127.0.0.1")["accepted"],
+            500
+        );
+    }
+    let fresh = json!([{"name": "app_opened", "install_id": "new-1", "timestamp": now - 1_000}]);
+    assert_eq!(post(&server, "app", fresh, "127.0.0.1")["accepted"], 1);
+    server.settle();
+    let store_file = server.dir.path().join("telemetry.redb");
+    let index_dir = server.dir.path().join("index");
+    let (store_before, index_before) = (
+        std::fs::metadata(&store_file).unwrap().len(),
+        bytes_under(&index_dir),
+    );
+
+    let report = server.state.retention.sweep().unwrap();
+    assert_eq!(report.events_deleted, 20_000);
+    assert_eq!(search(&server, "")["total"], 1);
+    let (store_after, index_after) = (
+        std::fs::metadata(&store_file).unwrap().len(),
+        bytes_under(&index_dir),
+    );
+    // The store file is rewritten without the deleted events, and the index merged without them.
+    assert!(
+        store_after * 2 < store_before,
+        "store file {store_before} → {store_after} bytes"
+    );
+    assert!(
+        index_after * 2 < index_before,
+        "index {index_before} → {index_after} bytes"
+    );
+}
+
 #[test]
 fn erasure_leaves_nothing_behind() {
     let server = server();
