@@ -158,6 +158,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// The only directory the backup endpoint writes below; default `DATA_DIR/backups`.
     pub backup_dir: Option<PathBuf>,
+    /// Ingest answers `503 disk_full` once the data dir's file system has less free space than
+    /// this (MiB), before the store runs into a full disk; 0 = no check.
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for ServerConfig {
@@ -173,6 +176,7 @@ impl Default for ServerConfig {
             writer_queue: 1024,
             workers: 0,
             backup_dir: None,
+            min_free_disk_mb: 256,
         }
     }
 }

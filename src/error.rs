@@ -65,6 +65,7 @@ codes! {
     RateLimited = "rate_limited", 429;
     Overloaded = "overloaded", 503;
     NotReady = "not_ready", 503;
+    DiskFull = "disk_full", 503;
     Internal = "internal", 500;
 }
 
@@ -239,31 +240,79 @@ pub enum StoreError {
     #[error("store: the writer has stopped")]
     WriterGone,
     #[error("store: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+    /// The disk holding the data dir is full: nothing was written; retry once space is free.
+    #[error("store: the disk holding the data dir is full; nothing of this request was stored")]
+    DiskFull,
 }
 
+/// Seconds a client is asked to wait before retrying after `disk_full`.
+pub const DISK_FULL_RETRY_SECS: u64 = 10;
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) // ENOSPC
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if is_disk_full(&e) {
+            StoreError::DiskFull
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Io(io) => io.into(),
+            other => StoreError::Redb(other.to_string()),
+        }
+    }
+}
+
+/// redb's errors: the storage errors inside them keep their meaning (a full disk), the rest
+/// become their message.
 macro_rules! redb_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Redb(e.to_string())
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                match e {
+                    redb::$t::Storage(storage) => storage.into(),
+                    other => StoreError::Redb(other.to_string()),
+                }
             }
         }
     )*};
 }
-redb_errors!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
+redb_errors!(DatabaseError, TransactionError, TableError, CommitError);
+
+impl From<redb::SetDurabilityError> for StoreError {
+    fn from(e: redb::SetDurabilityError) -> Self {
+        StoreError::Redb(e.to_string())
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(io) => io.into(),
+            other => StoreError::Redb(other.to_string()),
+        }
+    }
+}
 
 impl ErrorCode for StoreError {
     fn error_code(&self) -> Code {
-        Code::Internal
+        match self {
+            StoreError::DiskFull => Code::DiskFull,
+            _ => Code::Internal,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        matches!(self, StoreError::DiskFull).then_some(DISK_FULL_RETRY_SECS)
     }
 
     fn message(&self) -> String {

@@ -174,6 +174,7 @@ impl AppState {
         let writer = Arc::new(Writer::start(
             store.clone(),
             config.server.writer_queue,
+            config.server.min_free_disk_mb * 1024 * 1024,
             metrics.clone(),
             subscribers.clone(),
         )?);

@@ -167,6 +167,7 @@ impl ErrorCode for IngestError {
             IngestError::RateLimited { retry_after, .. }
             | IngestError::Overloaded { retry_after } => Some(*retry_after),
             IngestError::WriterStopped => Some(1),
+            IngestError::Store(e) => e.retry_after(),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@
 //! thread, as an exclusive job between two group commits.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -65,17 +66,25 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Starts the writer thread. It refuses writes (`DiskFull`, nothing written) while the data
+    /// dir's file system has less than `min_free_bytes` available (0 = no check): redb would
+    /// otherwise hit the full disk mid-commit and refuse all work until reopened.
     pub fn start(
         store: Store,
         capacity: usize,
+        min_free_bytes: u64,
         metrics: Arc<Metrics>,
         subscribers: Subscribers,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(capacity);
         let next_seq = store.next_seq()?;
+        let room = Room {
+            dir: store.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            min_free_bytes,
+        };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, next_seq, metrics, subscribers))?;
+            .spawn(move || run(store, rx, next_seq, room, metrics, subscribers))?;
         Ok(Writer {
             tx,
             thread: std::sync::Mutex::new(Some(thread)),
@@ -180,10 +189,30 @@ struct Pending {
     reply: oneshot::Sender<WriteResult>,
 }
 
+/// The free-space guard: the file system of `dir` must keep `min_free_bytes` available.
+struct Room {
+    dir: PathBuf,
+    min_free_bytes: u64,
+}
+
+impl Room {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match fs4::available_space(&self.dir) {
+            Ok(free) if free < self.min_free_bytes => Err(StoreError::DiskFull),
+            // Unknown (statvfs failed): let the write try.
+            _ => Ok(()),
+        }
+    }
+}
+
 fn run(
     store: Store,
     mut rx: mpsc::Receiver<Command>,
     mut next_seq: u64,
+    room: Room,
     metrics: Arc<Metrics>,
     subscribers: Subscribers,
 ) {
@@ -209,6 +238,7 @@ fn run(
         if !group.is_empty() {
             commit_and_answer(
                 &store,
+                &room,
                 std::mem::take(&mut group),
                 &mut next_seq,
                 &mut folder,
@@ -230,6 +260,7 @@ fn run(
 
 fn commit_and_answer(
     store: &Store,
+    room: &Room,
     group: Vec<Pending>,
     next_seq: &mut u64,
     folder: &mut Folder,
@@ -237,7 +268,10 @@ fn commit_and_answer(
     subscribers: &Subscribers,
 ) {
     let started = Instant::now();
-    match commit_group(store, &group, *next_seq, folder) {
+    let committed = room
+        .check()
+        .and_then(|()| commit_group(store, &group, *next_seq, folder));
+    match committed {
         Ok((results, committed, new_next_seq)) => {
             *next_seq = new_next_seq;
             metrics.commits.inc();
@@ -247,10 +281,23 @@ fn commit_and_answer(
             }
             subscribers.notify(&committed);
         }
+        Err(StoreError::DiskFull) => {
+            tracing::warn!(
+                batches = group.len(),
+                "the data dir's disk is (nearly) full; batches answered 503 disk_full"
+            );
+            for pending in group {
+                let _ = pending.reply.send(Err(StoreError::DiskFull));
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, batches = group.len(), "store commit failed; batches answered 500");
             for pending in group {
-                let _ = pending.reply.send(Err(StoreError::Redb(e.to_string())));
+                let error = match e {
+                    StoreError::DiskFull => StoreError::DiskFull,
+                    _ => StoreError::Redb(e.to_string()),
+                };
+                let _ = pending.reply.send(Err(error));
             }
         }
     }
