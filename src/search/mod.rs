@@ -8,6 +8,7 @@
 //! - [`collect`]: newest-first pages with cursor and exact totals; the oldest matches; position
 //!   lists.
 //! - [`aggregate`]: geo, time series by level, breakdowns.
+//! - [`scan`]: the columnar scan analytics computes on (timestamps, weights, string ids, a metric).
 //!
 //! Threads: one indexer thread (owns the only `IndexWriter`), one tantivy indexing worker and
 //! `SearchOptions::merge_threads` merge threads. Queries run on the caller's thread (use
@@ -29,6 +30,7 @@ mod collect;
 mod filter_tests;
 mod indexer;
 pub mod query;
+mod scan;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
 pub use query::parse_time_param;
+pub use scan::{weight_of_rate, ScanColumn, Scanned, NO_VALUE};
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
@@ -816,36 +819,7 @@ impl SearchIndex {
         limit: usize,
     ) -> Result<Vec<BreakdownRow>, SearchError> {
         let searcher = self.searcher();
-        let column = match exact_field(field) {
-            Some(f) if f.has(Use::Breakdown) => f.name().to_string(),
-            Some(f) => {
-                return Err(SearchError::InvalidRequest(format!(
-                    "cannot break down by \"{f}\" (not kept as a column)"
-                )))
-            }
-            None if !query::is_field_name(field) => {
-                return Err(SearchError::InvalidRequest(format!(
-                    "cannot break down by \"{field}\": not a field name"
-                )))
-            }
-            None => {
-                let key = field.strip_prefix("dims.").unwrap_or(field);
-                let column = format!("dims.{}", escape_json_key(key));
-                let mut exists = false;
-                for segment in searcher.segment_readers() {
-                    if segment.fast_fields().str(&column)?.is_some() {
-                        exists = true;
-                        break;
-                    }
-                }
-                if !exists && (!field.starts_with("dims.") || key.is_empty()) {
-                    return Err(SearchError::InvalidRequest(format!(
-                        "cannot break down by \"{field}\": not an exact-match field or a dimension in the index"
-                    )));
-                }
-                column
-            }
-        };
+        let column = column_of(&searcher, field, Use::Breakdown)?;
         let query = self.compile(&searcher, filter)?;
         let groups = searcher.search(
             query.as_ref(),
@@ -859,6 +833,28 @@ impl SearchIndex {
             groups,
             limit.min(MAX_BREAKDOWN_ROWS),
         ))
+    }
+
+    /// Every matching event's timestamp, weight, the values of `columns` (fields with
+    /// [`Use::Column`] by name or alias, or dimensions as `dims.NAME` or `NAME`) and of `metric`
+    /// (a metric name), from the fast columns. For analytics; memory grows with the matches.
+    pub fn scan(
+        &self,
+        filter: &Filter,
+        columns: &[&str],
+        metric: Option<&str>,
+    ) -> Result<Scanned, SearchError> {
+        let searcher = self.searcher();
+        let columns = columns
+            .iter()
+            .map(|field| column_of(&searcher, field, Use::Column))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metric = metric.map(|name| {
+            let key = name.strip_prefix("metrics.").unwrap_or(name);
+            format!("metrics.{}", escape_json_key(key))
+        });
+        let query = self.compile(&searcher, filter)?;
+        Ok(searcher.search(query.as_ref(), &scan::Scan { columns, metric })?)
     }
 
     /// Document count, segments, bytes on disk, position and last commit time.
@@ -888,6 +884,37 @@ impl SearchIndex {
     /// Searching keeps working on the last commit; `delete`/`purge` then fail with `Closed`.
     pub fn close(&self) {
         self.inner.close();
+    }
+}
+
+/// The fast column of `field`: a catalogue field with `usage` (by name or alias), or a
+/// dimension as `dims.NAME` or `NAME` (a bare name must exist in the index).
+fn column_of(searcher: &Searcher, field: &str, usage: Use) -> Result<String, SearchError> {
+    match exact_field(field) {
+        Some(f) if f.has(usage) => Ok(f.name().to_string()),
+        Some(f) => Err(SearchError::InvalidRequest(format!(
+            "cannot group by \"{f}\" (not kept as a column)"
+        ))),
+        None if !query::is_field_name(field) => Err(SearchError::InvalidRequest(format!(
+            "cannot group by \"{field}\": not a field name"
+        ))),
+        None => {
+            let key = field.strip_prefix("dims.").unwrap_or(field);
+            let column = format!("dims.{}", escape_json_key(key));
+            let mut exists = false;
+            for segment in searcher.segment_readers() {
+                if segment.fast_fields().str(&column)?.is_some() {
+                    exists = true;
+                    break;
+                }
+            }
+            if !exists && (!field.starts_with("dims.") || key.is_empty()) {
+                return Err(SearchError::InvalidRequest(format!(
+                    "cannot group by \"{field}\": not an exact-match field or a dimension in the index"
+                )));
+            }
+            Ok(column)
+        }
     }
 }
 
