@@ -716,7 +716,7 @@ fn overview_timeseries_breakdown_and_whoami() {
         .json();
     assert_eq!(
         platforms["rows"][0],
-        json!({"value": "ios", "events": 2, "installs": 1})
+        json!({"value": "ios", "events": 2, "raw_events": 2, "installs": 1})
     );
     // Catalogue fields answer under their canonical name, whichever spelling was asked.
     for field in ["country_code", "country"] {

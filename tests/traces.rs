@@ -259,8 +259,8 @@ fn per_stage_latency_through_search_and_aggregations() {
     assert_eq!(
         slow["rows"],
         json!([
-            {"value": "getpatter.llm", "events": 1, "installs": 1},
-            {"value": "getpatter.turn", "events": 1, "installs": 1}
+            {"value": "getpatter.llm", "events": 1, "raw_events": 1, "installs": 1},
+            {"value": "getpatter.turn", "events": 1, "raw_events": 1, "installs": 1}
         ])
     );
     let stage = server

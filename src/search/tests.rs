@@ -1926,3 +1926,64 @@ fn bench_index_million() {
     });
     index.close();
 }
+
+/// Events sampled at 0.25 count four times in the time series, breakdowns and geo; the stored
+/// counts stay beside them, and the scan hands out the same weights.
+#[test]
+fn sampled_events_are_weighted_in_every_aggregation() {
+    let event = |id: usize, rate: f64, platform: &str| Event {
+        sample_rate: rate,
+        platform: s(platform),
+        install_id: Some(format!("install-{id}")),
+        country_code: s("US"),
+        region_code: s("CA"),
+        ..base_event("app", "app_opened", BASE + id as i64 * MINUTE_MS)
+    };
+    let source = MemSource::new(vec![
+        event(1, 0.25, "ios"),
+        event(2, 0.25, "ios"),
+        event(3, 1.0, "android"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_indexed(dir.path(), source);
+    let all = Filter::default();
+
+    let rows = index.breakdown(&all, "platform", 10).unwrap();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.value.as_str(), r.events, r.raw_events, r.installs))
+        .collect();
+    assert_eq!(rows, vec![("ios", 8, 2, 2), ("android", 1, 1, 1)]);
+
+    let series = index.timeseries(&all, DAY_MS).unwrap();
+    assert_eq!(series.len(), 1);
+    assert_eq!((series[0].total, series[0].raw_total), (9, 3));
+    assert_eq!(series[0].by_level.info, 9);
+
+    let geo = index.geo(&all).unwrap();
+    assert_eq!((geo[0].events, geo[0].raw_events), (9, 3));
+    assert_eq!(
+        (geo[0].regions[0].events, geo[0].regions[0].raw_events),
+        (9, 3)
+    );
+
+    let scanned = index.scan(&all, &["platform"], None).unwrap();
+    let mut pairs: Vec<(String, f64)> = (0..scanned.len())
+        .map(|i| {
+            let platform = &scanned.columns[0];
+            (
+                platform.value(platform.ids[i]).unwrap().to_string(),
+                scanned.weights[i],
+            )
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    assert_eq!(
+        pairs,
+        vec![
+            ("android".to_string(), 1.0),
+            ("ios".to_string(), 4.0),
+            ("ios".to_string(), 4.0)
+        ]
+    );
+}
