@@ -317,3 +317,102 @@ fn bad_specs_are_error_answers() {
         assert_eq!(resp.error_code(), code, "{spec}: {}", resp.text());
     }
 }
+
+/// Two group-by fields with a weighted p95 per bucket, an install crossing a bucket edge,
+/// a funnel per session with a breakdown (one value folded for k-anonymity), and folding off.
+#[test]
+fn groupings_sessions_and_breakdowns() {
+    let server = server();
+    let d0 = day0();
+    let day = |n: i64| d0 + n * DAY_MS;
+    let mut events = Events(Vec::new());
+    // Six ios installs on 1.0 with latency 10 (rate 1) and 50 (rate 0.1) on day 0; each also
+    // just before and just after the day-1 edge.
+    for i in 1..=6 {
+        let install = format!("g{i}");
+        let ios = json!({"platform": "ios", "app_version": "1.0", "session_id": format!("s{i}")});
+        let mut fast = ios.clone();
+        fast["metrics"] = json!({"latency_ms": 10});
+        let mut slow = ios.clone();
+        slow["metrics"] = json!({"latency_ms": 50});
+        slow["sample_rate"] = json!(0.1);
+        events.add(&install, "dictation_completed", day(0) + HOUR_MS, fast);
+        events.add(&install, "dictation_completed", day(0) + 2 * HOUR_MS, slow);
+        events.add(&install, "app_opened", day(1) - 1, ios.clone());
+        events.add(&install, "app_opened", day(1), ios.clone());
+        // Funnel per session: s1..s6 open and start; s1..s3 complete.
+        events.add(&install, "dictation_started", day(1) + 1, ios.clone());
+        if i <= 3 {
+            events.add(&install, "dictation_completed", day(1) + 2, ios);
+        }
+    }
+    // One web install, its own session: opened and started, alone in its breakdown value.
+    let web = json!({"platform": "web", "app_version": "1.0", "session_id": "w1"});
+    events.add("w1", "app_opened", day(1), web.clone());
+    events.add("w1", "dictation_started", day(1) + 1, web);
+    let count = events.0.len();
+    let resp = server.post_events(
+        &format!("?product={PRODUCT}"),
+        &Value::Array(events.0).to_string(),
+    );
+    assert_eq!(resp.json()["accepted"], count, "{}", resp.text());
+    let position = server.state.store.next_seq().unwrap();
+    assert!(server
+        .state
+        .search
+        .wait_indexed(position, Duration::from_secs(20)));
+
+    // The median latency by platform × version: 6 values of 10 (weight 1), 6 of 50 (weight 10).
+    let trend = query(
+        &server,
+        json!({"kind": "trend", "measure": "p50", "metric": "latency_ms", "from": day(0), "to": day(1),
+               "group_by": ["platform", "app_version"]}),
+    );
+    assert_eq!(trend["series"][0]["group"], json!(["ios", "1.0"]));
+    // Cumulative weight 6 of 66 at 10 < 33: the weighted median is 50 (unweighted: 10).
+    assert_eq!(trend["series"][0]["values"], json!([50.0]));
+    // Raw events: the 12 completions and the 6 opens just before the edge (no latency).
+    assert_eq!(trend["series"][0]["raw_events"], json!([18]));
+    let sum = query(
+        &server,
+        json!({"kind": "trend", "measure": "sum", "metric": "latency_ms", "from": day(0), "to": day(1)}),
+    );
+    assert_eq!(
+        sum["series"][0]["values"],
+        json!([6.0 * 10.0 + 60.0 * 50.0])
+    );
+
+    // The installs on both sides of the day-1 edge count in both buckets.
+    let edge = query(
+        &server,
+        json!({"kind": "trend", "measure": "installs", "from": day(0), "to": day(2), "q": "name:app_opened"}),
+    );
+    assert_eq!(edge["series"][0]["values"], json!([6.0, 7.0]));
+    let sessions = query(
+        &server,
+        json!({"kind": "trend", "measure": "sessions", "from": day(1), "to": day(2)}),
+    );
+    assert_eq!(sessions["series"][0]["values"], json!([7.0]));
+
+    // Funnel per session, broken down by platform: web (one install) is folded into "other".
+    let funnel = query(
+        &server,
+        json!({"kind": "funnel", "per": "session", "from": day(1), "to": day(2), "window": "1h",
+               "breakdown": "platform",
+               "steps": [{"name": "app_opened"}, {"name": "dictation_started"}, {"name": "dictation_completed"}]}),
+    );
+    let raw = |steps: &Value| -> Vec<u64> {
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["raw_count"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(raw(&funnel["steps"]), vec![7, 7, 3]);
+    assert_eq!(funnel["suppressed_groups"], 1);
+    assert_eq!(funnel["groups"][0]["value"], "ios");
+    assert_eq!(raw(&funnel["groups"][0]["steps"]), vec![6, 6, 3]);
+    assert_eq!(funnel["groups"][1]["value"], "other");
+    assert_eq!(raw(&funnel["groups"][1]["steps"]), vec![1, 1, 0]);
+}
