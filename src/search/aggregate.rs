@@ -16,9 +16,8 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
-use super::scan::weight_of_rate;
 use super::schema::{SAMPLE_RATE, TIMESTAMP};
-use crate::model::Level;
+use crate::model::{weight_of_rate, Level};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionCount {

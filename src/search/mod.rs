@@ -51,7 +51,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
 pub use query::parse_time_param;
-pub use scan::{weight_of_rate, ScanColumn, Scanned, NO_VALUE};
+pub use scan::{ScanColumn, Scanned, NO_VALUE};
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};

@@ -13,6 +13,7 @@ use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
 use super::schema::{SAMPLE_RATE, TIMESTAMP};
+use crate::model::weight_of_rate;
 
 /// The id of "no value" in a [`ScanColumn`].
 pub const NO_VALUE: u32 = u32::MAX;
@@ -51,15 +52,6 @@ impl Scanned {
 
     pub fn is_empty(&self) -> bool {
         self.timestamps.is_empty()
-    }
-}
-
-/// The weight of an event sampled at `rate`.
-pub fn weight_of_rate(rate: f64) -> f64 {
-    if rate > 0.0 && rate <= 1.0 {
-        1.0 / rate
-    } else {
-        1.0
     }
 }
 
