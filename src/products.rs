@@ -116,6 +116,17 @@ impl Products {
         self.list.iter().map(|p| p.id.as_str())
     }
 
+    /// The k-anonymity bound of an answer over the products of `scope`: the strictest
+    /// `min_group_installs` among them.
+    pub fn min_group_installs(&self, scope: &crate::scope::Scope) -> u32 {
+        self.list
+            .iter()
+            .filter(|p| scope.allows(&p.id))
+            .map(|p| p.min_group_installs)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn get(&self, id: &str) -> Option<&Product> {
         self.list.iter().find(|p| p.id == id)
     }

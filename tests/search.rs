@@ -17,9 +17,12 @@ commit_interval_ms = 200
 [[products]]
 id = "app"
 retention_days = 2
+# A handful of installs: no k-anonymity folding (tests/analytics.rs covers it).
+min_group_installs = 0
 [[products]]
 id = "sdk"
 retention_days = 30
+min_group_installs = 0
 "#;
 
 fn server() -> TestServer {

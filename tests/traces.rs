@@ -19,6 +19,8 @@ commit_interval_ms = 200
 id = "agent"
 retention_days = 30
 rate_limit_per_minute = 100000
+# One install: no k-anonymity folding of the breakdowns.
+min_group_installs = 0
 "#;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

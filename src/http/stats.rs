@@ -63,7 +63,8 @@ pub async fn overview(
         let per_product = |filter: &Filter| -> Result<(u64, u64, u64), ApiError> {
             let rows = st
                 .search
-                .breakdown(filter, EventField::Product.name(), 1000)?;
+                .breakdown(filter, EventField::Product.name(), 1000, 0)?
+                .rows;
             Ok(rows.iter().fold((0, 0, 0), |(e, r, i), row| {
                 (e + row.events, r + row.raw_events, i + row.installs)
             }))
@@ -144,15 +145,20 @@ pub async fn breakdown(
     let filter = params.to_filter(&caller)?;
     // A catalogue field answers under its canonical name (`country` → `country_code`).
     let field = EventField::lookup(&field).map_or(field, |f| f.name().to_string());
+    let min_installs = state.products.min_group_installs(&filter.scope);
     let st = state.clone();
     let name = field.clone();
-    let rows = blocking(move || {
+    let breakdown = blocking(move || {
         st.search
-            .breakdown(&filter, &name, limit)
+            .breakdown(&filter, &name, limit, min_installs)
             .map_err(|e| ApiError::invalid_parameter("field", e.to_string()))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "field": field, "rows": rows })))
+    Ok(HttpResponse::Ok().json(json!({
+        "field": field,
+        "rows": breakdown.rows,
+        "suppressed_groups": breakdown.suppressed_groups,
+    })))
 }
 
 #[derive(Deserialize)]

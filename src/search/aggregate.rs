@@ -340,6 +340,48 @@ impl SegmentCollector for GroupBySegment {
     }
 }
 
+/// The label small groups are folded under.
+pub const OTHER: &str = "other";
+
+/// k-anonymity: folds every group with fewer than `min_installs` distinct installs (0 = none)
+/// into one `other` group (by the first key part; with `by_region`, regions are folded within
+/// their country and whole countries under `other`). Returns the groups and how many were folded.
+pub fn fold_small_groups(groups: Groups, min_installs: u32, by_region: bool) -> (Groups, usize) {
+    if min_installs == 0 {
+        return (groups, 0);
+    }
+    let min = min_installs as usize;
+    let mut folded = 0;
+    let mut out = Groups::with_capacity(groups.len());
+    // Whole first-level values (countries) below the bound go first.
+    let mut first_level: HashMap<String, FastSet<u64>> = HashMap::new();
+    for ((value, _), group) in &groups {
+        first_level
+            .entry(value.clone())
+            .or_default()
+            .extend(group.installs.iter().copied());
+    }
+    let small_values: HashSet<&String> = first_level
+        .iter()
+        .filter(|(_, installs)| installs.len() < min)
+        .map(|(value, _)| value)
+        .collect();
+    folded += small_values.len();
+    let mut small_regions: HashSet<(String, String)> = HashSet::new();
+    for ((value, sub), group) in groups {
+        let key = if small_values.contains(&value) {
+            (OTHER.to_string(), String::new())
+        } else if by_region && !sub.is_empty() && group.installs.len() < min {
+            small_regions.insert((value.clone(), sub));
+            (value, OTHER.to_string())
+        } else {
+            (value, sub)
+        };
+        out.entry(key).or_default().merge(group);
+    }
+    (out, folded + small_regions.len())
+}
+
 fn sort_rows(rows: &mut [BreakdownRow]) {
     rows.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.value.cmp(&b.value)));
 }

@@ -77,6 +77,13 @@ pub const MAX_BUCKETS: i64 = 10_000;
 /// The most rows one breakdown returns.
 pub const MAX_BREAKDOWN_ROWS: usize = 10_000;
 
+/// Rows of an aggregation after k-anonymity folding, and how many groups were folded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Folded<T> {
+    pub rows: Vec<T>,
+    pub suppressed_groups: usize,
+}
+
 /// The store, as the indexer reads it.
 pub trait EventSource: Send + Sync {
     /// Stored events with positions >= `from`, in order, at most `limit`.
@@ -742,8 +749,13 @@ impl SearchIndex {
     }
 
     /// Events, distinct installs and regions per country, sorted by events descending. Events
-    /// without a country are not counted.
-    pub fn geo(&self, filter: &Filter) -> Result<Vec<CountryCount>, SearchError> {
+    /// without a country are not counted. Countries with fewer than `min_installs` distinct
+    /// installs are folded into `other`, regions of fewer into their country's `other`.
+    pub fn geo(
+        &self,
+        filter: &Filter,
+        min_installs: u32,
+    ) -> Result<Folded<CountryCount>, SearchError> {
         let searcher = self.searcher();
         let query = self.compile(&searcher, filter)?;
         let groups = searcher.search(
@@ -754,7 +766,11 @@ impl SearchIndex {
                 install_column: EventField::InstallId.name().to_string(),
             },
         )?;
-        Ok(aggregate::geo_rows(groups))
+        let (groups, suppressed_groups) = aggregate::fold_small_groups(groups, min_installs, true);
+        Ok(Folded {
+            rows: aggregate::geo_rows(groups),
+            suppressed_groups,
+        })
     }
 
     /// Counts per bucket of `bucket_ms` (aligned to multiples of `bucket_ms` since the epoch)
@@ -811,13 +827,15 @@ impl SearchIndex {
 
     /// Events and distinct installs per value of `field` (a catalogue field with
     /// [`Use::Breakdown`], by name or alias, or a dimension as `dims.NAME` or `NAME`), sorted by
-    /// events descending, at most `limit` rows. Events without a value are not counted.
+    /// events descending, at most `limit` rows. Events without a value are not counted. Values
+    /// with fewer than `min_installs` distinct installs are folded into `other` (0 = none).
     pub fn breakdown(
         &self,
         filter: &Filter,
         field: &str,
         limit: usize,
-    ) -> Result<Vec<BreakdownRow>, SearchError> {
+        min_installs: u32,
+    ) -> Result<Folded<BreakdownRow>, SearchError> {
         let searcher = self.searcher();
         let column = column_of(&searcher, field, Use::Breakdown)?;
         let query = self.compile(&searcher, filter)?;
@@ -829,10 +847,11 @@ impl SearchIndex {
                 install_column: EventField::InstallId.name().to_string(),
             },
         )?;
-        Ok(aggregate::breakdown_rows(
-            groups,
-            limit.min(MAX_BREAKDOWN_ROWS),
-        ))
+        let (groups, suppressed_groups) = aggregate::fold_small_groups(groups, min_installs, false);
+        Ok(Folded {
+            rows: aggregate::breakdown_rows(groups, limit.min(MAX_BREAKDOWN_ROWS)),
+            suppressed_groups,
+        })
     }
 
     /// Every matching event's timestamp, weight, the values of `columns` (fields with

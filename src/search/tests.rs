@@ -1324,7 +1324,7 @@ fn geo_timeseries_and_breakdown_values() {
     let all: Vec<Event> = source.all().into_iter().map(|(_, e)| e).collect();
 
     // Geo over everything, checked against a direct computation.
-    let geo = index.geo(&Filter::default()).unwrap();
+    let geo = index.geo(&Filter::default(), 0).unwrap().rows;
     let mut by_country: HashMap<String, Vec<&Event>> = HashMap::new();
     for e in &all {
         if let Some(c) = &e.country_code {
@@ -1367,8 +1367,9 @@ fn geo_timeseries_and_breakdown_values() {
     assert_eq!(us_wa.events, 50);
     // Filtered geo.
     let geo_voice = index
-        .geo(&Filter::default().with(EventField::Product, "voice-sdk"))
-        .unwrap();
+        .geo(&Filter::default().with(EventField::Product, "voice-sdk"), 0)
+        .unwrap()
+        .rows;
     let countries: Vec<(&str, u64)> = geo_voice
         .iter()
         .map(|c| (c.country_code.as_str(), c.events))
@@ -1425,7 +1426,10 @@ fn geo_timeseries_and_breakdown_values() {
     ));
 
     // Breakdowns: exact fields, aliases and dimensions.
-    let platforms = index.breakdown(&Filter::default(), "platform", 10).unwrap();
+    let platforms = index
+        .breakdown(&Filter::default(), "platform", 10, 0)
+        .unwrap()
+        .rows;
     let want: Vec<(String, u64, u64)> = vec![
         ("node".into(), 100, 5),
         ("python".into(), 100, 5),
@@ -1439,36 +1443,47 @@ fn geo_timeseries_and_breakdown_values() {
         .map(|r| (r.value.clone(), r.events, r.installs))
         .collect();
     assert_eq!(got, want);
-    let top2 = index.breakdown(&q("level:error"), "error_code", 2).unwrap();
+    let top2 = index
+        .breakdown(&q("level:error"), "error_code", 2, 0)
+        .unwrap()
+        .rows;
     assert_eq!(top2.len(), 2);
     let top2: Vec<(&str, u64)> = top2.iter().map(|r| (r.value.as_str(), r.events)).collect();
     assert_eq!(top2, vec![("-1001", 30), ("E_NO_AUDIO", 30)]);
-    let carriers = index.breakdown(&Filter::default(), "carrier", 10).unwrap();
+    let carriers = index
+        .breakdown(&Filter::default(), "carrier", 10, 0)
+        .unwrap()
+        .rows;
     assert_eq!(
         carriers.iter().map(|r| r.events).collect::<Vec<_>>(),
         vec![67, 67, 66]
     );
     let countries = index
-        .breakdown(&Filter::default(), "country_code", 10)
-        .unwrap();
+        .breakdown(&Filter::default(), "country_code", 10, 0)
+        .unwrap()
+        .rows;
     assert_eq!(countries[0].value, "US");
     // The older spelling still names the same field.
     assert_eq!(
-        index.breakdown(&Filter::default(), "country", 10).unwrap(),
+        index
+            .breakdown(&Filter::default(), "country", 10, 0)
+            .unwrap()
+            .rows,
         countries
     );
     for bad in ["nonsense", "session_id", "dims.", "a b", ""] {
         assert!(
             matches!(
-                index.breakdown(&Filter::default(), bad, 10),
+                index.breakdown(&Filter::default(), bad, 10, 0),
                 Err(SearchError::InvalidRequest(_))
             ),
             "{bad}"
         );
     }
     let engines = index
-        .breakdown(&q("product:voice-sdk"), "dims.engine", 10)
-        .unwrap();
+        .breakdown(&q("product:voice-sdk"), "dims.engine", 10, 0)
+        .unwrap()
+        .rows;
     assert_eq!(
         engines
             .iter()
@@ -1837,10 +1852,13 @@ fn bench_index_million() {
     });
     latency("geo, 7 days", &|| {
         index
-            .geo(&Filter {
-                from_ms: Some(last - 7 * DAY_MS),
-                ..Filter::default()
-            })
+            .geo(
+                &Filter {
+                    from_ms: Some(last - 7 * DAY_MS),
+                    ..Filter::default()
+                },
+                0,
+            )
             .unwrap();
     });
     latency("timeseries hourly, 7 days", &|| {
@@ -1908,10 +1926,13 @@ fn bench_index_million() {
     });
     latency("geo 7 days (settled)", &|| {
         index
-            .geo(&Filter {
-                from_ms: Some(last - 7 * DAY_MS),
-                ..Filter::default()
-            })
+            .geo(
+                &Filter {
+                    from_ms: Some(last - 7 * DAY_MS),
+                    ..Filter::default()
+                },
+                0,
+            )
             .unwrap();
     });
     latency("search text+2 filters+7d (settled)", &|| {
@@ -1948,7 +1969,7 @@ fn sampled_events_are_weighted_in_every_aggregation() {
     let index = open_indexed(dir.path(), source);
     let all = Filter::default();
 
-    let rows = index.breakdown(&all, "platform", 10).unwrap();
+    let rows = index.breakdown(&all, "platform", 10, 0).unwrap().rows;
     let rows: Vec<_> = rows
         .iter()
         .map(|r| (r.value.as_str(), r.events, r.raw_events, r.installs))
@@ -1960,11 +1981,31 @@ fn sampled_events_are_weighted_in_every_aggregation() {
     assert_eq!((series[0].total, series[0].raw_total), (9, 3));
     assert_eq!(series[0].by_level.info, 9);
 
-    let geo = index.geo(&all).unwrap();
+    let geo = index.geo(&all, 0).unwrap().rows;
     assert_eq!((geo[0].events, geo[0].raw_events), (9, 3));
     assert_eq!(
         (geo[0].regions[0].events, geo[0].regions[0].raw_events),
         (9, 3)
+    );
+
+    // k-anonymity: android (one install) folds into "other"; the only country (three
+    // installs) folds whole under a bound of 5 and stays under a bound of 3.
+    let folded = index.breakdown(&all, "platform", 10, 2).unwrap();
+    assert_eq!(folded.suppressed_groups, 1);
+    let rows: Vec<_> = folded
+        .rows
+        .iter()
+        .map(|r| (r.value.as_str(), r.events, r.installs))
+        .collect();
+    assert_eq!(rows, vec![("ios", 8, 2), ("other", 1, 1)]);
+    let geo = index.geo(&all, 5).unwrap();
+    assert_eq!(geo.suppressed_groups, 1);
+    assert_eq!(geo.rows[0].country_code, "other");
+    assert_eq!(geo.rows[0].installs, 3);
+    let geo = index.geo(&all, 3).unwrap();
+    assert_eq!(
+        (geo.suppressed_groups, geo.rows[0].country_code.as_str()),
+        (0, "US")
     );
 
     let scanned = index.scan(&all, &["platform"], None).unwrap();
