@@ -105,7 +105,7 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     let (from, to) = time_range(context, &spec.range)?;
     let bucket_ms = duration("bucket", spec.bucket.as_deref(), DAY_MS)?;
     let first = from.div_euclid(bucket_ms) * bucket_ms;
-    let count = (to - 1).div_euclid(bucket_ms) * bucket_ms / bucket_ms - first / bucket_ms + 1;
+    let count = (to - 1).div_euclid(bucket_ms) - from.div_euclid(bucket_ms) + 1;
     if count > MAX_BUCKETS {
         return Err(AnalyticsError::invalid(
             "bucket",
