@@ -227,6 +227,9 @@ pub struct PrivacyConfig {
     pub fields: FieldAction,
     /// Which detectors run; default all.
     pub detectors: Vec<String>,
+    /// Longest an erasure with `?wait_purge=true` waits for the purge before answering (the
+    /// purge continues after it).
+    pub wait_purge_timeout_secs: u64,
 }
 
 impl Default for PrivacyConfig {
@@ -238,6 +241,7 @@ impl Default for PrivacyConfig {
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect(),
+            wait_purge_timeout_secs: 60,
         }
     }
 }
@@ -301,6 +305,9 @@ pub struct ProductConfig {
     pub retention_days: u32,
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
+    /// Events per second the product takes in all, over every client; `0` = no cap.
+    #[serde(default)]
+    pub max_events_per_second: u32,
     /// k-anonymity of analytics answers: a group (breakdown, funnel breakdown, retention cohort,
     /// version) with fewer distinct installs is folded into "other". 0 turns it off.
     #[serde(default = "default_min_group_installs")]
@@ -578,6 +585,12 @@ impl Config {
             return Err(invalid(
                 "retention.compact_free_ratio",
                 "must be between 0 and 1",
+            ));
+        }
+        if !(1..=3600).contains(&self.privacy.wait_purge_timeout_secs) {
+            return Err(invalid(
+                "privacy.wait_purge_timeout_secs",
+                "must be between 1 and 3600",
             ));
         }
         if self.limits.rate_limit_per_minute == 0 {

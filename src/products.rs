@@ -19,6 +19,8 @@ pub struct Product {
     pub ingest_keys: Vec<String>,
     pub retention_days: u32,
     pub rate_limit_per_minute: u32,
+    /// Events per second the product takes in all (`0`: no cap).
+    pub max_events_per_second: u32,
     /// Analytics groups with fewer distinct installs are folded into "other" (0 = off).
     pub min_group_installs: u32,
     /// The OTLP resource or record attribute that carries the install id.
@@ -95,6 +97,7 @@ impl Products {
                 rate_limit_per_minute: product
                     .rate_limit_per_minute
                     .unwrap_or(config.limits.rate_limit_per_minute),
+                max_events_per_second: product.max_events_per_second,
                 min_group_installs: product.min_group_installs,
                 otlp_install_id_attribute: product.otlp.install_id_attribute.clone(),
                 rules,

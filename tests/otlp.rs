@@ -23,12 +23,17 @@ use serde_json::Value;
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 /// A minute ago, in whole milliseconds (as nanoseconds), so no clock rule moves the spans.
+/// A minute before the first call, the same for every span of the test binary (spans built a
+/// millisecond apart must still be exactly their offsets apart).
 fn base_ns() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    (now - 60_000) * 1_000_000
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        (now - 60_000) * 1_000_000
+    })
 }
 
 fn config() -> String {

@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod auth;
 pub mod backup;
 pub mod clusters;
+pub mod codec_errors;
 pub mod cors;
 pub mod error;
 pub mod ingest;
