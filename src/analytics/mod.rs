@@ -146,7 +146,7 @@ fn time_range(context: &Context, range: &Range) -> Result<(i64, i64), AnalyticsE
         _ => Ok(default),
     };
     let to = parse("to", range.to.as_ref(), context.now_ms)?;
-    let from = parse("from", range.from.as_ref(), to - 30 * DAY_MS)?;
+    let from = parse("from", range.from.as_ref(), to.saturating_sub(30 * DAY_MS))?;
     if from >= to {
         return Err(AnalyticsError::invalid("from", "must be before `to`"));
     }

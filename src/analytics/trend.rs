@@ -11,7 +11,7 @@ use super::{
     Range, MAX_BUCKETS,
 };
 use crate::search::NO_VALUE;
-use crate::timespan::DAY_MS;
+use crate::timespan::{bucket_count, bucket_start, DAY_MS};
 
 /// What a trend counts per bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -104,9 +104,9 @@ struct Cell {
 pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, AnalyticsError> {
     let (from, to) = time_range(context, &spec.range)?;
     let bucket_ms = duration("bucket", spec.bucket.as_deref(), DAY_MS)?;
-    let first = from.div_euclid(bucket_ms) * bucket_ms;
-    let count = (to - 1).div_euclid(bucket_ms) - from.div_euclid(bucket_ms) + 1;
-    if count > MAX_BUCKETS {
+    let first = bucket_start(from, bucket_ms);
+    let count = bucket_count(first, bucket_start(to - 1, bucket_ms), bucket_ms);
+    if count > MAX_BUCKETS as u64 {
         return Err(AnalyticsError::invalid(
             "bucket",
             format!("more than {MAX_BUCKETS} buckets in the range"),
@@ -130,6 +130,7 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     }
     let first_group = columns.len();
     columns.extend(&group_by);
+    let count = count as i64;
     let scanned = context.index.scan(
         &filter(context, Some(from), to, spec.range.q.as_deref(), None),
         &columns,
@@ -176,7 +177,7 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     let mut slot_installs: Vec<HashSet<u32>> = vec![HashSet::new(); slots];
     let mut slot_weight = vec![0.0; slots];
     for i in 0..scanned.len() {
-        let bucket = (scanned.timestamps[i].div_euclid(bucket_ms) * bucket_ms - first) / bucket_ms;
+        let bucket = (bucket_start(scanned.timestamps[i], bucket_ms) - first) / bucket_ms;
         if !(0..count).contains(&bucket) {
             continue;
         }
