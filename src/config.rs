@@ -312,6 +312,10 @@ pub struct ProductConfig {
     /// Events per second the product takes in all, over every client; `0` = no cap.
     #[serde(default)]
     pub max_events_per_second: u32,
+    /// k-anonymity of analytics answers: a group (breakdown, funnel breakdown, retention cohort,
+    /// version) with fewer distinct installs is folded into "other". 0 turns it off.
+    #[serde(default = "default_min_group_installs")]
+    pub min_group_installs: u32,
     /// Flat-key → canonical-field names for flat events.
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,
@@ -346,6 +350,10 @@ pub struct OtlpProductConfig {
 
 fn default_retention_days() -> u32 {
     90
+}
+
+fn default_min_group_installs() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -342,7 +342,7 @@ catalogue! {
         camel: Some("sessionId"),
         text: |e| e.session_id.as_deref(),
         slot: Some(|e| &mut e.session_id),
-        uses: &[Use::Exact, Use::Filter, Use::Export],
+        uses: &[Use::Exact, Use::Column, Use::Filter, Use::Export],
         ..FieldDef::BLANK
     }
     /// The trace a span or log belongs to (32 hex digits), from OTLP or the client.
@@ -788,7 +788,9 @@ mod tests {
                 assert!(f.text(&event).is_some(), "{}: used, so readable", def.name);
             }
         }
-        assert!(!EventField::SessionId.has(Use::Column));
+        // A column for analytics (distinct sessions, funnels per session), not a breakdown.
+        assert!(EventField::SessionId.has(Use::Column));
+        assert!(!EventField::SessionId.has(Use::Breakdown));
         assert_eq!(
             TARGETING.map(EventField::name),
             [

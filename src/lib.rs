@@ -3,6 +3,7 @@
 //! and `serve` runs the HTTP server and the scheduled jobs on a listener the caller owns until
 //! the caller's shutdown future resolves. `main.rs` and the tests both use it.
 
+pub mod analytics;
 pub mod bench;
 pub mod clusters;
 pub mod config;

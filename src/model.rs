@@ -65,6 +65,8 @@ pub struct Event {
     pub dims: BTreeMap<String, DimValue>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// The effective sample rate (client × server); the event stands for [`weight_of_rate`]
+    /// events.
     pub sample_rate: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u32>,
@@ -112,6 +114,16 @@ impl Default for Event {
             source: Source::default(),
             flags: Vec::new(),
         }
+    }
+}
+
+/// How many events one event sampled at `rate` stands for: 1 / rate (1 for a rate that is not
+/// in (0, 1]).
+pub fn weight_of_rate(rate: f64) -> f64 {
+    if rate > 0.0 && rate <= 1.0 {
+        1.0 / rate
+    } else {
+        1.0
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Product {
     pub rate_limit_per_minute: u32,
     /// Events per second the product takes in all (`0`: no cap).
     pub max_events_per_second: u32,
+    /// Analytics groups with fewer distinct installs are folded into "other" (0 = off).
+    pub min_group_installs: u32,
     /// The OTLP resource or record attribute that carries the install id.
     pub otlp_install_id_attribute: Option<String>,
     /// Its schema, flat mapping and privacy actions, compiled for the ingest hot path.
@@ -96,6 +98,7 @@ impl Products {
                     .rate_limit_per_minute
                     .unwrap_or(config.limits.rate_limit_per_minute),
                 max_events_per_second: product.max_events_per_second,
+                min_group_installs: product.min_group_installs,
                 otlp_install_id_attribute: product.otlp.install_id_attribute.clone(),
                 rules,
                 cors_origins,
@@ -114,6 +117,17 @@ impl Products {
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|p| p.id.as_str())
+    }
+
+    /// The k-anonymity bound of an answer over the products of `scope`: the strictest
+    /// `min_group_installs` among them.
+    pub fn min_group_installs(&self, scope: &crate::scope::Scope) -> u32 {
+        self.list
+            .iter()
+            .filter(|p| scope.allows(&p.id))
+            .map(|p| p.min_group_installs)
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn get(&self, id: &str) -> Option<&Product> {

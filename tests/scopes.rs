@@ -19,8 +19,8 @@ fn config() -> String {
     let hash = telemetryd::hash::hash_token;
     format!(
         "[clusters]\nschedule = \"0 0 0 1 1 *\"\n\
-         [[products]]\nid = \"alpha\"\nname = \"Alpha\"\n\
-         [[products]]\nid = \"beta\"\nname = \"Beta\"\n\
+         [[products]]\nid = \"alpha\"\nname = \"Alpha\"\nmin_group_installs = 0\n\
+         [[products]]\nid = \"beta\"\nname = \"Beta\"\nmin_group_installs = 0\n\
          {}\n\
          [[admin.tokens]]\nname = \"alpha-admin\"\nrole = \"admin\"\nhash = \"{}\"\nproducts = [\"alpha\"]\n\n\
          [[admin.tokens]]\nname = \"alpha-viewer\"\nrole = \"viewer\"\nhash = \"{}\"\nproducts = [\"alpha\"]\n",

@@ -17,6 +17,8 @@ commit_interval_ms = 200
 id = "agent"
 retention_days = 30
 rate_limit_per_minute = 100000
+# One install: no k-anonymity folding of the breakdowns.
+min_group_installs = 0
 "#;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -246,8 +248,8 @@ fn per_stage_latency_through_search_and_aggregations() {
     assert_eq!(
         slow["rows"],
         json!([
-            {"value": "getpatter.llm", "events": 1, "installs": 1},
-            {"value": "getpatter.turn", "events": 1, "installs": 1}
+            {"value": "getpatter.llm", "events": 1, "raw_events": 1, "installs": 1},
+            {"value": "getpatter.turn", "events": 1, "raw_events": 1, "installs": 1}
         ])
     );
     let stage = server

@@ -12,6 +12,7 @@ import cluster from './pages/cluster.js';
 import geo from './pages/geo.js';
 import metrics from './pages/metrics.js';
 import clientMetrics from './pages/client-metrics.js';
+import analytics from './pages/analytics.js';
 import policies from './pages/policies.js';
 import policyBuilder from './pages/policy-builder.js';
 import privacy from './pages/privacy.js';
@@ -23,6 +24,7 @@ const routes = [
   { path: '/clusters', page: clusters },
   { path: '/clusters/:id', page: cluster },
   { path: '/traces/:id', page: trace },
+  { path: '/analytics', page: analytics },
   { path: '/geo', page: geo },
   { path: '/geo/:country', page: geo },
   { path: '/stats', page: metrics },

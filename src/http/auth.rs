@@ -163,6 +163,28 @@ impl Caller {
         self.scope.narrow(requested)
     }
 
+    /// The one product a per-product request is about: the one named (which must be in scope),
+    /// else the only product the caller sees; otherwise `product` is required.
+    pub fn one_product<'a>(
+        &self,
+        requested: Option<&str>,
+        products: impl Iterator<Item = &'a str>,
+    ) -> Result<String, ApiError> {
+        match requested.map(str::trim).filter(|p| !p.is_empty()) {
+            Some(product) => {
+                self.scope_for(Some(product))?;
+                Ok(product.to_string())
+            }
+            None => {
+                let visible: Vec<&str> = products.filter(|p| self.scope.allows(p)).collect();
+                match visible.as_slice() {
+                    [only] => Ok(only.to_string()),
+                    _ => Err(ApiError::invalid_parameter("product", "is required")),
+                }
+            }
+        }
+    }
+
     /// `not_found` (with `what` as the thing not found) unless `product` is in scope.
     pub fn check_product(
         &self,

@@ -46,12 +46,8 @@ pub async fn post_backup(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_global_admin()?;
-    let request: BackupRequest = serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidBody(format!(
-            "expected {{\"dir\": \"name-below-backup-dir\"}}: {e}"
-        )),
-        _ => ApiError::InvalidJson(e.to_string()),
-    })?;
+    let request: BackupRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::json_body(e, "{\"dir\": \"name-below-backup-dir\"}"))?;
     let root = state.config.backup_dir();
     let st = state.clone();
     let actor = caller.name.clone();

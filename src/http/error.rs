@@ -83,6 +83,17 @@ impl ApiError {
         }
     }
 
+    /// A JSON request body that could not be read: `invalid_json` when it is not JSON,
+    /// `invalid_body` (prefixed with `expected`) when it is JSON of the wrong shape.
+    pub fn json_body(err: serde_json::Error, expected: &str) -> Self {
+        match err.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::InvalidBody(format!("expected {expected}: {err}"))
+            }
+            _ => ApiError::InvalidJson(err.to_string()),
+        }
+    }
+
     pub fn invalid_parameter(name: &str, reason: impl Into<String>) -> Self {
         ApiError::InvalidParameter {
             name: name.to_string(),

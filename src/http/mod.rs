@@ -5,6 +5,7 @@
 //! separate metrics listener (`[metrics] listen`) gets `configure_metrics_listener`.
 
 pub mod admin;
+pub mod analytics;
 pub mod auth;
 pub mod backup;
 pub mod clusters;
@@ -103,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/api/v1/stats/breakdown").route(web::get().to(stats::breakdown)))
             .service(resource("/api/v1/stats/history").route(web::get().to(stats::history)))
             .service(resource("/api/v1/whoami").route(web::get().to(stats::whoami)))
+            .service(resource("/api/v1/analytics/query").route(web::post().to(analytics::query)))
             .service(resource("/api/v1/metrics/names").route(web::get().to(series::names)))
             .service(resource("/api/v1/metrics/query").route(web::get().to(series::query)))
             .service(

@@ -371,9 +371,13 @@ pub async fn geo(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = params.to_filter(&caller)?;
+    let min_installs = state.products.min_group_installs(&filter.scope);
     let st = state.clone();
-    let countries = blocking(move || Ok(st.search.geo(&filter)?)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "countries": countries })))
+    let geo = blocking(move || Ok(st.search.geo(&filter, min_installs)?)).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "countries": geo.rows,
+        "suppressed_groups": geo.suppressed_groups,
+    })))
 }
 
 #[cfg(test)]

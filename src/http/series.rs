@@ -65,19 +65,7 @@ pub async fn query(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let visible: Vec<&str> = state
-        .products
-        .ids()
-        .filter(|p| caller.scope.allows(p))
-        .collect();
-    let product = match params.product.filter(|p| !p.trim().is_empty()) {
-        Some(product) => {
-            caller.scope_for(Some(&product))?;
-            product
-        }
-        None if visible.len() == 1 => visible[0].to_string(),
-        None => return Err(ApiError::invalid_parameter("product", "is required")),
-    };
+    let product = caller.one_product(params.product.as_deref(), state.products.ids())?;
     let name = params
         .name
         .filter(|n| !n.trim().is_empty())

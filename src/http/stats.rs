@@ -40,7 +40,8 @@ pub struct ProductParam {
     product: Option<String>,
 }
 
-/// `GET /api/v1/stats/overview`: the figures of the overview's cards. The event figures count
+/// `GET /api/v1/stats/overview`: the figures of the overview's cards. The event figures are
+/// weighted by sampling (`raw_*` are the stored counts) and count
 /// the caller's products (or the one asked for); the process-wide ones (ingest rate, rejections,
 /// store size, index lag) cannot be split by product and are `null` for a scoped token.
 pub async fn overview(
@@ -58,17 +59,23 @@ pub async fn overview(
         }
         .within(scope);
         let errors = day.clone().with(EventField::Level, "error,fatal");
-        let events_24h = st.search.count(&day)?;
-        let errors_24h = st.search.count(&errors)?;
-        let installs: u64 = st
-            .search
-            .breakdown(&day, EventField::Product.name(), 1000)?
-            .iter()
-            .map(|r| r.installs)
-            .sum();
+        // Per product: weighted events, stored events and distinct installs.
+        let per_product = |filter: &Filter| -> Result<(u64, u64, u64), ApiError> {
+            let rows = st
+                .search
+                .breakdown(filter, EventField::Product.name(), 1000, 0)?
+                .rows;
+            Ok(rows.iter().fold((0, 0, 0), |(e, r, i), row| {
+                (e + row.events, r + row.raw_events, i + row.installs)
+            }))
+        };
+        let (events_24h, raw_events_24h, installs) = per_product(&day)?;
+        let (errors_24h, raw_errors_24h, _) = per_product(&errors)?;
         let mut body = json!({
             "events_24h": events_24h,
+            "raw_events_24h": raw_events_24h,
             "errors_24h": errors_24h,
+            "raw_errors_24h": raw_errors_24h,
             "active_installs_24h": installs,
             "ingest_rate_per_s": null,
             "rejected_total": null,
@@ -138,15 +145,20 @@ pub async fn breakdown(
     let filter = params.to_filter(&caller)?;
     // A catalogue field answers under its canonical name (`country` → `country_code`).
     let field = EventField::lookup(&field).map_or(field, |f| f.name().to_string());
+    let min_installs = state.products.min_group_installs(&filter.scope);
     let st = state.clone();
     let name = field.clone();
-    let rows = blocking(move || {
+    let breakdown = blocking(move || {
         st.search
-            .breakdown(&filter, &name, limit)
+            .breakdown(&filter, &name, limit, min_installs)
             .map_err(|e| ApiError::invalid_parameter("field", e.to_string()))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "field": field, "rows": rows })))
+    Ok(HttpResponse::Ok().json(json!({
+        "field": field,
+        "rows": breakdown.rows,
+        "suppressed_groups": breakdown.suppressed_groups,
+    })))
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::cache::PolicyCache;
-use super::enforce::{decide, DecisionCounts};
+use super::enforce::{decide, Decision, DecisionCounts};
 use super::model::{ClientContext, ContextRef, Policy, Settings};
 use super::targeting::CompiledPolicy;
 use crate::fields::EventField;
@@ -52,6 +52,30 @@ pub struct DryRun {
     pub counts: DecisionCounts,
     /// The same events under the current policies alone, for comparison.
     pub baseline: DecisionCounts,
+    /// The counts weighted by sampling: each stored event stands for 1 / its sample rate
+    /// events of the clients' traffic.
+    pub estimated: WeightedCounts,
+    pub baseline_estimated: WeightedCounts,
+}
+
+/// Decision counts where each event counts with a weight (1 / its sample rate).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WeightedCounts {
+    pub events: f64,
+    pub kept: f64,
+    pub dropped_by_policy: f64,
+    pub sampled_out: f64,
+}
+
+impl WeightedCounts {
+    fn record(&mut self, decision: &Decision, weight: f64) {
+        self.events += weight;
+        match decision {
+            Decision::Keep { .. } => self.kept += weight,
+            Decision::SampledOut => self.sampled_out += weight,
+            Decision::Drop(_) => self.dropped_by_policy += weight,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -157,21 +181,28 @@ pub fn preview(
     let event_since = now_ms.saturating_sub(EVENT_WINDOW_MS);
     let mut counts = DecisionCounts::default();
     let mut baseline = DecisionCounts::default();
+    let mut estimated = WeightedCounts::default();
+    let mut baseline_estimated = WeightedCounts::default();
     for event in events.filter(|e| {
         e.product == draft.product && e.timestamp >= event_since && e.timestamp <= now_ms
     }) {
         let ctx = ContextRef::from_event(&event);
-        counts.record(&decide(
+        let weight = crate::model::weight_of_rate(event.sample_rate);
+        let with_draft = decide(
             &draft_cache.client_config_ref(&ctx, now_ms).config.settings,
             &event,
-        ));
-        baseline.record(&decide(
+        );
+        let without = decide(
             &baseline_cache
                 .client_config_ref(&ctx, now_ms)
                 .config
                 .settings,
             &event,
-        ));
+        );
+        counts.record(&with_draft);
+        estimated.record(&with_draft, weight);
+        baseline.record(&without);
+        baseline_estimated.record(&without, weight);
     }
 
     PreviewReport {
@@ -184,6 +215,8 @@ pub fn preview(
             to: now_ms,
             counts,
             baseline,
+            estimated,
+            baseline_estimated,
         },
     }
 }
@@ -351,6 +384,8 @@ mod tests {
         );
         let make = |name: &str, platform: &str, level: Level, age: i64| {
             let mut e = event(name);
+            // Sampled by the client at a half: each stands for two events.
+            e.sample_rate = 0.5;
             e.platform = Some(platform.into());
             e.level = level;
             e.timestamp = NOW - age;
@@ -386,6 +421,16 @@ mod tests {
         );
         assert_eq!(run.baseline.kept, 5);
         assert_eq!(run.baseline.dropped_by_policy, 1);
+        assert_eq!(
+            run.estimated,
+            WeightedCounts {
+                events: 12.0,
+                kept: 4.0,
+                dropped_by_policy: 6.0,
+                sampled_out: 2.0
+            }
+        );
+        assert_eq!(run.baseline_estimated.kept, 10.0);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["dry_run"]["dropped_by_policy"], 3);
         assert_eq!(json["by_platform"], serde_json::json!([]));

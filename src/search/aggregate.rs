@@ -1,9 +1,12 @@
 //! Aggregations over matching events, computed from fast fields: counts and distinct installs by
 //! country and region (geo), time series stacked by level, and breakdowns by one field.
 //!
-//! Counts are raw event counts (no sample-rate weighting). Distinct installs are counted on a
-//! 64-bit hash of the install id, so they are exact up to hash collisions (negligible below
-//! billions of installs). Events without the grouped field are not counted in any group.
+//! Event counts are weighted: each event stands for 1 / its effective sample rate (the
+//! `sample_rate` fast column), rounded to whole events in the answers; `raw_events` is the stored
+//! count and `estimated` says the two differ. Distinct installs are counted on a 64-bit hash of
+//! the install id, so they are exact up to hash collisions (negligible below billions of
+//! installs), and are not weighted. Events without the grouped field are not counted in any
+//! group.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -13,20 +16,24 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
-use super::schema::TIMESTAMP;
-use crate::model::Level;
+use super::schema::{SAMPLE_RATE, TIMESTAMP};
+use crate::model::{weight_of_rate, Level};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionCount {
     pub region_code: String,
+    /// Weighted (estimated) events.
     pub events: u64,
+    pub raw_events: u64,
     pub installs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CountryCount {
     pub country_code: String,
+    /// Weighted (estimated) events.
     pub events: u64,
+    pub raw_events: u64,
     pub installs: u64,
     /// Sorted by events, descending.
     pub regions: Vec<RegionCount>,
@@ -42,26 +49,48 @@ pub struct LevelCounts {
 }
 
 impl LevelCounts {
-    fn add(&mut self, counts: &[u64; 5]) {
-        self.debug += counts[0];
-        self.info += counts[1];
-        self.warn += counts[2];
-        self.error += counts[3];
-        self.fatal += counts[4];
+    fn from_weighted(counts: &[f64; 5]) -> LevelCounts {
+        LevelCounts {
+            debug: rounded(counts[0]),
+            info: rounded(counts[1]),
+            warn: rounded(counts[2]),
+            error: rounded(counts[3]),
+            fatal: rounded(counts[4]),
+        }
     }
+}
+
+/// A weighted count as whole events.
+fn rounded(weighted: f64) -> u64 {
+    weighted.round().max(0.0) as u64
+}
+
+/// The weight of `doc`: 1 / its sample rate (1 without the column).
+fn weight(rates: &Option<Column<f64>>, doc: DocId) -> f64 {
+    weight_of_rate(rates.as_ref().and_then(|c| c.first(doc)).unwrap_or(1.0))
+}
+
+fn open_rates(segment: &SegmentReader) -> tantivy::Result<Option<Column<f64>>> {
+    segment.fast_fields().column_opt::<f64>(SAMPLE_RATE)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TimeBucket {
     pub start_ms: i64,
+    /// Weighted (estimated) events.
     pub total: u64,
+    /// Stored events.
+    pub raw_total: u64,
+    /// Weighted, per level.
     pub by_level: LevelCounts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BreakdownRow {
     pub value: String,
+    /// Weighted (estimated) events.
     pub events: u64,
+    pub raw_events: u64,
     pub installs: u64,
 }
 
@@ -150,12 +179,14 @@ fn resolve_ords<T>(
 #[derive(Default)]
 pub struct Group {
     events: u64,
+    weighted: f64,
     installs: FastSet<u64>,
 }
 
 impl Group {
     fn merge(&mut self, other: Group) {
         self.events += other.events;
+        self.weighted += other.weighted;
         if self.installs.len() < other.installs.len() {
             let mine = std::mem::replace(&mut self.installs, other.installs);
             self.installs.extend(mine);
@@ -184,8 +215,9 @@ pub struct GroupBySegment {
     column: StrOrds,
     sub_column: Option<StrOrds>,
     installs: StrOrds,
-    /// Packed key (ord << 32 | sub ord) → events.
-    events: FastMap<u64, u64>,
+    rates: Option<Column<f64>>,
+    /// Packed key (ord << 32 | sub ord) → (events, weighted events).
+    events: FastMap<u64, (u64, f64)>,
     /// (packed key, install ord) pairs.
     pairs: FastSet<(u64, u64)>,
 }
@@ -211,6 +243,7 @@ impl Collector for GroupBy {
                 .map(|c| StrOrds::open(segment, c))
                 .transpose()?,
             installs: StrOrds::open(segment, &self.install_column)?,
+            rates: open_rates(segment)?,
             events: FastMap::default(),
             pairs: FastSet::default(),
         })
@@ -243,7 +276,9 @@ impl SegmentCollector for GroupBySegment {
             None => MISSING,
         };
         let key = (ord << 32) | sub;
-        *self.events.entry(key).or_insert(0) += 1;
+        let counts = self.events.entry(key).or_insert((0, 0.0));
+        counts.0 += 1;
+        counts.1 += weight(&self.rates, doc);
         if let Some(install) = self.installs.ord(doc) {
             self.pairs.insert((key, install));
         }
@@ -276,11 +311,12 @@ impl SegmentCollector for GroupBySegment {
         let mut by_key: FastMap<u64, Group> = self
             .events
             .into_iter()
-            .map(|(key, events)| {
+            .map(|(key, (events, weighted))| {
                 (
                     key,
                     Group {
                         events,
+                        weighted,
                         installs: FastSet::default(),
                     },
                 )
@@ -304,6 +340,48 @@ impl SegmentCollector for GroupBySegment {
     }
 }
 
+/// The label small groups are folded under.
+pub const OTHER: &str = "other";
+
+/// k-anonymity: folds every group with fewer than `min_installs` distinct installs (0 = none)
+/// into one `other` group (by the first key part; with `by_region`, regions are folded within
+/// their country and whole countries under `other`). Returns the groups and how many were folded.
+pub fn fold_small_groups(groups: Groups, min_installs: u32, by_region: bool) -> (Groups, usize) {
+    if min_installs == 0 {
+        return (groups, 0);
+    }
+    let min = min_installs as usize;
+    let mut folded = 0;
+    let mut out = Groups::with_capacity(groups.len());
+    // Whole first-level values (countries) below the bound go first.
+    let mut first_level: HashMap<String, FastSet<u64>> = HashMap::new();
+    for ((value, _), group) in &groups {
+        first_level
+            .entry(value.clone())
+            .or_default()
+            .extend(group.installs.iter().copied());
+    }
+    let small_values: HashSet<&String> = first_level
+        .iter()
+        .filter(|(_, installs)| installs.len() < min)
+        .map(|(value, _)| value)
+        .collect();
+    folded += small_values.len();
+    let mut small_regions: HashSet<(String, String)> = HashSet::new();
+    for ((value, sub), group) in groups {
+        let key = if small_values.contains(&value) {
+            (OTHER.to_string(), String::new())
+        } else if by_region && !sub.is_empty() && group.installs.len() < min {
+            small_regions.insert((value.clone(), sub));
+            (value, OTHER.to_string())
+        } else {
+            (value, sub)
+        };
+        out.entry(key).or_default().merge(group);
+    }
+    (out, folded + small_regions.len())
+}
+
 fn sort_rows(rows: &mut [BreakdownRow]) {
     rows.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.value.cmp(&b.value)));
 }
@@ -314,7 +392,8 @@ pub fn breakdown_rows(groups: Groups, limit: usize) -> Vec<BreakdownRow> {
         .into_iter()
         .map(|((value, _), group)| BreakdownRow {
             value,
-            events: group.events,
+            events: rounded(group.weighted),
+            raw_events: group.events,
             installs: group.installs.len() as u64,
         })
         .collect();
@@ -332,7 +411,8 @@ pub fn geo_rows(groups: Groups) -> Vec<CountryCount> {
         if !region.is_empty() {
             entry.1.push(RegionCount {
                 region_code: region,
-                events: group.events,
+                events: rounded(group.weighted),
+                raw_events: group.events,
                 installs: group.installs.len() as u64,
             });
         }
@@ -348,7 +428,8 @@ pub fn geo_rows(groups: Groups) -> Vec<CountryCount> {
             });
             CountryCount {
                 country_code: country,
-                events: group.events,
+                events: rounded(group.weighted),
+                raw_events: group.events,
                 installs: group.installs.len() as u64,
                 regions,
             }
@@ -377,11 +458,19 @@ pub struct LevelSeriesSegment {
     levels: StrOrds,
     /// Level ordinal in this segment → index in `Level::ALL`.
     level_of_ord: Vec<usize>,
-    buckets: HashMap<i64, [u64; 5]>,
+    rates: Option<Column<f64>>,
+    buckets: HashMap<i64, BucketCounts>,
+}
+
+/// One bucket's stored events and weighted events per level.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BucketCounts {
+    pub raw: u64,
+    pub weighted: [f64; 5],
 }
 
 impl Collector for LevelSeries {
-    type Fruit = BTreeMap<i64, [u64; 5]>;
+    type Fruit = BTreeMap<i64, BucketCounts>;
     type Child = LevelSeriesSegment;
 
     fn for_segment(
@@ -405,6 +494,7 @@ impl Collector for LevelSeries {
             timestamps: segment.fast_fields().i64(TIMESTAMP)?,
             levels,
             level_of_ord,
+            rates: open_rates(segment)?,
             buckets: HashMap::new(),
         })
     }
@@ -413,12 +503,16 @@ impl Collector for LevelSeries {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<HashMap<i64, [u64; 5]>>) -> tantivy::Result<Self::Fruit> {
-        let mut all: BTreeMap<i64, [u64; 5]> = BTreeMap::new();
+    fn merge_fruits(
+        &self,
+        fruits: Vec<HashMap<i64, BucketCounts>>,
+    ) -> tantivy::Result<Self::Fruit> {
+        let mut all: BTreeMap<i64, BucketCounts> = BTreeMap::new();
         for fruit in fruits {
             for (start, counts) in fruit {
-                let slot = all.entry(start).or_insert([0; 5]);
-                for (a, b) in slot.iter_mut().zip(counts) {
+                let slot = all.entry(start).or_default();
+                slot.raw += counts.raw;
+                for (a, b) in slot.weighted.iter_mut().zip(counts.weighted) {
                     *a += b;
                 }
             }
@@ -428,7 +522,7 @@ impl Collector for LevelSeries {
 }
 
 impl SegmentCollector for LevelSeriesSegment {
-    type Fruit = HashMap<i64, [u64; 5]>;
+    type Fruit = HashMap<i64, BucketCounts>;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         let Some(ts) = self.timestamps.first(doc) else {
@@ -440,17 +534,19 @@ impl SegmentCollector for LevelSeriesSegment {
             .ord(doc)
             .and_then(|ord| self.level_of_ord.get(ord as usize).copied())
             .unwrap_or(1);
-        self.buckets.entry(start).or_insert([0; 5])[level] += 1;
+        let counts = self.buckets.entry(start).or_default();
+        counts.raw += 1;
+        counts.weighted[level] += weight(&self.rates, doc);
     }
 
-    fn harvest(self) -> HashMap<i64, [u64; 5]> {
+    fn harvest(self) -> HashMap<i64, BucketCounts> {
         self.buckets
     }
 }
 
 /// Every bucket from `first` to `last` (bucket starts, inclusive), zero buckets included.
 pub fn series_rows(
-    counts: &BTreeMap<i64, [u64; 5]>,
+    counts: &BTreeMap<i64, BucketCounts>,
     first: i64,
     last: i64,
     bucket_ms: i64,
@@ -458,14 +554,12 @@ pub fn series_rows(
     let mut out = Vec::new();
     let mut start = first;
     while start <= last {
-        let mut by_level = LevelCounts::default();
-        if let Some(c) = counts.get(&start) {
-            by_level.add(c);
-        }
+        let bucket = counts.get(&start).copied().unwrap_or_default();
         out.push(TimeBucket {
             start_ms: start,
-            total: counts.get(&start).map_or(0, |c| c.iter().sum()),
-            by_level,
+            total: rounded(bucket.weighted.iter().sum()),
+            raw_total: bucket.raw,
+            by_level: LevelCounts::from_weighted(&bucket.weighted),
         });
         match start.checked_add(bucket_ms) {
             Some(next) => start = next,

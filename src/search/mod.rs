@@ -8,6 +8,7 @@
 //! - [`collect`]: newest-first pages with cursor and exact totals; the oldest matches; position
 //!   lists.
 //! - [`aggregate`]: geo, time series by level, breakdowns.
+//! - [`scan`]: the columnar scan analytics computes on (timestamps, weights, string ids, a metric).
 //!
 //! Threads: one indexer thread (owns the only `IndexWriter`), one tantivy indexing worker and
 //! `SearchOptions::merge_threads` merge threads. Queries run on the caller's thread (use
@@ -29,6 +30,7 @@ mod collect;
 mod filter_tests;
 mod indexer;
 pub mod query;
+mod scan;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
 
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
 pub use query::parse_time_param;
+pub use scan::{ScanColumn, Scanned, NO_VALUE};
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
@@ -74,6 +77,13 @@ pub const MAX_LIMIT: usize = 1000;
 pub const MAX_BUCKETS: u64 = 10_000;
 /// The most rows one breakdown returns.
 pub const MAX_BREAKDOWN_ROWS: usize = 10_000;
+
+/// Rows of an aggregation after k-anonymity folding, and how many groups were folded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Folded<T> {
+    pub rows: Vec<T>,
+    pub suppressed_groups: usize,
+}
 
 /// The store, as the indexer reads it.
 pub trait EventSource: Send + Sync {
@@ -740,8 +750,13 @@ impl SearchIndex {
     }
 
     /// Events, distinct installs and regions per country, sorted by events descending. Events
-    /// without a country are not counted.
-    pub fn geo(&self, filter: &Filter) -> Result<Vec<CountryCount>, SearchError> {
+    /// without a country are not counted. Countries with fewer than `min_installs` distinct
+    /// installs are folded into `other`, regions of fewer into their country's `other`.
+    pub fn geo(
+        &self,
+        filter: &Filter,
+        min_installs: u32,
+    ) -> Result<Folded<CountryCount>, SearchError> {
         let searcher = self.searcher();
         let query = self.compile(&searcher, filter)?;
         let groups = searcher.search(
@@ -752,7 +767,11 @@ impl SearchIndex {
                 install_column: EventField::InstallId.name().to_string(),
             },
         )?;
-        Ok(aggregate::geo_rows(groups))
+        let (groups, suppressed_groups) = aggregate::fold_small_groups(groups, min_installs, true);
+        Ok(Folded {
+            rows: aggregate::geo_rows(groups),
+            suppressed_groups,
+        })
     }
 
     /// Counts per bucket of `bucket_ms` (aligned to multiples of `bucket_ms` since the epoch)
@@ -809,44 +828,17 @@ impl SearchIndex {
 
     /// Events and distinct installs per value of `field` (a catalogue field with
     /// [`Use::Breakdown`], by name or alias, or a dimension as `dims.NAME` or `NAME`), sorted by
-    /// events descending, at most `limit` rows. Events without a value are not counted.
+    /// events descending, at most `limit` rows. Events without a value are not counted. Values
+    /// with fewer than `min_installs` distinct installs are folded into `other` (0 = none).
     pub fn breakdown(
         &self,
         filter: &Filter,
         field: &str,
         limit: usize,
-    ) -> Result<Vec<BreakdownRow>, SearchError> {
+        min_installs: u32,
+    ) -> Result<Folded<BreakdownRow>, SearchError> {
         let searcher = self.searcher();
-        let column = match exact_field(field) {
-            Some(f) if f.has(Use::Breakdown) => f.name().to_string(),
-            Some(f) => {
-                return Err(SearchError::InvalidRequest(format!(
-                    "cannot break down by \"{f}\" (not kept as a column)"
-                )))
-            }
-            None if !query::is_field_name(field) => {
-                return Err(SearchError::InvalidRequest(format!(
-                    "cannot break down by \"{field}\": not a field name"
-                )))
-            }
-            None => {
-                let key = field.strip_prefix("dims.").unwrap_or(field);
-                let column = format!("dims.{}", escape_json_key(key));
-                let mut exists = false;
-                for segment in searcher.segment_readers() {
-                    if segment.fast_fields().str(&column)?.is_some() {
-                        exists = true;
-                        break;
-                    }
-                }
-                if !exists && (!field.starts_with("dims.") || key.is_empty()) {
-                    return Err(SearchError::InvalidRequest(format!(
-                        "cannot break down by \"{field}\": not an exact-match field or a dimension in the index"
-                    )));
-                }
-                column
-            }
-        };
+        let column = column_of(&searcher, field, Use::Breakdown)?;
         let query = self.compile(&searcher, filter)?;
         let groups = searcher.search(
             query.as_ref(),
@@ -856,10 +848,33 @@ impl SearchIndex {
                 install_column: EventField::InstallId.name().to_string(),
             },
         )?;
-        Ok(aggregate::breakdown_rows(
-            groups,
-            limit.min(MAX_BREAKDOWN_ROWS),
-        ))
+        let (groups, suppressed_groups) = aggregate::fold_small_groups(groups, min_installs, false);
+        Ok(Folded {
+            rows: aggregate::breakdown_rows(groups, limit.min(MAX_BREAKDOWN_ROWS)),
+            suppressed_groups,
+        })
+    }
+
+    /// Every matching event's timestamp, weight, the values of `columns` (fields with
+    /// [`Use::Column`] by name or alias, or dimensions as `dims.NAME` or `NAME`) and of `metric`
+    /// (a metric name), from the fast columns. For analytics; memory grows with the matches.
+    pub fn scan(
+        &self,
+        filter: &Filter,
+        columns: &[&str],
+        metric: Option<&str>,
+    ) -> Result<Scanned, SearchError> {
+        let searcher = self.searcher();
+        let columns = columns
+            .iter()
+            .map(|field| column_of(&searcher, field, Use::Column))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metric = metric.map(|name| {
+            let key = name.strip_prefix("metrics.").unwrap_or(name);
+            format!("metrics.{}", escape_json_key(key))
+        });
+        let query = self.compile(&searcher, filter)?;
+        Ok(searcher.search(query.as_ref(), &scan::Scan { columns, metric })?)
     }
 
     /// Document count, segments, bytes on disk, position and last commit time.
@@ -889,6 +904,37 @@ impl SearchIndex {
     /// Searching keeps working on the last commit; `delete`/`purge` then fail with `Closed`.
     pub fn close(&self) {
         self.inner.close();
+    }
+}
+
+/// The fast column of `field`: a catalogue field with `usage` (by name or alias), or a
+/// dimension as `dims.NAME` or `NAME` (a bare name must exist in the index).
+fn column_of(searcher: &Searcher, field: &str, usage: Use) -> Result<String, SearchError> {
+    match exact_field(field) {
+        Some(f) if f.has(usage) => Ok(f.name().to_string()),
+        Some(f) => Err(SearchError::InvalidRequest(format!(
+            "cannot group by \"{f}\" (not kept as a column)"
+        ))),
+        None if !query::is_field_name(field) => Err(SearchError::InvalidRequest(format!(
+            "cannot group by \"{field}\": not a field name"
+        ))),
+        None => {
+            let key = field.strip_prefix("dims.").unwrap_or(field);
+            let column = format!("dims.{}", escape_json_key(key));
+            let mut exists = false;
+            for segment in searcher.segment_readers() {
+                if segment.fast_fields().str(&column)?.is_some() {
+                    exists = true;
+                    break;
+                }
+            }
+            if !exists && (!field.starts_with("dims.") || key.is_empty()) {
+                return Err(SearchError::InvalidRequest(format!(
+                    "cannot group by \"{field}\": not an exact-match field or a dimension in the index"
+                )));
+            }
+            Ok(column)
+        }
     }
 }
 

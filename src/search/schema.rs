@@ -11,9 +11,10 @@
 //! | `timestamp` | i64 ms, fast | exact time range ends (fast-field range), ordering, time series |
 //! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::timerange`]) |
 //! | `text` | text, default tokenizer, positions | bare words and phrases (catalogue [`Use::Text`] fields, string dimensions) |
-//! | exact fields (catalogue [`Use::Exact`], named as in [`crate::fields`]) | raw string, indexed; fast with [`Use::Column`] (not `session_id`) | `field:value`, filters, breakdowns |
+//! | exact fields (catalogue [`Use::Exact`], named as in [`crate::fields`]) | raw string, indexed; fast with [`Use::Column`] | `field:value`, filters, breakdowns |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
 //! | `metrics` | JSON numbers, fast only | `latency_ms:>500` (fast-field range) |
+//! | `sample_rate` | f64, fast | the event's effective sample rate (client × server); weight = 1/rate |
 
 use std::collections::BTreeMap;
 
@@ -31,7 +32,8 @@ use crate::timespan::{DAY_MS, HOUR_MS};
 /// is discarded on open and rebuilt from the store.
 /// 3: exact fields derived from the field catalogue, `country`/`region` renamed `country_code`/
 /// `region_code`. 4: the trace context as exact fields and `message` in the free text.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: the `sample_rate` fast column (analytics weights) and `session_id` as a fast column.
+pub const SCHEMA_VERSION: u32 = 5;
 
 pub const SEQ: &str = "seq";
 pub const TIMESTAMP: &str = "timestamp";
@@ -40,6 +42,7 @@ pub const TIME_HOUR: &str = "time_hour";
 pub const TEXT: &str = "text";
 pub const DIMS: &str = "dims";
 pub const METRICS: &str = "metrics";
+pub const SAMPLE_RATE: &str = "sample_rate";
 
 /// The index field of an exact-match catalogue field ([`Use::Exact`]), by its name or an alias:
 /// raw, case-sensitive, whole values; a fast column too with [`Use::Column`].
@@ -58,6 +61,8 @@ pub struct IndexFields {
     pub text: Field,
     pub dims: Field,
     pub metrics: Field,
+    /// The effective sample rate (0 < rate <= 1).
+    pub sample_rate: Field,
     /// Indexed by [`EventField`]: the index field of each exact-match catalogue field.
     exact: Vec<Option<Field>>,
 }
@@ -102,6 +107,7 @@ pub fn build_schema() -> (Schema, IndexFields) {
             .set_fast("raw"),
     );
     let metrics = builder.add_json_field(METRICS, JsonObjectOptions::default().set_fast("raw"));
+    let sample_rate = builder.add_f64_field(SAMPLE_RATE, NumericOptions::default().set_fast());
     (
         builder.build(),
         IndexFields {
@@ -112,6 +118,7 @@ pub fn build_schema() -> (Schema, IndexFields) {
             text,
             dims,
             metrics,
+            sample_rate,
             exact,
         },
     )
@@ -157,6 +164,7 @@ impl IndexFields {
         doc.add_i64(self.timestamp, event.timestamp);
         doc.add_i64(self.time_day, event.timestamp.div_euclid(DAY_MS));
         doc.add_i64(self.time_hour, event.timestamp.div_euclid(HOUR_MS));
+        doc.add_f64(self.sample_rate, event.sample_rate);
 
         // Full text: the catalogue's text fields (name, module, error domain/code/message), then
         // the string dimensions.

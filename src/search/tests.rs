@@ -1347,7 +1347,7 @@ fn geo_timeseries_and_breakdown_values() {
     let all: Vec<Event> = source.all().into_iter().map(|(_, e)| e).collect();
 
     // Geo over everything, checked against a direct computation.
-    let geo = index.geo(&Filter::default()).unwrap();
+    let geo = index.geo(&Filter::default(), 0).unwrap().rows;
     let mut by_country: HashMap<String, Vec<&Event>> = HashMap::new();
     for e in &all {
         if let Some(c) = &e.country_code {
@@ -1390,8 +1390,9 @@ fn geo_timeseries_and_breakdown_values() {
     assert_eq!(us_wa.events, 50);
     // Filtered geo.
     let geo_voice = index
-        .geo(&Filter::default().with(EventField::Product, "voice-sdk"))
-        .unwrap();
+        .geo(&Filter::default().with(EventField::Product, "voice-sdk"), 0)
+        .unwrap()
+        .rows;
     let countries: Vec<(&str, u64)> = geo_voice
         .iter()
         .map(|c| (c.country_code.as_str(), c.events))
@@ -1448,7 +1449,10 @@ fn geo_timeseries_and_breakdown_values() {
     ));
 
     // Breakdowns: exact fields, aliases and dimensions.
-    let platforms = index.breakdown(&Filter::default(), "platform", 10).unwrap();
+    let platforms = index
+        .breakdown(&Filter::default(), "platform", 10, 0)
+        .unwrap()
+        .rows;
     let want: Vec<(String, u64, u64)> = vec![
         ("node".into(), 100, 5),
         ("python".into(), 100, 5),
@@ -1462,36 +1466,47 @@ fn geo_timeseries_and_breakdown_values() {
         .map(|r| (r.value.clone(), r.events, r.installs))
         .collect();
     assert_eq!(got, want);
-    let top2 = index.breakdown(&q("level:error"), "error_code", 2).unwrap();
+    let top2 = index
+        .breakdown(&q("level:error"), "error_code", 2, 0)
+        .unwrap()
+        .rows;
     assert_eq!(top2.len(), 2);
     let top2: Vec<(&str, u64)> = top2.iter().map(|r| (r.value.as_str(), r.events)).collect();
     assert_eq!(top2, vec![("-1001", 30), ("E_NO_AUDIO", 30)]);
-    let carriers = index.breakdown(&Filter::default(), "carrier", 10).unwrap();
+    let carriers = index
+        .breakdown(&Filter::default(), "carrier", 10, 0)
+        .unwrap()
+        .rows;
     assert_eq!(
         carriers.iter().map(|r| r.events).collect::<Vec<_>>(),
         vec![67, 67, 66]
     );
     let countries = index
-        .breakdown(&Filter::default(), "country_code", 10)
-        .unwrap();
+        .breakdown(&Filter::default(), "country_code", 10, 0)
+        .unwrap()
+        .rows;
     assert_eq!(countries[0].value, "US");
     // The older spelling still names the same field.
     assert_eq!(
-        index.breakdown(&Filter::default(), "country", 10).unwrap(),
+        index
+            .breakdown(&Filter::default(), "country", 10, 0)
+            .unwrap()
+            .rows,
         countries
     );
     for bad in ["nonsense", "session_id", "dims.", "a b", ""] {
         assert!(
             matches!(
-                index.breakdown(&Filter::default(), bad, 10),
+                index.breakdown(&Filter::default(), bad, 10, 0),
                 Err(SearchError::InvalidRequest(_))
             ),
             "{bad}"
         );
     }
     let engines = index
-        .breakdown(&q("product:voice-sdk"), "dims.engine", 10)
-        .unwrap();
+        .breakdown(&q("product:voice-sdk"), "dims.engine", 10, 0)
+        .unwrap()
+        .rows;
     assert_eq!(
         engines
             .iter()
@@ -1860,10 +1875,13 @@ fn bench_index_million() {
     });
     latency("geo, 7 days", &|| {
         index
-            .geo(&Filter {
-                from_ms: Some(last - 7 * DAY_MS),
-                ..Filter::default()
-            })
+            .geo(
+                &Filter {
+                    from_ms: Some(last - 7 * DAY_MS),
+                    ..Filter::default()
+                },
+                0,
+            )
             .unwrap();
     });
     latency("timeseries hourly, 7 days", &|| {
@@ -1931,10 +1949,13 @@ fn bench_index_million() {
     });
     latency("geo 7 days (settled)", &|| {
         index
-            .geo(&Filter {
-                from_ms: Some(last - 7 * DAY_MS),
-                ..Filter::default()
-            })
+            .geo(
+                &Filter {
+                    from_ms: Some(last - 7 * DAY_MS),
+                    ..Filter::default()
+                },
+                0,
+            )
             .unwrap();
     });
     latency("search text+2 filters+7d (settled)", &|| {
@@ -1948,4 +1969,85 @@ fn bench_index_million() {
             .unwrap();
     });
     index.close();
+}
+
+/// Events sampled at 0.25 count four times in the time series, breakdowns and geo; the stored
+/// counts stay beside them, and the scan hands out the same weights.
+#[test]
+fn sampled_events_are_weighted_in_every_aggregation() {
+    let event = |id: usize, rate: f64, platform: &str| Event {
+        sample_rate: rate,
+        platform: s(platform),
+        install_id: Some(format!("install-{id}")),
+        country_code: s("US"),
+        region_code: s("CA"),
+        ..base_event("app", "app_opened", BASE + id as i64 * MINUTE_MS)
+    };
+    let source = MemSource::new(vec![
+        event(1, 0.25, "ios"),
+        event(2, 0.25, "ios"),
+        event(3, 1.0, "android"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_indexed(dir.path(), source);
+    let all = Filter::default();
+
+    let rows = index.breakdown(&all, "platform", 10, 0).unwrap().rows;
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.value.as_str(), r.events, r.raw_events, r.installs))
+        .collect();
+    assert_eq!(rows, vec![("ios", 8, 2, 2), ("android", 1, 1, 1)]);
+
+    let series = index.timeseries(&all, DAY_MS).unwrap();
+    assert_eq!(series.len(), 1);
+    assert_eq!((series[0].total, series[0].raw_total), (9, 3));
+    assert_eq!(series[0].by_level.info, 9);
+
+    let geo = index.geo(&all, 0).unwrap().rows;
+    assert_eq!((geo[0].events, geo[0].raw_events), (9, 3));
+    assert_eq!(
+        (geo[0].regions[0].events, geo[0].regions[0].raw_events),
+        (9, 3)
+    );
+
+    // k-anonymity: android (one install) folds into "other"; the only country (three
+    // installs) folds whole under a bound of 5 and stays under a bound of 3.
+    let folded = index.breakdown(&all, "platform", 10, 2).unwrap();
+    assert_eq!(folded.suppressed_groups, 1);
+    let rows: Vec<_> = folded
+        .rows
+        .iter()
+        .map(|r| (r.value.as_str(), r.events, r.installs))
+        .collect();
+    assert_eq!(rows, vec![("ios", 8, 2), ("other", 1, 1)]);
+    let geo = index.geo(&all, 5).unwrap();
+    assert_eq!(geo.suppressed_groups, 1);
+    assert_eq!(geo.rows[0].country_code, "other");
+    assert_eq!(geo.rows[0].installs, 3);
+    let geo = index.geo(&all, 3).unwrap();
+    assert_eq!(
+        (geo.suppressed_groups, geo.rows[0].country_code.as_str()),
+        (0, "US")
+    );
+
+    let scanned = index.scan(&all, &["platform"], None).unwrap();
+    let mut pairs: Vec<(String, f64)> = (0..scanned.len())
+        .map(|i| {
+            let platform = &scanned.columns[0];
+            (
+                platform.value(platform.ids[i]).unwrap().to_string(),
+                scanned.weights[i],
+            )
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    assert_eq!(
+        pairs,
+        vec![
+            ("android".to_string(), 1.0),
+            ("ios".to_string(), 4.0),
+            ("ios".to_string(), 4.0)
+        ]
+    );
 }

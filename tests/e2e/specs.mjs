@@ -384,6 +384,61 @@ export const specs = [
     await tab.shot('09-cluster');
   }],
 
+  ['analytics: each kind built from the form shows the API figures in its table, and exports CSV', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Analytics');
+    assert.equal(await tab.page.getAttribute('#view', 'data-route'), '/analytics');
+    const round = (v) => fmt(Math.round(v * 100) / 100);
+    /** The cells of one table column (0 = the first). */
+    const column = (n) => tab.page.locator('#analytics-table tbody tr').evaluateAll((trs, i) => trs.map((tr) => tr.children[i].textContent), n);
+    /** Runs the form's query (built through its controls) and returns the API's answer to the same spec. */
+    const run = async (spec) => {
+      await tab.page.click('#analytics-run');
+      await tab.page.waitForSelector('#analytics-table tbody tr');
+      return t.api('/api/v1/analytics/query', { method: 'POST', body: { product: 'dictation-app', from: '-30d', ...spec } });
+    };
+    await tab.page.selectOption('#analytics-form select[name="product"]', 'dictation-app');
+    await tab.page.click('#analytics-form [data-range="-30d"]');
+
+    // Trend of events by platform: one column per group, the API's weighted values per day.
+    await tab.page.selectOption('#analytics-form select[name="kind"]', 'trend');
+    await tab.page.fill('#analytics-form input[name="group1"]', 'platform');
+    const trend = await run({ kind: 'trend', measure: 'events', bucket: '1d', group_by: ['platform'] });
+    assert.ok(trend.series.length > 0, 'the demo has dictation events');
+    assert.deepEqual(await column(1), trend.series[0].values.map(round));
+    assert.match(tab.page.url(), /kind=trend/, 'the query is in the address');
+    await tab.shot('13a-analytics-trend');
+    const [download] = await Promise.all([tab.page.waitForEvent('download'), tab.page.click('#analytics-csv')]);
+    assert.equal(download.suggestedFilename(), 'analytics-trend.csv');
+
+    // Distribution of latency, still grouped by platform (the form keeps it): the API's p95s.
+    await tab.page.selectOption('#analytics-form select[name="kind"]', 'distribution');
+    assert.equal(await tab.page.inputValue('#analytics-form input[name="group1"]'), 'platform');
+    await tab.page.fill('#analytics-form input[name="metric"]', 'latency_ms');
+    const distribution = await run({ kind: 'distribution', metric: 'latency_ms', group_by: ['platform'] });
+    assert.deepEqual(await column(0), distribution.groups.map((g) => g.group.join(' · ')));
+    assert.deepEqual(await column(6), distribution.groups.map((g) => (g.summary ? round(g.summary.p95) : '—')));
+
+    // Funnel: the counts per step.
+    await tab.page.selectOption('#analytics-form select[name="kind"]', 'funnel');
+    await tab.page.fill('#analytics-form input[name="steps"]', 'app_opened, dictation_started, dictation_completed');
+    const funnel = await run({ kind: 'funnel', steps: [{ name: 'app_opened' }, { name: 'dictation_started' }, { name: 'dictation_completed' }], window: '1d', per: 'install' });
+    assert.deepEqual(await column(0), ['app_opened', 'dictation_started', 'dictation_completed']);
+    assert.deepEqual(await column(1), funnel.steps.map((s) => round(s.count)));
+    await tab.shot('13b-analytics-funnel');
+
+    // Active installs: the daily column.
+    await tab.page.selectOption('#analytics-form select[name="kind"]', 'active_installs');
+    const active = await run({ kind: 'active_installs' });
+    assert.deepEqual(await column(1), active.dau.map(round));
+
+    // Retention: one row per cohort with its installs.
+    await tab.page.selectOption('#analytics-form select[name="kind"]', 'retention');
+    const retention = await run({ kind: 'retention', period: 'week' });
+    assert.deepEqual(await column(1), retention.cohorts.map((c) => round(c.installs)));
+    await tab.shot('13c-analytics-retention');
+  }],
+
   ['geo: countries as bars and a table, and a drill-down to regions', async (t) => {
     const tab = t.admin;
     await tab.nav('Geo');

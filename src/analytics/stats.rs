@@ -1,0 +1,158 @@
+//! Pure statistics over weighted values: weighted percentiles, weighted summaries and
+//! histograms. A value `(v, w)` stands for `w` events of value `v`.
+
+use serde::Serialize;
+
+/// The `q`-quantile (0..=1) of weighted values: the smallest value whose cumulative weight
+/// reaches `q` × the total weight. Sorts `values` by value. `None` when empty.
+pub fn weighted_percentile(values: &mut [(f64, f64)], q: f64) -> Option<f64> {
+    sort_values(values);
+    percentile_of_sorted(values, q)
+}
+
+fn sort_values(values: &mut [(f64, f64)]) {
+    values.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+}
+
+/// [`weighted_percentile`] of values already sorted by value.
+fn percentile_of_sorted(values: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total: f64 = values.iter().map(|(_, w)| w).sum();
+    if values.is_empty() || total <= 0.0 {
+        return None;
+    }
+    let wanted = q.clamp(0.0, 1.0) * total;
+    let mut cumulative = 0.0;
+    for (value, weight) in values {
+        cumulative += weight;
+        if cumulative >= wanted - total * 1e-12 {
+            return Some(*value);
+        }
+    }
+    values.last().map(|(v, _)| *v)
+}
+
+/// The summary of a set of weighted values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Weighted count of values (estimated events).
+    pub count: f64,
+    /// Values stored (unweighted).
+    pub raw_count: u64,
+    pub sum: f64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// Weighted count, sum, mean and percentiles; min and max of the values. `None` when empty.
+pub fn summarize(values: &mut [(f64, f64)]) -> Option<Summary> {
+    if values.is_empty() {
+        return None;
+    }
+    sort_values(values);
+    let count: f64 = values.iter().map(|(_, w)| w).sum();
+    let sum: f64 = values.iter().map(|(v, w)| v * w).sum();
+    let pct = |q| percentile_of_sorted(values, q).unwrap_or(f64::NAN);
+    Some(Summary {
+        count,
+        raw_count: values.len() as u64,
+        sum,
+        avg: if count > 0.0 { sum / count } else { f64::NAN },
+        min: values[0].0,
+        max: values[values.len() - 1].0,
+        p50: pct(0.50),
+        p90: pct(0.90),
+        p95: pct(0.95),
+        p99: pct(0.99),
+    })
+}
+
+/// One histogram bin: `[lower, upper)`, the last one closed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bin {
+    pub lower: f64,
+    pub upper: f64,
+    /// Weighted count.
+    pub count: f64,
+    pub raw_count: u64,
+}
+
+/// `bins` equal-width bins over `[min, max]` (one bin when min = max).
+pub fn histogram(values: &[(f64, f64)], min: f64, max: f64, bins: usize) -> Vec<Bin> {
+    let bins = if max > min { bins.max(1) } else { 1 };
+    let width = if max > min {
+        (max - min) / bins as f64
+    } else {
+        1.0
+    };
+    let mut out: Vec<Bin> = (0..bins)
+        .map(|i| Bin {
+            lower: min + width * i as f64,
+            upper: if i + 1 == bins {
+                max.max(min + width)
+            } else {
+                min + width * (i + 1) as f64
+            },
+            count: 0.0,
+            raw_count: 0,
+        })
+        .collect();
+    for (value, weight) in values {
+        let index = (((value - min) / width) as usize).min(bins - 1);
+        out[index].count += weight;
+        out[index].raw_count += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unweighted_percentiles_are_nearest_rank() {
+        let mut values: Vec<(f64, f64)> = (1..=100).map(|v| (v as f64, 1.0)).collect();
+        assert_eq!(weighted_percentile(&mut values, 0.5), Some(50.0));
+        assert_eq!(weighted_percentile(&mut values, 0.95), Some(95.0));
+        assert_eq!(weighted_percentile(&mut values, 0.99), Some(99.0));
+        assert_eq!(weighted_percentile(&mut [], 0.5), None);
+    }
+
+    #[test]
+    fn weights_move_percentiles() {
+        // 10 stands for 4 events, 20 and 30 for one each: the median is 10.
+        let mut values = vec![(30.0, 1.0), (10.0, 4.0), (20.0, 1.0)];
+        assert_eq!(weighted_percentile(&mut values, 0.5), Some(10.0));
+        assert_eq!(weighted_percentile(&mut values, 0.7), Some(20.0));
+        assert_eq!(weighted_percentile(&mut values, 0.9), Some(30.0));
+        let summary = summarize(&mut values).unwrap();
+        assert_eq!(summary.count, 6.0);
+        assert_eq!(summary.raw_count, 3);
+        assert_eq!(summary.sum, 90.0);
+        assert_eq!(summary.avg, 15.0);
+        assert_eq!((summary.min, summary.max), (10.0, 30.0));
+    }
+
+    #[test]
+    fn histogram_bins_cover_min_to_max() {
+        let values = vec![(0.0, 1.0), (5.0, 2.0), (10.0, 1.0)];
+        let bins = histogram(&values, 0.0, 10.0, 2);
+        assert_eq!(bins.len(), 2);
+        assert_eq!(
+            (bins[0].lower, bins[0].upper, bins[0].count),
+            (0.0, 5.0, 1.0)
+        );
+        assert_eq!(
+            (bins[1].lower, bins[1].upper, bins[1].count),
+            (5.0, 10.0, 3.0)
+        );
+        assert_eq!(bins[1].raw_count, 2);
+        let single = histogram(&[(3.0, 1.0)], 3.0, 3.0, 10);
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].count, 1.0);
+    }
+}

@@ -1,0 +1,418 @@
+//! `POST /api/v1/analytics/query` against a hand-made dataset whose answers are worked out here:
+//! weighted trends, distinct installs, a funnel with a drop and the error behind it, a weighted
+//! distribution, active installs, retention cohorts and k-anonymity folding (the shipped
+//! `min_group_installs = 5`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{request, TestServer, ADMIN_TOKEN};
+use serde_json::{json, Value};
+use telemetryd::timespan::{DAY_MS, HOUR_MS};
+
+const MINUTE_MS: i64 = 60_000;
+const PRODUCT: &str = "dictation-app";
+
+fn server() -> TestServer {
+    TestServer::shipped(&[])
+}
+
+/// UTC midnight 20 days ago: day `n` of the dataset starts at `day(n)`.
+fn day0() -> i64 {
+    let now = telemetryd::model::now_ms();
+    now.div_euclid(DAY_MS) * DAY_MS - 20 * DAY_MS
+}
+
+struct Events(Vec<Value>);
+
+impl Events {
+    fn add(&mut self, install: &str, name: &str, ts: i64, extra: Value) {
+        let mut event = json!({
+            "id": uuid::Uuid::new_v4().to_string(),
+            "name": name,
+            "timestamp": ts,
+            "install_id": install,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            event[k] = v.clone();
+        }
+        self.0.push(event);
+    }
+}
+
+/// The dataset (days relative to [`day0`]):
+/// - day 0: i1..i6 (ios) one `app_opened` each at sample_rate 0.25; a1 (android) two at rate 1.
+/// - day 1: i1..i6 one `app_opened` each at rate 1.
+/// - day 2 (funnel, window 1 h): f1..f4 open → start (+1 min) → complete (+3 min); f5 open →
+///   start (+1 min) → `network_timeout` error (+2 min), never completes; f6 opens, its start
+///   came 10 min before the open and again 2 h after (outside the window). Completion latencies
+///   f1..f4: 100, 200, 300 (rate 1) and 400 (rate 0.25).
+/// - days 10..12 (installs): r1..r5 (version 1.0) first seen day 10; r1..r3 active day 11, r1
+///   day 12; r6 (version 2.0) first seen day 11.
+fn seed(server: &TestServer, d0: i64) {
+    let day = |n: i64| d0 + n * DAY_MS;
+    let mut events = Events(Vec::new());
+    for i in 1..=6 {
+        let install = format!("i{i}");
+        events.add(
+            &install,
+            "app_opened",
+            day(0) + HOUR_MS,
+            json!({"platform": "ios", "sample_rate": 0.25}),
+        );
+        events.add(
+            &install,
+            "app_opened",
+            day(1) + HOUR_MS,
+            json!({"platform": "ios"}),
+        );
+    }
+    for minute in [120, 121] {
+        events.add(
+            "a1",
+            "app_opened",
+            day(0) + minute * MINUTE_MS,
+            json!({"platform": "android"}),
+        );
+    }
+    let start = day(2) + HOUR_MS;
+    for (i, latency, rate) in [(1, 100, 1.0), (2, 200, 1.0), (3, 300, 1.0), (4, 400, 0.25)] {
+        let install = format!("f{i}");
+        events.add(&install, "app_opened", start, json!({}));
+        events.add(&install, "dictation_started", start + MINUTE_MS, json!({}));
+        events.add(
+            &install,
+            "dictation_completed",
+            start + 3 * MINUTE_MS,
+            json!({"metrics": {"latency_ms": latency}, "sample_rate": rate}),
+        );
+    }
+    events.add("f5", "app_opened", start, json!({}));
+    events.add("f5", "dictation_started", start + MINUTE_MS, json!({}));
+    events.add(
+        "f5",
+        "recognition_failed",
+        start + 2 * MINUTE_MS,
+        json!({"level": "error", "error": {"domain": "speech", "code": "network_timeout", "message": "timed out"}}),
+    );
+    events.add("f6", "dictation_started", start - 10 * MINUTE_MS, json!({}));
+    events.add("f6", "app_opened", start, json!({}));
+    events.add("f6", "dictation_started", start + 2 * HOUR_MS, json!({}));
+    for i in 1..=5 {
+        let install = format!("r{i}");
+        events.add(
+            &install,
+            "app_opened",
+            day(10) + HOUR_MS,
+            json!({"app_version": "1.0"}),
+        );
+        if i <= 3 {
+            events.add(
+                &install,
+                "app_opened",
+                day(11) + HOUR_MS,
+                json!({"app_version": "1.0"}),
+            );
+        }
+        if i == 1 {
+            events.add(
+                &install,
+                "app_opened",
+                day(12) + HOUR_MS,
+                json!({"app_version": "1.0"}),
+            );
+        }
+    }
+    events.add(
+        "r6",
+        "app_opened",
+        day(11) + 2 * HOUR_MS,
+        json!({"app_version": "2.0"}),
+    );
+
+    let count = events.0.len();
+    let resp = server.post_events(
+        &format!("?product={PRODUCT}"),
+        &Value::Array(events.0).to_string(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["accepted"], count, "{}", resp.text());
+    let position = server.state.store.next_seq().unwrap();
+    assert!(server
+        .state
+        .search
+        .wait_indexed(position, Duration::from_secs(20)));
+}
+
+fn query(server: &TestServer, spec: Value) -> Value {
+    let resp = query_resp(server, spec);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()
+}
+
+fn query_resp(server: &TestServer, mut spec: Value) -> common::Resp {
+    spec["product"] = json!(PRODUCT);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    request(
+        "POST",
+        &format!("{}/api/v1/analytics/query", server.url),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        Some(spec.to_string().into_bytes()),
+    )
+}
+
+#[test]
+fn analytics_kinds_against_hand_computed_answers() {
+    let server = server();
+    let d0 = day0();
+    seed(&server, d0);
+    let day = |n: i64| d0 + n * DAY_MS;
+
+    // Trend of events by day and platform over days 0..2: sampled ios events count 4×; the
+    // android group has one install (< 5) and is folded into "other".
+    let trend = query(
+        &server,
+        json!({"kind": "trend", "measure": "events", "from": day(0), "to": day(2),
+               "q": "name:app_opened", "group_by": ["platform"]}),
+    );
+    assert_eq!(trend["buckets"], json!([day(0), day(1)]));
+    assert_eq!(trend["estimated"], true);
+    assert_eq!(trend["suppressed_groups"], 1);
+    assert_eq!(trend["series"][0]["group"], json!(["ios"]));
+    assert_eq!(trend["series"][0]["values"], json!([24.0, 6.0]));
+    assert_eq!(trend["series"][0]["raw_events"], json!([6, 6]));
+    assert_eq!(trend["series"][0]["installs"], 6);
+    assert_eq!(trend["series"][1]["group"], json!(["other"]));
+    assert_eq!(trend["series"][1]["values"], json!([2.0, 0.0]));
+    assert_eq!(trend["series"][1]["installs"], 1);
+
+    // Distinct installs per day (not weighted): 7 on day 0, 6 on day 1.
+    let installs = query(
+        &server,
+        json!({"kind": "trend", "measure": "installs", "from": day(0), "to": day(2)}),
+    );
+    assert_eq!(installs["series"][0]["group"], json!([]));
+    assert_eq!(installs["series"][0]["values"], json!([7.0, 6.0]));
+    assert_eq!(installs["series"][0]["raw_events"], json!([8, 6]));
+
+    // Funnel: 6 open, 5 start within the hour, 4 complete; f5 stopped after starting and hit
+    // network_timeout; f6's starts (before the open, after the window) do not count.
+    let funnel = query(
+        &server,
+        json!({"kind": "funnel", "from": day(2), "to": day(2) + 2 * HOUR_MS, "window": "1h",
+               "steps": [{"name": "app_opened"}, {"name": "dictation_started"}, {"name": "dictation_completed"}]}),
+    );
+    let steps = funnel["steps"].as_array().unwrap();
+    let counts: Vec<_> = steps.iter().map(|s| s["raw_count"].clone()).collect();
+    assert_eq!(counts, vec![json!(6), json!(5), json!(4)]);
+    assert_eq!(steps[1]["drop_off"], 1.0);
+    assert_eq!(steps[2]["drop_off"], 1.0);
+    assert_eq!(steps[2]["conversion"], 4.0 / 6.0);
+    assert_eq!(steps[2]["step_conversion"], 4.0 / 5.0);
+    assert_eq!(steps[1]["median_ms_from_previous"], json!(MINUTE_MS as f64));
+    assert_eq!(
+        steps[2]["median_ms_from_previous"],
+        json!((2 * MINUTE_MS) as f64)
+    );
+    assert_eq!(steps[0]["dropped_errors"], json!([]));
+    assert_eq!(steps[1]["dropped_errors"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        steps[1]["dropped_errors"][0]["error_code"],
+        "network_timeout"
+    );
+    assert_eq!(steps[1]["dropped_errors"][0]["units"], 1);
+    // Units count with their first-step event's weight (all 1 here), but a sampled step event
+    // (f4's completion) makes the funnel an estimate.
+    assert_eq!(steps[2]["count"], 4.0);
+    assert_eq!(funnel["estimated"], true);
+
+    // Distribution of completion latency: 100, 200, 300 once and 400 four times (rate 0.25).
+    let distribution = query(
+        &server,
+        json!({"kind": "distribution", "metric": "latency_ms", "from": day(2), "to": day(3),
+               "q": "name:dictation_completed", "bins": 3}),
+    );
+    let summary = &distribution["groups"][0]["summary"];
+    assert_eq!(distribution["estimated"], true);
+    assert_eq!(summary["count"], 7.0);
+    assert_eq!(summary["raw_count"], 4);
+    assert_eq!(summary["sum"], 2200.0);
+    assert_eq!(summary["min"], 100.0);
+    assert_eq!(summary["max"], 400.0);
+    // Cumulative weights 1, 2, 3, 7 of 7: p50 (3.5) falls on 400, unweighted it would be 200.
+    assert_eq!(summary["p50"], 400.0);
+    assert_eq!(summary["p99"], 400.0);
+    let bins: Vec<_> = distribution["groups"][0]["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_f64().unwrap())
+        .collect();
+    assert_eq!(bins, vec![1.0, 1.0, 5.0]);
+
+    // Active installs over days 10..12.
+    let active = query(
+        &server,
+        json!({"kind": "active_installs", "from": day(10), "to": day(13)}),
+    );
+    assert_eq!(active["days"], json!([day(10), day(11), day(12)]));
+    assert_eq!(active["dau"], json!([5, 4, 1]));
+    assert_eq!(active["new"], json!([5, 1, 0]));
+    assert_eq!(active["returning"], json!([0, 3, 1]));
+    assert_eq!(active["wau"], json!([5, 6, 6]));
+    // Everyone in the dataset was active within 30 days of day 10: 6 + 1 + 6 + 5, then r6.
+    assert_eq!(active["mau"], json!([18, 19, 19]));
+    // Version 2.0 has one install: folded.
+    assert_eq!(active["suppressed_groups"], 1);
+    assert_eq!(active["versions"][0]["version"], "1.0");
+    assert_eq!(active["versions"][0]["share"], json!([1.0, 0.75, 1.0]));
+    assert_eq!(active["versions"][1]["version"], "other");
+    assert_eq!(active["versions"][1]["installs"], json!([0, 1, 0]));
+
+    // Retention by day: the day-10 cohort (5) keeps 3 then 1; r6's day-11 cohort of one install
+    // is folded into "other".
+    let retention = query(
+        &server,
+        json!({"kind": "retention", "period": "day", "periods": 3, "from": day(10), "to": day(13)}),
+    );
+    assert_eq!(retention["suppressed_groups"], 1);
+    let cohorts = retention["cohorts"].as_array().unwrap();
+    assert_eq!(cohorts.len(), 2);
+    assert_eq!(cohorts[0]["start_ms"], day(10));
+    assert_eq!(cohorts[0]["installs"], 5);
+    assert_eq!(cohorts[0]["active"], json!([5, 3, 1]));
+    assert_eq!(cohorts[0]["share"], json!([1.0, 0.6, 0.2]));
+    assert_eq!(cohorts[1]["label"], "other");
+    assert_eq!(cohorts[1]["active"], json!([1, 0, null]));
+}
+
+#[test]
+fn bad_specs_are_error_answers() {
+    let server = server();
+    let bad = [
+        (
+            json!({"kind": "trend", "measure": "p95"}),
+            "invalid_parameter",
+        ),
+        (
+            json!({"kind": "trend", "measure": "events", "group_by": ["a", "b", "c"]}),
+            "invalid_parameter",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"name": "app_opened"}]}),
+            "invalid_parameter",
+        ),
+        (
+            json!({"kind": "trend", "measure": "events", "q": "level:("}),
+            "invalid_query",
+        ),
+        (json!({"kind": "nonsense"}), "invalid_body"),
+    ];
+    for (spec, code) in bad {
+        let resp = query_resp(&server, spec.clone());
+        assert_eq!(resp.error_code(), code, "{spec}: {}", resp.text());
+    }
+}
+
+/// Two group-by fields with a weighted p95 per bucket, an install crossing a bucket edge,
+/// a funnel per session with a breakdown (one value folded for k-anonymity), and folding off.
+#[test]
+fn groupings_sessions_and_breakdowns() {
+    let server = server();
+    let d0 = day0();
+    let day = |n: i64| d0 + n * DAY_MS;
+    let mut events = Events(Vec::new());
+    // Six ios installs on 1.0 with latency 10 (rate 1) and 50 (rate 0.1) on day 0; each also
+    // just before and just after the day-1 edge.
+    for i in 1..=6 {
+        let install = format!("g{i}");
+        let ios = json!({"platform": "ios", "app_version": "1.0", "session_id": format!("s{i}")});
+        let mut fast = ios.clone();
+        fast["metrics"] = json!({"latency_ms": 10});
+        let mut slow = ios.clone();
+        slow["metrics"] = json!({"latency_ms": 50});
+        slow["sample_rate"] = json!(0.1);
+        events.add(&install, "dictation_completed", day(0) + HOUR_MS, fast);
+        events.add(&install, "dictation_completed", day(0) + 2 * HOUR_MS, slow);
+        events.add(&install, "app_opened", day(1) - 1, ios.clone());
+        events.add(&install, "app_opened", day(1), ios.clone());
+        // Funnel per session: s1..s6 open and start; s1..s3 complete.
+        events.add(&install, "dictation_started", day(1) + 1, ios.clone());
+        if i <= 3 {
+            events.add(&install, "dictation_completed", day(1) + 2, ios);
+        }
+    }
+    // One web install, its own session: opened and started, alone in its breakdown value.
+    let web = json!({"platform": "web", "app_version": "1.0", "session_id": "w1"});
+    events.add("w1", "app_opened", day(1), web.clone());
+    events.add("w1", "dictation_started", day(1) + 1, web);
+    let count = events.0.len();
+    let resp = server.post_events(
+        &format!("?product={PRODUCT}"),
+        &Value::Array(events.0).to_string(),
+    );
+    assert_eq!(resp.json()["accepted"], count, "{}", resp.text());
+    let position = server.state.store.next_seq().unwrap();
+    assert!(server
+        .state
+        .search
+        .wait_indexed(position, Duration::from_secs(20)));
+
+    // The median latency by platform × version: 6 values of 10 (weight 1), 6 of 50 (weight 10).
+    let trend = query(
+        &server,
+        json!({"kind": "trend", "measure": "p50", "metric": "latency_ms", "from": day(0), "to": day(1),
+               "group_by": ["platform", "app_version"]}),
+    );
+    assert_eq!(trend["series"][0]["group"], json!(["ios", "1.0"]));
+    // Cumulative weight 6 of 66 at 10 < 33: the weighted median is 50 (unweighted: 10).
+    assert_eq!(trend["series"][0]["values"], json!([50.0]));
+    // Raw events: the 12 completions and the 6 opens just before the edge (no latency).
+    assert_eq!(trend["series"][0]["raw_events"], json!([18]));
+    let sum = query(
+        &server,
+        json!({"kind": "trend", "measure": "sum", "metric": "latency_ms", "from": day(0), "to": day(1)}),
+    );
+    assert_eq!(
+        sum["series"][0]["values"],
+        json!([6.0 * 10.0 + 60.0 * 50.0])
+    );
+
+    // The installs on both sides of the day-1 edge count in both buckets.
+    let edge = query(
+        &server,
+        json!({"kind": "trend", "measure": "installs", "from": day(0), "to": day(2), "q": "name:app_opened"}),
+    );
+    assert_eq!(edge["series"][0]["values"], json!([6.0, 7.0]));
+    let sessions = query(
+        &server,
+        json!({"kind": "trend", "measure": "sessions", "from": day(1), "to": day(2)}),
+    );
+    assert_eq!(sessions["series"][0]["values"], json!([7.0]));
+
+    // Funnel per session, broken down by platform: web (one install) is folded into "other".
+    let funnel = query(
+        &server,
+        json!({"kind": "funnel", "per": "session", "from": day(1), "to": day(2), "window": "1h",
+               "breakdown": "platform",
+               "steps": [{"name": "app_opened"}, {"name": "dictation_started"}, {"name": "dictation_completed"}]}),
+    );
+    let raw = |steps: &Value| -> Vec<u64> {
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["raw_count"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(raw(&funnel["steps"]), vec![7, 7, 3]);
+    assert_eq!(funnel["suppressed_groups"], 1);
+    assert_eq!(funnel["groups"][0]["value"], "ios");
+    assert_eq!(raw(&funnel["groups"][0]["steps"]), vec![6, 6, 3]);
+    assert_eq!(funnel["groups"][1]["value"], "other");
+    assert_eq!(raw(&funnel["groups"][1]["steps"]), vec![1, 1, 0]);
+}
