@@ -233,7 +233,8 @@ impl Indexer {
             } else {
                 self.last_check + self.interval()
             };
-            let received = commands.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            let received =
+                commands.recv_timeout(deadline.saturating_duration_since(Instant::now()));
             let idle = matches!(received, Err(RecvTimeoutError::Timeout));
             match received {
                 Ok(Command::Events(batch)) => self.step(|this| this.index_batch(batch)),
