@@ -382,11 +382,43 @@ fn clickhouse_down_leaves_ingest_alone_and_the_sink_catches_up() {
         "{metrics}"
     );
 
+    // An erasure while ClickHouse is down: the store forgets the subject at once, the answer
+    // says the destination did not confirm, and the delete waits to be retried.
+    let gone: Vec<Value> = (0..5)
+        .map(|_| json!({"id": uuid::Uuid::new_v4().to_string(), "eventName": "app_opened", "installId": "gone"}))
+        .collect();
+    let resp = server.post_events(
+        "?product=dictation-app",
+        &json!({ "events": gone }).to_string(),
+    );
+    assert_eq!(resp.json()["accepted"], 5);
+    let resp = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/gone", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let answer = &resp.json()["sinks"][0];
+    assert_eq!(answer["confirmed"], false, "{answer}");
+    assert!(answer["error"].as_str().unwrap().starts_with("unreachable"));
+    assert!(!answer["error"].as_str().unwrap().contains("gone"));
+    assert_eq!(sink_status(&server.url)["pending_erasures"], 1);
+
     clickhouse.resume();
-    wait_for("the sink catches up after ClickHouse is back", || {
-        caught_up(&server.url)
+    let status = wait_for("the sink catches up after ClickHouse is back", || {
+        caught_up(&server.url).filter(|s| s["pending_erasures"] == 0)
     });
     assert_eq!(clickhouse.events_final(), (501, 501));
+    // The erased events were gone from the store when the sink reached them: it says so.
+    assert_eq!(status["skipped_total"], 5, "{status}");
+    assert_eq!(
+        status["skipped"][0]["below"].as_u64().unwrap()
+            - status["skipped"][0]["from"].as_u64().unwrap(),
+        5
+    );
+    let metrics = server.admin_get("/metrics").text();
+    assert!(metrics.contains("telemetryd_sink_skipped_total{sink=\"warehouse\"} 5"));
 }
 
 #[test]
