@@ -566,4 +566,21 @@ fn sigkill_mid_delivery_then_restart_leaves_one_row_per_event() {
     assert_eq!(clickhouse.events_final(), (acknowledged, acknowledged));
     let raw = clickhouse.number(&format!("SELECT count() FROM {DATABASE}.events"));
     assert!(raw >= acknowledged);
+
+    // The operator's view from the command line.
+    let out = Command::new(BIN)
+        .args(["sink", "status", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("warehouse"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[1], "clickhouse");
+    assert_eq!(columns[2], acknowledged.to_string(), "position: {text}");
+    assert_eq!(columns[3], "0", "lag: {text}");
+    assert_eq!(columns[9], "-", "last error: {text}");
 }
