@@ -978,6 +978,59 @@ mod tests {
     }
 
     #[test]
+    fn sinks_get_defaults_and_invalid_ones_name_the_key() {
+        let config = Config::from_toml(&format!(
+            "{MINIMAL}[[sinks]]\nname = \"wh\"\nkind = \"clickhouse\"\n"
+        ))
+        .unwrap();
+        let sink = &config.sinks[0];
+        assert_eq!(sink.url, "http://127.0.0.1:8123");
+        assert_eq!(
+            (sink.database.as_str(), sink.table.as_str()),
+            ("telemetry", "events")
+        );
+        assert_eq!(
+            (sink.batch_size, sink.flush_interval_ms, sink.timeout_ms),
+            (10_000, 1_000, 10_000)
+        );
+        assert_eq!(sink.password().unwrap(), None);
+        for (extra, key) in [
+            ("name = \"Bad Name\"\nkind = \"clickhouse\"", "sinks[0].name"),
+            ("name = \"a\"\nkind = \"clickhouse\"\ntable = \"x;drop\"", "sinks[0].table"),
+            ("name = \"a\"\nkind = \"clickhouse\"\nurl = \"ftp://x\"", "sinks[0].url"),
+            ("name = \"a\"\nkind = \"clickhouse\"\nbatch_size = 0", "sinks[0].batch_size"),
+            (
+                "name = \"a\"\nkind = \"clickhouse\"\npassword_env = \"X\"\npassword_file = \"/y\"",
+                "sinks[0].password_env",
+            ),
+            ("name = \"a\"\nkind = \"clickhouse\"\n[[sinks]]\nname = \"a\"\nkind = \"clickhouse\"", "sinks[1].name"),
+        ] {
+            let err = Config::from_toml(&format!("{MINIMAL}[[sinks]]\n{extra}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn sink_passwords_come_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let config = Config::from_toml(&format!(
+            "{MINIMAL}[[sinks]]\nname = \"wh\"\nkind = \"clickhouse\"\npassword_file = \"{}\"\n[[sinks]]\nname = \"env\"\nkind = \"clickhouse\"\npassword_env = \"TELEMETRYD_TEST_UNSET_PASSWORD\"\n",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            config.sinks[0].password().unwrap().as_deref(),
+            Some("s3cret")
+        );
+        let err = config.sinks[1].password().unwrap_err().to_string();
+        assert!(err.contains("sinks.env.password_env"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::from_toml("[server]\nlisten_adress = \"x\"\n")
             .unwrap_err()

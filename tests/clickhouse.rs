@@ -17,6 +17,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_telemetryd");
 const DATABASE: &str = "telemetry_test";
 /// How long a condition the test waits for may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(40);
+/// The ClickHouse user's password: the sink reads it from a file.
+const PASSWORD: &str = "ch-test-pw-4711";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -70,15 +72,16 @@ impl ClickHouse {
             ),
         )
         .unwrap();
+        std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
         std::fs::write(
             dir.path().join("users.xml"),
-            r#"<?xml version="1.0"?>
+            format!(r#"<?xml version="1.0"?>
 <yandex>
   <profiles><default></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <users><default><password>{PASSWORD}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
   <quotas><default></default></quotas>
 </yandex>
-"#,
+"#),
         )
         .unwrap();
         let mut server = ClickHouse {
@@ -112,7 +115,15 @@ impl ClickHouse {
         let port = self.port;
         wait_for("ClickHouse answers", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            let resp = request("POST", &self.url(), &[], Some(b"SELECT 1".to_vec()));
+            let resp = request(
+                "POST",
+                &self.url(),
+                &[
+                    ("x-clickhouse-user", "default"),
+                    ("x-clickhouse-key", PASSWORD),
+                ],
+                Some(b"SELECT 1".to_vec()),
+            );
             (resp.status == 200).then_some(())
         });
     }
@@ -127,7 +138,15 @@ impl ClickHouse {
 
     /// The answer to `sql`, which must succeed.
     fn query(&self, sql: &str) -> String {
-        let resp = request("POST", &self.url(), &[], Some(sql.as_bytes().to_vec()));
+        let resp = request(
+            "POST",
+            &self.url(),
+            &[
+                ("x-clickhouse-user", "default"),
+                ("x-clickhouse-key", PASSWORD),
+            ],
+            Some(sql.as_bytes().to_vec()),
+        );
         assert_eq!(resp.status, 200, "{sql}: {}", resp.text());
         resp.text()
     }
@@ -181,8 +200,9 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 
 fn sink_toml(clickhouse: &ClickHouse, batch_size: usize) -> String {
     format!(
-        "\n[[sinks]]\nname = \"warehouse\"\nkind = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"{DATABASE}\"\ntable = \"events\"\nuser = \"default\"\nbatch_size = {batch_size}\nflush_interval_ms = 20\ntimeout_ms = 5000\n",
-        clickhouse.url()
+        "\n[[sinks]]\nname = \"warehouse\"\nkind = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"{DATABASE}\"\ntable = \"events\"\nuser = \"default\"\npassword_file = \"{}\"\nbatch_size = {batch_size}\nflush_interval_ms = 20\ntimeout_ms = 5000\n",
+        clickhouse.url(),
+        clickhouse.dir.path().join("password").display()
     )
 }
 
@@ -374,6 +394,7 @@ fn clickhouse_down_leaves_ingest_alone_and_the_sink_catches_up() {
         "{behind}"
     );
     assert!(behind["lag_seconds"].as_f64().unwrap() > 0.0, "{behind}");
+    assert!(!behind.to_string().contains(PASSWORD));
     let ready = server.get("/readyz").json();
     assert_eq!(ready["sinks"][0]["lag_events"], 500);
     let metrics = server.admin_get("/metrics").text();
