@@ -125,7 +125,6 @@ pub struct SinkErasure {
 #[derive(Default)]
 struct Progress {
     position: u64,
-    oldest_pending_received_ms: Option<i64>,
     delivered_total: u64,
     recent: VecDeque<(Instant, u64)>,
     last_delivery_at: Option<i64>,
@@ -207,6 +206,19 @@ impl Sink {
             .lock()
             .map(|p| p.len())
             .unwrap_or_default();
+        let position = self.progress().position;
+        let lag_events = next_seq.saturating_sub(position);
+        let lag_seconds = if lag_events == 0 {
+            0.0
+        } else {
+            // The oldest event not delivered yet (one block read per status).
+            match self.store.events_from(position, 1) {
+                Ok(first) => first.first().map_or(0.0, |(_, e)| {
+                    (now_ms() - e.received_at).max(0) as f64 / 1000.0
+                }),
+                Err(_) => 0.0,
+            }
+        };
         let mut progress = self.progress();
         let window_start = Instant::now().checked_sub(RATE_WINDOW);
         while let (Some((at, _)), Some(start)) = (progress.recent.front(), window_start) {
@@ -216,17 +228,12 @@ impl Sink {
             progress.recent.pop_front();
         }
         let in_window: u64 = progress.recent.iter().map(|(_, n)| n).sum();
-        let lag_events = next_seq.saturating_sub(progress.position);
-        let lag_seconds = match (lag_events, progress.oldest_pending_received_ms) {
-            (0, _) | (_, None) => 0.0,
-            (_, Some(received)) => (now_ms() - received).max(0) as f64 / 1000.0,
-        };
         SinkStatus {
             name: self.name.to_string(),
             kind: match self.kind {
                 SinkKind::Clickhouse => "clickhouse",
             },
-            position: progress.position,
+            position,
             lag_events,
             lag_seconds,
             delivered_total: progress.delivered_total,
@@ -317,16 +324,14 @@ impl Sink {
         let _delivering = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let position = self.progress().position;
         let batch = self.store.events_from(position, self.batch_size)?;
-        let Some((first, first_event)) = batch.first() else {
+        let Some((first, _)) = batch.first() else {
             let next = self.store.next_seq()?;
             if next > position {
                 // Everything from the position on was deleted before it was delivered.
                 self.skip(position, next)?;
             }
-            self.progress().oldest_pending_received_ms = None;
             return Ok(Step::Idle);
         };
-        self.progress().oldest_pending_received_ms = Some(first_event.received_at);
         let mut expected = position;
         let mut gaps = Vec::new();
         for (seq, _) in &batch {
