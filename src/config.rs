@@ -356,6 +356,9 @@ pub struct PrivacyConfig {
     pub fields: FieldAction,
     /// Which detectors run; default all.
     pub detectors: Vec<String>,
+    /// Longest an erasure with `?wait_purge=true` waits for the purge before answering (the
+    /// purge continues after it).
+    pub wait_purge_timeout_secs: u64,
 }
 
 impl Default for PrivacyConfig {
@@ -367,6 +370,7 @@ impl Default for PrivacyConfig {
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect(),
+            wait_purge_timeout_secs: 60,
         }
     }
 }
@@ -430,6 +434,9 @@ pub struct ProductConfig {
     pub retention_days: u32,
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
+    /// Events per second the product takes in all, over every client; `0` = no cap.
+    #[serde(default)]
+    pub max_events_per_second: u32,
     /// Flat-key → canonical-field names for flat events.
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,
@@ -709,6 +716,12 @@ impl Config {
             return Err(invalid(
                 "retention.compact_free_ratio",
                 "must be between 0 and 1",
+            ));
+        }
+        if !(1..=3600).contains(&self.privacy.wait_purge_timeout_secs) {
+            return Err(invalid(
+                "privacy.wait_purge_timeout_secs",
+                "must be between 1 and 3600",
             ));
         }
         if self.limits.rate_limit_per_minute == 0 {

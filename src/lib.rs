@@ -38,6 +38,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use actix_service::{IntoServiceFactory, ServiceFactoryExt};
 use actix_web::{web, App, HttpServer};
 
 use crate::clusters::service::Clusters;
@@ -414,16 +415,46 @@ pub async fn serve(
     };
     let address = listener.local_addr()?;
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .configure(http::configure)
-    })
-    .workers(workers)
-    .disable_signals()
-    .shutdown_timeout(30)
-    .listen(listener)?
-    .run();
+    // Connections close at once when the server stops, rather than at their keep-alive's end.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    // What actix-web's `HttpServer` builds (its defaults: 5 s keep-alive and request timeout, 1 s
+    // disconnect timeout), but with each connection's writes passing through `JsonCodecErrors`,
+    // so the answers actix-http's codec makes itself carry the JSON error body.
+    let server = actix_web::dev::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen("telemetryd", listener, move || {
+            let app = App::new()
+                .app_data(app_state.clone())
+                .configure(http::configure)
+                .into_factory()
+                .map_err(|err: actix_web::Error| err.error_response());
+            let stopping = stopping.clone();
+            let http = actix_http::HttpService::build()
+                .local_addr(address)
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .graceful_shutdown_signal(move || {
+                    let mut stopping = stopping.clone();
+                    async move {
+                        let _ = stopping.wait_for(|stopping| *stopping).await;
+                    }
+                })
+                // The app's host and local address (for URLs it would build) are the defaults:
+                // nothing reads them, and actix-web makes only those public.
+                .h1(actix_service::map_config(app, |_| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            actix_web::dev::fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((
+                    http::codec_errors::JsonCodecErrors::new(io),
+                    peer,
+                ))
+            })
+            .and_then(http)
+        })?
+        .run();
     tracing::info!(address = %address, workers, "listening");
     let metrics_socket = state
         .metrics_socket
@@ -468,6 +499,7 @@ pub async fn serve(
     actix_web::rt::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stopping_tx.send(true);
         if let Some(metrics) = metrics_handle {
             metrics.stop(true).await;
         }

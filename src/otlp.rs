@@ -116,23 +116,22 @@ pub enum AttributeError {
 }
 
 /// Attributes as key → value, checked against the limits. Key-value lists become objects,
-/// arrays keep only their length (the schema drops them), bytes become hex text.
-pub fn attributes(list: &[KeyValue]) -> Result<Vec<(String, FieldValue)>, AttributeError> {
+/// arrays keep only their length (the schema drops them), bytes become hex text. Takes the
+/// list by value: keys and string values (nearly all of them) move instead of being copied.
+pub fn attributes(list: Vec<KeyValue>) -> Result<Vec<(String, FieldValue)>, AttributeError> {
     if list.len() > MAX_ATTRIBUTES {
         return Err(AttributeError::TooMany { count: list.len() });
     }
-    list.iter()
+    list.into_iter()
         .map(|kv| {
-            let value = kv
-                .value
-                .as_ref()
-                .map(|v| value(v, 1))
-                .transpose()
-                .map_err(|()| AttributeError::TooDeep {
-                    key: kv.key.chars().take(100).collect(),
-                })?
-                .unwrap_or(FieldValue::Null);
-            Ok((kv.key.clone(), value))
+            let value = match kv.value.and_then(|v| v.value) {
+                Some(any_value::Value::StringValue(s)) => Ok(FieldValue::Str(s)),
+                other => value(&AnyValue { value: other }, 1),
+            };
+            let value = value.map_err(|()| AttributeError::TooDeep {
+                key: kv.key.chars().take(100).collect(),
+            })?;
+            Ok((kv.key, value))
         })
         .collect()
 }
@@ -285,7 +284,7 @@ mod tests {
             1_000_000_000
         );
         assert_eq!(
-            attributes(&span.attributes).unwrap(),
+            attributes(span.attributes.clone()).unwrap(),
             vec![("n".to_string(), FieldValue::Num(42.0))]
         );
         let empty: ExportTraceServiceRequest = decode(b"", Encoding::Json).unwrap();
@@ -308,7 +307,7 @@ mod tests {
             .map(|i| kv(&format!("k{i}"), any_value::Value::BoolValue(true)))
             .collect();
         assert_eq!(
-            attributes(&many).unwrap_err(),
+            attributes(many).unwrap_err(),
             AttributeError::TooMany {
                 count: MAX_ATTRIBUTES + 1
             }
@@ -318,16 +317,72 @@ mod tests {
             value: Some(nested(MAX_ATTRIBUTE_DEPTH - 1)),
             ..KeyValue::default()
         };
-        assert_eq!(attributes(&[ok]).unwrap()[0].1, FieldValue::List(1));
+        assert_eq!(attributes(vec![ok]).unwrap()[0].1, FieldValue::List(1));
         let deep = KeyValue {
             key: "deep".into(),
             value: Some(nested(MAX_ATTRIBUTE_DEPTH)),
             ..KeyValue::default()
         };
         assert!(matches!(
-            attributes(&[deep]),
+            attributes(vec![deep]),
             Err(AttributeError::TooDeep { .. })
         ));
+    }
+
+    /// An `ExportTraceServiceRequest` whose one resource attribute is an `AnyValue` array nested
+    /// `depth` times, as raw protobuf bytes (built back to front: no message tree, no recursion).
+    fn nested_attribute_request(depth: usize) -> Vec<u8> {
+        /// Wraps everything so far in a length-delimited field `number`.
+        fn wrap(reversed: &mut Vec<u8>, number: u8) {
+            let mut varint = Vec::new();
+            prost::encoding::encode_varint(reversed.len() as u64, &mut varint);
+            reversed.extend(varint.iter().rev());
+            reversed.push((number << 3) | 2); // wire type 2: length-delimited
+        }
+        let mut reversed: Vec<u8> = Vec::new();
+        for _ in 0..depth {
+            wrap(&mut reversed, 1); // ArrayValue.values around the AnyValue so far
+            wrap(&mut reversed, 5); // AnyValue.array_value
+        }
+        wrap(&mut reversed, 2); // KeyValue.value
+        reversed.extend([b'k', 1, (1 << 3) | 2]); // KeyValue.key = "k"
+                                                  // Resource.attributes, ResourceSpans.resource, ExportTraceServiceRequest.resource_spans.
+        for _ in 0..3 {
+            wrap(&mut reversed, 1);
+        }
+        reversed.reverse();
+        reversed
+    }
+
+    #[test]
+    fn deeply_nested_values_are_refused_by_both_decoders() {
+        // Shallow enough: decoded, then refused by the attribute depth limit.
+        let shallow = nested_attribute_request(MAX_ATTRIBUTE_DEPTH + 1);
+        let request: ExportTraceServiceRequest = decode(&shallow, Encoding::Protobuf).unwrap();
+        let resource = request.resource_spans[0].resource.as_ref().unwrap();
+        assert_eq!(resource.attributes[0].key, "k");
+        assert!(matches!(
+            attributes(resource.attributes.clone()),
+            Err(AttributeError::TooDeep { .. })
+        ));
+        // Far deeper than any stack: prost's recursion limit refuses it while decoding.
+        for depth in [200, 100_000] {
+            let error = decode::<ExportTraceServiceRequest>(
+                &nested_attribute_request(depth),
+                Encoding::Protobuf,
+            )
+            .unwrap_err();
+            assert!(error.contains("recursion limit"), "{error}");
+        }
+        // The JSON mapping: serde_json's recursion limit (128) does the same.
+        let json = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"k","value":{}"x"{}}}]}}}}]}}"#,
+            r#"{"arrayValue":{"values":["#.repeat(100_000),
+            "]}}".repeat(100_000)
+        );
+        let error =
+            decode::<ExportTraceServiceRequest>(json.as_bytes(), Encoding::Json).unwrap_err();
+        assert!(error.contains("recursion limit"), "{error}");
     }
 
     #[test]

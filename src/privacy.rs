@@ -259,7 +259,11 @@ impl Privacy {
             from_seq: 0,
             below_seq: position,
         };
-        let tombstone_bytes = tombstone.to_bytes()?;
+        // Nothing of the subject is in the index below `position`: no tombstone to write (it
+        // would put the id on disk only to delete nothing).
+        let tombstone_bytes = (!seqs.is_empty())
+            .then(|| tombstone.to_bytes())
+            .transpose()?;
         let products: Vec<String> = self
             .products
             .ids()
@@ -299,7 +303,10 @@ impl Privacy {
                                     &series_scope,
                                 )?;
                             }
-                            let tombstone_id = delete::add_tombstone(txn, &tombstone_bytes)?;
+                            let tombstone_id = tombstone_bytes
+                                .as_deref()
+                                .map(|bytes| delete::add_tombstone(txn, bytes))
+                                .transpose()?;
                             let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
                             let result = serde_json::json!({
                                 "events_removed": deleted.len(),
@@ -319,7 +326,10 @@ impl Privacy {
         let (deleted, (installs_removed, series, tombstone_id, audit_id)) = erased?;
         let events_removed = deleted.len() as u64;
         let stored = started.elapsed();
-        let index_documents_removed = self.deleter.apply_tombstone(tombstone_id, &tombstone)?;
+        let index_documents_removed = match tombstone_id {
+            Some(id) => self.deleter.apply_tombstone(id, &tombstone)?,
+            None => 0,
+        };
         // The subject's id is never logged.
         tracing::info!(
             subject = kind.as_str(),

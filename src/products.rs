@@ -19,6 +19,8 @@ pub struct Product {
     pub ingest_keys: Vec<String>,
     pub retention_days: u32,
     pub rate_limit_per_minute: u32,
+    /// Events per second the product takes in all (`0`: no cap).
+    pub max_events_per_second: u32,
     /// The OTLP resource or record attribute that carries the install id.
     pub otlp_install_id_attribute: Option<String>,
     /// Its schema, flat mapping and privacy actions, compiled for the ingest hot path.
@@ -93,6 +95,7 @@ impl Products {
                 rate_limit_per_minute: product
                     .rate_limit_per_minute
                     .unwrap_or(config.limits.rate_limit_per_minute),
+                max_events_per_second: product.max_events_per_second,
                 otlp_install_id_attribute: product.otlp.install_id_attribute.clone(),
                 rules,
                 cors_origins,

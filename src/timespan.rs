@@ -1,5 +1,6 @@
 //! Time spans in epoch milliseconds: the unit constants, the one duration parser (stats
-//! buckets, relative search times), and the hour/day starts (UTC) that bucket events.
+//! buckets, relative search times), the hour/day starts (UTC) that bucket events, and bucket
+//! arithmetic that cannot overflow whatever times and bucket a request gives.
 //!
 //! Durations are a whole number followed by a unit: `ms`, `s`, `m` (or `min`), `h`, `d` (24 h)
 //! or `w` (7 d), e.g. `30s`, `5m`, `1h`, `7d`, `2w`. No sign, no space, no fractions; callers
@@ -65,19 +66,48 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, DurationError> {
         .ok_or_else(|| DurationError::Overflow(text.into()))
 }
 
+/// Start of the bucket of `bucket_ms` (> 0, epoch-aligned) containing `ms`; `i64::MIN` for a
+/// start before it.
+pub fn bucket_start(ms: i64, bucket_ms: i64) -> i64 {
+    ms.saturating_sub(ms.rem_euclid(bucket_ms))
+}
+
+/// How many buckets of `bucket_ms` (> 0) lie from the bucket starting at `first` to the one
+/// starting at `last`, both included (0 when `last < first`), exactly for any `i64` times and
+/// saturating at `u64::MAX`: what a request's range costs, known before anything is allocated.
+pub fn bucket_count(first: i64, last: i64, bucket_ms: i64) -> u64 {
+    if last < first {
+        return 0;
+    }
+    let steps = (i128::from(last) - i128::from(first)) / i128::from(bucket_ms) + 1;
+    u64::try_from(steps).unwrap_or(u64::MAX)
+}
+
 /// Start of the hour containing `ms`.
 pub fn hour_start(ms: i64) -> i64 {
-    ms.saturating_sub(ms.rem_euclid(HOUR_MS))
+    bucket_start(ms, HOUR_MS)
 }
 
 /// Start of the (UTC) day containing `ms`.
 pub fn day_start(ms: i64) -> i64 {
-    ms.saturating_sub(ms.rem_euclid(DAY_MS))
+    bucket_start(ms, DAY_MS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_arithmetic_never_overflows() {
+        assert_eq!(bucket_start(3_500, 1_000), 3_000);
+        assert_eq!(bucket_start(-1, 1_000), -1_000);
+        assert_eq!(bucket_start(i64::MIN, 1_000), i64::MIN);
+        assert_eq!(bucket_start(i64::MAX, i64::MAX), i64::MAX);
+        assert_eq!(bucket_count(3_000, 10_000, 1_000), 8);
+        assert_eq!(bucket_count(10, 5, 1), 0);
+        assert_eq!(bucket_count(i64::MIN, i64::MAX, 1), u64::MAX);
+        assert_eq!(bucket_count(i64::MIN, i64::MAX, i64::MAX), 3);
+    }
 
     #[test]
     fn durations() {

@@ -131,11 +131,7 @@ fn fingerprints_passes_and_the_cursor_survive_a_restart() {
     assert_eq!(clusters(&server, "sort=count")[0]["count"], 5);
     server.post_events("", &errors(2, "3.4.0", "timeout", "i3"));
     assert_eq!(run_pass(&server)["clustered"], 2);
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(20)));
+    server.settle();
     let one = server
         .admin_get(&format!("/api/v1/clusters/{}", timeout_prints[0]))
         .json();
@@ -374,4 +370,78 @@ fn alerts_are_signed_retried_and_throttled() {
     let metrics = server.get("/metrics").text();
     assert!(metrics.contains("telemetryd_alerts_delivered_total 1"));
     assert!(metrics.contains("telemetryd_alerts_throttled_total 1"));
+}
+
+/// Reads of the clusters API answer while a pass (or a status change or erasure) holds the
+/// clusters' lock: the reads are made and answered from inside the lock holder, and a pass
+/// requested meanwhile completes only after the holder lets go.
+#[test]
+fn reads_do_not_wait_for_a_pass() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let server = TestServer::start(&config(""), &[]);
+    assert_eq!(
+        server
+            .post_events("", &errors(3, "1.0", "E1", "i-1"))
+            .json()["accepted"],
+        3
+    );
+    run_pass(&server);
+    let id = clusters(&server, "")[0]["id"].as_str().unwrap().to_string();
+    let url = server.url.clone();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let (pass_tx, pass_rx) = mpsc::channel();
+    let answers = server
+        .state
+        .clusters
+        .erase_events(|| {
+            // A pass asked for now waits for this holder...
+            let (run_url, run_auth) = (url.clone(), auth.clone());
+            std::thread::spawn(move || {
+                let resp = request(
+                    "POST",
+                    &format!("{run_url}/api/v1/clusters/run"),
+                    &[("authorization", &run_auth)],
+                    None,
+                );
+                pass_tx.send(resp.status).unwrap();
+            });
+            // ...while every read answers (a reader that waited would never send).
+            let (tx, rx) = mpsc::channel();
+            let paths = [
+                "/api/v1/clusters".to_string(),
+                "/api/v1/clusters/timeline".to_string(),
+                format!("/api/v1/clusters/{id}"),
+                format!("/api/v1/clusters/{id}/timeline"),
+            ];
+            for path in paths {
+                let (url, auth, tx) = (url.clone(), auth.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    let resp = request(
+                        "GET",
+                        &format!("{url}{path}"),
+                        &[("authorization", &auth)],
+                        None,
+                    );
+                    tx.send((path, resp.status, resp.json())).unwrap();
+                });
+            }
+            let answers: Vec<_> = (0..4)
+                .map(|_| {
+                    rx.recv_timeout(Duration::from_secs(120))
+                        .expect("a read waited for the lock")
+                })
+                .collect();
+            assert!(
+                pass_rx.try_recv().is_err(),
+                "the pass ran while the lock was held"
+            );
+            Ok::<_, telemetryd::error::StoreError>((Vec::new(), answers))
+        })
+        .unwrap()
+        .1;
+    for (path, status, body) in answers {
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert_eq!(pass_rx.recv().unwrap(), 200);
 }

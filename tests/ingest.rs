@@ -802,6 +802,259 @@ fn admin_auth_and_operations_endpoints() {
     assert!(stats["store"]["store_size_bytes"].as_u64().unwrap() > 0);
 }
 
+/// JSON nested far deeper than any event needs, as the whole body, as one event, inside a
+/// dimension and inside a policy body: each is a 4xx or a rejection naming serde_json's
+/// recursion limit (128), never a stack overflow.
+#[test]
+fn deeply_nested_json_is_refused_not_fatal() {
+    let server = open_server("");
+    // Deep enough for any stack, small enough to stay under the event size limit.
+    let depth = 5_000;
+    let deep = |open: &str, close: &str| format!("{}1{}", open.repeat(depth), close.repeat(depth));
+    let json_type = [("content-type", "application/json")];
+    // A whole body that is not a batch: refused before any of it is read as an event.
+    let resp = server.post_events_with(
+        "?product=app",
+        &json_type,
+        deep("{\"a\":", "}").into_bytes(),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    // A list is skipped without recursion (serde's IgnoredAny), so depth alone costs nothing.
+    let list_dim = format!(
+        "[{{\"name\":\"deep\",\"dims\":{{\"d\":{}}}}}]",
+        deep("[", "]")
+    );
+    let resp = server.post_events_with("?product=app", &json_type, list_dim.into_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let event = deep("{\"a\":", "}");
+    let json = server
+        .post_events_with(
+            "?product=app",
+            &json_type,
+            format!("[{event}]").into_bytes(),
+        )
+        .json();
+    assert_eq!(json["accepted"], 0, "{json}");
+    assert_eq!(
+        rejected_codes(&json),
+        vec![(0, "invalid_event".to_string())]
+    );
+    assert!(json.to_string().contains("recursion limit"), "{json}");
+    let in_dimension = format!(
+        "[{{\"name\":\"deep\",\"dims\":{{\"d\":{}}}}},{{\"name\":\"fine\"}}]",
+        deep("{\"a\":", "}")
+    );
+    let resp = server.post_events_with("?product=app", &json_type, in_dimension.into_bytes());
+    match resp.status {
+        200 => {
+            let json = resp.json();
+            assert_eq!(json["accepted"], 1, "{json}");
+            assert_eq!(
+                rejected_codes(&json),
+                vec![(0, "invalid_event".to_string())]
+            );
+            assert!(json.to_string().contains("recursion limit"), "{json}");
+        }
+        _ => assert_eq!(resp.error_code(), "invalid_json", "{}", resp.text()),
+    }
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let policy = format!(
+        "{{\"name\":\"p\",\"product\":\"app\",\"settings\":{}}}",
+        deep("{\"a\":", "}")
+    );
+    let resp = request(
+        "POST",
+        &format!("{}/api/v1/policies", server.url),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        Some(policy.into_bytes()),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(resp.text().contains("recursion limit"), "{}", resp.text());
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
+/// Events without an install id use a per-minute budget per client address (kept only as a
+/// keyed hash, in memory); each address has its own.
+#[test]
+fn rate_limit_per_client_address_without_install_id() {
+    let config = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[[products]]\nid = \"app\"\nrate_limit_per_minute = 5\n{}",
+        tokens_toml()
+    );
+    let server = TestServer::start(&config, &[]);
+    let anonymous = |n: usize| {
+        let events: Vec<Value> = (0..n).map(|_| json!({"name": "tick"})).collect();
+        Value::Array(events).to_string().into_bytes()
+    };
+    let from = |address: &str, body: Vec<u8>| {
+        server.post_events_with(
+            "",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", address),
+            ],
+            body,
+        )
+    };
+    let json = from("203.0.113.9", anonymous(8)).json();
+    assert_eq!(json["accepted"], 5, "{json}");
+    assert_eq!(
+        rejected_codes(&json),
+        (5..8)
+            .map(|i| (i, "rate_limited".to_string()))
+            .collect::<Vec<_>>()
+    );
+    let message = json["rejected"][0]["message"].as_str().unwrap();
+    assert!(message.contains("client address"), "{message}");
+    assert!(!message.contains("203.0.113.9"), "{message}");
+    let resp = from("203.0.113.9", anonymous(1));
+    assert_eq!(
+        (resp.status, resp.error_code().as_str()),
+        (429, "rate_limited")
+    );
+    let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another address has its own budget; an install id uses the install's budget.
+    assert_eq!(from("198.51.100.4", anonymous(3)).json()["accepted"], 3);
+    let with_install = json!([{"name": "tick", "install_id": "i-1"}]).to_string();
+    assert_eq!(
+        from("203.0.113.9", with_install.into_bytes()).json()["accepted"],
+        1
+    );
+    assert_eq!(occurrences_in_dir(server.dir.path(), b"203.0.113.9"), 0);
+}
+
+/// A product's `max_events_per_second` caps what it takes in all, whoever sends it.
+#[test]
+fn product_events_per_second_cap() {
+    let config = format!(
+        "[[products]]\nid = \"app\"\nmax_events_per_second = 3\n{}",
+        tokens_toml()
+    );
+    let server = TestServer::start(&config, &[]);
+    let batch = |n: usize, tag: &str| {
+        let events: Vec<Value> = (0..n)
+            .map(|i| json!({"name": "tick", "install_id": format!("{tag}-{i}")}))
+            .collect();
+        Value::Array(events).to_string()
+    };
+    let json = server.post_events("", &batch(10, "a")).json();
+    assert!(json["accepted"].as_u64().unwrap() <= 3, "{json}");
+    let rejected = rejected_codes(&json);
+    assert!(rejected.len() >= 7, "{json}");
+    assert!(rejected.iter().all(|(_, code)| code == "rate_limited"));
+    let message = json["rejected"][0]["message"].as_str().unwrap();
+    assert!(message.contains("at most 3 events per second"), "{message}");
+    // Over the cap a whole batch is refused with 429 and Retry-After (within a few tries: the
+    // one-second window may roll over between two requests).
+    let refused = (0..50)
+        .map(|i| server.post_events("", &batch(4, &format!("b{i}"))))
+        .find(|resp| resp.status == 429)
+        .expect("a batch over the cap is refused");
+    assert_eq!(refused.error_code(), "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+}
+
+/// Sends `request` as raw bytes and reads the whole answer: (status, headers and body text).
+fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    // Only a guard against a hung test; no assertion depends on time.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    // The server may answer and close before reading everything (a head over its limit).
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+/// Every error answer over a raw connection is the JSON error body with a code: those of the
+/// router and extractors (unknown routes, wrong methods, bad parameters, bodies over the limit)
+/// and those actix-http's codec makes before any service (a URI of 64 KiB or more, a malformed
+/// request line, an unknown HTTP version, a head over 128 KiB); the process keeps serving.
+#[test]
+fn http_layer_errors_over_raw_connections() {
+    let server = TestServer::start(
+        &format!(
+            "[server]\nmax_body_bytes = 4096\n{OPEN_PRODUCT}\n{}",
+            tokens_toml()
+        ),
+        &[],
+    );
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    let long_path = format!("/{}", "a".repeat(64 * 1024));
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(60 * 1024)).into_bytes(),
+            404,
+            "not_found",
+        ),
+        (
+            format!("GET {long_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET /api/v1/events?limit={} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n", "9".repeat(60 * 1024)).into_bytes(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            b"PUT /api/v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            format!("GET /api/v1/stats/history?minutes=-1 HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            format!(
+                "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000\r\nConnection: close\r\n\r\n{}",
+                " ".repeat(10_000)
+            ).into_bytes(),
+            413,
+            "payload_too_large",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(200 * 1024)).into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (b"GARBAGE\x01 / HTTP/1.1\r\n\r\n".to_vec(), 400, "bad_request"),
+        (b"GET / HTTP/9.9\r\n\r\n".to_vec(), 400, "bad_request"),
+    ];
+    for (request, status, code) in cases {
+        let (got, text) = raw_http(&server, &request);
+        let head = String::from_utf8_lossy(&request[..60.min(request.len())]).to_string();
+        assert_eq!(got, status, "{head}: {text:.300}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}: {text:.300}"
+        );
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{head}: {e}: {text:.300}"));
+        assert_eq!(json["error"]["code"], code, "{head}: {body:.300}");
+        assert!(!json["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
 /// The dictation app's clients as they are: `anonymousInstallId`, `tags`, a nested context object.
 /// (`json!` sorts keys: the event's fields arrive in alphabetical order.)
 fn dictation_client_event(id: &str) -> Value {

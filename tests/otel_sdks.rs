@@ -261,11 +261,7 @@ fn assert_exports(sdk: Sdk, sent: &Sent, signal: &str, expected: usize) {
 
 /// Every event of a trace, oldest first, once the index has caught up.
 fn trace_events(server: &TestServer, trace_id: &str) -> Vec<Value> {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, Duration::from_secs(10)));
+    server.settle();
     let resp = server.admin_get(&format!("/api/v1/events?q=trace_id:{trace_id}&limit=100"));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let mut events = resp.json()["events"].as_array().unwrap().clone();

@@ -23,12 +23,17 @@ use serde_json::Value;
 
 const TRACE: &str = "5b8efff798038103d269b633813fc60c";
 /// A minute ago, in whole milliseconds (as nanoseconds), so no clock rule moves the spans.
+/// A minute before the first call, the same for every span of the test binary (spans built a
+/// millisecond apart must still be exactly their offsets apart).
 fn base_ns() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    (now - 60_000) * 1_000_000
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        (now - 60_000) * 1_000_000
+    })
 }
 
 fn config() -> String {
@@ -181,11 +186,7 @@ fn post_proto(server: &TestServer, path: &str, message: &impl Message) -> Resp {
 }
 
 fn trace_events(server: &TestServer) -> Vec<Value> {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(10)));
+    server.settle();
     let resp = server.admin_get(&format!("/api/v1/events?q=trace_id:{TRACE}&limit=100"));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let mut events = resp.json()["events"].as_array().unwrap().clone();
@@ -487,11 +488,7 @@ fn log_records_become_events_with_level_and_message() {
     assert_eq!(stored[0].trace_id.as_deref(), Some(TRACE));
     assert_eq!(stored[0].span_id.as_deref(), Some("00f067aa0ba902b8"));
     // The body is searchable by its words.
-    let position = server.state.store.next_seq().unwrap();
-    server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(10));
+    server.settle();
     let resp = server.admin_get("/api/v1/events?q=connected");
     assert_eq!(resp.json()["events"][0]["name"], "call.connected");
 }

@@ -398,11 +398,7 @@ fn preview_counts_installs_and_dry_runs_stored_events() {
         );
         assert_eq!(resp.json()["accepted"], 4);
     }
-    let position = server.state.store.next_seq().unwrap();
-    assert!(server
-        .state
-        .search
-        .wait_indexed(position, std::time::Duration::from_secs(20)));
+    server.settle();
     let draft = json!({"name": "ios off", "product": "dictation-app", "targeting": {"platforms": ["ios"]}, "settings": {"collection_enabled": false}});
     let resp = admin("POST", &server, "/api/v1/policies/preview", Some(draft));
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -445,4 +441,80 @@ fn oversized_admin_bodies_get_a_json_error() {
         resp.text()
     );
     assert!(!resp.json()["error"]["message"].as_str().unwrap().is_empty());
+}
+
+/// Concurrent admin writes leave the served policies and client config equal to the stored
+/// ones: the cache is refreshed in commit order, inside the write's transaction boundary.
+#[test]
+fn concurrent_writes_leave_the_cache_equal_to_the_store() {
+    let server = TestServer::shipped(&[]);
+    let base = "product=dictation-app&install_id=i-1&platform=ios&app_version=3.3.1";
+    for round in 0..5 {
+        let policy = create(
+            &server,
+            json!({"name": format!("round {round}"), "product": "dictation-app",
+                   "priority": 100 + round, "settings": {"batch_size": 1}}),
+        );
+        let id = policy["id"].as_str().unwrap().to_string();
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let (server, id) = (&server, &id);
+                scope.spawn(move || {
+                    for n in 0..8 {
+                        let batch_size = 2 + writer * 8 + n;
+                        let resp = admin(
+                            "PUT",
+                            server,
+                            &format!("/api/v1/policies/{id}"),
+                            Some(json!({"name": format!("round {round}"), "product": "dictation-app",
+                                        "priority": 100 + round, "settings": {"batch_size": batch_size}})),
+                        );
+                        assert_eq!(resp.status, 200, "{}", resp.text());
+                        if n % 4 == 0 {
+                            create(
+                                server,
+                                json!({"name": "extra", "product": "dictation-app", "priority": 1,
+                                       "settings": {"flush_interval_ms": 1000 + writer * 8 + n}}),
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        let stored = server.state.store.policies().unwrap();
+        let served = admin("GET", &server, "/api/v1/policies", None).json()["policies"].clone();
+        let mut served_ids: Vec<(String, String)> = served
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["settings"].to_string(),
+                )
+            })
+            .collect();
+        let mut stored_ids: Vec<(String, String)> = stored
+            .iter()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    serde_json::to_value(&p.settings).unwrap().to_string(),
+                )
+            })
+            .collect();
+        served_ids.sort();
+        stored_ids.sort();
+        assert_eq!(served_ids, stored_ids, "round {round}");
+        let stored_batch = stored
+            .iter()
+            .find(|p| p.id == id)
+            .and_then(|p| serde_json::to_value(&p.settings).unwrap()["batch_size"].as_u64());
+        let served_config = config(&server, base, &[]).json();
+        assert_eq!(
+            served_config["settings"]["batch_size"].as_u64(),
+            stored_batch,
+            "round {round}: {served_config}"
+        );
+    }
 }

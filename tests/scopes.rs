@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 
@@ -56,17 +54,6 @@ fn send(server: &TestServer, method: &str, path: &str, token: &str, body: Option
     )
 }
 
-fn settle(server: &TestServer) {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(
-        server
-            .state
-            .search
-            .wait_indexed(position, Duration::from_secs(20)),
-        "index did not catch up"
-    );
-}
-
 fn status_code(resp: &Resp) -> (u16, String) {
     (resp.status, resp.error_code())
 }
@@ -102,7 +89,7 @@ fn seed(server: &TestServer) -> [String; 6] {
         );
         assert_eq!(resp.json()["accepted"], count, "{}", resp.text());
     }
-    settle(server);
+    server.settle();
     let pass = send(server, "POST", "/api/v1/clusters/run", ADMIN_TOKEN, None);
     assert_eq!(pass.status, 200, "{}", pass.text());
     let first = |product: &str, path: &str, list: &str| {
@@ -319,7 +306,7 @@ fn scoped_admins_change_only_their_products_and_run_no_global_operation() {
     );
     assert_eq!(erased.status, 200, "{}", erased.text());
     assert_eq!(erased.json()["events_removed"], 3);
-    settle(&server);
+    server.settle();
     assert_eq!(
         server
             .admin_get(&format!("/api/v1/events/{beta_event}"))

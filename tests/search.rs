@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -29,18 +28,6 @@ fn server() -> TestServer {
         tokens_toml()
     );
     TestServer::start(&config, &[])
-}
-
-/// Waits until everything stored is searchable.
-fn settle(server: &TestServer) {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(
-        server
-            .state
-            .search
-            .wait_indexed(position, Duration::from_secs(20)),
-        "index did not catch up"
-    );
 }
 
 fn post(server: &TestServer, product: &str, events: Value, from_ip: &str) -> Value {
@@ -118,7 +105,7 @@ fn seed(server: &TestServer) -> i64 {
          "platform": "python", "app_version": "0.7.0", "carrier": "telnyx", "latency_ms": 95, "outcome": "error"}
     ]);
     assert_eq!(post(server, "sdk", sdk, "216.160.83.57")["accepted"], 2);
-    settle(server);
+    server.settle();
     now
 }
 
@@ -344,6 +331,104 @@ fn query_errors_point_at_the_problem() {
     );
 }
 
+/// A query nested past the parser's depth limit is a 400 naming the limit, not a stack overflow
+/// that aborts the process: the server still answers afterwards.
+#[test]
+fn deeply_nested_queries_are_refused_not_fatal() {
+    let server = server();
+    let deep_parens = format!("{}a{}", "(".repeat(30_000), ")".repeat(10));
+    let deep_not = "-(".repeat(15_000);
+    let deep_word_not = "NOT%20".repeat(5_000);
+    for q in [deep_parens, deep_not, deep_word_not] {
+        let resp = server.admin_get(&format!("/api/v1/events?q={q}"));
+        assert_eq!(
+            (resp.status, resp.error_code().as_str()),
+            (400, "invalid_query"),
+            "{}",
+            resp.text()
+        );
+        assert!(resp.text().contains("nested"), "{}", resp.text());
+    }
+    let ok = format!("{}level:error{}", "(".repeat(20), ")".repeat(20));
+    search(&server, &format!("q={}", enc(&ok)));
+}
+
+/// Extreme `from`/`to`/`bucket`/`limit`/`offset` values on every endpoint that takes them are a
+/// 400 or a capped answer: no overflow, no allocation sized by the request, no 5xx.
+#[test]
+fn extreme_ranges_buckets_and_limits_are_refused_or_capped() {
+    let server = server();
+    seed(&server);
+    server.settle();
+    let times = [
+        "",
+        "0",
+        "9223372036854775807",
+        "-9223372036854775807ms",
+        "-1ms",
+    ];
+    let buckets = ["1ms", "9223372036854775807ms", "1w"];
+    let mut paths = Vec::new();
+    for from in times {
+        for to in times {
+            let range = format!("from={from}&to={to}");
+            for bucket in buckets {
+                paths.push(format!("/api/v1/stats/timeseries?{range}&bucket={bucket}"));
+                paths.push(format!(
+                    "/api/v1/metrics/query?product=app&name=m&{range}&bucket={bucket}"
+                ));
+            }
+            paths.push(format!("/api/v1/events?{range}"));
+            paths.push(format!("/api/v1/events/export?{range}"));
+            paths.push(format!("/api/v1/stats/breakdown?field=platform&{range}"));
+            paths.push(format!("/api/v1/stats/overview?{range}"));
+            paths.push(format!("/api/v1/geo?{range}"));
+            paths.push(format!("/api/v1/audit?{range}"));
+        }
+    }
+    for limit in ["0", "18446744073709551615", "99999999999999999999999", "-1"] {
+        paths.push(format!("/api/v1/events?limit={limit}"));
+        paths.push(format!(
+            "/api/v1/stats/breakdown?field=platform&limit={limit}"
+        ));
+        paths.push(format!("/api/v1/clusters?limit={limit}&offset={limit}"));
+        paths.push(format!("/api/v1/audit?limit={limit}&before={limit}"));
+        paths.push(format!("/api/v1/stats/history?minutes={limit}"));
+        paths.push(format!("/api/v1/clusters/timeline?days={limit}"));
+        paths.push(format!("/api/v1/subjects/install_id/i-1?limit={limit}"));
+    }
+    for cursor in [
+        "-9223372036854775808_0",
+        "9223372036854775807_18446744073709551615",
+        "1_99999999999999999999",
+        "_",
+    ] {
+        paths.push(format!("/api/v1/events?cursor={cursor}&limit=1000"));
+    }
+    for path in &paths {
+        let resp = server.admin_get(path);
+        assert!(
+            matches!(resp.status, 200 | 400 | 404),
+            "{path}: {} {}",
+            resp.status,
+            resp.text()
+        );
+        if resp.status != 200 {
+            assert!(!resp.error_code().is_empty(), "{path}: {}", resp.text());
+        }
+    }
+    // One millisecond buckets over a century: refused before any bucket exists.
+    for path in [
+        "/api/v1/stats/timeseries?from=0&to=3155760000000&bucket=1ms",
+        "/api/v1/metrics/query?product=app&name=m&from=0&to=3155760000000&bucket=1ms",
+    ] {
+        let resp = server.admin_get(path);
+        assert_eq!(resp.status, 400, "{path}: {}", resp.text());
+        assert_eq!(resp.json()["error"]["details"]["parameter"], "bucket");
+    }
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
 #[test]
 fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
     let server = server();
@@ -359,7 +444,7 @@ fn cursor_pages_have_no_duplicates_or_gaps_while_ingest_runs() {
             "127.0.0.1",
         );
     }
-    settle(&server);
+    server.settle();
     let expected: HashSet<String> = (0..500)
         .map(|i| format!("c0000000-0000-4000-8000-{i:012}"))
         .collect();
@@ -518,7 +603,7 @@ fn erasure_leaves_nothing_behind() {
             .collect();
         post(&server, "app", Value::Array(batch), "127.0.0.1");
     }
-    settle(&server);
+    server.settle();
     assert_eq!(search(&server, "install_id=erase-me-7f3a")["total"], 100);
 
     let viewer = request(
@@ -547,6 +632,10 @@ fn erasure_leaves_nothing_behind() {
     assert_eq!(report["installs_removed"], 1);
     assert_eq!(report["purge"]["state"], "idle");
     assert!(report["purge"]["last"]["error"].is_null(), "{report}");
+    assert_eq!(
+        report["purge_wait"],
+        json!({"timed_out": false, "timeout_secs": 60})
+    );
 
     assert_eq!(search(&server, "install_id=erase-me-7f3a")["total"], 0);
     assert_eq!(
@@ -641,7 +730,7 @@ fn index_catches_up_after_its_directory_is_deleted() {
     let dir = server.stop();
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     let server = TestServer::start_in(dir, &config, &[]);
-    settle(&server);
+    server.settle();
     let after = search(&server, "");
     assert_eq!(after["total"], 7);
     assert_eq!(ids(&after), ids(&before));

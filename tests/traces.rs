@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 use telemetryd::traces::MAX_TRACE_EVENTS;
@@ -26,17 +24,6 @@ const OTHER: &str = "0af7651916cd43dd8448eb211c80319c";
 
 fn server() -> TestServer {
     TestServer::start(&format!("{CONFIG}\n{}", tokens_toml()), &[])
-}
-
-fn settle(server: &TestServer) {
-    let position = server.state.store.next_seq().unwrap();
-    assert!(
-        server
-            .state
-            .search
-            .wait_indexed(position, Duration::from_secs(20)),
-        "index did not catch up"
-    );
 }
 
 fn send(server: &TestServer, events: Value) {
@@ -74,7 +61,7 @@ fn seed(server: &TestServer) -> i64 {
              "installId": "inst-2"}
         ]),
     );
-    settle(server);
+    server.settle();
     t0
 }
 
@@ -226,7 +213,7 @@ fn a_trace_past_the_limit_keeps_its_oldest_events_and_says_so() {
     for batch in spans.chunks(500) {
         send(&server, Value::Array(batch.to_vec()));
     }
-    settle(&server);
+    server.settle();
     let t = trace(&server, TRACE);
     assert_eq!(
         (&t["total"], &t["truncated"]),

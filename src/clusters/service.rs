@@ -1,10 +1,12 @@
 //! The clusters at run time: the in-memory map (loaded from the store at start, written back
 //! after every change), the clustering pass over events stored since the persisted cursor,
 //! admin status changes, erasure, the alert dispatcher, and the API views. One mutex orders
-//! passes, admin changes and erasures, so none overwrites another.
+//! passes, admin changes and erasures, so none overwrites another; readers never take it: they
+//! read the published snapshot, which each change replaces when it is persisted, so a read never
+//! waits for a pass.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::Serialize;
 
@@ -26,8 +28,15 @@ use crate::timespan::{day_start, DAY_MS};
 /// Events read from the store per step of a pass.
 const PASS_CHUNK: usize = 20_000;
 
+/// The clusters as readers see them: as of the last persisted change. Unchanged clusters are
+/// shared between successive snapshots, so publishing a change copies only what it changed.
+type Snapshot = Arc<HashMap<String, Arc<Cluster>>>;
+
 pub struct Clusters {
+    /// The working map, locked by passes, status changes and erasures for their whole run.
     map: Mutex<HashMap<String, Cluster>>,
+    /// What reads see; the lock is held only to clone or swap the `Arc`.
+    published: RwLock<Snapshot>,
     pub rules: EscalationRules,
     pub dispatcher: Mutex<Option<Dispatcher>>,
     store: Store,
@@ -93,8 +102,14 @@ impl Clusters {
         rules: EscalationRules,
         dispatcher: Dispatcher,
     ) -> Result<Clusters, StoreError> {
+        let map = store.clusters()?;
         Ok(Clusters {
-            map: Mutex::new(store.clusters()?),
+            published: RwLock::new(Arc::new(
+                map.iter()
+                    .map(|(id, c)| (id.clone(), Arc::new(c.clone())))
+                    .collect(),
+            )),
+            map: Mutex::new(map),
             rules,
             dispatcher: Mutex::new(Some(dispatcher)),
             store,
@@ -116,10 +131,43 @@ impl Clusters {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// After a failed write the map may be ahead of the store: the store wins.
+    /// The clusters as of the last persisted change.
+    fn snapshot(&self) -> Snapshot {
+        self.published
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Publishes the clusters `ids` as they are in `map` (absent from `map`: removed), after
+    /// they were persisted; the other clusters stay as published.
+    fn publish<'a>(
+        &self,
+        map: &HashMap<String, Cluster>,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) {
+        let mut next: HashMap<String, Arc<Cluster>> = self.snapshot().as_ref().clone();
+        for id in ids {
+            match map.get(id) {
+                Some(cluster) => next.insert(id.clone(), Arc::new(cluster.clone())),
+                None => next.remove(id),
+            };
+        }
+        *self
+            .published
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+    }
+
+    /// After a failed write the map may be ahead of the store: the store wins (and is what
+    /// readers see).
     fn reload(&self, map: &mut HashMap<String, Cluster>, store: &Store) {
         match store.clusters() {
-            Ok(stored) => *map = stored,
+            Ok(stored) => {
+                let ids: Vec<String> = map.keys().chain(stored.keys()).cloned().collect();
+                *map = stored;
+                self.publish(map, &ids);
+            }
             Err(e) => tracing::error!(error = %e, "reloading clusters failed"),
         }
     }
@@ -164,6 +212,7 @@ impl Clusters {
             self.reload(&mut map, &self.store);
             return Err(e.into());
         }
+        self.publish(&map, &evaluation.evaluated);
         if let Some(dispatcher) = self
             .dispatcher
             .lock()
@@ -220,6 +269,7 @@ impl Clusters {
             self.reload(&mut map, &self.store);
             return Err(e.into());
         }
+        self.publish(&map, [&updated.id]);
         Ok(ClusterView::of(&updated, 30))
     }
 
@@ -256,6 +306,11 @@ impl Clusters {
         for id in &gone {
             map.remove(id);
         }
+        let published: Vec<String> = keep
+            .iter()
+            .map(|c| c.id.clone())
+            .chain(gone.clone())
+            .collect();
         let persisted = self.writer.exclusive_blocking(move |store| {
             store.write(|txn| {
                 for cluster in &keep {
@@ -271,17 +326,22 @@ impl Clusters {
             self.reload(&mut map, &self.store);
             return Err(e.into());
         }
+        self.publish(&map, &published);
         Ok((deleted, extra))
     }
 
     pub fn get(&self, id: &str) -> Option<Cluster> {
-        self.lock().get(id).cloned()
+        self.snapshot().get(id).map(|c| Cluster::clone(c))
     }
 
     /// Views of the clusters matching `filter`, sorted, one page; and the total.
     pub fn list(&self, filter: &ListFilter) -> (Vec<ClusterView>, usize) {
-        let map = self.lock();
-        let mut matching: Vec<&Cluster> = map.values().filter(|c| filter.matches(c)).collect();
+        let map = self.snapshot();
+        let mut matching: Vec<&Cluster> = map
+            .values()
+            .map(Arc::as_ref)
+            .filter(|c| filter.matches(c))
+            .collect();
         match filter.sort.as_deref() {
             Some("count") => matching.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id))),
             Some("installs") => matching.sort_by(|a, b| {
@@ -306,7 +366,7 @@ impl Clusters {
     /// Events per day over the last `days` of the products in `scope`, stacked by severity (for
     /// the clusters timeline).
     pub fn timeline(&self, scope: &Scope, days: i64) -> Vec<SeverityDay> {
-        let map = self.lock();
+        let map = self.snapshot();
         let first = day_start(now_ms()) - (days - 1) * DAY_MS;
         let mut out: Vec<SeverityDay> = (0..days)
             .map(|i| SeverityDay {

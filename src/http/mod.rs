@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod backup;
 pub mod clusters;
+pub mod codec_errors;
 pub mod cors;
 pub mod error;
 pub mod ingest;

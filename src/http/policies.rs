@@ -132,17 +132,20 @@ enum Write {
     Delete(Policy),
 }
 
-/// Persists one change with its audit entry in one transaction, then refreshes the cache.
+/// Persists one change with its audit entry in one transaction and refreshes the cache from
+/// the store in the same exclusive writer job, so caches are replaced in commit order: two
+/// concurrent writes cannot leave the cache with the older one's policies.
 async fn write(
     state: &web::Data<AppState>,
     caller: &Caller,
     change: Write,
 ) -> Result<(), ApiError> {
     let actor = caller.name.clone();
+    let cache = state.policies.clone();
     state
         .writer
         .exclusive(move |store| {
-            store.write(|txn| {
+            let written = store.write(|txn| {
                 let (action, target, product, result) = match &change {
                     Write::Create(p) => {
                         if policy_exists(txn, &p.id)? {
@@ -186,12 +189,13 @@ async fn write(
                     ),
                 )?;
                 Ok(Ok(()))
-            })
+            })?;
+            if written.is_ok() {
+                cache.replace(store.policies()?);
+            }
+            Ok(written)
         })
         .await??;
-    let st = state.clone();
-    let stored = blocking(move || Ok(st.store.policies()?)).await?;
-    state.policies.replace(stored);
     Ok(())
 }
 

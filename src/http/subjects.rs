@@ -1,14 +1,16 @@
 //! Data-subject endpoints: export (`GET`) and erasure (`DELETE`) of one install or user (admin,
 //! audited, limited to the caller's products), the purge status and start, and the audit log.
 
+use std::time::{Duration, Instant};
+
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
-use crate::privacy::{PurgeStatus, SubjectKind};
+use crate::privacy::{ErasureReport, PurgeStatus, SubjectKind};
 use crate::store::audit::{AuditEntry, AuditQuery};
 use crate::AppState;
 
@@ -56,6 +58,22 @@ pub struct EraseParams {
     wait_purge: bool,
 }
 
+/// The answer to an erasure: its report and, with `?wait_purge=true`, how the wait ended.
+#[derive(Serialize)]
+struct EraseAnswer {
+    #[serde(flatten)]
+    report: ErasureReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purge_wait: Option<PurgeWait>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct PurgeWait {
+    /// The purge was still running when the wait ended; it continues in the background.
+    timed_out: bool,
+    timeout_secs: u64,
+}
+
 /// `DELETE /api/v1/subjects/{install|user}/{id}` (admin).
 pub async fn erase(
     caller: Caller,
@@ -67,24 +85,38 @@ pub async fn erase(
     let (kind, id) = subject(&path)?;
     let st = state.clone();
     let wait = params.wait_purge;
-    let report = blocking(move || {
+    let timeout_secs = state.config.privacy.wait_purge_timeout_secs;
+    let answer = blocking(move || {
         let mut report = st.privacy.erase(kind, &id, &caller.scope, &caller.name)?;
+        let mut purge_wait = None;
         if wait {
-            report.purge = wait_for_purge(&st);
+            let timeout = Duration::from_secs(timeout_secs);
+            let (status, timed_out) = wait_until_idle(|| st.privacy.purge.status(), timeout);
+            report.purge = status;
+            purge_wait = Some(PurgeWait {
+                timed_out,
+                timeout_secs,
+            });
         }
-        Ok(report)
+        Ok(EraseAnswer { report, purge_wait })
     })
     .await?;
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(answer))
 }
 
-fn wait_for_purge(state: &AppState) -> PurgeStatus {
+/// Polls `status` until the purge is idle or `timeout` has passed; the last status, and whether
+/// the wait timed out.
+fn wait_until_idle(status: impl Fn() -> PurgeStatus, timeout: Duration) -> (PurgeStatus, bool) {
+    let deadline = Instant::now() + timeout;
     loop {
-        let status = state.privacy.purge.status();
-        if status.state == "idle" {
-            return status;
+        let current = status();
+        if current.state == "idle" {
+            return (current, false);
         }
-        std::thread::sleep(std::time::Duration::from_millis(25));
+        if Instant::now() >= deadline {
+            return (current, true);
+        }
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -166,4 +198,30 @@ pub async fn audit(
         .map(|e| e.id)
         .filter(|_| entries.len() == page_size);
     Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_before": next_before })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &'static str) -> PurgeStatus {
+        PurgeStatus { state, last: None }
+    }
+
+    #[test]
+    fn the_purge_wait_ends_at_its_timeout() {
+        let (last, timed_out) = wait_until_idle(|| status("running"), Duration::ZERO);
+        assert_eq!((last.state, timed_out), ("running", true));
+        let (last, timed_out) = wait_until_idle(|| status("idle"), Duration::from_secs(3600));
+        assert_eq!((last.state, timed_out), ("idle", false));
+        let polls = std::cell::Cell::new(0);
+        let (_, timed_out) = wait_until_idle(
+            || {
+                polls.set(polls.get() + 1);
+                status(if polls.get() < 3 { "running" } else { "idle" })
+            },
+            Duration::from_secs(3600),
+        );
+        assert_eq!((polls.get(), timed_out), (3, false));
+    }
 }

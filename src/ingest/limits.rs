@@ -1,8 +1,11 @@
 //! Time and rate rules of ingest: clock-drift correction and clamping of event timestamps
-//! (the rules Sentry's Relay applies), and the per-install sliding-window rate limiter.
+//! (the rules Sentry's Relay applies), and the sliding-window rate limiter: per install, per
+//! client address for events without an install id, and per product (its events-per-second
+//! cap).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::config::LimitsConfig;
@@ -98,13 +101,37 @@ pub fn parse_time(value: &crate::ingest::decode::FieldValue) -> Option<i64> {
     }
 }
 
-const WINDOW_MS: i64 = MINUTE_MS;
 const SHARDS: usize = 64;
+/// Entries a shard holds before windows that can no longer count are dropped.
+const SHARD_PRUNE_AT: usize = 100_000;
 
-/// Per-install sliding-window counters (the weighted two-window approximation), sharded so that
-/// worker threads rarely contend.
+/// Whose budget an event uses (within one product).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// Events with an install id: the install's per-minute budget.
+    Install(String),
+    /// Events without one: their client address's per-minute budget. Only a keyed hash of the
+    /// address (see [`RateLimiter::address_key`]), never the address.
+    Address(u64),
+    /// Every event of the product: its events-per-second cap.
+    Product,
+}
+
+/// The length of the window a [`RateKey`] counts in.
+impl RateKey {
+    fn window_ms(&self) -> i64 {
+        match self {
+            RateKey::Install(_) | RateKey::Address(_) => MINUTE_MS,
+            RateKey::Product => SECOND_MS,
+        }
+    }
+}
+
+/// Sliding-window counters (the weighted two-window approximation), in memory only, sharded so
+/// that worker threads rarely contend.
 pub struct RateLimiter {
-    shards: Vec<Mutex<HashMap<(usize, String), Window>>>,
+    shards: Vec<Mutex<HashMap<(usize, RateKey), Window>>>,
+    /// Keyed with a random key per process: shard choice and address keys.
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -132,37 +159,43 @@ impl Default for RateLimiter {
 }
 
 impl RateLimiter {
-    fn shard(&self, product: usize, install: &str) -> &Mutex<HashMap<(usize, String), Window>> {
-        let hash = self.hasher.hash_one((product, install));
+    fn shard(&self, product: usize, key: &RateKey) -> &Mutex<HashMap<(usize, RateKey), Window>> {
+        let hash = self.hasher.hash_one((product, key));
         &self.shards[(hash as usize) % SHARDS]
     }
 
-    /// Takes up to `wanted` events for this install from its budget of `per_minute`.
+    /// The key of a client address: a hash keyed per process, so the limiter holds no address
+    /// and its keys mean nothing outside this process. The address is not kept.
+    pub fn address_key(&self, address: IpAddr) -> RateKey {
+        RateKey::Address(self.hasher.hash_one(("address", address)))
+    }
+
+    /// Takes up to `wanted` events from `key`'s budget of `limit` per window (a minute for
+    /// installs and addresses, a second for a product).
     pub fn admit(
         &self,
         product: usize,
-        install: &str,
-        per_minute: u32,
+        key: &RateKey,
+        limit: u32,
         wanted: u32,
         now_ms: i64,
     ) -> Admission {
-        let window_start = now_ms - now_ms.rem_euclid(WINDOW_MS);
-        let mut shard = match self.shard(product, install).lock() {
+        let window_ms = key.window_ms();
+        let window_start = now_ms - now_ms.rem_euclid(window_ms);
+        let mut shard = match self.shard(product, key).lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if shard.len() > 100_000 {
-            shard.retain(|_, w| w.start >= window_start - WINDOW_MS);
+        if shard.len() > SHARD_PRUNE_AT {
+            shard.retain(|(_, k), w| w.start >= window_start - k.window_ms());
         }
-        let window = shard
-            .entry((product, install.to_string()))
-            .or_insert(Window {
-                start: window_start,
-                current: 0,
-                previous: 0,
-            });
+        let window = shard.entry((product, key.clone())).or_insert(Window {
+            start: window_start,
+            current: 0,
+            previous: 0,
+        });
         if window.start != window_start {
-            let previous = if window.start == window_start - WINDOW_MS {
+            let previous = if window.start == window_start - window_ms {
                 window.current
             } else {
                 0
@@ -173,12 +206,12 @@ impl RateLimiter {
                 previous,
             };
         }
-        let elapsed = (now_ms - window_start) as f64 / WINDOW_MS as f64;
+        let elapsed = (now_ms - window_start) as f64 / window_ms as f64;
         let used = window.previous as f64 * (1.0 - elapsed) + window.current as f64;
-        let room = (per_minute as f64 - used).floor().max(0.0) as u32;
+        let room = (limit as f64 - used).floor().max(0.0) as u32;
         let allowed = room.min(wanted);
-        window.current += allowed;
-        let retry_after_secs = ((WINDOW_MS - (now_ms - window_start)) as u64)
+        window.current = window.current.saturating_add(allowed);
+        let retry_after_secs = ((window_ms - (now_ms - window_start)) as u64)
             .div_ceil(1000)
             .max(1);
         Admission {
@@ -189,11 +222,12 @@ impl RateLimiter {
 
     /// Drops an install's state (erasure).
     pub fn forget(&self, product: usize, install: &str) {
-        let mut shard = match self.shard(product, install).lock() {
+        let key = RateKey::Install(install.to_string());
+        let mut shard = match self.shard(product, &key).lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        shard.remove(&(product, install.to_string()));
+        shard.remove(&(product, key));
     }
 }
 
@@ -260,16 +294,65 @@ mod tests {
     #[test]
     fn sliding_window() {
         let limiter = RateLimiter::default();
+        let install = |id: &str| RateKey::Install(id.to_string());
         let t0 = 1_700_000_040_000; // a window start (a multiple of 60 s)
-        assert_eq!(limiter.admit(0, "a", 100, 80, t0).allowed, 80);
-        let second = limiter.admit(0, "a", 100, 80, t0 + 1_000);
+        assert_eq!(limiter.admit(0, &install("a"), 100, 80, t0).allowed, 80);
+        let second = limiter.admit(0, &install("a"), 100, 80, t0 + 1_000);
         assert_eq!(second.allowed, 20);
         assert_eq!(second.retry_after_secs, 59);
-        assert_eq!(limiter.admit(0, "b", 100, 10, t0).allowed, 10);
-        assert_eq!(limiter.admit(1, "a", 100, 10, t0).allowed, 10);
+        assert_eq!(limiter.admit(0, &install("b"), 100, 10, t0).allowed, 10);
+        assert_eq!(limiter.admit(1, &install("a"), 100, 10, t0).allowed, 10);
         // Half-way through the next window half of the previous window still counts.
-        assert_eq!(limiter.admit(0, "a", 100, 100, t0 + 90_000).allowed, 50);
+        assert_eq!(
+            limiter
+                .admit(0, &install("a"), 100, 100, t0 + 90_000)
+                .allowed,
+            50
+        );
         limiter.forget(0, "a");
-        assert_eq!(limiter.admit(0, "a", 100, 100, t0 + 90_000).allowed, 100);
+        assert_eq!(
+            limiter
+                .admit(0, &install("a"), 100, 100, t0 + 90_000)
+                .allowed,
+            100
+        );
+    }
+
+    #[test]
+    fn addresses_and_products_have_their_own_budgets() {
+        let limiter = RateLimiter::default();
+        let t0 = 1_700_000_040_000;
+        let here = limiter.address_key("192.0.2.7".parse().unwrap());
+        let there = limiter.address_key("2001:db8::7".parse().unwrap());
+        assert_eq!(here, limiter.address_key("192.0.2.7".parse().unwrap()));
+        assert_ne!(here, there);
+        // Another process (another key) maps the same address elsewhere.
+        assert_ne!(
+            here,
+            RateLimiter::default().address_key("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(limiter.admit(0, &here, 5, 8, t0).allowed, 5);
+        assert_eq!(limiter.admit(0, &there, 5, 8, t0).allowed, 5);
+        // A product's cap counts per second.
+        let cap = limiter.admit(0, &RateKey::Product, 10, 15, t0 + 200);
+        assert_eq!((cap.allowed, cap.retry_after_secs), (10, 1));
+        assert_eq!(
+            limiter
+                .admit(0, &RateKey::Product, 10, 15, t0 + 900)
+                .allowed,
+            0
+        );
+        assert_eq!(
+            limiter
+                .admit(0, &RateKey::Product, 10, 15, t0 + 2_000)
+                .allowed,
+            10
+        );
+        assert_eq!(
+            limiter
+                .admit(1, &RateKey::Product, 10, 15, t0 + 900)
+                .allowed,
+            10
+        );
     }
 }

@@ -75,7 +75,8 @@ pub struct IngestRequest {
     /// The media type's essence, lowercased, if the request had one.
     pub content_type: Option<String>,
     pub content_encoding: Option<String>,
-    /// Used for the geo lookup and dropped; never stored or logged.
+    /// Used for the geo lookup and the rate limit of events without an install id, then
+    /// dropped; never stored or logged.
     pub client_ip: Option<IpAddr>,
 }
 
@@ -264,7 +265,13 @@ impl Ingest {
         }
         stages::enforce_policies(&mut prepared, &self.policies, received_at);
         stages::drop_known_duplicates(&mut prepared, &self.store)?;
-        stages::apply_rate_limit(&mut prepared, &self.limiter, product, received_at);
+        stages::apply_rate_limit(
+            &mut prepared,
+            &self.limiter,
+            product,
+            request.client_ip,
+            received_at,
+        );
         Ok(prepared)
     }
 }

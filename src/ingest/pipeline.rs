@@ -4,8 +4,6 @@
 //! rejected alone, and says which of its fields were dropped or changed, and why. The batch-wide
 //! stages that follow (policy, dedup, rate limit) are in [`super::stages`].
 
-use std::collections::HashMap;
-
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -66,7 +64,8 @@ struct Draft {
     name: Option<String>,
     timestamp: Option<FieldValue>,
     level: Option<Level>,
-    strings: HashMap<Field, String>,
+    /// The other string fields, at most one entry per field (a handful: a list beats a hash).
+    strings: Vec<(Field, String)>,
     error: ErrorInfo,
     message: Option<String>,
     sample_rate: Option<f64>,
@@ -236,7 +235,7 @@ impl EventContext<'_> {
             ));
         }
         for field in &product.rules.schema.required {
-            if !draft.strings.contains_key(field) {
+            if !draft.strings.iter().any(|(f, _)| f == field) {
                 return Err(Rejection::new(
                     RejectCode::MissingField,
                     format!(
@@ -430,9 +429,10 @@ fn set_field(draft: &mut Draft, schema: &Schema, field: Field, key: &str, value:
                 Field::ErrorMessage => draft.error.message = Some(text),
                 Field::ErrorStack => draft.error.stack = Some(text),
                 _ if text.is_empty() => {}
-                _ => {
-                    draft.strings.insert(field, text);
-                }
+                _ => match draft.strings.iter_mut().find(|(f, _)| *f == field) {
+                    Some((_, slot)) => *slot = text,
+                    None => draft.strings.push((field, text)),
+                },
             }
         }
     }

@@ -434,7 +434,7 @@ impl SegmentCollector for LevelSeriesSegment {
         let Some(ts) = self.timestamps.first(doc) else {
             return;
         };
-        let start = ts.div_euclid(self.bucket_ms) * self.bucket_ms;
+        let start = crate::timespan::bucket_start(ts, self.bucket_ms);
         let level = self
             .levels
             .ord(doc)

@@ -53,6 +53,7 @@ pub use query::parse_time_param;
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
 use crate::scope::Scope;
+use crate::timespan::{bucket_count, bucket_start};
 use indexer::{Command, Indexer};
 use schema::{escape_json_key, exact_field, IndexFields};
 
@@ -70,7 +71,7 @@ pub const EXACT_TOTAL_UP_TO: u64 = 10_000;
 /// The most hits one page returns.
 pub const MAX_LIMIT: usize = 1000;
 /// The most buckets one time series returns.
-pub const MAX_BUCKETS: i64 = 10_000;
+pub const MAX_BUCKETS: u64 = 10_000;
 /// The most rows one breakdown returns.
 pub const MAX_BREAKDOWN_ROWS: usize = 10_000;
 
@@ -767,8 +768,8 @@ impl SearchIndex {
                 "bucket must be positive, got {bucket_ms} ms"
             )));
         }
-        let too_many = |first: i64, last: i64| (last - first) / bucket_ms >= MAX_BUCKETS;
-        let align = |t: i64| t.div_euclid(bucket_ms) * bucket_ms;
+        let too_many = |first: i64, last: i64| bucket_count(first, last, bucket_ms) > MAX_BUCKETS;
+        let align = |t: i64| bucket_start(t, bucket_ms);
         if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
             if to > from && too_many(align(from), align(to - 1)) {
                 return Err(SearchError::InvalidRequest(format!(

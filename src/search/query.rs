@@ -37,6 +37,8 @@
 //!   metric present in the index is an error that lists the known names.
 //! - `timestamp` takes only comparisons; the time is RFC 3339, a date (`2026-11-21`, UTC
 //!   midnight), epoch milliseconds, `now`, or relative to now (`-24h`, `-7d`, `-30m`).
+//! - Parentheses and negations nest at most [`MAX_QUERY_DEPTH`] deep; deeper is an error
+//!   (`query nested deeper than 64 levels at position 130`), so no query can exhaust the stack.
 //! - Syntax errors name the byte position: `unclosed quote at position 14`,
 //!   `expected a value after "level:" at position 6`, `unknown field "lvel" at position 0; known: ...`.
 
@@ -317,10 +319,16 @@ fn lex_field_value(
 // ---------------------------------------------------------------------------------------------
 // Parser
 
+/// How deep parentheses and negations (`NOT`, `-`) may nest. The parser, the compiler and the
+/// tree's drop all recurse once per level, so the limit bounds their stack use.
+pub const MAX_QUERY_DEPTH: usize = 64;
+
 struct Parser<'a> {
     tokens: Vec<Token>,
     next: usize,
     input: &'a str,
+    /// Open parentheses and negations around the current position.
+    depth: usize,
 }
 
 fn describe(tok: &Tok) -> &'static str {
@@ -346,6 +354,19 @@ impl Parser<'_> {
             self.next += 1;
         }
         token
+    }
+
+    /// Enters one more level of nesting (at `pos`), failing past [`MAX_QUERY_DEPTH`]; the
+    /// caller leaves it with `self.depth -= 1`.
+    fn descend(&mut self, pos: usize) -> Result<(), SearchError> {
+        if self.depth >= MAX_QUERY_DEPTH {
+            return Err(syntax_error(
+                format!("query nested deeper than {MAX_QUERY_DEPTH} levels at position {pos}"),
+                pos,
+            ));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn starts_term(tok: &Tok) -> bool {
@@ -418,7 +439,10 @@ impl Parser<'_> {
             }) => {
                 self.bump();
                 self.expect_term_after(&tok, pos)?;
-                Ok(Expr::Not(Box::new(self.parse_unary()?)))
+                self.descend(pos)?;
+                let inner = self.parse_unary()?;
+                self.depth -= 1;
+                Ok(Expr::Not(Box::new(inner)))
             }
             _ => self.parse_primary(),
         }
@@ -443,7 +467,9 @@ impl Parser<'_> {
                         *pos,
                     ));
                 }
+                self.descend(token.pos)?;
                 let inner = self.parse_or()?;
+                self.depth -= 1;
                 match self.bump() {
                     Some(Token {
                         tok: Tok::RParen, ..
@@ -512,6 +538,7 @@ pub fn parse(input: &str) -> Result<Expr, SearchError> {
         tokens,
         next: 0,
         input,
+        depth: 0,
     };
     let expr = parser.parse_or()?;
     if let Some(extra) = parser.peek() {

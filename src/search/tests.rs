@@ -870,6 +870,29 @@ fn parser_builds_the_expected_tree() {
 }
 
 #[test]
+fn nesting_is_limited_at_the_documented_depth() {
+    use query::{parse, MAX_QUERY_DEPTH};
+    let nested =
+        |open: &str, levels: usize| format!("{}a{}", open.repeat(levels), ")".repeat(levels));
+    assert!(parse(&nested("(", MAX_QUERY_DEPTH)).is_ok());
+    assert!(parse(&"NOT ".repeat(MAX_QUERY_DEPTH)).is_err()); // no term after the last NOT
+    assert!(parse(&format!("{}a", "NOT ".repeat(MAX_QUERY_DEPTH))).is_ok());
+    for deep in [
+        nested("(", MAX_QUERY_DEPTH + 1),
+        nested("-(", MAX_QUERY_DEPTH),
+        format!("{}a", "NOT ".repeat(MAX_QUERY_DEPTH + 1)),
+        "(".repeat(1_000_000),
+    ] {
+        match parse(&deep) {
+            Err(SearchError::Query { message, .. }) => {
+                assert!(message.contains("nested deeper than 64"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
 fn the_handle_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
     assert_send_sync::<SearchIndex>();

@@ -221,7 +221,7 @@ pub fn map_request(request: &ExportMetricsServiceRequest, rules: &Rules) -> Mapp
     };
     for resource_metrics in &request.resource_metrics {
         let resource = resource_metrics.resource.clone().unwrap_or_default();
-        let resource_problem = otlp::attributes(&resource.attributes)
+        let resource_problem = otlp::attributes(resource.attributes.clone())
             .err()
             .map(|e| format!("resource attributes: {e}"));
         let resource_install = rules
@@ -431,7 +431,7 @@ impl Mapper<'_> {
         attributes: &[KeyValue],
         bounds: &[f64],
     ) -> Result<Identity, String> {
-        let list = otlp::attributes(attributes).map_err(|e| e.to_string())?;
+        let list = otlp::attributes(attributes.to_vec()).map_err(|e| e.to_string())?;
         let mut map = BTreeMap::new();
         for (key, value) in list {
             let text = match value {

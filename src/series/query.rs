@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::series::model::{max_of, min_of, Kind, Point, SeriesDef};
+use crate::timespan::{bucket_count, bucket_start};
 
 /// Most buckets × groups one query may produce.
 pub const MAX_CELLS: u64 = 20_000;
@@ -272,18 +273,19 @@ pub struct Grid {
 
 impl Grid {
     /// Buckets aligned on multiples of `bucket_ms` (UTC), from the one holding `from_ms` to the
-    /// one holding `to_ms`. `None` for an empty or reversed range.
+    /// one holding `to_ms`. `None` for an empty or reversed range. Any `i64` range and bucket
+    /// are fine: the count is computed without overflow (and saturates at `u64::MAX`), so the
+    /// caller can refuse a grid too large before anything is allocated.
     pub fn new(from_ms: i64, to_ms: i64, bucket_ms: i64) -> Option<Grid> {
         if bucket_ms <= 0 || to_ms < from_ms {
             return None;
         }
-        let start_ms = from_ms - from_ms.rem_euclid(bucket_ms);
-        let count = (to_ms - start_ms) / bucket_ms + 1;
+        let start_ms = bucket_start(from_ms, bucket_ms);
         Some(Grid {
             start_ms,
             to_ms,
             bucket_ms,
-            count: u64::try_from(count).ok()?,
+            count: bucket_count(start_ms, to_ms, bucket_ms),
         })
     }
 
@@ -291,7 +293,14 @@ impl Grid {
         if time_ms < self.start_ms || time_ms > self.to_ms {
             return None;
         }
-        usize::try_from((time_ms - self.start_ms) / self.bucket_ms).ok()
+        let offset = (i128::from(time_ms) - i128::from(self.start_ms)) / i128::from(self.bucket_ms);
+        usize::try_from(offset).ok()
+    }
+
+    /// The start of bucket `i` (saturating at the ends of `i64`).
+    fn bucket_start(&self, i: usize) -> i64 {
+        let start = i128::from(self.start_ms) + i as i128 * i128::from(self.bucket_ms);
+        i64::try_from(start).unwrap_or(i64::MAX)
     }
 }
 
@@ -343,7 +352,7 @@ impl GroupBuilder {
     pub fn finish(self, attributes: BTreeMap<String, String>, series: u64) -> Group {
         let grid = self.grid;
         let bucket_s = grid.bucket_ms as f64 / 1000.0;
-        let range_s = (grid.to_ms - grid.start_ms) as f64 / 1000.0;
+        let range_s = (grid.to_ms as f64 - grid.start_ms as f64) / 1000.0;
         Group {
             attributes,
             series,
@@ -353,7 +362,7 @@ impl GroupBuilder {
                 .iter()
                 .enumerate()
                 .map(|(i, cell)| Bucket {
-                    start_ms: grid.start_ms + i as i64 * grid.bucket_ms,
+                    start_ms: grid.bucket_start(i),
                     value: cell.answer(self.stat, bucket_s),
                 })
                 .collect(),
@@ -446,6 +455,17 @@ mod tests {
         assert_eq!(grid.index(2_999), None);
         assert!(Grid::new(5, 4, 1).is_none());
         assert!(Grid::new(0, 10, 0).is_none());
+        // The ends of i64: no overflow, a count to refuse.
+        assert_eq!(
+            Grid::new(i64::MIN, i64::MIN, 1_000).unwrap().start_ms,
+            i64::MIN
+        );
+        let whole = Grid::new(i64::MIN, i64::MAX, 1).unwrap();
+        assert_eq!(whole.count, u64::MAX);
+        let wide = Grid::new(i64::MIN + 1, i64::MAX, i64::MAX).unwrap();
+        assert_eq!((wide.start_ms, wide.count), (i64::MIN + 1, 3));
+        assert_eq!(wide.index(i64::MAX), Some(2));
+        assert_eq!(wide.bucket_start(2), i64::MAX);
     }
 
     fn def(id: u64, attrs: &[(&str, &str)]) -> SeriesDef {

@@ -14,7 +14,9 @@ use crate::model::Event;
 pub const BLOCK_EVENTS: usize = 256;
 /// Uncompressed bytes at which a block is closed early.
 pub const BLOCK_BYTES: usize = 128 * 1024;
-const ZSTD_LEVEL: i32 = 3;
+/// Level 1: on 500k realistic spans it left the store file the same size as level 3 (blocks of
+/// similar JSON compress well either way) and cost a few percent less ingest CPU.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Builds one block from already encoded events.
 #[derive(Default)]

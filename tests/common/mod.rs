@@ -47,6 +47,17 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Waits until everything stored so far is searchable (the index caught up with the store).
+    pub fn settle(&self) {
+        let position = self.state.store.next_seq().unwrap();
+        assert!(
+            self.state
+                .search
+                .wait_indexed(position, std::time::Duration::from_secs(20)),
+            "index did not catch up"
+        );
+    }
+
     /// The shipped config, with `overrides` as `(TELEMETRYD_ env name, value)` pairs.
     pub fn shipped(overrides: &[(&str, &str)]) -> TestServer {
         Self::start(&shipped_config_text(), overrides)

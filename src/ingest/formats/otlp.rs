@@ -234,19 +234,19 @@ impl<'a> EventBuilder<'a> {
         }
     }
 
-    fn extra(&mut self, key: &str, value: FieldValue) {
-        self.fields.push((key.to_string(), Key::Extra, value));
+    fn extra(&mut self, key: String, value: FieldValue) {
+        self.fields.push((key, Key::Extra, value));
     }
 
     /// The record's attributes: fields where the conventions say so, the rest as extras.
-    fn attributes(&mut self, list: &[KeyValue]) -> Result<(), Rejection> {
-        let attributes = otlp::attributes(list)
-            .map_err(|e| Rejection::new(RejectCode::InvalidEvent, e.to_string()))?;
+    fn attributes(&mut self, list: Vec<KeyValue>) -> Result<(), Rejection> {
         let install_attribute = self.product.otlp_install_id_attribute.as_deref();
         let install = install_attribute
-            .and_then(|name| otlp::string_attribute(list, name))
+            .and_then(|name| otlp::string_attribute(&list, name))
             .map(str::to_string)
             .or_else(|| self.resource.install_id.clone());
+        let attributes = otlp::attributes(list)
+            .map_err(|e| Rejection::new(RejectCode::InvalidEvent, e.to_string()))?;
         self.text(Field::InstallId, install);
         for (key, value) in attributes {
             if Some(key.as_str()) == install_attribute {
@@ -259,7 +259,7 @@ impl<'a> EventBuilder<'a> {
                 .map(|(_, f)| *f);
             match field {
                 Some(field) => self.field(field, value),
-                None => self.extra(&key, value),
+                None => self.extra(key, value),
             }
         }
         Ok(())
@@ -278,10 +278,10 @@ impl OtlpTraces {
         &self,
         product: &Product,
         resource: &ResourceContext,
-        span: &Span,
+        span: Span,
     ) -> Result<RawEvent, Rejection> {
         let mut event = EventBuilder::new(product, resource)?;
-        event.field(Field::Name, FieldValue::Str(span.name.clone()));
+        event.field(Field::Name, FieldValue::Str(span.name));
         if let Some(start) = otlp::millis(span.start_time_unix_nano) {
             event.field(Field::Timestamp, FieldValue::Num(start as f64));
         }
@@ -298,16 +298,17 @@ impl OtlpTraces {
         event.text(Field::ParentSpanId, otlp::id(&span.parent_span_id));
         if span.end_time_unix_nano >= span.start_time_unix_nano && span.start_time_unix_nano > 0 {
             let nanos = span.end_time_unix_nano - span.start_time_unix_nano;
-            event.extra("duration_ms", FieldValue::Num(nanos as f64 / 1e6));
+            event.extra("duration_ms".into(), FieldValue::Num(nanos as f64 / 1e6));
         }
-        event.attributes(&span.attributes)?;
+        event.attributes(span.attributes)?;
         let failed = span
             .status
             .as_ref()
             .is_some_and(|s| s.code == StatusCode::Error as i32);
-        let exception = span.events.iter().find(|e| e.name == "exception");
+        let exception = span.events.into_iter().find(|e| e.name == "exception");
+        let has_exception = exception.is_some();
         if let Some(exception) = exception {
-            let attributes = otlp::attributes(&exception.attributes)
+            let attributes = otlp::attributes(exception.attributes)
                 .map_err(|e| Rejection::new(RejectCode::InvalidEvent, e.to_string()))?;
             for (key, value) in attributes {
                 if let Some((_, field)) = EXCEPTION_FIELDS.iter().find(|(name, _)| *name == key) {
@@ -315,11 +316,11 @@ impl OtlpTraces {
                 }
             }
         }
-        if failed || exception.is_some() {
+        if failed || has_exception {
             event.field(Field::Level, FieldValue::Str("error".into()));
         }
         if let Some(status) = span.status.as_ref().filter(|_| failed) {
-            if exception.is_none() {
+            if !has_exception {
                 let message = Some(status.message.clone()).filter(|m| !m.is_empty());
                 event.text(
                     Field::ErrorMessage,
@@ -345,11 +346,8 @@ trait Signal: Sync {
     fn count(request: &Self::Request) -> usize;
 
     /// Each item as a raw event, or why not.
-    fn events(
-        &self,
-        request: &Self::Request,
-        product: &Product,
-    ) -> Vec<Result<RawEvent, Rejection>>;
+    fn events(&self, request: Self::Request, product: &Product)
+        -> Vec<Result<RawEvent, Rejection>>;
 
     /// The `Export*ServiceResponse` (with `partial_success` when `rejected` is not empty).
     fn answer(rejected: &[Rejection], content_type: Option<&str>) -> Answer;
@@ -378,7 +376,7 @@ impl<S: Signal> Format for S {
         Ok(RawBatch {
             product: product.index,
             sent_at: None,
-            items: self.events(&export, product),
+            items: self.events(export, product),
         })
     }
 
@@ -411,13 +409,13 @@ impl Signal for OtlpTraces {
 
     fn events(
         &self,
-        request: &Self::Request,
+        request: Self::Request,
         product: &Product,
     ) -> Vec<Result<RawEvent, Rejection>> {
-        let mut items = Vec::new();
-        for resource_spans in &request.resource_spans {
+        let mut items = Vec::with_capacity(Self::count(&request));
+        for resource_spans in request.resource_spans {
             let resource = ResourceContext::of(resource_spans.resource.as_ref(), product);
-            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+            for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
                 items.push(self.span(product, &resource, span));
             }
         }
@@ -450,15 +448,15 @@ impl Signal for OtlpLogs {
 
     fn events(
         &self,
-        request: &Self::Request,
+        request: Self::Request,
         product: &Product,
     ) -> Vec<Result<RawEvent, Rejection>> {
-        let mut items = Vec::new();
-        for resource_logs in &request.resource_logs {
+        let mut items = Vec::with_capacity(Self::count(&request));
+        for resource_logs in request.resource_logs {
             let resource = ResourceContext::of(resource_logs.resource.as_ref(), product);
-            for scope_logs in &resource_logs.scope_logs {
+            for scope_logs in resource_logs.scope_logs {
                 let scope = scope_logs.scope.as_ref().map(|s| s.name.as_str());
-                for record in &scope_logs.log_records {
+                for record in scope_logs.log_records {
                     items.push(self.record(product, &resource, scope, record));
                 }
             }
@@ -526,7 +524,7 @@ impl OtlpLogs {
         product: &Product,
         resource: &ResourceContext,
         scope: Option<&str>,
-        record: &LogRecord,
+        record: LogRecord,
     ) -> Result<RawEvent, Rejection> {
         let mut event = EventBuilder::new(product, resource)?;
         let event_name = otlp::string_attribute(&record.attributes, "event.name")
@@ -546,13 +544,9 @@ impl OtlpLogs {
         event.text(Field::Message, record.body.as_ref().and_then(otlp::text));
         event.text(Field::TraceId, otlp::id(&record.trace_id));
         event.text(Field::SpanId, otlp::id(&record.span_id));
-        let attributes: Vec<KeyValue> = record
-            .attributes
-            .iter()
-            .filter(|kv| kv.key != "event.name")
-            .cloned()
-            .collect();
-        event.attributes(&attributes)?;
+        let mut attributes = record.attributes;
+        attributes.retain(|kv| kv.key != "event.name");
+        event.attributes(attributes)?;
         Ok(event.finish())
     }
 }

@@ -1,0 +1,329 @@
+//! Property tests of every decoder a request reaches and of the search query parser: arbitrary
+//! bytes, and valid inputs mutated at random, never panic and always give an answer (a value or
+//! a typed error with a code). proptest's default of 256 cases per property; `PROPTEST_CASES=20000`
+//! for a longer run.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use proptest::prelude::*;
+use telemetryd::config::Config;
+use telemetryd::error::ErrorCode;
+use telemetryd::ingest::decode::decode_body;
+use telemetryd::ingest::formats::{
+    Body, DecodeLimits, Format, ProductRequest, NATIVE, OTLP_LOGS, OTLP_TRACES,
+};
+use telemetryd::ingest::pii::PiiDetector;
+use telemetryd::otlp::{self, Encoding};
+use telemetryd::products::Products;
+use telemetryd::search::query::{self, MAX_QUERY_DEPTH};
+use telemetryd::search::SearchError;
+use telemetryd::series::mapping::{count_points, map_request, service_name, Rules};
+
+/// A product with a flat mapping, an OTLP service name and a strict schema, so the decoders'
+/// every path (native keys, flat keys, OTLP resources) has something to resolve against.
+const CONFIG: &str = r#"
+[[products]]
+id = "app"
+[products.mapping]
+event = "name"
+run_id = "session_id"
+sdk_version = "app_version"
+[products.otlp]
+service_names = ["svc"]
+install_id_attribute = "app.install_id"
+"#;
+
+const LIMITS: DecodeLimits = DecodeLimits {
+    max_batch_events: 100,
+    max_event_bytes: 4096,
+};
+
+fn products() -> Products {
+    Products::compile(&Config::from_toml(CONFIG).expect("config")).expect("products")
+}
+
+/// Valid inputs the mutations start from.
+const NATIVE_SEED: &str = r#"{"sent_at": 1795219200000, "events": [
+  {"name": "app_started", "install_id": "i-1", "level": "info", "timestamp": 1795219200000,
+   "dims": {"screen": "home", "n": 3, "deep": {"a": [1, {"b": null}]}}, "metrics": {"ms": 1.5},
+   "error": {"domain": "net", "code": "E1", "message": "timeout", "stack": "at x"}},
+  {"event": "run_done", "run_id": "r-1", "sdk_version": "1.2.3", "carrier": "x"}, 3, "s"
+]}"#;
+
+const OTLP_TRACES_JSON: &str = r#"{"resourceSpans":[{"resource":{"attributes":[
+  {"key":"service.name","value":{"stringValue":"svc"}},
+  {"key":"app.install_id","value":{"stringValue":"i-1"}}]},
+ "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
+  "spanId":"eee19b7ec3c1b174","name":"llm","kind":3,"startTimeUnixNano":"1795219200000000000",
+  "endTimeUnixNano":"1795219201000000000","status":{"code":2,"message":"boom"},
+  "attributes":[{"key":"n","value":{"intValue":"42"}},
+   {"key":"l","value":{"arrayValue":{"values":[{"boolValue":true}]}}},
+   {"key":"m","value":{"kvlistValue":{"values":[{"key":"k","value":{"doubleValue":1.5}}]}}}],
+  "events":[{"name":"exception","attributes":[
+   {"key":"exception.message","value":{"stringValue":"x"}}]}]}]}]}]}"#;
+
+const OTLP_LOGS_JSON: &str = r#"{"resourceLogs":[{"resource":{"attributes":[
+  {"key":"service.name","value":{"stringValue":"svc"}}]},
+ "scopeLogs":[{"logRecords":[{"timeUnixNano":"1795219200000000000","severityNumber":17,
+  "severityText":"ERROR","body":{"stringValue":"failed"},
+  "attributes":[{"key":"app.install_id","value":{"stringValue":"i-1"}}]}]}]}]}"#;
+
+const OTLP_METRICS_JSON: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[
+  {"key":"service.name","value":{"stringValue":"svc"}}]},
+ "scopeMetrics":[{"metrics":[{"name":"latency","unit":"ms","gauge":{"dataPoints":[
+  {"timeUnixNano":"1795219200000000000","asDouble":1.5,
+   "attributes":[{"key":"k","value":{"stringValue":"v"}}]}]}},
+  {"name":"count","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[
+  {"timeUnixNano":"1795219200000000000","asInt":"3"}]}},
+  {"name":"h","histogram":{"aggregationTemporality":1,"dataPoints":[
+  {"timeUnixNano":"1795219200000000000","count":"2","sum":3,"bucketCounts":["1","1"],
+   "explicitBounds":[1.0]}]}}]}]}]}"#;
+
+const QUERY_TOKENS: &[&str] = &[
+    "(",
+    ")",
+    " ",
+    "AND",
+    "OR",
+    "NOT",
+    "-",
+    "\"",
+    "\\",
+    ":",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "level:error",
+    "name:\"a b\"",
+    "x:>5",
+    "timestamp:>=-24h",
+    "timestamp:<2026-11-21",
+    "word",
+    "dims.k:v",
+    "metrics.m:<=0.5",
+    "é",
+    "\u{0}",
+    "12:30",
+];
+
+/// One random edit of `input`: flip, insert, delete, duplicate a slice, or truncate.
+fn mutate(input: &[u8], edits: &[(u8, usize, u8)]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for &(kind, at, byte) in edits {
+        let at = if out.is_empty() { 0 } else { at % out.len() };
+        match kind % 5 {
+            0 if !out.is_empty() => out[at] ^= byte | 1,
+            1 => out.insert(at, byte),
+            2 if !out.is_empty() => {
+                out.remove(at);
+            }
+            3 => {
+                let end = (at + byte as usize).min(out.len());
+                let slice = out[at..end].to_vec();
+                out.splice(at..at, slice);
+            }
+            _ => out.truncate(at),
+        }
+    }
+    out
+}
+
+fn edits() -> impl Strategy<Value = Vec<(u8, usize, u8)>> {
+    prop::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..8)
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..2048)
+}
+
+/// Runs a format's decoder; any error must carry a code (the answer's status and body).
+fn decode_with(format: &dyn Format, bytes: &[u8], content_type: &str, products: &Products) {
+    let request = ProductRequest {
+        name: None,
+        key: None,
+    };
+    let body = Body {
+        bytes,
+        content_type: Some(content_type),
+    };
+    match format.decode(body, products, &request, &LIMITS) {
+        Ok(batch) => assert!(batch.items.len() <= LIMITS.max_batch_events),
+        Err(e) => {
+            let code = e.error_code();
+            assert!(code.status() >= 400, "{code:?}: {e}");
+        }
+    }
+    // With the product named, as `?product=app` sends it.
+    let named = ProductRequest {
+        name: Some("app".into()),
+        key: None,
+    };
+    let body = Body {
+        bytes,
+        content_type: Some(content_type),
+    };
+    if let Err(e) = format.decode(body, products, &named, &LIMITS) {
+        assert!(e.error_code().status() >= 400, "{e}");
+    }
+}
+
+fn otlp_protobuf_seeds() -> [(Vec<u8>, &'static dyn Format); 2] {
+    let traces: ExportTraceServiceRequest =
+        otlp::decode(OTLP_TRACES_JSON.as_bytes(), Encoding::Json).expect("traces seed");
+    let logs: ExportLogsServiceRequest =
+        otlp::decode(OTLP_LOGS_JSON.as_bytes(), Encoding::Json).expect("logs seed");
+    [
+        (otlp::encode(&traces, Encoding::Protobuf), &OTLP_TRACES),
+        (otlp::encode(&logs, Encoding::Protobuf), &OTLP_LOGS),
+    ]
+}
+
+/// Decodes and maps an OTLP metrics request as `POST /v1/metrics` does.
+fn metrics_with(bytes: &[u8], encoding: Encoding) {
+    let Ok(request) = otlp::decode::<ExportMetricsServiceRequest>(bytes, encoding) else {
+        return;
+    };
+    count_points(&request);
+    service_name(&request);
+    let pii = PiiDetector::all();
+    let rules = Rules {
+        install_attribute: Some("app.install_id"),
+        oldest_ms: 0,
+        retention_days: 30,
+        newest_ms: i64::MAX,
+        pii: &pii,
+    };
+    map_request(&request, &rules);
+}
+
+fn check_query(text: &str) {
+    match query::parse(text) {
+        Ok(_) => {}
+        Err(SearchError::Query { position, message }) => {
+            assert!(
+                position <= text.len(),
+                "{message} at {position} of {text:?}"
+            );
+            assert!(!message.is_empty());
+        }
+        Err(other) => panic!("{text:?}: not a query error: {other}"),
+    }
+}
+
+proptest! {
+    #[test]
+    fn native_and_flat_answer_any_bytes(raw in bytes(), edits in edits()) {
+        let products = products();
+        for content_type in ["application/json", "text/plain"] {
+            decode_with(&NATIVE, &raw, content_type, &products);
+            decode_with(&NATIVE, &mutate(NATIVE_SEED.as_bytes(), &edits), content_type, &products);
+        }
+    }
+
+    #[test]
+    fn gzip_bodies_answer_any_bytes(raw in bytes(), edits in edits(), limit in 0usize..100_000) {
+        let gzipped = {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(NATIVE_SEED.as_bytes()).unwrap();
+            enc.finish().unwrap()
+        };
+        for input in [raw.clone(), mutate(&gzipped, &edits)] {
+            match decode_body(input, Some("gzip"), limit) {
+                Ok(out) => {
+                    prop_assert!(out.len() <= limit);
+                    decode_with(&NATIVE, &out, "application/json", &products());
+                }
+                Err(e) => prop_assert!(e.error_code().status() >= 400),
+            }
+        }
+        prop_assert_eq!(decode_body(raw.clone(), None, limit).unwrap(), raw);
+    }
+
+    #[test]
+    fn otlp_protobuf_answers_any_bytes(raw in bytes(), edits in edits()) {
+        let products = products();
+        for (seed, format) in otlp_protobuf_seeds() {
+            decode_with(format, &raw, "application/x-protobuf", &products);
+            decode_with(format, &mutate(&seed, &edits), "application/x-protobuf", &products);
+        }
+        metrics_with(&raw, Encoding::Protobuf);
+        let metrics: ExportMetricsServiceRequest =
+            otlp::decode(OTLP_METRICS_JSON.as_bytes(), Encoding::Json).unwrap();
+        metrics_with(&mutate(&otlp::encode(&metrics, Encoding::Protobuf), &edits), Encoding::Protobuf);
+    }
+
+    #[test]
+    fn otlp_json_answers_any_bytes(raw in bytes(), edits in edits()) {
+        let products = products();
+        for (seed, format) in [(OTLP_TRACES_JSON, &OTLP_TRACES as &dyn Format), (OTLP_LOGS_JSON, &OTLP_LOGS)] {
+            decode_with(format, &raw, "application/json", &products);
+            decode_with(format, &mutate(seed.as_bytes(), &edits), "application/json", &products);
+        }
+        metrics_with(&raw, Encoding::Json);
+        metrics_with(&mutate(OTLP_METRICS_JSON.as_bytes(), &edits), Encoding::Json);
+    }
+
+    #[test]
+    fn query_parser_answers_any_text(text in ".{0,300}") {
+        check_query(&text);
+    }
+
+    #[test]
+    fn query_parser_answers_any_token_soup(
+        tokens in prop::collection::vec(prop::sample::select(QUERY_TOKENS), 0..400)
+    ) {
+        check_query(&tokens.concat());
+        check_query(&tokens.join(" "));
+    }
+
+    #[test]
+    fn query_nesting_is_bounded(levels in 0usize..2000, open in prop::sample::select(&["(", "-(", "NOT ("][..])) {
+        let text = format!("{}a{}", open.repeat(levels), ")".repeat(levels));
+        let result = query::parse(&text);
+        let depth_per_level = if open == "(" { 1 } else { 2 };
+        prop_assert_eq!(result.is_ok(), levels * depth_per_level <= MAX_QUERY_DEPTH, "{}", text);
+    }
+}
+
+/// The seeds are valid, so the mutations start from inputs that reach every decoding step.
+#[test]
+fn seeds_decode_into_events() {
+    let products = products();
+    let named = ProductRequest {
+        name: Some("app".into()),
+        key: None,
+    };
+    let decoded = |format: &dyn Format, bytes: &[u8], content_type: &str| {
+        let body = Body {
+            bytes,
+            content_type: Some(content_type),
+        };
+        let batch = format.decode(body, &products, &named, &LIMITS).unwrap();
+        batch.items.iter().filter(|item| item.is_ok()).count()
+    };
+    assert_eq!(
+        decoded(&NATIVE, NATIVE_SEED.as_bytes(), "application/json"),
+        2
+    );
+    assert_eq!(
+        decoded(
+            &OTLP_TRACES,
+            OTLP_TRACES_JSON.as_bytes(),
+            "application/json"
+        ),
+        1
+    );
+    assert_eq!(
+        decoded(&OTLP_LOGS, OTLP_LOGS_JSON.as_bytes(), "application/json"),
+        1
+    );
+    for (seed, format) in otlp_protobuf_seeds() {
+        assert_eq!(decoded(format, &seed, "application/x-protobuf"), 1);
+    }
+    let metrics: ExportMetricsServiceRequest =
+        otlp::decode(OTLP_METRICS_JSON.as_bytes(), Encoding::Json).unwrap();
+    assert_eq!(count_points(&metrics), 3);
+}
