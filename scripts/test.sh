@@ -38,6 +38,13 @@ fi
 tests/otel/.venv/bin/pip install -q --disable-pip-version-check -r tests/otel/requirements.txt
 (cd tests/otel && npm ci --no-audit --no-fund --loglevel=error)
 
+# The ClickHouse sink tests (tests/clickhouse.rs) start throwaway servers of Debian's
+# clickhouse-server, each on its own port and data dir.
+if [ ! -x /usr/sbin/clickhouse-server ] && ! command -v clickhouse-server >/dev/null 2>&1; then
+  echo "test.sh: installing clickhouse-server for the ClickHouse sink tests" >&2
+  apt_install clickhouse-server
+fi
+
 cargo build --locked --all-targets
 cargo test --locked --all-targets -- --test-threads "${TEST_THREADS:-2}"
 

@@ -48,6 +48,135 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub metrics: MetricsConfig,
     pub products: Vec<ProductConfig>,
+    /// `[[sinks]]`: destinations every stored event is streamed to (`crate::sinks`).
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// The kinds of export sink there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    Clickhouse,
+}
+
+/// One `[[sinks]]` entry: a destination with its own position in the event sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Names its position file, its log lines and its metrics (`[a-z0-9_-]`, unique).
+    pub name: String,
+    pub kind: SinkKind,
+    /// ClickHouse's HTTP interface.
+    #[serde(default = "default_sink_url")]
+    pub url: String,
+    #[serde(default = "default_sink_database")]
+    pub database: String,
+    #[serde(default = "default_sink_table")]
+    pub table: String,
+    #[serde(default = "default_sink_user")]
+    pub user: String,
+    /// The environment variable holding the password (never logged).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file holding the password (its first line; never logged).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Events per delivery at most.
+    #[serde(default = "default_sink_batch_size")]
+    pub batch_size: usize,
+    /// After a delivery smaller than `batch_size`, wait this long before the next one.
+    #[serde(default = "default_sink_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// One request to the destination, at most.
+    #[serde(default = "default_sink_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_sink_url() -> String {
+    "http://127.0.0.1:8123".into()
+}
+fn default_sink_database() -> String {
+    "telemetry".into()
+}
+fn default_sink_table() -> String {
+    "events".into()
+}
+fn default_sink_user() -> String {
+    "default".into()
+}
+fn default_sink_batch_size() -> usize {
+    10_000
+}
+fn default_sink_flush_interval_ms() -> u64 {
+    1_000
+}
+fn default_sink_timeout_ms() -> u64 {
+    10_000
+}
+
+impl SinkConfig {
+    /// The password from `password_env` or `password_file`, if one is configured.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        let key = |k: &str| format!("sinks.{}.{k}", self.name);
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(value) => Ok(Some(value)),
+                Err(_) => Err(invalid(
+                    key("password_env"),
+                    format!("the environment variable `{var}` is not set"),
+                )),
+            };
+        }
+        if let Some(path) = &self.password_file {
+            return match std::fs::read_to_string(path) {
+                Ok(text) => Ok(Some(text.lines().next().unwrap_or("").to_string())),
+                Err(e) => Err(invalid(
+                    key("password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            };
+        }
+        Ok(None)
+    }
+
+    fn validate(&self, i: usize) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("sinks[{i}].{k}");
+        let word = |s: &str, extra: &[char]| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
+        };
+        if !word(&self.name, &['-']) || self.name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(invalid(
+                key("name"),
+                "must be lowercase letters, digits, _ or -",
+            ));
+        }
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+            return Err(invalid(key("url"), "must start with http:// or https://"));
+        }
+        for (k, value) in [("database", &self.database), ("table", &self.table)] {
+            if !word(value, &[]) {
+                return Err(invalid(key(k), "must be letters, digits or _"));
+            }
+        }
+        if self.password_env.is_some() && self.password_file.is_some() {
+            return Err(invalid(
+                key("password_env"),
+                "set password_env or password_file, not both",
+            ));
+        }
+        for (k, value) in [
+            ("batch_size", self.batch_size as u64),
+            ("flush_interval_ms", self.flush_interval_ms),
+            ("timeout_ms", self.timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key(k), "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[metrics]`: who may read the Prometheus metrics, and where.
@@ -552,6 +681,16 @@ impl Config {
             ));
         }
         self.validate_admin()?;
+        let mut sink_names = std::collections::HashSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            sink.validate(i)?;
+            if !sink_names.insert(sink.name.as_str()) {
+                return Err(invalid(
+                    format!("sinks[{i}].name"),
+                    format!("sink name `{}` is used twice", sink.name),
+                ));
+            }
+        }
         if let Some(path) = &self.geo.database {
             if !path.is_file() {
                 return Err(invalid(
@@ -861,6 +1000,59 @@ mod tests {
         assert_eq!(config.backup_dir(), PathBuf::from("./data/backups"));
         assert_eq!(config.metrics_listen_addr().unwrap(), None);
         assert_eq!(config.metrics.token_hash, None);
+    }
+
+    #[test]
+    fn sinks_get_defaults_and_invalid_ones_name_the_key() {
+        let config = Config::from_toml(&format!(
+            "{MINIMAL}[[sinks]]\nname = \"wh\"\nkind = \"clickhouse\"\n"
+        ))
+        .unwrap();
+        let sink = &config.sinks[0];
+        assert_eq!(sink.url, "http://127.0.0.1:8123");
+        assert_eq!(
+            (sink.database.as_str(), sink.table.as_str()),
+            ("telemetry", "events")
+        );
+        assert_eq!(
+            (sink.batch_size, sink.flush_interval_ms, sink.timeout_ms),
+            (10_000, 1_000, 10_000)
+        );
+        assert_eq!(sink.password().unwrap(), None);
+        for (extra, key) in [
+            ("name = \"Bad Name\"\nkind = \"clickhouse\"", "sinks[0].name"),
+            ("name = \"a\"\nkind = \"clickhouse\"\ntable = \"x;drop\"", "sinks[0].table"),
+            ("name = \"a\"\nkind = \"clickhouse\"\nurl = \"ftp://x\"", "sinks[0].url"),
+            ("name = \"a\"\nkind = \"clickhouse\"\nbatch_size = 0", "sinks[0].batch_size"),
+            (
+                "name = \"a\"\nkind = \"clickhouse\"\npassword_env = \"X\"\npassword_file = \"/y\"",
+                "sinks[0].password_env",
+            ),
+            ("name = \"a\"\nkind = \"clickhouse\"\n[[sinks]]\nname = \"a\"\nkind = \"clickhouse\"", "sinks[1].name"),
+        ] {
+            let err = Config::from_toml(&format!("{MINIMAL}[[sinks]]\n{extra}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn sink_passwords_come_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let config = Config::from_toml(&format!(
+            "{MINIMAL}[[sinks]]\nname = \"wh\"\nkind = \"clickhouse\"\npassword_file = \"{}\"\n[[sinks]]\nname = \"env\"\nkind = \"clickhouse\"\npassword_env = \"TELEMETRYD_TEST_UNSET_PASSWORD\"\n",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            config.sinks[0].password().unwrap().as_deref(),
+            Some("s3cret")
+        );
+        let err = config.sinks[1].password().unwrap_err().to_string();
+        assert!(err.contains("sinks.env.password_env"), "{err}");
     }
 
     #[test]

@@ -634,14 +634,14 @@ impl<'de> Deserialize<'de> for EventField {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use crate::model::{DimValue, ErrorInfo};
 
-    /// An event with every member set.
-    fn full_event() -> Event {
+    /// An event with every member set (other modules' tests use it too).
+    pub(crate) fn full_event() -> Event {
         Event {
             platform: Some("ios".into()),
             channel: Some("keyboard".into()),

@@ -27,6 +27,7 @@ pub mod retention;
 pub mod scope;
 pub mod search;
 pub mod series;
+pub mod sinks;
 pub mod store;
 pub mod tasks;
 pub mod timespan;
@@ -57,6 +58,7 @@ use crate::products::Products;
 use crate::retention::Retention;
 use crate::search::{SearchError, SearchIndex, SearchOptions};
 use crate::series::Series;
+use crate::sinks::{SinkError, Sinks};
 use crate::store::subscribers::Subscribers;
 use crate::store::writer::Writer;
 use crate::store::Store;
@@ -84,6 +86,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("search index: {0}")]
     Search(#[from] SearchError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
     #[error("geo database {path}: {message}")]
     Geo { path: PathBuf, message: String },
     #[error("{context}: {source}")]
@@ -112,6 +116,8 @@ pub struct AppState {
     /// OTLP metrics as time series.
     pub series: Arc<Series>,
     pub subscribers: Subscribers,
+    /// The `[[sinks]]`: destinations every stored event is streamed to.
+    pub sinks: Arc<Sinks>,
     pub tasks: Tasks,
     /// The address of the separate `/metrics` listener (`[metrics] listen`), bound at open.
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -211,6 +217,15 @@ impl AppState {
         )?);
         tracing::info!(webhooks = config.alerts.webhooks.len(), "clusters loaded");
         subscribers.register(clusters.clone());
+        let sinks = Arc::new(Sinks::open(&config.sinks, &store, &data_dir)?);
+        for sink in sinks.all() {
+            tracing::info!(sink = sink.name(), "sink");
+            subscribers.register(sink.clone());
+        }
+        sinks.start().map_err(|source| StartError::Io {
+            context: "cannot start the sink threads".into(),
+            source,
+        })?;
 
         let limiter = Arc::new(RateLimiter::default());
         let ingest = Arc::new(Ingest::new(
@@ -243,11 +258,13 @@ impl AppState {
             products.clone(),
             limiter,
             metrics.clone(),
+            sinks.clone(),
         );
         let retention = Arc::new(Retention {
             deleter: deleter.clone(),
             products: products.clone(),
             metrics: metrics.clone(),
+            sinks: sinks.clone(),
             compact_free_ratio: config.retention.compact_free_ratio,
         });
         // Index deletions a crash left half done; on a plain thread, as they wait for the writer.
@@ -268,6 +285,7 @@ impl AppState {
             search: search.clone(),
             clusters: clusters.clone(),
             subscribers: subscribers.clone(),
+            sinks: sinks.clone(),
         };
         let sampled = metrics.clone();
         let sampler =
@@ -312,6 +330,7 @@ impl AppState {
             clusters,
             series,
             subscribers,
+            sinks,
             tasks,
             metrics_address,
             metrics_socket: std::sync::Mutex::new(metrics_socket),
@@ -330,6 +349,7 @@ impl AppState {
             search: self.search.clone(),
             clusters: self.clusters.clone(),
             subscribers: self.subscribers.clone(),
+            sinks: self.sinks.clone(),
         }
     }
 }
@@ -341,6 +361,7 @@ struct Figures {
     search: Arc<SearchIndex>,
     clusters: Arc<Clusters>,
     subscribers: Subscribers,
+    sinks: Arc<Sinks>,
 }
 
 impl Figures {
@@ -363,6 +384,7 @@ impl Figures {
                 .and_then(|d| d.as_ref().map(|d| d.stats()))
                 .unwrap_or_default(),
             subscribers: self.subscribers.lags(next_seq),
+            sinks: self.sinks.statuses(next_seq),
         }
     }
 }
@@ -487,6 +509,7 @@ pub async fn serve(
     });
     server.await?;
     state.tasks.stop().await;
+    state.sinks.stop();
     tracing::info!("background tasks stopped (the store writer after its last commit); bye");
     Ok(())
 }

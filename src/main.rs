@@ -62,6 +62,11 @@ enum Command {
     Demo(telemetryd::demo::DemoArgs),
     /// Probe /readyz of a running server: exit 0 when it answers 200, 1 otherwise.
     Healthcheck(telemetryd::ops::HealthcheckArgs),
+    /// Export sinks of a running server.
+    Sink {
+        #[command(subcommand)]
+        command: SinkCommand,
+    },
     /// Copy the store consistently into a new directory, while the server runs (or not).
     Backup(telemetryd::ops::BackupArgs),
     /// Put a backup into the data dir of a stopped server (the search index is rebuilt on start).
@@ -73,6 +78,13 @@ enum Command {
     },
     /// Print the man page (roff).
     Man,
+}
+
+#[derive(Subcommand)]
+enum SinkCommand {
+    /// Each sink's position, lag (events and seconds), deliveries, skipped positions, pending
+    /// erasures and last error, read from the server's /readyz.
+    Status(telemetryd::ops::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +101,12 @@ fn main() -> ExitCode {
         (Some(Command::Healthcheck(args)), _) => {
             telemetryd::ops::healthcheck(&args).map_err(|e| e.to_string())
         }
+        (
+            Some(Command::Sink {
+                command: SinkCommand::Status(args),
+            }),
+            _,
+        ) => telemetryd::ops::sink_status(&args).map_err(|e| e.to_string()),
         (Some(Command::Backup(args)), _) => {
             telemetryd::ops::backup(&args).map_err(|e| e.to_string())
         }

@@ -119,6 +119,8 @@ pub struct Gauges {
     pub alerts: crate::clusters::AlertStats,
     /// Each commit subscriber's position and lag behind the store.
     pub subscribers: Vec<crate::store::subscribers::SubscriberLag>,
+    /// Each export sink's position, lag, deliveries and errors.
+    pub sinks: Vec<crate::sinks::SinkStatus>,
 }
 
 /// The ingest counters as JSON (`GET /api/v1/stats`).
@@ -428,6 +430,7 @@ impl Metrics {
                 lag.name, lag.lag_events
             );
         }
+        render_sinks(&mut out, &gauges.sinks);
         let _ = writeln!(out, "# HELP telemetryd_store_commit_seconds Duration of one durable group commit.\n# TYPE telemetryd_store_commit_seconds histogram");
         self.commit_latency
             .render(&mut out, "telemetryd_store_commit_seconds", "");
@@ -443,6 +446,32 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// One per-sink figure: its name, type, help and how it is read.
+type SinkFigure = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::sinks::SinkStatus) -> f64,
+);
+
+/// The export sinks' figures, one series per sink.
+fn render_sinks(out: &mut String, sinks: &[crate::sinks::SinkStatus]) {
+    let figures: [SinkFigure; 6] = [
+        ("telemetryd_sink_lag_events", "gauge", "Stored events an export sink has not delivered yet.", |s| s.lag_events as f64),
+        ("telemetryd_sink_lag_seconds", "gauge", "Age of the oldest event an export sink has not delivered yet.", |s| s.lag_seconds),
+        ("telemetryd_sink_delivered_total", "counter", "Events an export sink delivered (since start).", |s| s.delivered_total as f64),
+        ("telemetryd_sink_failures_total", "counter", "Failed deliveries and deletes of an export sink (since start).", |s| s.failures_total as f64),
+        ("telemetryd_sink_skipped_total", "counter", "Positions an export sink skipped because the store had deleted them (retention or erasure) before delivery.", |s| s.skipped_total as f64),
+        ("telemetryd_sink_pending_erasures", "gauge", "Subject deletes an export sink's destination has not confirmed yet.", |s| s.pending_erasures as f64),
+    ];
+    for (name, kind, help, value) in figures {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for sink in sinks {
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, value(sink));
+        }
     }
 }
 

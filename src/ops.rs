@@ -1,4 +1,5 @@
-//! Operator commands beside `serve`: `healthcheck` (probe `/readyz`, exit 0/1), `backup` and
+//! Operator commands beside `serve`: `healthcheck` (probe `/readyz`, exit 0/1), `sink status`
+//! (each export sink's position, lag, deliveries and last error, from `/readyz`), `backup` and
 //! `restore` of the store, shell `completions` and the `man` page generated from the CLI
 //! definition.
 
@@ -85,6 +86,13 @@ pub struct RestoreArgs {
 
 /// Probes readiness once; `Ok` only on `200`.
 pub fn healthcheck(args: &HealthcheckArgs) -> Result<(), OpsError> {
+    let (url, _) = readyz(args)?;
+    println!("ready: {url}");
+    Ok(())
+}
+
+/// The `/readyz` answer of the server `args` names: its URL and body, or the error.
+fn readyz(args: &HealthcheckArgs) -> Result<(String, Vec<u8>), OpsError> {
     let url = match (&args.url, &args.config) {
         (Some(url), _) => with_default_path(url, "/readyz"),
         (None, Some(config)) => format!("{}/readyz", server_url(&Config::load(config)?)?),
@@ -99,8 +107,7 @@ pub fn healthcheck(args: &HealthcheckArgs) -> Result<(), OpsError> {
         timeout,
     })?;
     if status == 200 {
-        println!("ready: {url}");
-        Ok(())
+        Ok((url, body))
     } else {
         Err(OpsError::Status {
             url,
@@ -108,6 +115,43 @@ pub fn healthcheck(args: &HealthcheckArgs) -> Result<(), OpsError> {
             body: String::from_utf8_lossy(&body).trim().to_string(),
         })
     }
+}
+
+/// `telemetryd sink status`: prints each export sink of the running server (from `/readyz`)
+/// with its position, lag, deliveries, skipped positions, pending erasures and last error.
+pub fn sink_status(args: &HealthcheckArgs) -> Result<(), OpsError> {
+    let (url, body) = readyz(args)?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| OpsError::Http {
+        url: url.clone(),
+        message: format!("unexpected answer: {e}"),
+    })?;
+    let sinks = answer["sinks"].as_array().cloned().unwrap_or_default();
+    if sinks.is_empty() {
+        println!("no sinks configured ([[sinks]] in the config)");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}  last error",
+        "sink", "kind", "position", "lag", "lag s", "delivered", "per s", "skipped", "erasures"
+    );
+    for sink in &sinks {
+        let n = |key: &str| sink[key].as_u64().unwrap_or(0);
+        let f = |key: &str| sink[key].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<16} {:<10} {:>10} {:>10} {:>8.1} {:>10} {:>8.1} {:>8} {:>8}  {}",
+            sink["name"].as_str().unwrap_or("?"),
+            sink["kind"].as_str().unwrap_or("?"),
+            n("position"),
+            n("lag_events"),
+            f("lag_seconds"),
+            n("delivered_total"),
+            f("delivered_per_second"),
+            n("skipped_total"),
+            n("pending_erasures"),
+            sink["last_error"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
 }
 
 /// Backs up the store of the server configured in `args.config`: through the running server's

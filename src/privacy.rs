@@ -16,6 +16,7 @@ use crate::model::{now_ms, Event};
 use crate::products::Products;
 use crate::scope::Scope;
 use crate::search::{Filter, SearchError, SearchIndex};
+use crate::sinks::{SinkErasure, Sinks, SubjectDelete};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::delete;
 use crate::store::writer::Writer;
@@ -77,6 +78,9 @@ pub struct ErasureReport {
     pub index_documents_removed: u64,
     pub audit_id: u64,
     pub purge: PurgeStatus,
+    /// Each export sink's answer: whether its destination confirmed the delete (an
+    /// unconfirmed one is retried until it is).
+    pub sinks: Vec<SinkErasure>,
 }
 
 /// Why a deletion (erasure, retention, pending tombstones) or an export could not be done.
@@ -170,6 +174,7 @@ pub struct Privacy {
     products: Arc<Products>,
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
+    sinks: Arc<Sinks>,
     pub purge: Purge,
 }
 
@@ -180,6 +185,7 @@ impl Privacy {
         products: Arc<Products>,
         limiter: Arc<RateLimiter>,
         metrics: Arc<Metrics>,
+        sinks: Arc<Sinks>,
     ) -> Privacy {
         let purge = Purge::new(deleter.clone(), metrics.clone());
         Privacy {
@@ -188,6 +194,7 @@ impl Privacy {
             products,
             limiter,
             metrics,
+            sinks,
             purge,
         }
     }
@@ -232,9 +239,10 @@ impl Privacy {
         Ok(events)
     }
 
-    /// Erases the subject from store, index, clusters, install registry and rate-limit state in
-    /// the products of `scope`, writes the audit entry (with a salted hash, never the id), and
-    /// starts the purge. Blocking.
+    /// Erases the subject from store, index, clusters, install registry, rate-limit state and
+    /// every export sink's destination in the products of `scope`, writes the audit entry (with
+    /// a salted hash, never the id; it says which sinks confirmed), and starts the purge.
+    /// Blocking.
     pub fn erase(
         &self,
         kind: SubjectKind,
@@ -267,40 +275,55 @@ impl Privacy {
         let subject = id.to_string();
         let actor = actor.to_string();
         let writer = &self.deleter.writer;
-        let (deleted, (installs_removed, series, tombstone_id, audit_id)) = self
-            .clusters
-            .erase_events(move || -> Result<_, DeleteError> {
-                Ok(writer.exclusive_blocking(move |store| {
-                    store.write(|txn| {
-                        let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
-                        let mut installs = 0;
-                        let mut series = crate::series::store::Erased::default();
-                        if kind == SubjectKind::Install {
-                            for product in &products {
-                                installs +=
-                                    u64::from(delete::delete_install(txn, product, &subject)?);
+        let sink_delete = SubjectDelete {
+            kind,
+            id: id.to_string(),
+            products: products.clone(),
+            received_until_ms: now_ms(),
+        };
+        // The sinks' deletes go first, with their deliveries held until the store's erasure
+        // is done, so no batch read before it reaches a destination after its delete.
+        let (erased, sinks) = self.sinks.erase(&sink_delete, |sinks| {
+            let sinks = serde_json::to_value(sinks).unwrap_or_default();
+            self.clusters
+                .erase_events(move || -> Result<_, DeleteError> {
+                    Ok(writer.exclusive_blocking(move |store| {
+                        store.write(|txn| {
+                            let deleted = delete::delete_events(txn, &store.recent_ids, &seqs)?;
+                            let mut installs = 0;
+                            let mut series = crate::series::store::Erased::default();
+                            if kind == SubjectKind::Install {
+                                for product in &products {
+                                    installs +=
+                                        u64::from(delete::delete_install(txn, product, &subject)?);
+                                }
+                                series = crate::series::store::erase_install(
+                                    txn,
+                                    &subject,
+                                    &series_scope,
+                                )?;
                             }
-                            series =
-                                crate::series::store::erase_install(txn, &subject, &series_scope)?;
-                        }
-                        let tombstone_id = tombstone_bytes
-                            .as_deref()
-                            .map(|bytes| delete::add_tombstone(txn, bytes))
-                            .transpose()?;
-                        let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
-                        let result = serde_json::json!({
-                            "events_removed": deleted.len(),
-                            "installs_removed": installs,
-                            "series_removed": series.series,
-                            "series_points_removed": series.points,
-                        });
-                        let entry =
-                            AuditEntry::now(&actor, "subject.erase", target, audited, result);
-                        let audit_id = audit::append(txn, entry)?;
-                        Ok((deleted, (installs, series, tombstone_id, audit_id)))
-                    })
-                })?)
-            })?;
+                            let tombstone_id = tombstone_bytes
+                                .as_deref()
+                                .map(|bytes| delete::add_tombstone(txn, bytes))
+                                .transpose()?;
+                            let target = audit::subject_hash(txn, kind.as_str(), &subject)?;
+                            let result = serde_json::json!({
+                                "events_removed": deleted.len(),
+                                "installs_removed": installs,
+                                "series_removed": series.series,
+                                "series_points_removed": series.points,
+                                "sinks": sinks,
+                            });
+                            let entry =
+                                AuditEntry::now(&actor, "subject.erase", target, audited, result);
+                            let audit_id = audit::append(txn, entry)?;
+                            Ok((deleted, (installs, series, tombstone_id, audit_id)))
+                        })
+                    })?)
+                })
+        });
+        let (deleted, (installs_removed, series, tombstone_id, audit_id)) = erased?;
         let events_removed = deleted.len() as u64;
         let stored = started.elapsed();
         let index_documents_removed = match tombstone_id {
@@ -332,6 +355,7 @@ impl Privacy {
             index_documents_removed,
             audit_id,
             purge: self.purge.request(),
+            sinks,
         })
     }
 }

@@ -33,6 +33,8 @@ pub struct SweepReport {
     pub series_points_deleted: u64,
     pub series_deleted: u64,
     pub series_streams_pruned: u64,
+    /// Partitions the export sinks' destinations dropped.
+    pub sink_partitions_dropped: u64,
     pub store_rewritten: bool,
     pub duration_ms: u64,
 }
@@ -42,6 +44,8 @@ pub struct Retention {
     pub deleter: Deleter,
     pub products: Arc<Products>,
     pub metrics: Arc<Metrics>,
+    /// Export sinks, whose destinations drop what is past retention too.
+    pub sinks: Arc<crate::sinks::Sinks>,
     /// Rewrite the store file after a sweep when at least this share of it is free.
     pub compact_free_ratio: f64,
 }
@@ -73,6 +77,13 @@ impl Retention {
             let idle_cutoff = now - STREAM_IDLE_MS.min(i64::from(product.retention_days) * DAY_MS);
             sweep_series(deleter, &product.id, cutoff, idle_cutoff, &mut report)?;
         }
+        let cutoffs: Vec<(String, i64)> = self
+            .products
+            .all()
+            .iter()
+            .map(|p| (p.id.clone(), now - i64::from(p.retention_days) * DAY_MS))
+            .collect();
+        report.sink_partitions_dropped = self.sinks.apply_retention(&cutoffs);
         if report.events_deleted > 0 {
             deleter.search.purge()?;
         }
@@ -103,6 +114,7 @@ impl Retention {
             series_points_deleted = report.series_points_deleted,
             series_deleted = report.series_deleted,
             series_streams_pruned = report.series_streams_pruned,
+            sink_partitions_dropped = report.sink_partitions_dropped,
             store_rewritten = report.store_rewritten,
             duration_ms = report.duration_ms,
             "retention sweep finished"

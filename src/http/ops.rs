@@ -27,6 +27,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "store": { "events": gauges.store_events },
         "index": { "documents": gauges.index_docs, "lag_events": gauges.index_lag },
         "subscribers": gauges.subscribers,
+        "sinks": gauges.sinks,
     })))
 }
 

@@ -475,6 +475,9 @@ export const specs = [
     assert.equal(await cardValue(tab, 'accepted'), fmt(s.accepted));
     assert.equal(await cardValue(tab, 'rejected_total'), fmt(s.rejected_total));
     assert.equal(await cardValue(tab, 'index_lag'), fmt(s.store.index_lag));
+    // The e2e server has no [[sinks]]: the sinks panel says how to add one.
+    assert.deepEqual(s.store.sinks, []);
+    assert.match(await tab.text('#metrics-totals'), /No export sink is configured/);
     const charts = await tab.page.locator('#metrics-charts svg.chart').count();
     if (before.points.length >= 2) assert.ok(charts >= 5, 'the history is charted');
     if (after.points.length < 2) assert.match(await tab.text('#metrics-charts'), /fills in/);

@@ -1,5 +1,6 @@
 // Metrics: the appliance's own health. Totals since start (accepted, duplicates, rate limited,
-// rejected by reason, PII scrubbed/rejected, dropped by policy, sampled out), and over time from
+// rejected by reason, PII scrubbed/rejected, dropped by policy, sampled out), the export sinks
+// (position, lag, deliveries, last error), and over time from
 // the sampled history — per-interval deltas of the cumulative counters, the writer queue and
 // index lag, and the store's size. Refreshes itself while open.
 
@@ -98,7 +99,20 @@ function renderTotals(s) {
       panel('Dropped by policy, by reason', dropped.length
         ? table([{ label: 'Reason' }, { label: 'Events', num: true }], dropped.map(([code, n]) => [h('code', {}, code), fmtNumber(n)]))
         : emptyState('No event has been dropped by a policy.'))),
+    renderSinks(s.store?.sinks || []),
   ];
+}
+
+/** Export sinks ([[sinks]]): how far each is behind the store, its deliveries and last error. */
+function renderSinks(sinks) {
+  if (!sinks.length) return panel('Export sinks', emptyState('No export sink is configured ([[sinks]] in the config streams events to ClickHouse).'));
+  const columns = [{ label: 'Sink' }, { label: 'Kind' }, { label: 'Position', num: true }, { label: 'Lag (events)', num: true },
+    { label: 'Lag (s)', num: true }, { label: 'Delivered', num: true }, { label: 'Per second', num: true },
+    { label: 'Skipped', num: true }, { label: 'Erasures pending', num: true }, { label: 'Last error' }];
+  const rows = sinks.map((k) => [h('code', {}, k.name), k.kind, fmtNumber(k.position), fmtNumber(k.lag_events),
+    (k.lag_seconds || 0).toFixed(1), fmtNumber(k.delivered_total), (k.delivered_per_second || 0).toFixed(1),
+    fmtNumber(k.skipped_total), fmtNumber(k.pending_erasures), k.last_error || '—']);
+  return h('div', { id: 'metrics-sinks' }, panel('Export sinks', table(columns, rows)));
 }
 
 function renderCharts(history) {

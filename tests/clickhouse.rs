@@ -1,0 +1,607 @@
+//! The ClickHouse sink against a real ClickHouse server (Debian's `clickhouse-server`, which
+//! `scripts/test.sh` installs), each test with its own throwaway server on a free port: events
+//! arrive with their fields, erasure reaches ClickHouse and says so, ClickHouse down does not
+//! touch ingest and the sink catches up, retention drops old partitions, and a SIGKILL of
+//! telemetryd mid-delivery leaves exactly one row per event.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_telemetryd");
+const DATABASE: &str = "telemetry_test";
+/// How long a condition the test waits for may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(40);
+/// The ClickHouse user's password: the sink reads it from a file.
+const PASSWORD: &str = "ch-test-pw-4711";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The ClickHouse server binary: `$CLICKHOUSE_SERVER`, else Debian's.
+fn clickhouse_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CLICKHOUSE_SERVER") {
+        return PathBuf::from(path);
+    }
+    ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("clickhouse-server is not installed (scripts/test.sh installs it: apt-get install clickhouse-server)")
+}
+
+/// A throwaway ClickHouse server: its own data dir and HTTP port, killed when dropped.
+struct ClickHouse {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl ClickHouse {
+    fn start() -> ClickHouse {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let root = dir.path().display();
+        std::fs::write(
+            dir.path().join("config.xml"),
+            format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <http_port>{port}</http_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{root}/data/</path>
+  <tmp_path>{root}/tmp/</tmp_path>
+  <format_schema_path>{root}/format_schemas/</format_schema_path>
+  <users_config>users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>5368709</mark_cache_size>
+</yandex>
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("users.xml"),
+            format!(r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users><default><password>{PASSWORD}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+"#),
+        )
+        .unwrap();
+        let mut server = ClickHouse {
+            dir,
+            port,
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server process on its data dir and waits until it answers.
+    fn resume(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(clickhouse_binary())
+            .arg(format!(
+                "--config-file={}",
+                self.dir.path().join("config.xml").display()
+            ))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("clickhouse-server starts");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("ClickHouse answers", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let resp = request(
+                "POST",
+                &self.url(),
+                &[
+                    ("x-clickhouse-user", "default"),
+                    ("x-clickhouse-key", PASSWORD),
+                ],
+                Some(b"SELECT 1".to_vec()),
+            );
+            (resp.status == 200).then_some(())
+        });
+    }
+
+    /// Kills the server process (SIGKILL).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The answer to `sql`, which must succeed.
+    fn query(&self, sql: &str) -> String {
+        let resp = request(
+            "POST",
+            &self.url(),
+            &[
+                ("x-clickhouse-user", "default"),
+                ("x-clickhouse-key", PASSWORD),
+            ],
+            Some(sql.as_bytes().to_vec()),
+        );
+        assert_eq!(resp.status, 200, "{sql}: {}", resp.text());
+        resp.text()
+    }
+
+    /// The rows of `sql` as JSON objects.
+    fn rows(&self, sql: &str) -> Vec<Value> {
+        self.query(&format!("{sql} FORMAT JSONEachRow"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// One number `sql` answers.
+    fn number(&self, sql: &str) -> u64 {
+        self.query(sql).trim().parse().unwrap()
+    }
+
+    /// Rows in the events table once duplicates are merged away, and distinct ids.
+    fn events_final(&self) -> (u64, u64) {
+        let answer = self.query(&format!(
+            "SELECT count(), uniqExact(id) FROM {DATABASE}.events FINAL FORMAT TSV"
+        ));
+        let mut parts = answer.split_whitespace().map(|n| n.parse().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    }
+
+    fn table_exists(&self) -> bool {
+        self.number(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{DATABASE}' AND name = 'events'"
+        )) == 1
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it gives a value; fails the test after [`PATIENCE`].
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < PATIENCE, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sink_toml(clickhouse: &ClickHouse, batch_size: usize) -> String {
+    format!(
+        "\n[[sinks]]\nname = \"warehouse\"\nkind = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"{DATABASE}\"\ntable = \"events\"\nuser = \"default\"\npassword_file = \"{}\"\nbatch_size = {batch_size}\nflush_interval_ms = 20\ntimeout_ms = 5000\n",
+        clickhouse.url(),
+        clickhouse.dir.path().join("password").display()
+    )
+}
+
+/// The sink's entry in `/api/v1/stats` of the server at `url`.
+fn sink_status(url: &str) -> Value {
+    let resp = request(
+        "GET",
+        &format!("{url}/api/v1/stats"),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()["store"]["sinks"][0].clone()
+}
+
+fn caught_up(url: &str) -> Option<Value> {
+    let status = sink_status(url);
+    (status["lag_events"] == 0 && status["last_error"].is_null()).then_some(status)
+}
+
+/// `n` events, each of its own install named `prefix-…` (installs are rate limited).
+fn batch(prefix: &str, n: usize) -> (Vec<String>, String) {
+    let ids: Vec<String> = (0..n).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let events: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "eventName": "app_opened", "installId": format!("{prefix}-{id}"), "platform": "ios", "appVersion": "3.3.1"}))
+        .collect();
+    (ids, json!({"events": events}).to_string())
+}
+
+#[test]
+fn events_arrive_with_their_fields_and_erasure_reaches_clickhouse() {
+    let clickhouse = ClickHouse::start();
+    let config = format!("{}{}", shipped_config_text(), sink_toml(&clickhouse, 500));
+    let server = TestServer::start(&config, &[]);
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = telemetryd::model::now_ms();
+    let body = json!({"sent_at": now, "events": [{
+        "eventId": id, "eventName": "recognition_failed", "level": "ERROR", "installId": "inst-1",
+        "userId": "u-42", "sessionId": "s-1", "platform": "ios", "channel": "keyboard", "module": "dictation",
+        "appVersion": "3.3.1", "releaseChannel": "beta", "osFamily": "ios", "osVersion": "18.1",
+        "deviceModel": "iPhone16,2", "timestamp": now - 5_000,
+        "error": {"domain": "speech", "code": "network_timeout", "message": "Timeout after 3021 ms", "stack": "at Recognizer.start()"},
+        "dims": {"language": "de", "offline": true},
+        "metrics": {"latency_ms": 3021}
+    }]});
+    let resp = server.post_events("?product=dictation-app", &body.to_string());
+    assert_eq!(resp.json()["accepted"], 1, "{}", resp.text());
+    let (kept, others) = batch("inst-2", 20);
+    assert_eq!(
+        server.post_events("?product=dictation-app", &others).json()["accepted"],
+        20
+    );
+
+    wait_for("the sink delivers 21 events", || {
+        (clickhouse.table_exists() && clickhouse.events_final() == (21, 21)).then_some(())
+    });
+    let stored = server.event(&id);
+    let row = &clickhouse.rows(&format!(
+        "SELECT * FROM {DATABASE}.events WHERE id = '{id}'"
+    ))[0];
+    for (column, member) in [
+        ("product", "product"),
+        ("name", "name"),
+        ("level", "level"),
+        ("install_id", "install_id"),
+        ("user_id", "user_id"),
+        ("session_id", "session_id"),
+        ("platform", "platform"),
+        ("channel", "channel"),
+        ("module", "module"),
+        ("app_version", "app_version"),
+        ("release_channel", "release_channel"),
+        ("os_family", "os_family"),
+        ("os_version", "os_version"),
+        ("device_model", "device_model"),
+        ("source", "source"),
+    ] {
+        assert_eq!(row[column], stored[member], "column {column}");
+    }
+    assert_eq!(row["timestamp_ms"], stored["timestamp"].to_string());
+    assert_eq!(row["received_at_ms"], stored["received_at"].to_string());
+    assert_eq!(row["error_domain"], "speech");
+    assert_eq!(row["error_code"], "network_timeout");
+    assert_eq!(row["error_stack"], "at Recognizer.start()");
+    assert_eq!(row["error_message"], stored["error"]["message"]);
+    assert_eq!(row["dim_keys"], json!(["language", "offline"]));
+    assert_eq!(row["dim_values"], json!(["de", "true"]));
+    assert_eq!(row["metric_keys"], json!(["latency_ms"]));
+    assert_eq!(row["metric_values"], json!([3021]));
+    assert_eq!(row["sample_rate"], 1);
+
+    // The operator's view: lag 0, deliveries counted, in the stats, /readyz and /metrics.
+    let status = wait_for("the sink reports it caught up", || caught_up(&server.url));
+    assert_eq!(status["name"], "warehouse");
+    assert_eq!(status["kind"], "clickhouse");
+    assert_eq!(status["delivered_total"], 21);
+    assert!(status["delivered_per_second"].as_f64().unwrap() > 0.0);
+    let ready = server.get("/readyz").json();
+    assert_eq!(ready["sinks"][0]["name"], "warehouse");
+    let metrics = server.admin_get("/metrics").text();
+    assert!(
+        metrics.contains("telemetryd_sink_lag_events{sink=\"warehouse\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("telemetryd_sink_delivered_total{sink=\"warehouse\"} 21"));
+    assert!(metrics.contains("telemetryd_subscriber_lag_events{subscriber=\"warehouse\"} 0"));
+
+    // Erasure: the subject's rows leave ClickHouse before the answer, which says so, and
+    // so does the audit entry.
+    let resp = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/inst-1", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json()["sinks"],
+        json!([{"sink": "warehouse", "confirmed": true}])
+    );
+    assert_eq!(
+        clickhouse.number(&format!(
+            "SELECT count() FROM {DATABASE}.events WHERE install_id = 'inst-1'"
+        )),
+        0
+    );
+    assert_eq!(clickhouse.events_final(), (20, 20));
+    let kept_list = kept
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        clickhouse.number(&format!(
+            "SELECT count() FROM {DATABASE}.events WHERE id IN ({kept_list})"
+        )),
+        20
+    );
+    let audit = server
+        .admin_get("/api/v1/audit?action=subject.erase")
+        .json();
+    let entries = audit["entries"].as_array().expect("audit entries");
+    let erase = entries
+        .iter()
+        .find(|e| e["action"] == "subject.erase")
+        .expect("the erasure is audited");
+    assert_eq!(
+        erase["result"]["sinks"],
+        json!([{"sink": "warehouse", "confirmed": true}])
+    );
+}
+
+#[test]
+fn clickhouse_down_leaves_ingest_alone_and_the_sink_catches_up() {
+    let mut clickhouse = ClickHouse::start();
+    let config = format!("{}{}", shipped_config_text(), sink_toml(&clickhouse, 100));
+    let server = TestServer::start(&config, &[]);
+    let (_, first) = batch("inst-1", 1);
+    assert_eq!(
+        server.post_events("?product=dictation-app", &first).json()["accepted"],
+        1
+    );
+    wait_for("the first event arrives", || {
+        (clickhouse.table_exists() && clickhouse.events_final() == (1, 1)).then_some(())
+    });
+    wait_for("the sink is caught up", || caught_up(&server.url));
+
+    clickhouse.kill();
+    let mut acknowledged = 1;
+    for _ in 0..5 {
+        let (_, body) = batch("inst-1", 100);
+        let resp = server.post_events("?product=dictation-app", &body);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.json()["accepted"], 100);
+        acknowledged += 100;
+    }
+    assert_eq!(server.stored().len(), acknowledged);
+    let behind = wait_for("the sink reports the failure and its lag", || {
+        let status = sink_status(&server.url);
+        (status["last_error"].is_string() && status["lag_events"] == 500).then_some(status)
+    });
+    assert!(behind["failures_total"].as_u64().unwrap() >= 1);
+    assert!(
+        behind["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{behind}"
+    );
+    assert!(behind["lag_seconds"].as_f64().unwrap() > 0.0, "{behind}");
+    assert!(!behind.to_string().contains(PASSWORD));
+    let ready = server.get("/readyz").json();
+    assert_eq!(ready["sinks"][0]["lag_events"], 500);
+    let metrics = server.admin_get("/metrics").text();
+    assert!(
+        metrics.contains("telemetryd_sink_lag_events{sink=\"warehouse\"} 500"),
+        "{metrics}"
+    );
+
+    // An erasure while ClickHouse is down: the store forgets the subject at once, the answer
+    // says the destination did not confirm, and the delete waits to be retried.
+    let gone: Vec<Value> = (0..5)
+        .map(|_| json!({"id": uuid::Uuid::new_v4().to_string(), "eventName": "app_opened", "installId": "gone"}))
+        .collect();
+    let resp = server.post_events(
+        "?product=dictation-app",
+        &json!({ "events": gone }).to_string(),
+    );
+    assert_eq!(resp.json()["accepted"], 5);
+    let resp = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/gone", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let answer = &resp.json()["sinks"][0];
+    assert_eq!(answer["confirmed"], false, "{answer}");
+    assert!(answer["error"].as_str().unwrap().starts_with("unreachable"));
+    assert!(!answer["error"].as_str().unwrap().contains("gone"));
+    assert_eq!(sink_status(&server.url)["pending_erasures"], 1);
+
+    clickhouse.resume();
+    let status = wait_for("the sink catches up after ClickHouse is back", || {
+        caught_up(&server.url).filter(|s| s["pending_erasures"] == 0)
+    });
+    assert_eq!(clickhouse.events_final(), (501, 501));
+    // The erased events were gone from the store when the sink reached them: it says so.
+    assert_eq!(status["skipped_total"], 5, "{status}");
+    assert_eq!(
+        status["skipped"][0]["below"].as_u64().unwrap()
+            - status["skipped"][0]["from"].as_u64().unwrap(),
+        5
+    );
+    let metrics = server.admin_get("/metrics").text();
+    assert!(metrics.contains("telemetryd_sink_skipped_total{sink=\"warehouse\"} 5"));
+}
+
+#[test]
+fn retention_drops_partitions_older_than_the_products_retention() {
+    let clickhouse = ClickHouse::start();
+    let config = format!("{}{}", shipped_config_text(), sink_toml(&clickhouse, 100));
+    let server = TestServer::start(&config, &[]);
+    let (_, body) = batch("inst-1", 3);
+    assert_eq!(
+        server.post_events("?product=dictation-app", &body).json()["accepted"],
+        3
+    );
+    wait_for("the events arrive", || {
+        (clickhouse.table_exists() && clickhouse.events_final() == (3, 3)).then_some(())
+    });
+    // Rows of days past and within retention (dictation-app keeps 30 days, voice-sdk 90),
+    // as an earlier telemetryd would have delivered them.
+    let day = 86_400;
+    let now = telemetryd::model::now_ms() / 1000;
+    for (product, days_ago) in [
+        ("dictation-app", 45),
+        ("dictation-app", 10),
+        ("voice-sdk", 45),
+        ("voice-sdk", 120),
+    ] {
+        let time = now - days_ago * day;
+        clickhouse.query(&format!(
+            "INSERT INTO {DATABASE}.events (id, product, name, time, timestamp_ms, received_at_ms, level, sample_rate, source) VALUES ('{}', '{product}', 'old', {time}, {}, {}, 'info', 1, 'native')",
+            uuid::Uuid::new_v4(),
+            time * 1000,
+            time * 1000
+        ));
+    }
+    let partitions = |product: &str| {
+        clickhouse.number(&format!(
+            "SELECT uniqExact(partition) FROM system.parts WHERE database = '{DATABASE}' AND table = 'events' AND active AND partition LIKE '(\\'{product}\\',%'"
+        ))
+    };
+    assert_eq!(partitions("dictation-app"), 3);
+    assert_eq!(partitions("voice-sdk"), 2);
+
+    let report = server.state.retention.sweep().expect("sweep");
+    assert_eq!(report.sink_partitions_dropped, 2);
+    assert_eq!(partitions("dictation-app"), 2);
+    assert_eq!(partitions("voice-sdk"), 1);
+    let left = clickhouse.rows(&format!(
+        "SELECT product, toUInt16(intDiv(toUInt32(now()) - toUInt32(time), 86400)) AS days FROM {DATABASE}.events WHERE name = 'old' ORDER BY product, days"
+    ));
+    assert_eq!(
+        left,
+        vec![
+            json!({"product": "dictation-app", "days": 10}),
+            json!({"product": "voice-sdk", "days": 45})
+        ]
+    );
+    assert_eq!(clickhouse.events_final(), (5, 5));
+}
+
+/// A config file for the real binary with the sink, on `port`, data under `dir`.
+fn write_config(dir: &Path, port: u16, clickhouse: &ClickHouse) -> PathBuf {
+    let text = shipped_config_text()
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "data_dir = \"./data\"",
+            &format!("data_dir = \"{}\"", dir.join("data").display()),
+        );
+    let path = dir.join("telemetry.toml");
+    std::fs::write(&path, format!("{text}{}", sink_toml(clickhouse, 50))).unwrap();
+    path
+}
+
+/// The real binary, killed when dropped.
+struct Server(Child);
+
+impl Server {
+    fn start(config: &Path, url: &str) -> Server {
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("telemetryd starts");
+        let server = Server(child);
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        wait_for("telemetryd answers", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            (request("GET", &format!("{url}/healthz"), &[], None).status == 200).then_some(())
+        });
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sigkill_mid_delivery_then_restart_leaves_one_row_per_event() {
+    let clickhouse = ClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = write_config(dir.path(), port, &clickhouse);
+    let mut server = Server::start(&config, &url);
+    let mut acknowledged = 0;
+    let mut killed_at = None;
+    for _ in 0..40 {
+        let (_, body) = batch("inst-1", 100);
+        let resp = request(
+            "POST",
+            &format!("{url}/api/v1/events?product=dictation-app"),
+            &[("content-type", "application/json")],
+            Some(body.into_bytes()),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        acknowledged += resp.json()["accepted"].as_u64().unwrap();
+        if clickhouse.table_exists() {
+            let delivered = clickhouse.number(&format!("SELECT count() FROM {DATABASE}.events"));
+            if delivered > 0 && acknowledged >= 1_000 {
+                killed_at = Some(delivered);
+                break;
+            }
+        }
+    }
+    let delivered = killed_at.expect("the sink was delivering while events came in");
+    server.0.kill().unwrap(); // SIGKILL, in the middle of the stream
+    let _ = server.0.wait();
+    drop(server);
+    assert!(delivered < acknowledged, "killed before delivery finished");
+    // As if the kill had also come between a delivery and its position's write: the sink
+    // delivers everything again, and ClickHouse keeps one row per event.
+    let position_file = dir.path().join("data/sinks/warehouse.position");
+    assert!(position_file.exists());
+    std::fs::write(&position_file, "0").unwrap();
+
+    let _server = Server::start(&config, &url);
+    wait_for("the sink catches up after the restart", || caught_up(&url));
+    assert_eq!(clickhouse.events_final(), (acknowledged, acknowledged));
+    let raw = clickhouse.number(&format!("SELECT count() FROM {DATABASE}.events"));
+    assert!(raw >= acknowledged);
+
+    // The operator's view from the command line.
+    let out = Command::new(BIN)
+        .args(["sink", "status", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("warehouse"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[1], "clickhouse");
+    assert_eq!(columns[2], acknowledged.to_string(), "position: {text}");
+    assert_eq!(columns[3], "0", "lag: {text}");
+    assert_eq!(columns[9], "-", "last error: {text}");
+}
