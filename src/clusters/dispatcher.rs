@@ -405,9 +405,7 @@ mod tests {
                                 continue;
                             }
                             let status = script.pop_front().unwrap_or(200);
-                            if let Some(request) = serve(stream, status) {
-                                requests2.lock().unwrap().push(request);
-                            }
+                            serve(stream, status, &requests2);
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
                     }
@@ -435,7 +433,9 @@ mod tests {
         }
     }
 
-    fn serve(stream: TcpStream, status: u16) -> Option<Received> {
+    /// Reads one request, records it, then answers `status` (recorded first, so a test that
+    /// saw the answer also sees the request).
+    fn serve(stream: TcpStream, status: u16, requests: &Mutex<Vec<Received>>) -> Option<()> {
         stream.set_nonblocking(false).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let mut reader = BufReader::new(stream);
@@ -458,15 +458,15 @@ mod tests {
         let length: usize = headers.get("content-length")?.parse().ok()?;
         let mut body = vec![0; length];
         reader.read_exact(&mut body).ok()?;
-        let response = format!(
-            "HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-        );
-        reader.get_mut().write_all(response.as_bytes()).ok()?;
-        Some(Received {
+        requests.lock().unwrap().push(Received {
             path,
             headers,
             body,
-        })
+        });
+        let response = format!(
+            "HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        );
+        reader.get_mut().write_all(response.as_bytes()).ok()
     }
 
     fn cluster(id: &str) -> Cluster {
