@@ -500,18 +500,14 @@ fn retention_drops_partitions_older_than_the_products_retention() {
 
 /// A config file for the real binary with the sink, on `port`, data under `dir`.
 fn write_config(dir: &Path, port: u16, clickhouse: &ClickHouse) -> PathBuf {
-    let text = shipped_config_text()
-        .replace(
-            "listen = \"127.0.0.1:8080\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace(
-            "data_dir = \"./data\"",
-            &format!("data_dir = \"{}\"", dir.join("data").display()),
-        );
-    let path = dir.join("telemetry.toml");
-    std::fs::write(&path, format!("{text}{}", sink_toml(clickhouse, 50))).unwrap();
-    path
+    let listen = format!("127.0.0.1:{port}");
+    let sink = sink_toml(clickhouse, 50);
+    binary_config(
+        &dir.join("telemetry.toml"),
+        &listen,
+        &dir.join("data"),
+        &sink,
+    )
 }
 
 /// The real binary, killed when dropped.

@@ -35,19 +35,12 @@ fn stderr(out: &Output) -> String {
 /// A config file naming `data_dir` and the address `url` (`http://HOST:PORT`) listens on, as
 /// the CLI commands read it.
 fn write_config(dir: &Path, name: &str, data_dir: &Path, url: &str) -> PathBuf {
-    let listen = url.trim_start_matches("http://");
-    let text = shipped_config_text()
-        .replace(
-            "listen = \"127.0.0.1:8080\"",
-            &format!("listen = \"{listen}\""),
-        )
-        .replace(
-            "data_dir = \"./data\"",
-            &format!("data_dir = \"{}\"", data_dir.display()),
-        );
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write config");
-    path
+    binary_config(
+        &dir.join(name),
+        url.trim_start_matches("http://"),
+        data_dir,
+        "",
+    )
 }
 
 fn free_url() -> String {

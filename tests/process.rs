@@ -22,18 +22,8 @@ fn free_port() -> u16 {
 
 /// A config file for the real binary: the shipped products, a temp data dir, a fixed port.
 fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let text = shipped_config_text()
-        .replace(
-            "listen = \"127.0.0.1:8080\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace(
-            "data_dir = \"./data\"",
-            &format!("data_dir = \"{}\"", dir.join("data").display()),
-        );
-    let path = dir.join("telemetry.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let listen = format!("127.0.0.1:{port}");
+    binary_config(&dir.join("telemetry.toml"), &listen, &dir.join("data"), "")
 }
 
 /// A running server process, killed when dropped (so a failing test leaves none behind).

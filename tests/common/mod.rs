@@ -29,6 +29,22 @@ pub fn shipped_config_text() -> String {
     format!("{shipped}\n{}", tokens_toml())
 }
 
+/// Writes a config file for the real binary at `path`: the shipped config (with both tokens)
+/// listening on `listen` (`HOST:PORT`), keeping its data in `data_dir`, with `extra` appended.
+pub fn binary_config(path: &Path, listen: &str, data_dir: &Path, extra: &str) -> PathBuf {
+    let text = shipped_config_text()
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"{listen}\""),
+        )
+        .replace(
+            "data_dir = \"./data\"",
+            &format!("data_dir = \"{}\"", data_dir.display()),
+        );
+    std::fs::write(path, format!("{text}{extra}")).expect("write config");
+    path.to_path_buf()
+}
+
 pub fn tokens_toml() -> String {
     format!(
         "[[admin.tokens]]\nname = \"ops\"\nrole = \"admin\"\nhash = \"{}\"\n\n[[admin.tokens]]\nname = \"dash\"\nrole = \"viewer\"\nhash = \"{}\"\n",
