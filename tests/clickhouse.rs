@@ -20,14 +20,6 @@ const PATIENCE: Duration = Duration::from_secs(40);
 /// The ClickHouse user's password: the sink reads it from a file.
 const PASSWORD: &str = "ch-test-pw-4711";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The ClickHouse server binary: `$CLICKHOUSE_SERVER`, else Debian's.
 fn clickhouse_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CLICKHOUSE_SERVER") {

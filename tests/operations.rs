@@ -44,8 +44,7 @@ fn write_config(dir: &Path, name: &str, data_dir: &Path, url: &str) -> PathBuf {
 }
 
 fn free_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("http://{}", listener.local_addr().expect("addr"))
+    format!("http://127.0.0.1:{}", free_port())
 }
 
 fn path_str(path: &Path) -> &str {

@@ -12,14 +12,6 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_telemetryd");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A config file for the real binary: the shipped products, a temp data dir, a fixed port.
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     let listen = format!("127.0.0.1:{port}");

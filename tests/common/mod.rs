@@ -45,6 +45,15 @@ pub fn binary_config(path: &Path, listen: &str, data_dir: &Path, extra: &str) ->
     path.to_path_buf()
 }
 
+/// A port nothing listens on right now (for the real binary, which binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 pub fn tokens_toml() -> String {
     format!(
         "[[admin.tokens]]\nname = \"ops\"\nrole = \"admin\"\nhash = \"{}\"\n\n[[admin.tokens]]\nname = \"dash\"\nrole = \"viewer\"\nhash = \"{}\"\n",
