@@ -293,11 +293,7 @@ fn commit_and_answer(
         Err(e) => {
             tracing::error!(error = %e, batches = group.len(), "store commit failed; batches answered 500");
             for pending in group {
-                let error = match e {
-                    StoreError::DiskFull => StoreError::DiskFull,
-                    _ => StoreError::Redb(e.to_string()),
-                };
-                let _ = pending.reply.send(Err(error));
+                let _ = pending.reply.send(Err(StoreError::Redb(e.to_string())));
             }
         }
     }
