@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_service::{IntoServiceFactory, ServiceFactoryExt};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::clusters::service::Clusters;
 use crate::clusters::{Dispatcher, DispatcherConfig};
@@ -416,47 +416,9 @@ pub async fn serve(
         n => n,
     };
     let address = listener.local_addr()?;
-    let app_state = state.clone();
     // Connections close at once when the server stops, rather than at their keep-alive's end.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    // What actix-web's `HttpServer` builds (its defaults: 5 s keep-alive and request timeout, 1 s
-    // disconnect timeout), but with each connection's writes passing through `JsonCodecErrors`,
-    // so the answers actix-http's codec makes itself carry the JSON error body.
-    let server = actix_web::dev::Server::build()
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(30)
-        .listen("telemetryd", listener, move || {
-            let app = App::new()
-                .app_data(app_state.clone())
-                .configure(http::configure)
-                .into_factory()
-                .map_err(|err: actix_web::Error| err.error_response());
-            let stopping = stopping.clone();
-            let http = actix_http::HttpService::build()
-                .local_addr(address)
-                .client_disconnect_timeout(std::time::Duration::from_secs(1))
-                .graceful_shutdown_signal(move || {
-                    let mut stopping = stopping.clone();
-                    async move {
-                        let _ = stopping.wait_for(|stopping| *stopping).await;
-                    }
-                })
-                // The app's host and local address (for URLs it would build) are the defaults:
-                // nothing reads them, and actix-web makes only those public.
-                .h1(actix_service::map_config(app, |_| {
-                    actix_web::dev::AppConfig::default()
-                }));
-            actix_web::dev::fn_service(|io: actix_web::rt::net::TcpStream| async move {
-                let peer = io.peer_addr().ok();
-                Ok::<_, actix_http::error::DispatchError>((
-                    http::codec_errors::JsonCodecErrors::new(io),
-                    peer,
-                ))
-            })
-            .and_then(http)
-        })?
-        .run();
+    let server = http_server(&state, listener, workers, http::configure, stopping.clone())?;
     tracing::info!(address = %address, workers, "listening");
     let metrics_socket = state
         .metrics_socket
@@ -465,18 +427,14 @@ pub async fn serve(
         .take();
     let metrics_server = match metrics_socket {
         Some(socket) => {
-            let metrics_state = state.clone();
             let metrics_address = socket.local_addr()?;
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(metrics_state.clone())
-                    .configure(http::configure_metrics_listener)
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(5)
-            .listen(socket)?
-            .run();
+            let server = http_server(
+                &state,
+                socket,
+                1,
+                http::configure_metrics_listener,
+                stopping,
+            )?;
             tracing::info!(address = %metrics_address, "metrics listening");
             Some(server)
         }
@@ -512,4 +470,55 @@ pub async fn serve(
     state.sinks.stop();
     tracing::info!("background tasks stopped (the store writer after its last commit); bye");
     Ok(())
+}
+
+/// One HTTP server on `listener` serving the routes `configure` adds. It is what actix-web's
+/// `HttpServer` builds (its defaults: 5 s keep-alive and request timeout, 1 s disconnect
+/// timeout), but with each connection's writes passing through `JsonCodecErrors`, so the answers
+/// actix-http's codec makes itself carry the JSON error body; connections close once `stopping`
+/// turns true.
+fn http_server(
+    state: &web::Data<AppState>,
+    listener: TcpListener,
+    workers: usize,
+    configure: fn(&mut web::ServiceConfig),
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let address = listener.local_addr()?;
+    let app_state = state.clone();
+    Ok(actix_web::dev::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen("telemetryd", listener, move || {
+            let app = App::new()
+                .app_data(app_state.clone())
+                .configure(configure)
+                .into_factory()
+                .map_err(|err: actix_web::Error| err.error_response());
+            let stopping = stopping.clone();
+            let http = actix_http::HttpService::build()
+                .local_addr(address)
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .graceful_shutdown_signal(move || {
+                    let mut stopping = stopping.clone();
+                    async move {
+                        let _ = stopping.wait_for(|stopping| *stopping).await;
+                    }
+                })
+                // The app's host and local address (for URLs it would build) are the defaults:
+                // nothing reads them, and actix-web makes only those public.
+                .h1(actix_service::map_config(app, |_| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            actix_web::dev::fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((
+                    http::codec_errors::JsonCodecErrors::new(io),
+                    peer,
+                ))
+            })
+            .and_then(http)
+        })?
+        .run())
 }

@@ -958,28 +958,6 @@ fn product_events_per_second_cap() {
     assert_eq!(refused.header("retry-after"), Some("1"));
 }
 
-/// Sends `request` as raw bytes and reads the whole answer: (status, headers and body text).
-fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let address = server.url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    // Only a guard against a hung test; no assertion depends on time.
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    // The server may answer and close before reading everything (a head over its limit).
-    let _ = stream.write_all(request);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    (status, text)
-}
-
 /// Every error answer over a raw connection is the JSON error body with a code: those of the
 /// router and extractors (unknown routes, wrong methods, bad parameters, bodies over the limit)
 /// and those actix-http's codec makes before any service (a URI of 64 KiB or more, a malformed
@@ -1038,7 +1016,7 @@ fn http_layer_errors_over_raw_connections() {
         (b"GET / HTTP/9.9\r\n\r\n".to_vec(), 400, "bad_request"),
     ];
     for (request, status, code) in cases {
-        let (got, text) = raw_http(&server, &request);
+        let (got, text) = raw_http(server.url.trim_start_matches("http://"), &request);
         let head = String::from_utf8_lossy(&request[..60.min(request.len())]).to_string();
         assert_eq!(got, status, "{head}: {text:.300}");
         assert!(

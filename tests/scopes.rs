@@ -469,5 +469,25 @@ fn metrics_on_a_separate_listener() {
     // The metrics listener serves nothing else.
     let other = request("GET", &format!("http://{address}/api/v1/events"), &[], None);
     assert_eq!(status_code(&other), not_found());
+    // What the HTTP layer refuses there before any route is the JSON error body too.
+    let address = address.to_string();
+    let big_head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(200 * 1024)
+    );
+    for (raw, status, code) in [
+        (big_head.into_bytes(), 431, "headers_too_large"),
+        (
+            b"GARBAGE\x01 / HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let (got, text) = raw_http(&address, &raw);
+        assert_eq!(got, status, "{text:.300}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text:.300}"));
+        assert_eq!(json["error"]["code"], code, "{body:.300}");
+    }
     assert_eq!(server.get("/healthz").status, 200);
 }

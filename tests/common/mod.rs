@@ -344,3 +344,25 @@ pub fn occurrences_in_dir(dir: &Path, needle: &[u8]) -> usize {
         .map(|bytes| bytes.windows(needle.len()).filter(|w| *w == needle).count())
         .sum()
 }
+
+/// Sends `request` as raw bytes to `address` (`host:port`) and reads the whole answer: (status,
+/// headers and body text).
+pub fn raw_http(address: &str, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    // Only a guard against a hung test; no assertion depends on time.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    // The server may answer and close before reading everything (a head over its limit).
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
