@@ -604,6 +604,7 @@ fn demo_metrics(state: &AppState, now: i64) -> Result<(u64, u64), String> {
                     .accept(
                         Some("voice-sdk"),
                         None,
+                        None,
                         &request.encode_to_vec(),
                         crate::otlp::Encoding::Protobuf,
                     )

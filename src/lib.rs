@@ -246,6 +246,7 @@ impl AppState {
             products.clone(),
             metrics.clone(),
             ingest::pii::PiiDetector::new(&config.pii_detectors()?),
+            limiter.clone(),
         ));
         let deleter = Deleter {
             store: store.clone(),

@@ -664,6 +664,71 @@ mod metrics {
         assert_eq!(resp.status, 400);
         assert!(status(&resp, false).1.starts_with("missing_product"));
     }
+
+    /// Metrics exports are rate limited like events: per client address (counted in exports,
+    /// the product's per-minute budget) and by the product's per-second cap (counted in data
+    /// points, shared with its events). Points over the cap are named in `partial_success`; an
+    /// export with no room at all is a 429 with `Retry-After`.
+    #[test]
+    fn metrics_exports_are_rate_limited() {
+        let config = format!(
+            r#"
+[[products]]
+id = "capped"
+max_events_per_second = 5
+[products.schema]
+mode = "open"
+
+[[products]]
+id = "metered"
+rate_limit_per_minute = 2
+[products.schema]
+mode = "open"
+
+{}"#,
+            common::tokens_toml()
+        );
+        let server = TestServer::start(&config, &[]);
+        let start = base_ns();
+        let resp = post_proto(
+            &server,
+            "/otlp/capped/v1/metrics",
+            &counter("x", start, &[1, 2, 3, 4, 5, 6, 7, 8]),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let answer = ExportMetricsServiceResponse::decode(resp.body.as_slice()).unwrap();
+        let partial = answer.partial_success.expect("partial success");
+        assert_eq!(partial.rejected_data_points, 3, "{}", partial.error_message);
+        assert!(
+            partial
+                .error_message
+                .contains("takes at most 5 events and data points per second"),
+            "{}",
+            partial.error_message
+        );
+
+        for i in 0..2u64 {
+            let resp = post_proto(
+                &server,
+                "/otlp/metered/v1/metrics",
+                &counter("x", start + i * 10_000_000_000, &[1]),
+            );
+            assert_eq!(resp.status, 200, "export {i}: {}", resp.text());
+        }
+        let resp = post_proto(
+            &server,
+            "/otlp/metered/v1/metrics",
+            &counter("x", start + 30_000_000_000, &[1]),
+        );
+        assert_eq!(resp.status, 429, "{}", resp.text());
+        assert!(resp.header("retry-after").is_some());
+        let (_, message) = status(&resp, false);
+        assert!(
+            message.starts_with("rate_limited")
+                && message.contains("2 metrics exports in a minute"),
+            "{message}"
+        );
+    }
 }
 
 #[test]

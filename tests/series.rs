@@ -107,7 +107,7 @@ fn accept(
     server
         .state
         .series
-        .accept(product, None, body, encoding)
+        .accept(product, None, None, body, encoding)
         .expect("accepted")
 }
 
@@ -501,7 +501,7 @@ fn a_gauge_is_its_mean_per_bucket_and_bad_points_are_reported() {
     let err = server
         .state
         .series
-        .accept(Some("voice-sdk"), None, b"{", Encoding::Json)
+        .accept(Some("voice-sdk"), None, None, b"{", Encoding::Json)
         .unwrap_err();
     assert!(matches!(err, SeriesError::InvalidBody(_)), "{err}");
     let points: Vec<(Vec<KeyValue>, i64, i64, f64)> = (0..=series::MAX_POINTS)
@@ -513,6 +513,7 @@ fn a_gauge_is_its_mean_per_bucket_and_bad_points_are_reported() {
         .series
         .accept(
             Some("voice-sdk"),
+            None,
             None,
             &big.encode_to_vec(),
             Encoding::Protobuf,
@@ -533,6 +534,7 @@ fn a_gauge_is_its_mean_per_bucket_and_bad_points_are_reported() {
         .state
         .series
         .accept(
+            None,
             None,
             None,
             &export(

@@ -7,7 +7,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, Route};
 
 use crate::http::error::ApiError;
-use crate::http::ingest::{content_type, header_str, product_request, read_body, with_body};
+use crate::http::ingest::{
+    client_ip, content_type, header_str, product_request, read_body, with_body,
+};
 use crate::http::{blocking, ingest::IngestQuery};
 use crate::ingest::decode::decode_body;
 use crate::ingest::formats::otlp::{encoding_of, status_answer};
@@ -45,14 +47,19 @@ async fn receive(
     let encoding = encoding_of(content_type)?;
     let ProductRequest { name: product, key } = product_request(req, query);
     let encoding_header = header_str(req, header::CONTENT_ENCODING.as_str()).map(str::to_string);
+    let client_address = client_ip(req, state);
     let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
     let max_decompressed = state.config.server.max_decompressed_bytes;
     let st = state.clone();
     let outcome = blocking(move || {
         let body = decode_body(body, encoding_header.as_deref(), max_decompressed)?;
-        Ok(st
-            .series
-            .accept(product.as_deref(), key.as_deref(), &body, encoding)?)
+        Ok(st.series.accept(
+            product.as_deref(),
+            key.as_deref(),
+            client_address,
+            &body,
+            encoding,
+        )?)
     })
     .await?;
     Ok(HttpResponse::Ok()

@@ -113,7 +113,10 @@ pub enum RateKey {
     /// Events without one: their client address's per-minute budget. Only a keyed hash of the
     /// address (see [`RateLimiter::address_key`]), never the address.
     Address(u64),
-    /// Every event of the product: its events-per-second cap.
+    /// OTLP metrics exports from one client address (the same keyed hash): the product's
+    /// per-minute budget, counted in requests, since an exporter sends one every interval.
+    MetricsExports(u64),
+    /// Every event and metric data point of the product: its per-second cap.
     Product,
 }
 
@@ -121,7 +124,7 @@ pub enum RateKey {
 impl RateKey {
     fn window_ms(&self) -> i64 {
         match self {
-            RateKey::Install(_) | RateKey::Address(_) => MINUTE_MS,
+            RateKey::Install(_) | RateKey::Address(_) | RateKey::MetricsExports(_) => MINUTE_MS,
             RateKey::Product => SECOND_MS,
         }
     }
@@ -167,7 +170,16 @@ impl RateLimiter {
     /// The key of a client address: a hash keyed per process, so the limiter holds no address
     /// and its keys mean nothing outside this process. The address is not kept.
     pub fn address_key(&self, address: IpAddr) -> RateKey {
-        RateKey::Address(self.hasher.hash_one(("address", address)))
+        RateKey::Address(self.address_hash(address))
+    }
+
+    /// The key of a client address's OTLP metrics exports (the same keyed hash).
+    pub fn exports_key(&self, address: IpAddr) -> RateKey {
+        RateKey::MetricsExports(self.address_hash(address))
+    }
+
+    fn address_hash(&self, address: IpAddr) -> u64 {
+        self.hasher.hash_one(("address", address))
     }
 
     /// Takes up to `wanted` events from `key`'s budget of `limit` per window (a minute for

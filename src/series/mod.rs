@@ -15,6 +15,7 @@ pub mod query;
 pub mod store;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -23,6 +24,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use serde::Serialize;
 
 use crate::error::{Code, ErrorCode, StoreError};
+use crate::ingest::limits::{RateKey, RateLimiter};
 use crate::ingest::pii::PiiDetector;
 use crate::metrics::Metrics;
 use crate::model::now_ms;
@@ -61,6 +63,8 @@ pub enum SeriesError {
     Product(#[from] ProductError),
     #[error("the server is busy; retry after 1 s")]
     Overloaded,
+    #[error("{reason}; retry after {retry_after} s")]
+    RateLimited { reason: String, retry_after: u64 },
     #[error("the server is not ready: the store writer has stopped")]
     WriterStopped,
     #[error(transparent)]
@@ -78,6 +82,7 @@ impl ErrorCode for SeriesError {
             SeriesError::BatchTooLarge { .. } => Code::BatchTooLarge,
             SeriesError::Product(e) => e.error_code(),
             SeriesError::Overloaded => Code::Overloaded,
+            SeriesError::RateLimited { .. } => Code::RateLimited,
             SeriesError::WriterStopped => Code::NotReady,
             SeriesError::Store(e) => e.error_code(),
             SeriesError::InvalidParameter { .. } => Code::InvalidParameter,
@@ -105,6 +110,7 @@ impl ErrorCode for SeriesError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             SeriesError::Overloaded | SeriesError::WriterStopped => Some(1),
+            SeriesError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -193,6 +199,9 @@ pub struct Series {
     products: Arc<Products>,
     metrics: Arc<Metrics>,
     pii: PiiDetector,
+    /// The ingest rate limiter: exports per client address, and the product's per-second cap
+    /// shared with its events.
+    limiter: Arc<RateLimiter>,
 }
 
 impl Series {
@@ -202,6 +211,7 @@ impl Series {
         products: Arc<Products>,
         metrics: Arc<Metrics>,
         pii: PiiDetector,
+        limiter: Arc<RateLimiter>,
     ) -> Series {
         Series {
             store,
@@ -209,17 +219,20 @@ impl Series {
             products,
             metrics,
             pii,
+            limiter,
         }
     }
 
     /// Takes one OTLP metrics export (`body` already gunzipped): decodes it, resolves the
-    /// product (`?product=`/path, ingest key, or the first `service.name`), maps every data
-    /// point, and writes the accepted ones durably in one store transaction before answering.
+    /// product (`?product=`/path, ingest key, or the first `service.name`), admits it within the
+    /// rate limits, maps every data point, and writes the accepted ones durably in one store
+    /// transaction before answering. `client_address` is used for the rate limit lookup only.
     /// Blocking: call it on the blocking pool.
     pub fn accept(
         &self,
         product_param: Option<&str>,
         key: Option<&str>,
+        client_address: Option<IpAddr>,
         body: &[u8],
         encoding: Encoding,
     ) -> Result<MetricsOutcome, SeriesError> {
@@ -245,6 +258,20 @@ impl Series {
             return Ok(MetricsOutcome::default());
         }
         let now = now_ms();
+        if let Some(address) = client_address {
+            let per_minute = product.rate_limit_per_minute;
+            let key = self.limiter.exports_key(address);
+            let admission = self.limiter.admit(product.index, &key, per_minute, 1, now);
+            if admission.allowed == 0 {
+                self.metrics.series_points_rejected.add(count as u64);
+                return Err(SeriesError::RateLimited {
+                    reason: format!(
+                        "this client address sent more than {per_minute} metrics exports in a minute"
+                    ),
+                    retry_after: admission.retry_after_secs,
+                });
+            }
+        }
         let rules = mapping::Rules {
             install_attribute: product.otlp_install_id_attribute.as_deref(),
             oldest_ms: now - i64::from(product.retention_days) * DAY_MS,
@@ -256,10 +283,35 @@ impl Series {
         drop(request);
         let mut rejected = mapped.rejected;
         let mut accepted = mapped.empty;
-        if !mapped.samples.is_empty() {
+        let mut samples = mapped.samples;
+        let cap = product.max_events_per_second;
+        if cap > 0 && !samples.is_empty() {
+            let wanted = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+            let admission = self
+                .limiter
+                .admit(product.index, &RateKey::Product, cap, wanted, now);
+            let reason = format!(
+                "product `{}` takes at most {cap} events and data points per second",
+                product.id
+            );
+            if admission.allowed == 0 {
+                self.metrics.series_points_rejected.add(count as u64);
+                return Err(SeriesError::RateLimited {
+                    reason,
+                    retry_after: admission.retry_after_secs,
+                });
+            }
+            let reason = format!(
+                "rate limited: {reason}; retry after {} s",
+                admission.retry_after_secs
+            );
+            for sample in samples.split_off(admission.allowed as usize) {
+                rejected.add(&mapped.metrics[sample.metric].name, reason.as_str(), 1);
+            }
+        }
+        if !samples.is_empty() {
             let product_id = product.id.clone();
             let metrics = mapped.metrics;
-            let samples = mapped.samples;
             let applied = self
                 .writer
                 .try_exclusive_blocking(move |store| {
