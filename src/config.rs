@@ -234,6 +234,9 @@ pub struct SearchConfig {
     pub commit_interval_ms: u64,
     /// Memory the index writer may buffer before it flushes a segment.
     pub writer_memory_mb: usize,
+    /// Committed events waiting in memory for the indexer; beyond it the indexer reads them
+    /// back from the store instead (bounds the queue's memory).
+    pub queue_events: usize,
 }
 
 impl Default for SearchConfig {
@@ -241,6 +244,7 @@ impl Default for SearchConfig {
         SearchConfig {
             commit_interval_ms: 1000,
             writer_memory_mb: 96,
+            queue_events: 50_000,
         }
     }
 }
@@ -283,8 +287,14 @@ pub struct ServerConfig {
     pub max_event_bytes: usize,
     /// Batches waiting for the store writer before ingest answers 503.
     pub writer_queue: usize,
+    /// Events in those batches before ingest answers 503 (bounds the queue's memory).
+    pub writer_queue_events: usize,
     /// HTTP worker threads; 0 = one per CPU core.
     pub workers: usize,
+    /// Open connections the main listener holds at most (spread over the workers); beyond it
+    /// new connections wait in the kernel's accept queue. Bounds the memory of requests in
+    /// flight.
+    pub max_connections: usize,
     /// The only directory the backup endpoint writes below; default `DATA_DIR/backups`.
     pub backup_dir: Option<PathBuf>,
     /// Ingest answers `503 disk_full` once the data dir's file system has less free space than
@@ -303,7 +313,9 @@ impl Default for ServerConfig {
             max_batch_events: 1000,
             max_event_bytes: 64 * 1024,
             writer_queue: 1024,
+            writer_queue_events: 100_000,
             workers: 0,
+            max_connections: 1024,
             backup_dir: None,
             min_free_disk_mb: 256,
         }
@@ -650,6 +662,9 @@ impl Config {
             ("server.max_batch_events", server.max_batch_events),
             ("server.max_event_bytes", server.max_event_bytes),
             ("server.writer_queue", server.writer_queue),
+            ("server.writer_queue_events", server.writer_queue_events),
+            ("server.max_connections", server.max_connections),
+            ("search.queue_events", self.search.queue_events),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));

@@ -23,6 +23,7 @@ pub mod otlp;
 pub mod policies;
 pub mod privacy;
 pub mod products;
+pub mod queue_budget;
 pub mod retention;
 pub mod scope;
 pub mod search;
@@ -181,6 +182,7 @@ impl AppState {
         let writer = Arc::new(Writer::start(
             store.clone(),
             config.server.writer_queue,
+            config.server.writer_queue_events,
             config.server.min_free_disk_mb * 1024 * 1024,
             metrics.clone(),
             subscribers.clone(),
@@ -191,6 +193,7 @@ impl AppState {
             SearchOptions {
                 commit_interval: std::time::Duration::from_millis(config.search.commit_interval_ms),
                 writer_memory_bytes: config.search.writer_memory_mb * 1024 * 1024,
+                queue_events: config.search.queue_events,
                 ..SearchOptions::default()
             },
         )?);
@@ -372,11 +375,13 @@ impl Figures {
         Gauges {
             writer_queue_depth: self.writer.queue_depth(),
             writer_queue_capacity: self.writer.queue_capacity(),
+            writer_queue_events: self.writer.queued_events(),
             store_events: self.store.event_count().unwrap_or(0),
             store_size_bytes: self.store.file_size(),
             index_docs: index.docs,
             index_size_bytes: index.size_bytes,
             index_lag: next_seq.saturating_sub(index.indexed_position),
+            index_queue_events: index.queued_events,
             alerts: self
                 .clusters
                 .dispatcher
@@ -419,7 +424,14 @@ pub async fn serve(
     let address = listener.local_addr()?;
     // Connections close at once when the server stops, rather than at their keep-alive's end.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let server = http_server(&state, listener, workers, http::configure, stopping.clone())?;
+    let connections = state.config.server.max_connections.div_ceil(workers).max(1);
+    let server = http_server(
+        &state,
+        listener,
+        (workers, connections),
+        http::configure,
+        stopping.clone(),
+    )?;
     tracing::info!(address = %address, workers, "listening");
     let metrics_socket = state
         .metrics_socket
@@ -432,7 +444,7 @@ pub async fn serve(
             let server = http_server(
                 &state,
                 socket,
-                1,
+                (1, METRICS_LISTENER_CONNECTIONS),
                 http::configure_metrics_listener,
                 stopping,
             )?;
@@ -473,7 +485,11 @@ pub async fn serve(
     Ok(())
 }
 
-/// One HTTP server on `listener` serving the routes `configure` adds. It is what actix-web's
+/// Open connections the separate metrics listener holds at most.
+const METRICS_LISTENER_CONNECTIONS: usize = 64;
+
+/// One HTTP server on `listener` serving the routes `configure` adds, with `workers` worker
+/// threads holding at most `connections_per_worker` connections each. It is what actix-web's
 /// `HttpServer` builds (its defaults: 5 s keep-alive and request timeout, 1 s disconnect
 /// timeout), but with each connection's writes passing through `JsonCodecErrors`, so the answers
 /// actix-http's codec makes itself carry the JSON error body; connections close once `stopping`
@@ -481,7 +497,7 @@ pub async fn serve(
 fn http_server(
     state: &web::Data<AppState>,
     listener: TcpListener,
-    workers: usize,
+    (workers, connections_per_worker): (usize, usize),
     configure: fn(&mut web::ServiceConfig),
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<actix_web::dev::Server> {
@@ -489,6 +505,7 @@ fn http_server(
     let app_state = state.clone();
     Ok(actix_web::dev::Server::build()
         .workers(workers)
+        .max_concurrent_connections(connections_per_worker)
         .disable_signals()
         .shutdown_timeout(30)
         .listen("telemetryd", listener, move || {

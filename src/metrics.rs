@@ -109,12 +109,16 @@ pub struct Metrics {
 pub struct Gauges {
     pub writer_queue_depth: u64,
     pub writer_queue_capacity: u64,
+    /// Events in the batches waiting for the store writer.
+    pub writer_queue_events: u64,
     pub store_events: u64,
     pub store_size_bytes: u64,
     pub index_docs: u64,
     pub index_size_bytes: u64,
     /// Stored events not yet searchable.
     pub index_lag: u64,
+    /// Committed events waiting in memory for the indexer.
+    pub index_queue_events: u64,
     /// Webhook deliveries (cumulative, from the alert dispatcher).
     pub alerts: crate::clusters::AlertStats,
     /// Each commit subscriber's position and lag behind the store.
@@ -336,6 +340,11 @@ impl Metrics {
                 "Batches the writer queue holds before ingest answers 503.",
                 gauges.writer_queue_capacity,
             ),
+            (
+                "writer_queue_events",
+                "Events in the batches waiting for the store writer.",
+                gauges.writer_queue_events,
+            ),
             ("store_events", "Events in the store.", gauges.store_events),
             (
                 "store_size_bytes",
@@ -356,6 +365,11 @@ impl Metrics {
                 "index_lag_events",
                 "Stored events not yet searchable.",
                 gauges.index_lag,
+            ),
+            (
+                "index_queue_events",
+                "Committed events waiting in memory for the indexer.",
+                gauges.index_queue_events,
             ),
         ];
         let alerts = &gauges.alerts;

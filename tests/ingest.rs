@@ -715,20 +715,27 @@ fn every_whole_request_error_has_its_status_and_code() {
     );
 }
 
+/// The writer's queue is bounded in batches (`writer_queue`) and in the events they hold
+/// (`writer_queue_events`): past either, ingest answers 503 and the queued batches still land.
 #[test]
 fn a_full_writer_queue_answers_503_with_retry_after() {
-    let config = format!(
-        "[server]\nwriter_queue = 1\n{OPEN_PRODUCT}\n{}",
-        tokens_toml()
-    );
+    full_writer_queue_answers_503("writer_queue = 1", 1);
+    full_writer_queue_answers_503("writer_queue_events = 3", 3);
+}
+
+/// Blocks the writer, queues one batch of `queued` events behind the one it holds, and checks
+/// that one more event is refused.
+fn full_writer_queue_answers_503(limit: &str, queued: usize) {
+    let config = format!("[server]\n{limit}\n{OPEN_PRODUCT}\n{}", tokens_toml());
     let server = TestServer::start(&config, &[]);
     // Hold redb's write lock so the writer blocks on its next transaction.
     let blocker = server.state.store.database().begin_write().unwrap();
-    let post = |n: u32| {
+    let post = |n: usize, count: usize| {
         let url = format!("{}/api/v1/events", server.url);
-        let body = json!([{"name": format!("queued-{n}")}])
-            .to_string()
-            .into_bytes();
+        let events: Vec<Value> = (0..count)
+            .map(|i| json!({"name": format!("queued-{n}-{i}")}))
+            .collect();
+        let body = Value::from(events).to_string().into_bytes();
         std::thread::spawn(move || {
             request(
                 "POST",
@@ -738,19 +745,20 @@ fn a_full_writer_queue_answers_503_with_retry_after() {
             )
         })
     };
-    let first = post(1); // taken by the writer, which then waits for the lock
+    let first = post(1, 1); // taken by the writer, which then waits for the lock
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let second = post(2); // fills the queue of one
+    let second = post(2, queued); // fills the queue
     std::thread::sleep(std::time::Duration::from_millis(300));
     let resp = server.post_events("", &json!([{"name": "rejected"}]).to_string());
     assert_eq!(
         (resp.status, resp.error_code().as_str()),
-        (503, "overloaded")
+        (503, "overloaded"),
+        "{limit}"
     );
     assert_eq!(resp.header("retry-after"), Some("1"));
     drop(blocker);
     assert_eq!(first.join().unwrap().json()["accepted"], 1);
-    assert_eq!(second.join().unwrap().json()["accepted"], 1);
+    assert_eq!(second.join().unwrap().json()["accepted"], queued);
     assert_eq!(server.stats()["overloaded"], 1);
 }
 

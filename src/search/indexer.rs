@@ -237,7 +237,10 @@ impl Indexer {
                 commands.recv_timeout(deadline.saturating_duration_since(Instant::now()));
             let idle = matches!(received, Err(RecvTimeoutError::Timeout));
             match received {
-                Ok(Command::Events(batch)) => self.step(|this| this.index_batch(batch)),
+                Ok(Command::Events(batch)) => {
+                    self.shared.queued.give_back(batch.len());
+                    self.step(|this| this.index_batch(batch))
+                }
                 Ok(Command::Delete { query, reply }) => {
                     let result = self.delete(query);
                     if result.is_err() {

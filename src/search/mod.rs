@@ -55,6 +55,7 @@ pub use scan::{ScanColumn, Scanned, NO_VALUE};
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
+use crate::queue_budget::QueueBudget;
 use crate::scope::Scope;
 use crate::timespan::{bucket_count, bucket_start};
 use indexer::{Command, Indexer};
@@ -180,6 +181,9 @@ pub struct SearchOptions {
     pub merge_threads: usize,
     /// Batches `notify_committed` may queue before it starts dropping them.
     pub queue_capacity: usize,
+    /// Events those batches may hold in all before it starts dropping them (the queue's
+    /// memory bound; dropped batches are read back from the store).
+    pub queue_events: usize,
 }
 
 impl Default for SearchOptions {
@@ -189,6 +193,7 @@ impl Default for SearchOptions {
             writer_memory_bytes: 64 * 1024 * 1024,
             merge_threads: 1,
             queue_capacity: 1024,
+            queue_events: 50_000,
         }
     }
 }
@@ -356,6 +361,8 @@ pub struct IndexStats {
     pub last_commit_ms: i64,
     /// Batches `notify_committed` dropped because the queue was full (indexed by catch-up).
     pub dropped_batches: u64,
+    /// Committed events waiting in the indexer's queue.
+    pub queued_events: u64,
 }
 
 /// The smallest and largest timestamp in the index (deleted documents included), if any.
@@ -400,6 +407,8 @@ pub(crate) struct Shared {
     position_atomic: AtomicU64,
     last_commit_ms: AtomicI64,
     dropped_batches: AtomicU64,
+    /// Events in the indexer's queue (given back as the indexer takes each batch).
+    queued: QueueBudget,
     /// Asks a running catch-up to stop early (close).
     stop: AtomicBool,
 }
@@ -491,6 +500,7 @@ impl SearchIndex {
             position_atomic: AtomicU64::new(position),
             last_commit_ms: AtomicI64::new(0),
             dropped_batches: AtomicU64::new(0),
+            queued: QueueBudget::new(options.queue_events),
             stop: AtomicBool::new(false),
         });
         let (sender, receiver) = sync_channel(options.queue_capacity.max(1));
@@ -539,17 +549,23 @@ impl SearchIndex {
             return;
         }
         let sender = lock(&self.inner.commands).clone();
-        if let Some(sender) = sender {
-            match sender.try_send(Command::Events(events)) {
-                Ok(()) => {}
+        let Some(sender) = sender else {
+            return;
+        };
+        let shared = self.shared();
+        let count = events.len();
+        let queued = shared.queued.try_take(count)
+            && match sender.try_send(Command::Events(events)) {
+                Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
-                    self.shared()
-                        .dropped_batches
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("search indexer queue full; batch left to catch-up");
+                    shared.queued.give_back(count);
+                    false
                 }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
+                Err(TrySendError::Disconnected(_)) => return,
+            };
+        if !queued {
+            shared.dropped_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("search indexer queue full; batch left to catch-up");
         }
     }
 
@@ -897,6 +913,7 @@ impl SearchIndex {
             indexed_position: self.indexed_position(),
             last_commit_ms: self.shared().last_commit_ms.load(Ordering::Relaxed),
             dropped_batches: self.shared().dropped_batches.load(Ordering::Relaxed),
+            queued_events: self.shared().queued.queued() as u64,
         }
     }
 

@@ -279,6 +279,7 @@ fn options() -> SearchOptions {
         writer_memory_bytes: 20_000_000,
         merge_threads: 1,
         queue_capacity: 64,
+        queue_events: 100_000,
     }
 }
 
@@ -1553,6 +1554,35 @@ fn dropped_notifications_are_caught_up() {
     index.notify_committed(source.append(vec![voice_event(41)]));
     assert!(index.wait_indexed(532, WAIT));
     assert_eq!(index.count(&Filter::default()).unwrap(), 532);
+    index.close();
+}
+
+/// The queue is bounded in events too: batches past `queue_events` are dropped (never held in
+/// memory) and read back from the store.
+#[test]
+fn the_queue_holds_at_most_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = MemSource::new(dataset());
+    source.set_gate(true);
+    let index = SearchIndex::open(
+        dir.path(),
+        source.clone(),
+        SearchOptions {
+            queue_events: 3,
+            ..options()
+        },
+    )
+    .unwrap();
+    for i in 0..10 {
+        index.notify_committed(source.append(vec![voice_event(i), dictation_event(i)]));
+        assert!(index.stats().queued_events <= 3);
+    }
+    assert_eq!(index.stats().queued_events, 2);
+    assert_eq!(index.stats().dropped_batches, 9);
+    source.set_gate(false);
+    assert!(index.wait_indexed(520, WAIT));
+    assert_eq!(index.count(&Filter::default()).unwrap(), 520);
+    assert_eq!(index.stats().queued_events, 0);
     index.close();
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::StoreError;
 use crate::metrics::Metrics;
 use crate::model::Event;
+use crate::queue_budget::QueueBudget;
 use crate::store::blocks::BlockBuilder;
 use crate::store::ids::{self, Folder};
 use crate::store::subscribers::Subscribers;
@@ -62,21 +63,29 @@ impl<T> From<mpsc::error::TrySendError<T>> for SubmitError {
 /// The handle the rest of the appliance uses to write.
 pub struct Writer {
     tx: mpsc::Sender<Command>,
+    /// Events in queued batches, at most `max_queued_events` (given back as the thread takes
+    /// them).
+    queued: Arc<QueueBudget>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
-    /// Starts the writer thread. It refuses writes (`DiskFull`, nothing written) while the data
-    /// dir's file system has less than `min_free_bytes` available (0 = no check): redb would
-    /// otherwise hit the full disk mid-commit and refuse all work until reopened.
+    /// Starts the writer thread. Its queue holds at most `capacity` commands and
+    /// `max_queued_events` events of waiting batches. It refuses writes (`DiskFull`, nothing
+    /// written) while the data dir's file system has less than `min_free_bytes` available (0 = no
+    /// check): redb would otherwise hit the full disk mid-commit and refuse all work until
+    /// reopened.
     pub fn start(
         store: Store,
         capacity: usize,
+        max_queued_events: usize,
         min_free_bytes: u64,
         metrics: Arc<Metrics>,
         subscribers: Subscribers,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::channel(capacity);
+        let queued = Arc::new(QueueBudget::new(max_queued_events));
+        let thread_queued = queued.clone();
         let next_seq = store.next_seq()?;
         let room = Room {
             dir: store.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -84,9 +93,20 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, next_seq, room, metrics, subscribers))?;
+            .spawn(move || {
+                run(
+                    store,
+                    rx,
+                    thread_queued,
+                    next_seq,
+                    room,
+                    metrics,
+                    subscribers,
+                )
+            })?;
         Ok(Writer {
             tx,
+            queued,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -96,8 +116,15 @@ impl Writer {
         &self,
         events: Vec<Arc<Event>>,
     ) -> Result<oneshot::Receiver<WriteResult>, SubmitError> {
+        let count = events.len();
+        if !self.queued.try_take(count) {
+            return Err(SubmitError::Full);
+        }
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Command::Write { events, reply })?;
+        if let Err(e) = self.tx.try_send(Command::Write { events, reply }) {
+            self.queued.give_back(count);
+            return Err(e.into());
+        }
         Ok(rx)
     }
 
@@ -152,6 +179,11 @@ impl Writer {
 
     pub fn queue_capacity(&self) -> u64 {
         self.tx.max_capacity() as u64
+    }
+
+    /// Events in the batches waiting for the writer.
+    pub fn queued_events(&self) -> u64 {
+        self.queued.queued() as u64
     }
 
     pub fn is_running(&self) -> bool {
@@ -211,6 +243,7 @@ impl Room {
 fn run(
     store: Store,
     mut rx: mpsc::Receiver<Command>,
+    queued: Arc<QueueBudget>,
     mut next_seq: u64,
     room: Room,
     metrics: Arc<Metrics>,
@@ -226,6 +259,7 @@ fn run(
         while let Some(c) = command.take() {
             match c {
                 Command::Write { events, reply } => {
+                    queued.give_back(events.len());
                     queued_events += events.len();
                     group.push(Pending { events, reply });
                     if queued_events < MAX_GROUP_EVENTS {
