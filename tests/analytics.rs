@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{request, TestServer, ADMIN_TOKEN};
+use common::{request, TestServer, ADMIN_TOKEN, VIEWER_TOKEN};
 use serde_json::{json, Value};
 use telemetryd::timespan::{DAY_MS, HOUR_MS};
 
@@ -316,6 +316,28 @@ fn bad_specs_are_error_answers() {
         let resp = query_resp(&server, spec.clone());
         assert_eq!(resp.error_code(), code, "{spec}: {}", resp.text());
     }
+    // A member a spec does not know is refused by name, at the top and inside a funnel step.
+    for (spec, member) in [
+        (
+            json!({"kind": "trend", "measure": "events", "goup_by": ["platform"]}),
+            "goup_by",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"name": "a"}, {"name": "b", "filter": "x:y"}]}),
+            "filter",
+        ),
+        (json!({"kind": "retention", "cohort": "week"}), "cohort"),
+    ] {
+        let resp = query_resp(&server, spec.clone());
+        assert_eq!(resp.status, 400, "{spec}");
+        assert_eq!(resp.error_code(), "invalid_body", "{spec}");
+        let error = &resp.json()["error"];
+        assert_eq!(error["details"]["member"], member, "{spec}");
+        assert!(
+            error["message"].as_str().unwrap().contains(member),
+            "{error}"
+        );
+    }
 }
 
 /// Two group-by fields with a weighted p95 per bucket, an install crossing a bucket edge,
@@ -415,4 +437,259 @@ fn groupings_sessions_and_breakdowns() {
     assert_eq!(raw(&funnel["groups"][0]["steps"]), vec![6, 6, 3]);
     assert_eq!(funnel["groups"][1]["value"], "other");
     assert_eq!(raw(&funnel["groups"][1]["steps"]), vec![1, 1, 0]);
+}
+
+const SCOPED_ADMIN: &str = "test-voice-admin-0123456789";
+
+/// A call to the saved-queries API as `token`.
+fn saved(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> common::Resp {
+    let auth = format!("Bearer {token}");
+    request(
+        method,
+        &format!("{}/api/v1/analytics/saved{path}", server.url),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body.map(|b| b.to_string().into_bytes()),
+    )
+}
+
+/// Saved queries: created by an admin with a spec the query endpoint accepts, named uniquely per
+/// product, pinned or not, renamed, deleted, audited, kept across a restart; viewers read them,
+/// and a token scoped to another product neither sees nor changes them.
+#[test]
+fn saved_queries_are_named_specs_per_product_within_scopes_and_roles() {
+    let config = format!(
+        "{}\n[[admin.tokens]]\nname = \"voice-admin\"\nrole = \"admin\"\nhash = \"{}\"\nproducts = [\"voice-sdk\"]\n",
+        common::shipped_config_text(),
+        telemetryd::hash::hash_token(SCOPED_ADMIN)
+    );
+    let server = TestServer::start(&config, &[]);
+    let spec =
+        json!({"kind": "trend", "measure": "events", "from": "-7d", "group_by": ["platform"]});
+    let created = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "Opens by platform", "query": spec, "pinned": true}),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let first = created.json();
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/analytics/saved/{id}").as_str())
+    );
+    assert_eq!(first["product"], PRODUCT);
+    assert_eq!(first["query"], spec);
+    assert_eq!(first["pinned"], true);
+    assert_eq!(first["created_by"], "ops");
+    // The saved spec is what the query endpoint runs.
+    assert_eq!(query_resp(&server, first["query"].clone()).status, 200);
+
+    let second = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "Daily installs", "query": {"kind": "active_installs"}}),
+        ),
+    );
+    assert_eq!(second.status, 201, "{}", second.text());
+    let second_id = second.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(second.json()["pinned"], false);
+
+    // Refusals: a name taken in the product, a spec the endpoint would refuse, a viewer writing.
+    let taken = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "Opens by platform", "query": {"kind": "active_installs"}}),
+        ),
+    );
+    assert_eq!(taken.status, 409, "{}", taken.text());
+    let typo = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "x", "query": {"kind": "trend", "measure": "events", "buckett": "1h"}}),
+        ),
+    );
+    assert_eq!(typo.error_code(), "invalid_body", "{}", typo.text());
+    assert_eq!(typo.json()["error"]["details"]["member"], "buckett");
+    let unnamed = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(json!({"product": PRODUCT, "query": spec})),
+    );
+    assert_eq!(unnamed.error_code(), "invalid_parameter");
+    assert_eq!(unnamed.json()["error"]["details"]["parameter"], "name");
+    let by_viewer = saved(
+        &server,
+        "POST",
+        "",
+        VIEWER_TOKEN,
+        Some(json!({"product": PRODUCT, "name": "v", "query": spec})),
+    );
+    assert_eq!(by_viewer.status, 403);
+    let rename_to_taken = saved(
+        &server,
+        "PATCH",
+        &format!("/{second_id}"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "Opens by platform"})),
+    );
+    assert_eq!(rename_to_taken.status, 409);
+
+    // Viewers read; the pinned filter gives the dashboard's queries.
+    let list = saved(
+        &server,
+        "GET",
+        &format!("?product={PRODUCT}"),
+        VIEWER_TOKEN,
+        None,
+    )
+    .json();
+    let names: Vec<_> = list["saved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("Daily installs"), json!("Opens by platform")]
+    );
+    let pinned = saved(
+        &server,
+        "GET",
+        &format!("?product={PRODUCT}&pinned=true"),
+        VIEWER_TOKEN,
+        None,
+    )
+    .json();
+    assert_eq!(pinned["saved"].as_array().unwrap().len(), 1);
+    assert_eq!(pinned["saved"][0]["id"], id.as_str());
+    assert_eq!(
+        saved(&server, "GET", &format!("/{id}"), VIEWER_TOKEN, None).json(),
+        first
+    );
+
+    // A token scoped to voice-sdk sees none of dictation-app's, and changes none.
+    let scoped_list = saved(&server, "GET", "", SCOPED_ADMIN, None).json();
+    assert_eq!(scoped_list["saved"], json!([]));
+    assert_eq!(
+        saved(&server, "GET", &format!("/{id}"), SCOPED_ADMIN, None).status,
+        404
+    );
+    assert_eq!(
+        saved(
+            &server,
+            "PATCH",
+            &format!("/{id}"),
+            SCOPED_ADMIN,
+            Some(json!({"name": "mine"}))
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        saved(&server, "DELETE", &format!("/{id}"), SCOPED_ADMIN, None).status,
+        404
+    );
+    let elsewhere = saved(
+        &server,
+        "POST",
+        "",
+        SCOPED_ADMIN,
+        Some(json!({"product": PRODUCT, "name": "sneaky", "query": spec})),
+    );
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.text());
+    // Its own product is implied: the only one it sees.
+    let own = saved(
+        &server,
+        "POST",
+        "",
+        SCOPED_ADMIN,
+        Some(json!({"name": "Voice opens", "query": spec})),
+    );
+    assert_eq!(own.status, 201, "{}", own.text());
+    assert_eq!(own.json()["product"], "voice-sdk");
+
+    // Rename and unpin; the product stays.
+    let edited = saved(
+        &server,
+        "PATCH",
+        &format!("/{id}"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "Opens per platform", "pinned": false})),
+    );
+    assert_eq!(edited.status, 200, "{}", edited.text());
+    assert_eq!(edited.json()["name"], "Opens per platform");
+    assert_eq!(edited.json()["query"], spec);
+    let moved = saved(
+        &server,
+        "PATCH",
+        &format!("/{id}"),
+        ADMIN_TOKEN,
+        Some(json!({"product": "voice-sdk"})),
+    );
+    assert_eq!(moved.error_code(), "invalid_parameter");
+
+    // Kept across a restart.
+    let dir = server.stop();
+    let server = TestServer::start_in(dir, &config, &[]);
+    let again = saved(&server, "GET", &format!("/{id}"), ADMIN_TOKEN, None).json();
+    assert_eq!(again["name"], "Opens per platform");
+    assert_eq!(again["pinned"], false);
+
+    let deleted = saved(&server, "DELETE", &format!("/{id}"), ADMIN_TOKEN, None);
+    assert_eq!(deleted.json()["deleted"], id.as_str());
+    assert_eq!(
+        saved(&server, "GET", &format!("/{id}"), ADMIN_TOKEN, None).status,
+        404
+    );
+
+    let audit = server.admin_get("/api/v1/audit?action=saved_query.").json();
+    let actions: Vec<_> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("saved_query.delete", "ops"),
+            ("saved_query.update", "ops"),
+            ("saved_query.create", "voice-admin"),
+            ("saved_query.create", "ops"),
+            ("saved_query.create", "ops"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(audit["entries"][0]["products"], json!([PRODUCT]));
+    assert_eq!(audit["entries"][0]["target"], format!("saved_query:{id}"));
 }

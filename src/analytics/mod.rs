@@ -11,11 +11,13 @@
 //!
 //! - [`stats`]: weighted percentiles, summaries, histograms. [`groups`]: top N and folding.
 //! - [`trend`], [`distribution`], [`funnel`], [`installs`] (active installs and retention).
+//! - [`saved`]: saved queries (a named spec of one product, pinned to its dashboard or not).
 
 mod distribution;
 mod funnel;
 mod groups;
 mod installs;
+pub mod saved;
 mod stats;
 mod trend;
 
