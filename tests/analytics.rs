@@ -693,3 +693,170 @@ fn saved_queries_are_named_specs_per_product_within_scopes_and_roles() {
     assert_eq!(audit["entries"][0]["products"], json!([PRODUCT]));
     assert_eq!(audit["entries"][0]["target"], format!("saved_query:{id}"));
 }
+
+/// One generated event of the oracle test.
+struct Generated {
+    install: String,
+    platform: &'static str,
+    ts: i64,
+    rate: f64,
+}
+
+/// The trend answer an oracle expects: per kept group (heaviest first, small groups folded into
+/// "other" last), weighted events, stored events and distinct installs per bucket.
+struct Expected {
+    groups: Vec<String>,
+    weighted: Vec<Vec<f64>>,
+    raw: Vec<Vec<u64>>,
+    suppressed: usize,
+}
+
+/// Trend by platform worked out from the events themselves: the same weighting (1 / rate), the
+/// same buckets and the same k-anonymity fold as the README describes.
+fn oracle(
+    events: &[Generated],
+    first: i64,
+    bucket_ms: i64,
+    buckets: usize,
+    min_installs: usize,
+) -> Expected {
+    use std::collections::{BTreeMap, HashSet};
+    let mut per_platform: BTreeMap<&str, (f64, HashSet<&str>)> = BTreeMap::new();
+    for e in events {
+        let entry = per_platform.entry(e.platform).or_default();
+        entry.0 += 1.0 / e.rate;
+        entry.1.insert(&e.install);
+    }
+    let mut kept: Vec<(&str, f64)> = per_platform
+        .iter()
+        .filter(|(_, (_, installs))| installs.len() >= min_installs)
+        .map(|(p, (w, _))| (*p, *w))
+        .collect();
+    kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let suppressed = per_platform.len() - kept.len();
+    let mut groups: Vec<String> = kept.iter().map(|(p, _)| p.to_string()).collect();
+    if suppressed > 0 {
+        groups.push("other".into());
+    }
+    let slot = |platform: &str| {
+        kept.iter()
+            .position(|(p, _)| *p == platform)
+            .unwrap_or(kept.len())
+    };
+    let mut weighted = vec![vec![0.0; buckets]; groups.len()];
+    let mut raw = vec![vec![0u64; buckets]; groups.len()];
+    for e in events {
+        let bucket = ((e.ts - first) / bucket_ms) as usize;
+        weighted[slot(e.platform)][bucket] += 1.0 / e.rate;
+        raw[slot(e.platform)][bucket] += 1;
+    }
+    Expected {
+        groups,
+        weighted,
+        raw,
+        suppressed,
+    }
+}
+
+/// Sampled events at four rates, sent in two batches where the second is late: its events
+/// happened days before the first batch's (an offline client catching up). Every trend figure
+/// is checked against the oracle computed here from the events sent, in day and 6-hour
+/// buckets, with the two-install web platform folded into "other".
+#[test]
+fn late_and_sampled_events_against_a_computed_oracle() {
+    let server = server();
+    let d0 = day0();
+    let mut rng = fastrand::Rng::with_seed(14);
+    let platforms = ["ios", "android", "web"];
+    let rates = [1.0, 0.5, 0.25, 0.1];
+    let mut events: Vec<Generated> = (0..400)
+        .map(|_| {
+            let platform = platforms[rng.usize(..2)];
+            Generated {
+                install: format!("{platform}-{}", rng.usize(..12)),
+                platform,
+                ts: d0 + rng.i64(0..6 * DAY_MS),
+                rate: rates[rng.usize(..rates.len())],
+            }
+        })
+        .collect();
+    for i in 0..6 {
+        events.push(Generated {
+            install: format!("web-{}", i % 2),
+            platform: "web",
+            ts: d0 + i * DAY_MS + 7 * HOUR_MS,
+            rate: 0.5,
+        });
+    }
+    let body = |batch: &[&Generated]| {
+        let events: Vec<Value> = batch
+            .iter()
+            .map(|e| {
+                json!({"id": uuid::Uuid::new_v4().to_string(), "name": "dictation_started", "timestamp": e.ts,
+                       "install_id": e.install, "platform": e.platform, "sample_rate": e.rate})
+            })
+            .collect();
+        json!({"sent_at": telemetryd::model::now_ms(), "events": events}).to_string()
+    };
+    // The first batch holds the later events (days 3..6), the second the earlier ones.
+    let (late, sent_first): (Vec<&Generated>, Vec<&Generated>) =
+        events.iter().partition(|e| e.ts < d0 + 3 * DAY_MS);
+    assert!(!late.is_empty() && !sent_first.is_empty());
+    for batch in [&sent_first, &late] {
+        let resp = server.post_events(&format!("?product={PRODUCT}"), &body(batch));
+        assert_eq!(resp.json()["accepted"], batch.len(), "{}", resp.text());
+    }
+    server.settle();
+
+    for (bucket, bucket_ms) in [("1d", DAY_MS), ("6h", 6 * HOUR_MS)] {
+        let buckets = (6 * DAY_MS / bucket_ms) as usize;
+        let expected = oracle(&events, d0, bucket_ms, buckets, 5);
+        assert_eq!(expected.suppressed, 1, "web has two installs");
+        let trend = query(
+            &server,
+            json!({"kind": "trend", "measure": "events", "from": d0, "to": d0 + 6 * DAY_MS,
+                   "bucket": bucket, "group_by": ["platform"]}),
+        );
+        assert_eq!(trend["estimated"], true);
+        assert_eq!(trend["suppressed_groups"], 1);
+        let series = trend["series"].as_array().unwrap();
+        let groups: Vec<String> = series
+            .iter()
+            .map(|s| s["group"][0].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(groups, expected.groups, "{bucket}");
+        for (n, s) in series.iter().enumerate() {
+            let values: Vec<f64> = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(values, expected.weighted[n], "{bucket} {}", groups[n]);
+            assert_eq!(
+                s["raw_events"],
+                json!(expected.raw[n]),
+                "{bucket} {}",
+                groups[n]
+            );
+        }
+    }
+
+    // Distinct installs per day (not weighted), late events included.
+    let installs = query(
+        &server,
+        json!({"kind": "trend", "measure": "installs", "from": d0, "to": d0 + 6 * DAY_MS}),
+    );
+    let expected: Vec<f64> = (0..6)
+        .map(|day| {
+            let start = d0 + day * DAY_MS;
+            events
+                .iter()
+                .filter(|e| (start..start + DAY_MS).contains(&e.ts))
+                .map(|e| e.install.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len() as f64
+        })
+        .collect();
+    assert_eq!(installs["series"][0]["values"], json!(expected));
+}
