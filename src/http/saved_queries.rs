@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::analytics::saved::{self, SavedDraft, SavedQuery};
 use crate::http::auth::Caller;
+use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::model::now_ms;
 use crate::store::audit::{self, AuditEntry};
@@ -30,9 +31,8 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = caller.scope_for(params.product.as_deref())?;
-    let mut queries: Vec<SavedQuery> = state
-        .store
-        .saved_queries()?
+    let mut queries: Vec<SavedQuery> = stored(&state)
+        .await?
         .into_iter()
         .filter(|s| scope.allows(&s.product))
         .filter(|s| params.pinned.is_none_or(|pinned| s.pinned == pinned))
@@ -41,12 +41,21 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "saved": queries })))
 }
 
+/// Every stored saved query (read on the blocking pool).
+async fn stored(state: &web::Data<AppState>) -> Result<Vec<SavedQuery>, ApiError> {
+    let st = state.clone();
+    blocking(move || Ok(st.store.saved_queries()?)).await
+}
+
 /// The saved query `id` of a product in the caller's scope.
-fn find(state: &AppState, caller: &Caller, id: &str) -> Result<SavedQuery, ApiError> {
+async fn find(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    id: &str,
+) -> Result<SavedQuery, ApiError> {
     let not_found = || format!("saved query {id}");
-    let saved = state
-        .store
-        .saved_queries()?
+    let saved = stored(state)
+        .await?
         .into_iter()
         .find(|s| s.id == id)
         .ok_or_else(|| ApiError::NotFound(not_found()))?;
@@ -60,7 +69,7 @@ pub async fn get(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, &caller, &id)?))
+    Ok(HttpResponse::Ok().json(find(&state, &caller, &id).await?))
 }
 
 /// What an admin write does.
@@ -149,7 +158,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let draft = SavedDraft::from_json(&body)?;
-    let edited = saved::edit(&find(&state, &caller, &id)?, draft, now_ms())?;
+    let edited = saved::edit(&find(&state, &caller, &id).await?, draft, now_ms())?;
     write(&state, &caller, Write::Update(edited.clone())).await?;
     Ok(HttpResponse::Ok().json(edited))
 }
@@ -161,7 +170,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let saved = find(&state, &caller, &id)?;
+    let saved = find(&state, &caller, &id).await?;
     let id = saved.id.clone();
     write(&state, &caller, Write::Delete(saved)).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
