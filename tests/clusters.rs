@@ -320,6 +320,15 @@ fn sampled_errors_count_weighted_and_same_titles_say_what_differs() {
         one["cluster"]["distinguished_by"],
         sampled["distinguished_by"]
     );
+    let resolved = patch(
+        &server,
+        sampled["id"].as_str().unwrap(),
+        json!({"status": "resolved"}),
+    );
+    assert_eq!(
+        resolved.json()["distinguished_by"],
+        sampled["distinguished_by"]
+    );
     let filtered = clusters(&server, "platform=ios");
     assert_eq!(filtered.len(), 3, "two timeouts and no_mic on ios");
     for cluster in filtered

@@ -125,7 +125,11 @@ pub async fn patch(
         .map_err(|e| ApiError::invalid_parameter("body", e.to_string()))?;
     let st = state.clone();
     let id = id.into_inner();
-    let updated = blocking(move || Ok(st.clusters.set_status(&id, request, &caller.name)?)).await?;
+    let mut updated =
+        blocking(move || Ok(st.clusters.set_status(&id, request, &caller.name)?)).await?;
+    if let Some(cluster) = state.clusters.get(&updated.id) {
+        updated.distinguished_by = state.clusters.distinctions_of(&cluster);
+    }
     Ok(HttpResponse::Ok().json(updated))
 }
 
