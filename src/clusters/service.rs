@@ -636,3 +636,54 @@ impl ClusterView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clusters::fingerprint;
+    use crate::clusters::fingerprint::tests::event;
+    use crate::model::Level;
+
+    fn cluster(edit: impl FnOnce(&mut Event)) -> Cluster {
+        let mut e = event("recognition_failed", Level::Error, Some("timeout"), "x");
+        edit(&mut e);
+        Cluster::new(&e, &fingerprint(&e).unwrap())
+    }
+
+    #[test]
+    fn distinctions_name_only_the_dimensions_that_differ() {
+        let ios = cluster(|_| {});
+        let android = cluster(|e| e.platform = Some("android".into()));
+        let no_channel = cluster(|e| e.channel = None);
+        let same_title = [&ios, &android, &no_channel];
+        assert_eq!(ios.title, android.title);
+        let fields = |c: &Cluster| -> Vec<(&'static str, Option<String>)> {
+            distinctions(c, &same_title)
+                .into_iter()
+                .map(|d| (d.field, d.value))
+                .collect()
+        };
+        assert_eq!(
+            fields(&no_channel),
+            [("platform", Some("ios".into())), ("channel", None)]
+        );
+        assert_eq!(
+            fields(&android),
+            [
+                ("platform", Some("android".into())),
+                ("channel", Some("keyboard".into()))
+            ]
+        );
+        assert_eq!(distinctions(&ios, &[&ios]), []);
+        // A title cut short can hide what differs: the fingerprint's start tells them apart.
+        let mut twin = cluster(|_| {});
+        twin.id = "0123456789abcdef0123456789abcdef".into();
+        assert_eq!(
+            distinctions(&twin, &[&ios, &twin]),
+            [Distinction {
+                field: "fingerprint",
+                value: Some("01234567".into())
+            }]
+        );
+    }
+}
