@@ -2,7 +2,9 @@
 // rejected token; a token scoped to one product sees only it (product picker, cards); every page shows the data the API has (texts and counts); search narrows;
 // rows expand; links lead to the cluster and the install; a trace sent through the native
 // ingest API is a waterfall with the API's figures and is reached from the Events page;
-// resolving a cluster; a policy built in the builder is served by /api/v1/config; an erasure
+// resolving a cluster; clusters sharing a title say what sets them apart; each analytics kind;
+// a saved query is a link and a dashboard tile with the API's figures, renamed, unpinned and
+// deleted; a policy built in the builder is served by /api/v1/config; an erasure
 // empties the Events page; narrow screen, dark theme, keyboard; a web app's page on another
 // origin sends events with fetch and sendBeacon and is refused admin calls (CORS); page timings;
 // nothing requested from elsewhere.
