@@ -211,11 +211,10 @@ export default {
         h('button', { type: 'submit', class: 'primary', id: 'analytics-run' }, 'Run'));
     }
 
-    /** Writes to the saved query: the change's answer replaces it; errors show above. */
+    /** A write to the saved query shown: the API's answer, or null (the error shows above). */
     async function change(method, body) {
       try {
-        const answer = await api(`/api/v1/analytics/saved/${encodeURIComponent(saved.id)}`, { method, body });
-        return answer;
+        return await api(`/api/v1/analytics/saved/${encodeURIComponent(saved.id)}`, { method, body });
       } catch (error) {
         notices.prepend(errorState(error));
         return null;
