@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{request, TestServer, ADMIN_TOKEN};
+use common::{request, TestServer, ADMIN_TOKEN, VIEWER_TOKEN};
 use serde_json::{json, Value};
 use telemetryd::timespan::{DAY_MS, HOUR_MS};
 
@@ -316,6 +316,28 @@ fn bad_specs_are_error_answers() {
         let resp = query_resp(&server, spec.clone());
         assert_eq!(resp.error_code(), code, "{spec}: {}", resp.text());
     }
+    // A member a spec does not know is refused by name, at the top and inside a funnel step.
+    for (spec, member) in [
+        (
+            json!({"kind": "trend", "measure": "events", "goup_by": ["platform"]}),
+            "goup_by",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"name": "a"}, {"name": "b", "filter": "x:y"}]}),
+            "filter",
+        ),
+        (json!({"kind": "retention", "cohort": "week"}), "cohort"),
+    ] {
+        let resp = query_resp(&server, spec.clone());
+        assert_eq!(resp.status, 400, "{spec}");
+        assert_eq!(resp.error_code(), "invalid_body", "{spec}");
+        let error = &resp.json()["error"];
+        assert_eq!(error["details"]["member"], member, "{spec}");
+        assert!(
+            error["message"].as_str().unwrap().contains(member),
+            "{error}"
+        );
+    }
 }
 
 /// Two group-by fields with a weighted p95 per bucket, an install crossing a bucket edge,
@@ -415,4 +437,531 @@ fn groupings_sessions_and_breakdowns() {
     assert_eq!(raw(&funnel["groups"][0]["steps"]), vec![6, 6, 3]);
     assert_eq!(funnel["groups"][1]["value"], "other");
     assert_eq!(raw(&funnel["groups"][1]["steps"]), vec![1, 1, 0]);
+}
+
+const SCOPED_ADMIN: &str = "test-voice-admin-0123456789";
+
+/// A call to the saved-queries API as `token`.
+fn saved(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> common::Resp {
+    let auth = format!("Bearer {token}");
+    request(
+        method,
+        &format!("{}/api/v1/analytics/saved{path}", server.url),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body.map(|b| b.to_string().into_bytes()),
+    )
+}
+
+/// Saved queries: created by an admin with a spec the query endpoint accepts, named uniquely per
+/// product, pinned or not, renamed, deleted, audited, kept across a restart; viewers read them,
+/// and a token scoped to another product neither sees nor changes them.
+#[test]
+fn saved_queries_are_named_specs_per_product_within_scopes_and_roles() {
+    let config = format!(
+        "{}\n[[admin.tokens]]\nname = \"voice-admin\"\nrole = \"admin\"\nhash = \"{}\"\nproducts = [\"voice-sdk\"]\n",
+        common::shipped_config_text(),
+        telemetryd::hash::hash_token(SCOPED_ADMIN)
+    );
+    let server = TestServer::start(&config, &[]);
+    let spec =
+        json!({"kind": "trend", "measure": "events", "from": "-7d", "group_by": ["platform"]});
+    let created = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "Opens by platform", "query": spec, "pinned": true}),
+        ),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let first = created.json();
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/v1/analytics/saved/{id}").as_str())
+    );
+    assert_eq!(first["product"], PRODUCT);
+    assert_eq!(first["query"], spec);
+    assert_eq!(first["pinned"], true);
+    assert_eq!(first["created_by"], "ops");
+    // The saved spec is what the query endpoint runs.
+    assert_eq!(query_resp(&server, first["query"].clone()).status, 200);
+
+    let second = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "Daily installs", "query": {"kind": "active_installs"}}),
+        ),
+    );
+    assert_eq!(second.status, 201, "{}", second.text());
+    let second_id = second.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(second.json()["pinned"], false);
+
+    // Refusals: a name taken in the product, a spec the endpoint would refuse, a viewer writing.
+    let taken = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "Opens by platform", "query": {"kind": "active_installs"}}),
+        ),
+    );
+    assert_eq!(taken.status, 409, "{}", taken.text());
+    let typo = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(
+            json!({"product": PRODUCT, "name": "x", "query": {"kind": "trend", "measure": "events", "buckett": "1h"}}),
+        ),
+    );
+    assert_eq!(typo.error_code(), "invalid_body", "{}", typo.text());
+    assert_eq!(typo.json()["error"]["details"]["member"], "buckett");
+    let unnamed = saved(
+        &server,
+        "POST",
+        "",
+        ADMIN_TOKEN,
+        Some(json!({"product": PRODUCT, "query": spec})),
+    );
+    assert_eq!(unnamed.error_code(), "invalid_parameter");
+    assert_eq!(unnamed.json()["error"]["details"]["parameter"], "name");
+    let by_viewer = saved(
+        &server,
+        "POST",
+        "",
+        VIEWER_TOKEN,
+        Some(json!({"product": PRODUCT, "name": "v", "query": spec})),
+    );
+    assert_eq!(by_viewer.status, 403);
+    let rename_to_taken = saved(
+        &server,
+        "PATCH",
+        &format!("/{second_id}"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "Opens by platform"})),
+    );
+    assert_eq!(rename_to_taken.status, 409);
+
+    // Viewers read; the pinned filter gives the dashboard's queries.
+    let list = saved(
+        &server,
+        "GET",
+        &format!("?product={PRODUCT}"),
+        VIEWER_TOKEN,
+        None,
+    )
+    .json();
+    let names: Vec<_> = list["saved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("Daily installs"), json!("Opens by platform")]
+    );
+    let pinned = saved(
+        &server,
+        "GET",
+        &format!("?product={PRODUCT}&pinned=true"),
+        VIEWER_TOKEN,
+        None,
+    )
+    .json();
+    assert_eq!(pinned["saved"].as_array().unwrap().len(), 1);
+    assert_eq!(pinned["saved"][0]["id"], id.as_str());
+    assert_eq!(
+        saved(&server, "GET", &format!("/{id}"), VIEWER_TOKEN, None).json(),
+        first
+    );
+
+    // A token scoped to voice-sdk sees none of dictation-app's, and changes none.
+    let scoped_list = saved(&server, "GET", "", SCOPED_ADMIN, None).json();
+    assert_eq!(scoped_list["saved"], json!([]));
+    assert_eq!(
+        saved(&server, "GET", &format!("/{id}"), SCOPED_ADMIN, None).status,
+        404
+    );
+    assert_eq!(
+        saved(
+            &server,
+            "PATCH",
+            &format!("/{id}"),
+            SCOPED_ADMIN,
+            Some(json!({"name": "mine"}))
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        saved(&server, "DELETE", &format!("/{id}"), SCOPED_ADMIN, None).status,
+        404
+    );
+    let elsewhere = saved(
+        &server,
+        "POST",
+        "",
+        SCOPED_ADMIN,
+        Some(json!({"product": PRODUCT, "name": "sneaky", "query": spec})),
+    );
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.text());
+    // Its own product is implied: the only one it sees.
+    let own = saved(
+        &server,
+        "POST",
+        "",
+        SCOPED_ADMIN,
+        Some(json!({"name": "Voice opens", "query": spec})),
+    );
+    assert_eq!(own.status, 201, "{}", own.text());
+    assert_eq!(own.json()["product"], "voice-sdk");
+
+    // Rename and unpin; the product stays.
+    let edited = saved(
+        &server,
+        "PATCH",
+        &format!("/{id}"),
+        ADMIN_TOKEN,
+        Some(json!({"name": "Opens per platform", "pinned": false})),
+    );
+    assert_eq!(edited.status, 200, "{}", edited.text());
+    assert_eq!(edited.json()["name"], "Opens per platform");
+    assert_eq!(edited.json()["query"], spec);
+    let moved = saved(
+        &server,
+        "PATCH",
+        &format!("/{id}"),
+        ADMIN_TOKEN,
+        Some(json!({"product": "voice-sdk"})),
+    );
+    assert_eq!(moved.error_code(), "invalid_parameter");
+
+    // Kept across a restart.
+    let dir = server.stop();
+    let server = TestServer::start_in(dir, &config, &[]);
+    let again = saved(&server, "GET", &format!("/{id}"), ADMIN_TOKEN, None).json();
+    assert_eq!(again["name"], "Opens per platform");
+    assert_eq!(again["pinned"], false);
+
+    let deleted = saved(&server, "DELETE", &format!("/{id}"), ADMIN_TOKEN, None);
+    assert_eq!(deleted.json()["deleted"], id.as_str());
+    assert_eq!(
+        saved(&server, "GET", &format!("/{id}"), ADMIN_TOKEN, None).status,
+        404
+    );
+
+    let audit = server.admin_get("/api/v1/audit?action=saved_query.").json();
+    let actions: Vec<_> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("saved_query.delete", "ops"),
+            ("saved_query.update", "ops"),
+            ("saved_query.create", "voice-admin"),
+            ("saved_query.create", "ops"),
+            ("saved_query.create", "ops"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(audit["entries"][0]["products"], json!([PRODUCT]));
+    assert_eq!(audit["entries"][0]["target"], format!("saved_query:{id}"));
+}
+
+/// One generated event of the oracle test.
+struct Generated {
+    install: String,
+    platform: &'static str,
+    ts: i64,
+    rate: f64,
+}
+
+/// The trend answer an oracle expects: per kept group (heaviest first, small groups folded into
+/// "other" last), weighted events, stored events and distinct installs per bucket.
+struct Expected {
+    groups: Vec<String>,
+    weighted: Vec<Vec<f64>>,
+    raw: Vec<Vec<u64>>,
+    suppressed: usize,
+}
+
+/// Trend by platform worked out from the events themselves: the same weighting (1 / rate), the
+/// same buckets and the same k-anonymity fold as the README describes.
+fn oracle(
+    events: &[Generated],
+    first: i64,
+    bucket_ms: i64,
+    buckets: usize,
+    min_installs: usize,
+) -> Expected {
+    use std::collections::{BTreeMap, HashSet};
+    let mut per_platform: BTreeMap<&str, (f64, HashSet<&str>)> = BTreeMap::new();
+    for e in events {
+        let entry = per_platform.entry(e.platform).or_default();
+        entry.0 += 1.0 / e.rate;
+        entry.1.insert(&e.install);
+    }
+    let mut kept: Vec<(&str, f64)> = per_platform
+        .iter()
+        .filter(|(_, (_, installs))| installs.len() >= min_installs)
+        .map(|(p, (w, _))| (*p, *w))
+        .collect();
+    kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let suppressed = per_platform.len() - kept.len();
+    let mut groups: Vec<String> = kept.iter().map(|(p, _)| p.to_string()).collect();
+    if suppressed > 0 {
+        groups.push("other".into());
+    }
+    let slot = |platform: &str| {
+        kept.iter()
+            .position(|(p, _)| *p == platform)
+            .unwrap_or(kept.len())
+    };
+    let mut weighted = vec![vec![0.0; buckets]; groups.len()];
+    let mut raw = vec![vec![0u64; buckets]; groups.len()];
+    for e in events {
+        let bucket = ((e.ts - first) / bucket_ms) as usize;
+        weighted[slot(e.platform)][bucket] += 1.0 / e.rate;
+        raw[slot(e.platform)][bucket] += 1;
+    }
+    Expected {
+        groups,
+        weighted,
+        raw,
+        suppressed,
+    }
+}
+
+/// Sampled events at four rates, sent in two batches where the second is late: its events
+/// happened days before the first batch's (an offline client catching up). Every trend figure
+/// is checked against the oracle computed here from the events sent, in day and 6-hour
+/// buckets, with the two-install web platform folded into "other".
+#[test]
+fn late_and_sampled_events_against_a_computed_oracle() {
+    let server = server();
+    let d0 = day0();
+    let mut rng = fastrand::Rng::with_seed(14);
+    let platforms = ["ios", "android", "web"];
+    let rates = [1.0, 0.5, 0.25, 0.1];
+    let mut events: Vec<Generated> = (0..400)
+        .map(|_| {
+            let platform = platforms[rng.usize(..2)];
+            Generated {
+                install: format!("{platform}-{}", rng.usize(..12)),
+                platform,
+                ts: d0 + rng.i64(0..6 * DAY_MS),
+                rate: rates[rng.usize(..rates.len())],
+            }
+        })
+        .collect();
+    for i in 0..6 {
+        events.push(Generated {
+            install: format!("web-{}", i % 2),
+            platform: "web",
+            ts: d0 + i * DAY_MS + 7 * HOUR_MS,
+            rate: 0.5,
+        });
+    }
+    let body = |batch: &[&Generated]| {
+        let events: Vec<Value> = batch
+            .iter()
+            .map(|e| {
+                json!({"id": uuid::Uuid::new_v4().to_string(), "name": "dictation_started", "timestamp": e.ts,
+                       "install_id": e.install, "platform": e.platform, "sample_rate": e.rate})
+            })
+            .collect();
+        json!({"sent_at": telemetryd::model::now_ms(), "events": events}).to_string()
+    };
+    // The first batch holds the later events (days 3..6), the second the earlier ones.
+    let (late, sent_first): (Vec<&Generated>, Vec<&Generated>) =
+        events.iter().partition(|e| e.ts < d0 + 3 * DAY_MS);
+    assert!(!late.is_empty() && !sent_first.is_empty());
+    for batch in [&sent_first, &late] {
+        let resp = server.post_events(&format!("?product={PRODUCT}"), &body(batch));
+        assert_eq!(resp.json()["accepted"], batch.len(), "{}", resp.text());
+    }
+    server.settle();
+
+    for (bucket, bucket_ms) in [("1d", DAY_MS), ("6h", 6 * HOUR_MS)] {
+        let buckets = (6 * DAY_MS / bucket_ms) as usize;
+        let expected = oracle(&events, d0, bucket_ms, buckets, 5);
+        assert_eq!(expected.suppressed, 1, "web has two installs");
+        let trend = query(
+            &server,
+            json!({"kind": "trend", "measure": "events", "from": d0, "to": d0 + 6 * DAY_MS,
+                   "bucket": bucket, "group_by": ["platform"]}),
+        );
+        assert_eq!(trend["estimated"], true);
+        assert_eq!(trend["suppressed_groups"], 1);
+        let series = trend["series"].as_array().unwrap();
+        let groups: Vec<String> = series
+            .iter()
+            .map(|s| s["group"][0].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(groups, expected.groups, "{bucket}");
+        for (n, s) in series.iter().enumerate() {
+            let values: Vec<f64> = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(values, expected.weighted[n], "{bucket} {}", groups[n]);
+            assert_eq!(
+                s["raw_events"],
+                json!(expected.raw[n]),
+                "{bucket} {}",
+                groups[n]
+            );
+        }
+    }
+
+    // Distinct installs per day (not weighted), late events included.
+    let installs = query(
+        &server,
+        json!({"kind": "trend", "measure": "installs", "from": d0, "to": d0 + 6 * DAY_MS}),
+    );
+    let expected: Vec<f64> = (0..6)
+        .map(|day| {
+            let start = d0 + day * DAY_MS;
+            events
+                .iter()
+                .filter(|e| (start..start + DAY_MS).contains(&e.ts))
+                .map(|e| e.install.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len() as f64
+        })
+        .collect();
+    assert_eq!(installs["series"][0]["values"], json!(expected));
+}
+
+/// One install of the funnel oracle test: its open (time, sample rate), starts and completions.
+struct FunnelInstall {
+    id: String,
+    open: i64,
+    rate: f64,
+    starts: Vec<i64>,
+    completions: Vec<i64>,
+}
+
+/// A funnel whose step events arrive out of order — every completion sent first, then the
+/// starts, the opens last — and happen out of order too: starts before the open, completions
+/// before the start, steps after the hour's window. The expected counts are worked out here per
+/// install by the README's rule (from the open, the earliest next step at or after the previous
+/// one and within the window), each install weighted by its sampled open.
+#[test]
+fn funnel_of_out_of_order_steps_against_a_computed_oracle() {
+    let server = server();
+    let from = day0() + 14 * DAY_MS;
+    let window = HOUR_MS;
+    let mut rng = fastrand::Rng::with_seed(1414);
+    let rates = [1.0, 0.5, 0.25];
+    let installs: Vec<FunnelInstall> = (0..60)
+        .map(|i| {
+            let open = from + rng.i64(0..20 * HOUR_MS);
+            FunnelInstall {
+                id: format!("fun-{i}"),
+                open,
+                rate: rates[rng.usize(..rates.len())],
+                starts: (0..rng.usize(0..3))
+                    .map(|_| open + rng.i64(-40 * MINUTE_MS..100 * MINUTE_MS))
+                    .collect(),
+                completions: (0..rng.usize(0..3))
+                    .map(|_| open + rng.i64(-10 * MINUTE_MS..150 * MINUTE_MS))
+                    .collect(),
+            }
+        })
+        .collect();
+
+    let mut raw = [0u64; 3];
+    let mut weighted = [0.0f64; 3];
+    for install in &installs {
+        let deadline = install.open + window;
+        let next = |times: &[i64], at: i64| times.iter().copied().filter(|t| *t >= at).min();
+        let mut reached = vec![install.open];
+        if let Some(start) = next(&install.starts, install.open).filter(|t| *t <= deadline) {
+            reached.push(start);
+            if let Some(done) = next(&install.completions, start).filter(|t| *t <= deadline) {
+                reached.push(done);
+            }
+        }
+        for step in 0..reached.len() {
+            raw[step] += 1;
+            weighted[step] += 1.0 / install.rate;
+        }
+    }
+    assert!(raw[1] > 0 && raw[2] > 0 && raw[2] < raw[1] && raw[1] < raw[0]);
+
+    let batch = |name: &str, pick: &dyn Fn(&FunnelInstall) -> Vec<(i64, f64)>| {
+        let events: Vec<Value> = installs
+            .iter()
+            .flat_map(|install| {
+                pick(install).into_iter().map(move |(ts, rate)| {
+                    json!({"id": uuid::Uuid::new_v4().to_string(), "name": name, "timestamp": ts,
+                           "install_id": install.id, "sample_rate": rate})
+                })
+            })
+            .collect();
+        let count = events.len();
+        let resp = server.post_events(
+            &format!("?product={PRODUCT}"),
+            &Value::Array(events).to_string(),
+        );
+        assert_eq!(resp.json()["accepted"], count, "{}", resp.text());
+    };
+    batch("dictation_completed", &|i| {
+        i.completions.iter().map(|t| (*t, 1.0)).collect()
+    });
+    batch("dictation_started", &|i| {
+        i.starts.iter().map(|t| (*t, 1.0)).collect()
+    });
+    batch("app_opened", &|i| vec![(i.open, i.rate)]);
+    server.settle();
+
+    let funnel = query(
+        &server,
+        json!({"kind": "funnel", "from": from, "to": from + DAY_MS, "window": "1h",
+               "steps": [{"name": "app_opened"}, {"name": "dictation_started"}, {"name": "dictation_completed"}]}),
+    );
+    let steps = funnel["steps"].as_array().unwrap();
+    for (n, step) in steps.iter().enumerate() {
+        assert_eq!(step["raw_count"], raw[n], "step {n}");
+        assert!(
+            (step["count"].as_f64().unwrap() - weighted[n]).abs() < 1e-9,
+            "step {n}: {} vs {}",
+            step["count"],
+            weighted[n]
+        );
+        assert!(
+            (step["conversion"].as_f64().unwrap() - weighted[n] / weighted[0]).abs() < 1e-9,
+            "step {n}"
+        );
+    }
+    assert_eq!(funnel["estimated"], true);
 }

@@ -115,39 +115,42 @@ fn fingerprints_passes_and_the_cursor_survive_a_restart() {
     let list = clusters(&server, "sort=count");
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["id"], timeout_prints[0].as_str());
-    assert_eq!(list[0]["count"], 5);
+    assert_eq!(list[0]["count"], 5.0);
+    assert_eq!(list[0]["raw_count"], 5);
+    assert_eq!(list[0]["count_estimated"], false);
+    assert_eq!(list[0]["distinguished_by"], json!([]));
     assert_eq!(list[0]["installs"], 2);
     assert_eq!(list[0]["installs_estimated"], false);
     assert_eq!(list[0]["app_versions"], json!({"3.3.0": 3, "3.4.0": 2}));
     assert_eq!(list[0]["title"], "recognition_failed: speech/timeout");
     assert_eq!(list[0]["daily"].as_array().unwrap().len(), 14);
-    assert_eq!(list[0]["daily"][13]["count"], 5);
+    assert_eq!(list[0]["daily"][13]["count"], 5.0);
     // A second pass counts nothing twice.
     assert_eq!(run_pass(&server)["clustered"], 0);
 
     let dir = server.stop();
     let server = TestServer::start_in(dir, &config, &[]);
     assert_eq!(run_pass(&server)["clustered"], 0, "the cursor is persisted");
-    assert_eq!(clusters(&server, "sort=count")[0]["count"], 5);
+    assert_eq!(clusters(&server, "sort=count")[0]["count"], 5.0);
     server.post_events("", &errors(2, "3.4.0", "timeout", "i3"));
     assert_eq!(run_pass(&server)["clustered"], 2);
     server.settle();
     let one = server
         .admin_get(&format!("/api/v1/clusters/{}", timeout_prints[0]))
         .json();
-    assert_eq!(one["cluster"]["count"], 7);
+    assert_eq!(one["cluster"]["count"], 7.0);
     assert_eq!(one["cluster"]["daily"].as_array().unwrap().len(), 30);
     assert_eq!(one["samples"].as_array().unwrap().len(), 7);
     assert_eq!(one["samples"][0]["fingerprint"], timeout_prints[0].as_str());
     let timeline = server
         .admin_get(&format!("/api/v1/clusters/{}/timeline", timeout_prints[0]))
         .json();
-    assert_eq!(timeline["days"][29]["count"], 7);
+    assert_eq!(timeline["days"][29]["count"], 7.0);
     let stacked = server.admin_get("/api/v1/clusters/timeline").json();
     let today = &stacked["days"][13];
     assert_eq!(
-        today["error"].as_u64().unwrap() + today["warn"].as_u64().unwrap(),
-        8
+        today["error"].as_f64().unwrap() + today["warn"].as_f64().unwrap(),
+        8.0
     );
 }
 
@@ -237,13 +240,112 @@ fn escalation_resolve_regression_ignore_and_audit() {
     assert_eq!(entries[0]["target"], format!("cluster:{id}"));
 }
 
+/// `n` `recognition_failed: speech/network_timeout` errors from one platform and module, each
+/// sampled at `rate`.
+fn timeouts(n: usize, platform: &str, module: &str, rate: f64) -> String {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"name": "recognition_failed", "level": "warn", "platform": platform, "module": module,
+                   "install_id": format!("{platform}-{i}"), "sample_rate": rate,
+                   "error": {"domain": "speech", "code": "network_timeout"}})
+        })
+        .collect();
+    Value::Array(events).to_string()
+}
+
+#[test]
+fn sampled_errors_count_weighted_and_same_titles_say_what_differs() {
+    let server = TestServer::start(&config(""), &[]);
+    // Two events sampled at 25 % stand for 8: past the error threshold of 5 that 2 are not.
+    server.post_events("", &timeouts(2, "ios", "dictation", 0.25));
+    server.post_events("", &timeouts(3, "android", "dictation", 1.0));
+    server.post_events("", &timeouts(1, "ios", "keyboard", 1.0));
+    server.post_events("", &timeouts(1, "android", "keyboard", 0.5));
+    server.post_events("", &errors(1, "3.3.0", "no_mic", "i1"));
+    run_pass(&server);
+    let list = clusters(&server, "sort=count");
+    let row = |platform: &str, module: &str| {
+        list.iter()
+            .find(|c| c["platform"] == platform && c["module"] == module)
+            .unwrap_or_else(|| panic!("{platform}/{module} in {list:?}"))
+            .clone()
+    };
+    let sampled = row("ios", "dictation");
+    assert_eq!(list[0]["id"], sampled["id"], "sorted by the weighted count");
+    assert_eq!(sampled["count"], 8.0);
+    assert_eq!(sampled["raw_count"], 2);
+    assert_eq!(sampled["count_estimated"], true);
+    assert_eq!(sampled["severity"], "error");
+    assert_eq!(sampled["daily"][13]["count"], 8.0);
+    assert_eq!(sampled["daily"][13]["raw_count"], 2);
+    let unsampled = row("android", "dictation");
+    assert_eq!(unsampled["count"], 3.0);
+    assert_eq!(unsampled["count_estimated"], false);
+    assert_eq!(unsampled["severity"], "warn", "3 events stay below 5");
+    assert_eq!(row("android", "keyboard")["count"], 2.0);
+    let stacked = server.admin_get("/api/v1/clusters/timeline").json();
+    let today = &stacked["days"][13];
+    assert_eq!(
+        today["error"].as_f64().unwrap() + today["warn"].as_f64().unwrap(),
+        8.0 + 3.0 + 1.0 + 2.0 + 1.0
+    );
+
+    // Four clusters share a title; each says the platform and module that set it apart.
+    for (platform, module) in [
+        ("ios", "dictation"),
+        ("android", "dictation"),
+        ("ios", "keyboard"),
+        ("android", "keyboard"),
+    ] {
+        let cluster = row(platform, module);
+        assert_eq!(
+            cluster["title"],
+            "recognition_failed: speech/network_timeout"
+        );
+        assert_eq!(
+            cluster["distinguished_by"],
+            json!([{"field": "platform", "value": platform}, {"field": "module", "value": module}])
+        );
+    }
+    let alone = list.iter().find(|c| c["error_code"] == "no_mic").unwrap();
+    assert_eq!(alone["distinguished_by"], json!([]));
+    // Also on one cluster, and whatever the list's filter.
+    let one = server
+        .admin_get(&format!(
+            "/api/v1/clusters/{}",
+            sampled["id"].as_str().unwrap()
+        ))
+        .json();
+    assert_eq!(
+        one["cluster"]["distinguished_by"],
+        sampled["distinguished_by"]
+    );
+    let resolved = patch(
+        &server,
+        sampled["id"].as_str().unwrap(),
+        json!({"status": "resolved"}),
+    );
+    assert_eq!(
+        resolved.json()["distinguished_by"],
+        sampled["distinguished_by"]
+    );
+    let filtered = clusters(&server, "platform=ios");
+    assert_eq!(filtered.len(), 3, "two timeouts and no_mic on ios");
+    for cluster in filtered
+        .iter()
+        .filter(|c| c["error_code"] == "network_timeout")
+    {
+        assert_eq!(cluster["distinguished_by"][0]["value"], "ios");
+    }
+}
+
 #[test]
 fn erasure_takes_the_subject_out_of_its_clusters() {
     let server = TestServer::start(&config(""), &[]);
     server.post_events("", &errors(3, "3.3.0", "timeout", "gone"));
     server.post_events("", &errors(2, "3.3.0", "timeout", "stays"));
     run_pass(&server);
-    assert_eq!(clusters(&server, "")[0]["count"], 5);
+    assert_eq!(clusters(&server, "")[0]["count"], 5.0);
     let resp = request(
         "DELETE",
         &format!("{}/api/v1/subjects/install/gone", server.url),
@@ -252,7 +354,7 @@ fn erasure_takes_the_subject_out_of_its_clusters() {
     );
     assert_eq!(resp.json()["events_removed"], 3);
     let after = &clusters(&server, "")[0];
-    assert_eq!(after["count"], 2);
+    assert_eq!(after["count"], 2.0);
     assert_eq!(after["installs"], 1);
 }
 
@@ -342,7 +444,7 @@ fn alerts_are_signed_retried_and_throttled() {
     assert_eq!(details["event"], "new");
     assert_eq!(details["product"], "app");
     assert_eq!(details["severity"], "error");
-    assert_eq!(details["count"], 6);
+    assert_eq!(details["count"], 6.0);
     assert!(details["url"]
         .as_str()
         .unwrap()

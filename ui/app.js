@@ -13,6 +13,7 @@ import geo from './pages/geo.js';
 import metrics from './pages/metrics.js';
 import clientMetrics from './pages/client-metrics.js';
 import analytics from './pages/analytics.js';
+import dashboard from './pages/dashboard.js';
 import policies from './pages/policies.js';
 import policyBuilder from './pages/policy-builder.js';
 import privacy from './pages/privacy.js';
@@ -25,6 +26,8 @@ const routes = [
   { path: '/clusters/:id', page: cluster },
   { path: '/traces/:id', page: trace },
   { path: '/analytics', page: analytics },
+  { path: '/dashboard', page: dashboard },
+  { path: '/dashboard/:product', page: dashboard },
   { path: '/geo', page: geo },
   { path: '/geo/:country', page: geo },
   { path: '/stats', page: metrics },

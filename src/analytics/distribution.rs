@@ -15,6 +15,7 @@ use crate::search::NO_VALUE;
 const MAX_BINS: usize = 200;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DistributionSpec {
     #[serde(flatten)]
     pub range: Range,

@@ -22,6 +22,7 @@ use crate::timespan::DAY_MS;
 const TOP_ERRORS: usize = 10;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
     /// The event name.
     pub name: String,
@@ -38,6 +39,7 @@ pub enum Unit {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FunnelSpec {
     /// The range the first step happens in; later steps may follow up to `window` after `to`.
     #[serde(flatten)]

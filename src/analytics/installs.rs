@@ -12,6 +12,7 @@ use crate::search::{Scanned, NO_VALUE};
 use crate::timespan::DAY_MS;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActiveSpec {
     #[serde(flatten)]
     pub range: Range,
@@ -214,6 +215,7 @@ impl Period {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionSpec {
     /// Cohorts are the installs first seen in each period starting in the range.
     #[serde(flatten)]

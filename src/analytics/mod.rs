@@ -11,11 +11,13 @@
 //!
 //! - [`stats`]: weighted percentiles, summaries, histograms. [`groups`]: top N and folding.
 //! - [`trend`], [`distribution`], [`funnel`], [`installs`] (active installs and retention).
+//! - [`saved`]: saved queries (a named spec of one product, pinned to its dashboard or not).
 
 mod distribution;
 mod funnel;
 mod groups;
 mod installs;
+pub mod saved;
 mod stats;
 mod trend;
 
@@ -75,6 +77,13 @@ pub enum AnalyticsError {
     /// A member of the spec is missing or wrong.
     #[error("{member}: {reason}")]
     Invalid { member: String, reason: String },
+    /// The spec's JSON has the wrong shape: an unknown member (named in `member`), a missing or
+    /// mistyped one, an unknown kind.
+    #[error("expected an analytics query (see the README): {message}")]
+    Shape {
+        message: String,
+        member: Option<String>,
+    },
     #[error(transparent)]
     Search(#[from] SearchError),
 }
@@ -92,13 +101,14 @@ impl ErrorCode for AnalyticsError {
     fn error_code(&self) -> Code {
         match self {
             AnalyticsError::Invalid { .. } => Code::InvalidParameter,
+            AnalyticsError::Shape { .. } => Code::InvalidBody,
             AnalyticsError::Search(e) => e.error_code(),
         }
     }
 
     fn message(&self) -> String {
         match self {
-            AnalyticsError::Invalid { .. } => self.to_string(),
+            AnalyticsError::Invalid { .. } | AnalyticsError::Shape { .. } => self.to_string(),
             AnalyticsError::Search(e) => e.message(),
         }
     }
@@ -108,9 +118,34 @@ impl ErrorCode for AnalyticsError {
             AnalyticsError::Invalid { member, .. } => {
                 Some(serde_json::json!({ "parameter": member }))
             }
+            AnalyticsError::Shape {
+                member: Some(member),
+                ..
+            } => Some(serde_json::json!({ "member": member })),
+            AnalyticsError::Shape { member: None, .. } => None,
             AnalyticsError::Search(e) => e.details(),
         }
     }
+}
+
+impl Query {
+    /// The query of a JSON spec (its members without `product`). Every spec refuses members it
+    /// does not know, so a misspelt member is an error naming it, never silently ignored.
+    pub fn from_json(spec: serde_json::Value) -> Result<Query, AnalyticsError> {
+        serde_json::from_value(spec).map_err(|e| {
+            let message = e.to_string();
+            AnalyticsError::Shape {
+                member: unknown_member(&message).map(str::to_string),
+                message,
+            }
+        })
+    }
+}
+
+/// The member serde names in its "unknown field `x`, expected ..." error.
+fn unknown_member(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(member, _)| member)
 }
 
 /// An answer; `kind` names the variant.
@@ -214,4 +249,40 @@ fn group_limit(limit: Option<usize>) -> Result<usize, AnalyticsError> {
 /// Whether any weight is not 1 (the figures are estimates).
 fn estimated(weights: &[f64]) -> bool {
     weights.iter().any(|w| *w != 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn member_of(spec: serde_json::Value) -> Option<String> {
+        match Query::from_json(spec) {
+            Err(AnalyticsError::Shape { member, .. }) => member,
+            other => panic!("expected a shape error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_knows_its_members_and_refuses_others() {
+        let known = [
+            json!({"kind": "trend", "measure": "events", "from": "-7d", "to": "now", "q": "x:y",
+                   "bucket": "1h", "group_by": ["platform"], "limit": 5}),
+            json!({"kind": "distribution", "metric": "m", "group_by": [], "limit": 5, "bins": 3}),
+            json!({"kind": "funnel", "steps": [{"name": "a", "q": "x:y"}, {"name": "b"}],
+                   "window": "1h", "per": "session", "breakdown": "platform", "limit": 3}),
+            json!({"kind": "active_installs", "limit": 3}),
+            json!({"kind": "retention", "period": "day", "periods": 4}),
+        ];
+        for spec in known {
+            Query::from_json(spec.clone()).unwrap_or_else(|e| panic!("{spec}: {e}"));
+            let mut typo = spec.clone();
+            typo["colour"] = json!("blue");
+            assert_eq!(member_of(typo).as_deref(), Some("colour"), "{spec}");
+        }
+        let step_typo =
+            json!({"kind": "funnel", "steps": [{"name": "a"}, {"name": "b", "filter": "x"}]});
+        assert_eq!(member_of(step_typo).as_deref(), Some("filter"));
+        assert_eq!(member_of(json!({"kind": "nonsense"})), None);
+    }
 }

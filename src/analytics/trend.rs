@@ -51,6 +51,7 @@ impl Measure {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrendSpec {
     #[serde(flatten)]
     pub range: Range,

@@ -248,14 +248,18 @@ pub fn payload(cluster: &Cluster, change: &Change, ui_base_url: &str) -> Value {
         .map(|(p, c)| format!("{p} ({c})"))
         .collect::<Vec<_>>()
         .join(", ");
+    let count_text = format!(
+        "{}{}",
+        if cluster.is_estimated() { "~" } else { "" },
+        cluster.weighted_count.round()
+    );
     let headline = headline(cluster, change);
     let text = format!(
-        "[{product}] {headline}: <{url}|{title}> ({severity}, {count} events, {installs_text} installs)",
+        "[{product}] {headline}: <{url}|{title}> ({severity}, {count_text} events, {installs_text} installs)",
         product = slack_escape(&cluster.product),
         headline = slack_escape(&headline),
         title = slack_escape(&cluster.title),
         severity = cluster.severity.as_str(),
-        count = cluster.count,
     );
     let field = |title: &str, value: String, short: bool| json!({ "title": title, "value": slack_escape(&value), "short": short });
     let details = match change {
@@ -275,7 +279,7 @@ pub fn payload(cluster: &Cluster, change: &Change, ui_base_url: &str) -> Value {
                 field("Product", cluster.product.clone(), true),
                 field("Severity", cluster.severity.as_str().to_owned(), true),
                 field("Status", cluster.status.as_str().to_owned(), true),
-                field("Events", cluster.count.to_string(), true),
+                field("Events", count_text.clone(), true),
                 field("Installs", installs_text.clone(), true),
                 field("Platforms", platforms_text, true),
                 field("Versions", versions_text, false),
@@ -293,7 +297,9 @@ pub fn payload(cluster: &Cluster, change: &Change, ui_base_url: &str) -> Value {
             "severity": cluster.severity,
             "status": cluster.status.as_str(),
             "escalating": cluster.escalating,
-            "count": cluster.count,
+            "count": cluster.weighted_count,
+            "raw_count": cluster.count,
+            "count_estimated": cluster.is_estimated(),
             "installs": installs,
             "installs_estimated": !exact,
             "app_versions": versions
@@ -415,7 +421,8 @@ mod tests {
         assert_eq!(t["cluster_id"], c.id);
         assert_eq!(t["severity"], "error");
         assert_eq!(t["status"], "open");
-        assert_eq!(t["count"], 8);
+        assert_eq!(t["count"], 8.0);
+        assert_eq!(t["raw_count"], 8);
         assert_eq!(t["installs"], 8);
         assert_eq!(t["installs_estimated"], false);
         assert_eq!(

@@ -5,13 +5,18 @@
 //! Time: counts are bucketed by the event's `timestamp` (skew-corrected at ingest), so late
 //! batches from offline clients land in the hours they happened; regressions look at
 //! `received_at`, so only events stored after a resolution can reopen it.
+//!
+//! Weighting: a sampled event stands for [`weight_of_rate`] events (its effective sample rate,
+//! client × server). The cluster keeps the weighted count beside the stored one, per day and
+//! per hour too; the escalation thresholds, the spike check and "ignore until N more events"
+//! use the weighted counts, rounded to whole events.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model::{Event, Level};
+use crate::model::{weight_of_rate, Event, Level};
 
 use super::escalation::{
     forecast, EscalationRules, DAILY_RETENTION_DAYS, FORECAST_HISTORY_HOURS, HOURLY_RETENTION_HOURS,
@@ -101,7 +106,8 @@ pub enum IgnoreUntil {
     Time {
         until_ms: i64,
     },
-    /// Until `count` more events than the `baseline` count at the time of ignoring.
+    /// Until `count` more (weighted) events than the `baseline` weighted count at the time of
+    /// ignoring.
     MoreEvents {
         count: u64,
         baseline: u64,
@@ -238,7 +244,12 @@ pub struct Cluster {
     /// Event timestamps (ms).
     pub first_seen: i64,
     pub last_seen: i64,
+    /// Events stored.
     pub count: u64,
+    /// Events they stand for (each weighted by 1 / its sample rate). NaN only while a cluster
+    /// stored before weighting is loaded, until [`Cluster::fill_missing_weights`].
+    #[serde(default = "missing_weight")]
+    pub weighted_count: f64,
     /// The event with the latest timestamp, for "latest event" links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_id: Option<Uuid>,
@@ -252,6 +263,12 @@ pub struct Cluster {
     pub daily: BTreeMap<i64, u64>,
     /// Events per hour (key: hour start ms), last [`HOURLY_RETENTION_HOURS`] hours.
     pub hourly: BTreeMap<i64, u64>,
+    /// `daily` weighted.
+    #[serde(default)]
+    pub weighted_daily: BTreeMap<i64, f64>,
+    /// `hourly` weighted.
+    #[serde(default)]
+    pub weighted_hourly: BTreeMap<i64, f64>,
     pub level_seen: Level,
     pub severity: Severity,
     pub escalating: bool,
@@ -269,6 +286,10 @@ pub struct Cluster {
     /// Last `(event version, is newer than in_version)` while resolved (not persisted).
     #[serde(skip)]
     version_check: Option<(String, bool)>,
+}
+
+fn missing_weight() -> f64 {
+    f64::NAN
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
@@ -310,6 +331,9 @@ impl Cluster {
             platforms: BTreeMap::new(),
             daily: BTreeMap::new(),
             hourly: BTreeMap::new(),
+            weighted_count: 0.0,
+            weighted_daily: BTreeMap::new(),
+            weighted_hourly: BTreeMap::new(),
             level_seen: event.level,
             severity: Severity::from_level(event.level),
             escalating: false,
@@ -328,7 +352,9 @@ impl Cluster {
     /// are decided by [`Cluster::evaluate`] once per pass.
     pub fn add(&mut self, event: &Event) {
         let ts = event.timestamp;
+        let weight = weight_of_rate(event.sample_rate);
         self.count += 1;
+        self.weighted_count += weight;
         if ts < self.first_seen {
             self.first_seen = ts;
         }
@@ -354,6 +380,8 @@ impl Cluster {
         );
         *self.daily.entry(day_start(ts)).or_insert(0) += 1;
         *self.hourly.entry(hour_start(ts)).or_insert(0) += 1;
+        *self.weighted_daily.entry(day_start(ts)).or_insert(0.0) += weight;
+        *self.weighted_hourly.entry(hour_start(ts)).or_insert(0.0) += weight;
         if matches!(self.status, Status::Resolved { .. })
             && event.received_at >= self.status_changed_at
         {
@@ -415,6 +443,12 @@ impl Cluster {
             true
         }
         self.count = self.count.saturating_sub(1);
+        let weight = weight_of_rate(event.sample_rate);
+        self.weighted_count = if self.count == 0 {
+            0.0
+        } else {
+            (self.weighted_count - weight).max(self.count as f64)
+        };
         let version = event
             .app_version
             .as_deref()
@@ -425,8 +459,11 @@ impl Cluster {
         }
         let platform = event.platform.as_deref().unwrap_or(UNKNOWN_KEY).to_owned();
         decrement(&mut self.platforms, &platform);
-        decrement(&mut self.daily, &day_start(event.timestamp));
-        decrement(&mut self.hourly, &hour_start(event.timestamp));
+        let (day, hour) = (day_start(event.timestamp), hour_start(event.timestamp));
+        decrement(&mut self.daily, &day);
+        decrement(&mut self.hourly, &hour);
+        take_weight(&mut self.weighted_daily, &self.daily, day, weight);
+        take_weight(&mut self.weighted_hourly, &self.hourly, hour, weight);
         if let Some(install) = event.install_id.as_deref() {
             let hash = stable_hash64(install);
             self.installs.remove(hash);
@@ -453,29 +490,57 @@ impl Cluster {
             )
     }
 
-    /// `(events, installs, installs_exact)` in the `window_hours` before `now` (every hour
+    /// `(weighted events, installs, installs_exact)` in the `window_hours` before `now` (every hour
     /// bucket overlapping the window, so between `window_hours` and `window_hours + 1` hours).
     pub fn window_counts(&self, window_hours: u32, now_ms: i64) -> (u64, u64, bool) {
         let start = hour_start(now_ms - i64::from(window_hours) * HOUR_MS);
-        let events = self.hourly.range(start..).map(|(_, c)| *c).sum();
+        let events = self
+            .weighted_hourly
+            .range(start..)
+            .map(|(_, w)| w)
+            .sum::<f64>()
+            .round() as u64;
         let (installs, exact) = self.recent_installs.count_since(hour_index(start));
         (events, installs, exact)
     }
 
+    /// The weighted events of the hour starting at `hour`, rounded.
+    fn weighted_hour(&self, hour: i64) -> u64 {
+        self.weighted_hourly
+            .get(&hour)
+            .map_or(0, |w| w.round() as u64)
+    }
+
+    /// A cluster stored before weighting has no weighted counts: each stored event stands for
+    /// one (what the counts meant then). Call on every cluster read from the store.
+    pub fn fill_missing_weights(&mut self) {
+        if self.weighted_count.is_nan() {
+            self.weighted_count = self.count as f64;
+            self.weighted_daily = self.daily.iter().map(|(k, c)| (*k, *c as f64)).collect();
+            self.weighted_hourly = self.hourly.iter().map(|(k, c)| (*k, *c as f64)).collect();
+        }
+    }
+
+    /// Whether the weighted counts differ from the stored ones (some events were sampled).
+    pub fn is_estimated(&self) -> bool {
+        self.weighted_count != self.count as f64
+    }
+
     /// The spike check: the current hour, then the previous (complete) one, against the
-    /// forecast from the 168 hours before it. Returns `(hourly count, forecast)`.
+    /// forecast from the 168 hours before it, on weighted counts. Returns `(hourly count,
+    /// forecast)`.
     pub fn spike(&self, rules: &EscalationRules, now_ms: i64) -> Option<(u64, f64)> {
         let current = hour_start(now_ms);
         let first_hour = hour_start(self.first_seen);
         for hour in [current, current - HOUR_MS] {
-            let count = self.hourly.get(&hour).copied().unwrap_or(0);
+            let count = self.weighted_hour(hour);
             if count == 0 || count < rules.spike_min_events {
                 continue;
             }
             let history_start = hour - FORECAST_HISTORY_HOURS * HOUR_MS;
             let mut history = [0u64; FORECAST_HISTORY_HOURS as usize];
-            for (start, c) in self.hourly.range(history_start..hour) {
-                history[((start - history_start) / HOUR_MS) as usize] = *c;
+            for (start, w) in self.weighted_hourly.range(history_start..hour) {
+                history[((start - history_start) / HOUR_MS) as usize] = w.round() as u64;
             }
             let observed = if first_hour <= history_start {
                 FORECAST_HISTORY_HOURS as usize
@@ -499,6 +564,7 @@ impl Cluster {
             .is_some_and(|(k, _)| *k < hourly_cutoff)
         {
             self.hourly = self.hourly.split_off(&hourly_cutoff);
+            self.weighted_hourly = self.weighted_hourly.split_off(&hourly_cutoff);
         }
         let daily_cutoff = day_start(now_ms) - DAILY_RETENTION_DAYS * DAY_MS;
         if self
@@ -507,6 +573,7 @@ impl Cluster {
             .is_some_and(|(k, _)| *k < daily_cutoff)
         {
             self.daily = self.daily.split_off(&daily_cutoff);
+            self.weighted_daily = self.weighted_daily.split_off(&daily_cutoff);
         }
         self.recent_installs.prune(hour_index(hourly_cutoff));
         cap_versions(&mut self.app_versions);
@@ -527,7 +594,7 @@ impl Cluster {
                 IgnoreUntil::Forever => false,
                 IgnoreUntil::Time { until_ms } => now_ms >= *until_ms,
                 IgnoreUntil::MoreEvents { count, baseline } => {
-                    self.count.saturating_sub(*baseline) >= *count
+                    self.weighted_count - *baseline as f64 >= *count as f64
                 }
                 IgnoreUntil::MoreInstalls { count, baseline } => {
                     self.installs.estimate().0.saturating_sub(*baseline) >= *count
@@ -649,7 +716,7 @@ impl Cluster {
                 } else if let Some(count) = more_events {
                     IgnoreUntil::MoreEvents {
                         count: positive("more_events", count)?,
-                        baseline: self.count,
+                        baseline: self.weighted_count.round() as u64,
                     }
                 } else if let Some(count) = more_installs {
                     IgnoreUntil::MoreInstalls {
@@ -705,6 +772,25 @@ fn positive(field: &'static str, count: u64) -> Result<u64, ClusterError> {
         return Err(ClusterError::invalid(field, "must be at least 1"));
     }
     Ok(count)
+}
+
+/// Takes `weight` out of the weighted bucket `key`, dropping it with its stored bucket.
+fn take_weight(
+    weighted: &mut BTreeMap<i64, f64>,
+    stored: &BTreeMap<i64, u64>,
+    key: i64,
+    weight: f64,
+) {
+    match stored.get(&key) {
+        None => {
+            weighted.remove(&key);
+        }
+        Some(count) => {
+            if let Some(w) = weighted.get_mut(&key) {
+                *w = (*w - weight).max(*count as f64);
+            }
+        }
+    }
 }
 
 /// Keeps the [`MAX_VERSIONS`] most frequent versions; the rest are summed into [`OTHER_KEY`].

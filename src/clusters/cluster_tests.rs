@@ -592,3 +592,72 @@ fn erasure_takes_an_install_back_out() {
     assert!(!c.daily.contains_key(&crate::timespan::day_start(now)));
     assert_eq!(c.hourly.values().sum::<u64>(), 1);
 }
+
+#[test]
+fn sampled_events_count_weighted_towards_thresholds() {
+    let rules = EscalationRules::default();
+    let now = T0 + 10 * DAY_MS;
+    let sampled = |ts: i64, rate: f64| {
+        let mut e = ev(ts, "1.0.0", "a", Level::Warn);
+        e.sample_rate = rate;
+        e
+    };
+    let mut c = new_cluster(&sampled(now - 2 * HOUR_MS, 0.1));
+    assert_eq!(c.evaluate(&rules, now), vec![Change::New]);
+    // 9 more events sampled at 10 %: 10 stored stand for 100, the error threshold.
+    for _ in 0..8 {
+        c.add(&sampled(now - 2 * HOUR_MS, 0.1));
+    }
+    assert_eq!((c.count, c.weighted_count), (9, 90.0));
+    assert!(c.evaluate(&rules, now).is_empty());
+    let last = sampled(now - HOUR_MS, 0.1);
+    c.add(&last);
+    assert_eq!(c.window_counts(24, now).0, 100);
+    assert!(c.is_estimated());
+    assert_eq!(
+        c.evaluate(&rules, now),
+        vec![Change::Escalated {
+            from: Severity::Warn,
+            to: Severity::Error
+        }]
+    );
+    assert_eq!(
+        c.weighted_daily[&crate::timespan::day_start(now - HOUR_MS)],
+        100.0
+    );
+    assert_eq!(c.weighted_hourly[&(now - HOUR_MS)], 10.0);
+
+    // Ignoring until 15 more events: two sampled events at 10 % are 20.
+    c.set_status(status(r#"{"status":"ignored","more_events":15}"#), now)
+        .unwrap();
+    c.add(&sampled(now, 0.1));
+    assert!(c.evaluate(&rules, now).is_empty());
+    c.add(&sampled(now, 0.1));
+    assert_eq!(c.evaluate(&rules, now), vec![Change::Unignored]);
+
+    // An erasure takes an event's weight out with it.
+    c.remove(&last);
+    assert_eq!((c.count, c.weighted_count), (11, 110.0));
+    assert_eq!(c.weighted_hourly.get(&(now - HOUR_MS)), None);
+}
+
+#[test]
+fn clusters_stored_before_weighting_count_each_event_once() {
+    let mut c = new_cluster(&ev(T0, "1.0.0", "a", Level::Warn));
+    add_n(&mut c, 4, T0 + HOUR_MS, "1.0.0", "b");
+    let mut stored = serde_json::to_value(&c).unwrap();
+    for member in ["weighted_count", "weighted_daily", "weighted_hourly"] {
+        stored.as_object_mut().unwrap().remove(member);
+    }
+    let mut loaded: Cluster = serde_json::from_value(stored).unwrap();
+    assert!(loaded.weighted_count.is_nan());
+    loaded.fill_missing_weights();
+    assert_eq!(loaded.weighted_count, 5.0);
+    assert_eq!(loaded.weighted_hourly[&(T0 + HOUR_MS)], 4.0);
+    assert_eq!(loaded.weighted_daily[&T0], 5.0);
+    assert!(!loaded.is_estimated());
+    // A cluster that has its weights keeps them.
+    let mut kept: Cluster = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+    kept.fill_missing_weights();
+    assert_eq!(kept.weighted_count, 5.0);
+}

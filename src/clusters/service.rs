@@ -343,7 +343,11 @@ impl Clusters {
             .filter(|c| filter.matches(c))
             .collect();
         match filter.sort.as_deref() {
-            Some("count") => matching.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id))),
+            Some("count") => matching.sort_by(|a, b| {
+                b.weighted_count
+                    .total_cmp(&a.weighted_count)
+                    .then(a.id.cmp(&b.id))
+            }),
             Some("installs") => matching.sort_by(|a, b| {
                 b.installs
                     .estimate()
@@ -354,17 +358,39 @@ impl Clusters {
             _ => matching.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id))),
         }
         let total = matching.len();
+        let mut same_title: HashMap<(&str, &str), Vec<&Cluster>> = HashMap::new();
+        for cluster in map.values() {
+            same_title
+                .entry((&cluster.product, &cluster.title))
+                .or_default()
+                .push(cluster);
+        }
         let page = matching
             .into_iter()
             .skip(filter.offset.unwrap_or(0))
             .take(filter.limit.unwrap_or(50).clamp(1, 500))
-            .map(|c| ClusterView::of(c, 14))
+            .map(|c| {
+                let mut view = ClusterView::of(c, 14);
+                view.distinguished_by = distinctions(c, &same_title[&(&*c.product, &*c.title)]);
+                view
+            })
             .collect();
         (page, total)
     }
 
-    /// Events per day over the last `days` of the products in `scope`, stacked by severity (for
-    /// the clusters timeline).
+    /// [`distinctions`] of a cluster among the clusters of its product with its title.
+    pub fn distinctions_of(&self, cluster: &Cluster) -> Vec<Distinction> {
+        let map = self.snapshot();
+        let same_title: Vec<&Cluster> = map
+            .values()
+            .map(Arc::as_ref)
+            .filter(|c| c.product == cluster.product && c.title == cluster.title)
+            .collect();
+        distinctions(cluster, &same_title)
+    }
+
+    /// Weighted events per day over the last `days` of the products in `scope`, stacked by
+    /// severity (for the clusters timeline).
     pub fn timeline(&self, scope: &Scope, days: i64) -> Vec<SeverityDay> {
         let map = self.snapshot();
         let first = day_start(now_ms()) - (days - 1) * DAY_MS;
@@ -375,7 +401,7 @@ impl Clusters {
             })
             .collect();
         for cluster in map.values().filter(|c| scope.allows(&c.product)) {
-            for (day, count) in cluster.daily.range(first..) {
+            for (day, count) in cluster.weighted_daily.range(first..) {
                 let slot = ((day - first) / DAY_MS) as usize;
                 if let Some(day) = out.get_mut(slot) {
                     match cluster.severity {
@@ -460,18 +486,64 @@ impl ListFilter {
     }
 }
 
+/// Weighted events of one day by severity.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SeverityDay {
     pub day_ms: i64,
-    pub warn: u64,
-    pub error: u64,
-    pub fatal: u64,
+    pub warn: f64,
+    pub error: f64,
+    pub fatal: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DayCount {
     pub day_ms: i64,
-    pub count: u64,
+    /// Weighted events.
+    pub count: f64,
+    /// Events stored.
+    pub raw_count: u64,
+}
+
+/// One dimension that sets a cluster apart from others with its title, and its value there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Distinction {
+    /// `platform`, `channel`, `module`, `error_domain`, `error_code`, or `fingerprint` when
+    /// none of those differ (a title cut short, say).
+    pub field: &'static str,
+    /// The cluster's value (null: the events had none).
+    pub value: Option<String>,
+}
+
+/// What sets `cluster` apart from the other clusters in `same_title` (the clusters of its
+/// product with its title, itself included): each fingerprint dimension whose value differs
+/// among them, with the cluster's value. Empty when no other cluster has the title.
+pub fn distinctions(cluster: &Cluster, same_title: &[&Cluster]) -> Vec<Distinction> {
+    if same_title.iter().all(|c| c.id == cluster.id) {
+        return Vec::new();
+    }
+    type Dimension = (&'static str, fn(&Cluster) -> Option<&str>);
+    const DIMENSIONS: [Dimension; 5] = [
+        ("platform", |c| c.platform.as_deref()),
+        ("channel", |c| c.channel.as_deref()),
+        ("module", |c| c.module.as_deref()),
+        ("error_domain", |c| c.error_domain.as_deref()),
+        ("error_code", |c| c.error_code.as_deref()),
+    ];
+    let differing: Vec<Distinction> = DIMENSIONS
+        .iter()
+        .filter(|(_, value)| same_title.iter().any(|c| value(c) != value(cluster)))
+        .map(|(field, value)| Distinction {
+            field,
+            value: value(cluster).map(str::to_string),
+        })
+        .collect();
+    if differing.is_empty() {
+        return vec![Distinction {
+            field: "fingerprint",
+            value: Some(cluster.id.chars().take(8).collect()),
+        }];
+    }
+    differing
 }
 
 /// A cluster as the API shows it.
@@ -494,7 +566,12 @@ pub struct ClusterView {
     pub ignore: Option<IgnoreUntil>,
     pub status_changed_at: i64,
     pub escalating: bool,
-    pub count: u64,
+    /// Weighted events: what the stored ones stand for (1 / sample rate each).
+    pub count: f64,
+    /// Events stored.
+    pub raw_count: u64,
+    /// Whether `count` is an estimate (some events were sampled).
+    pub count_estimated: bool,
     pub installs: u64,
     pub installs_estimated: bool,
     pub app_versions: BTreeMap<String, u64>,
@@ -503,6 +580,9 @@ pub struct ClusterView {
     pub last_seen: i64,
     pub last_event_id: Option<uuid::Uuid>,
     pub daily: Vec<DayCount>,
+    /// What sets it apart from other clusters of its product with the same title (empty when
+    /// its title is its own).
+    pub distinguished_by: Vec<Distinction>,
 }
 
 impl ClusterView {
@@ -515,7 +595,8 @@ impl ClusterView {
                 let day_ms = first + i * DAY_MS;
                 DayCount {
                     day_ms,
-                    count: c.daily.get(&day_ms).copied().unwrap_or(0),
+                    count: c.weighted_daily.get(&day_ms).copied().unwrap_or(0.0),
+                    raw_count: c.daily.get(&day_ms).copied().unwrap_or(0),
                 }
             })
             .collect();
@@ -540,7 +621,9 @@ impl ClusterView {
             ignore,
             status_changed_at: c.status_changed_at,
             escalating: c.escalating,
-            count: c.count,
+            count: c.weighted_count,
+            raw_count: c.count,
+            count_estimated: c.is_estimated(),
             installs,
             installs_estimated: !exact,
             app_versions: c.app_versions.clone(),
@@ -549,6 +632,58 @@ impl ClusterView {
             last_seen: c.last_seen,
             last_event_id: c.last_event_id,
             daily,
+            distinguished_by: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clusters::fingerprint;
+    use crate::clusters::fingerprint::tests::event;
+    use crate::model::Level;
+
+    fn cluster(edit: impl FnOnce(&mut Event)) -> Cluster {
+        let mut e = event("recognition_failed", Level::Error, Some("timeout"), "x");
+        edit(&mut e);
+        Cluster::new(&e, &fingerprint(&e).unwrap())
+    }
+
+    #[test]
+    fn distinctions_name_only_the_dimensions_that_differ() {
+        let ios = cluster(|_| {});
+        let android = cluster(|e| e.platform = Some("android".into()));
+        let no_channel = cluster(|e| e.channel = None);
+        let same_title = [&ios, &android, &no_channel];
+        assert_eq!(ios.title, android.title);
+        let fields = |c: &Cluster| -> Vec<(&'static str, Option<String>)> {
+            distinctions(c, &same_title)
+                .into_iter()
+                .map(|d| (d.field, d.value))
+                .collect()
+        };
+        assert_eq!(
+            fields(&no_channel),
+            [("platform", Some("ios".into())), ("channel", None)]
+        );
+        assert_eq!(
+            fields(&android),
+            [
+                ("platform", Some("android".into())),
+                ("channel", Some("keyboard".into()))
+            ]
+        );
+        assert_eq!(distinctions(&ios, &[&ios]), []);
+        // A title cut short can hide what differs: the fingerprint's start tells them apart.
+        let mut twin = cluster(|_| {});
+        twin.id = "0123456789abcdef0123456789abcdef".into();
+        assert_eq!(
+            distinctions(&twin, &[&ios, &twin]),
+            [Distinction {
+                field: "fingerprint",
+                value: Some("01234567".into())
+            }]
+        );
     }
 }

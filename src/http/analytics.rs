@@ -1,22 +1,24 @@
 //! `POST /api/v1/analytics/query`: the HTTP adapter of [`crate::analytics`] — reads the JSON
 //! spec, picks the product within the caller's scope and runs the query off the async threads.
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-
 use crate::analytics::{self, Context, Query};
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::model::now_ms;
 use crate::AppState;
+use actix_web::{web, HttpResponse};
 
-#[derive(Deserialize)]
-pub struct QueryBody {
-    /// Required unless the caller sees one product.
-    product: Option<String>,
-    #[serde(flatten)]
-    query: Query,
+/// The body: the spec's members plus `product` (required unless the caller sees one product).
+fn query_body(body: &[u8]) -> Result<(Option<String>, Query), ApiError> {
+    let mut spec: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::json_body(e, "an analytics query (see the README)"))?;
+    let product = match spec.remove("product") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(product)) => Some(product),
+        Some(_) => return Err(ApiError::invalid_parameter("product", "must be a string")),
+    };
+    Ok((product, Query::from_json(spec.into())?))
 }
 
 /// Runs one analytics query for any admin or viewer token, on a product it sees.
@@ -25,9 +27,8 @@ pub async fn query(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: QueryBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::json_body(e, "an analytics query (see the README)"))?;
-    let product = caller.one_product(body.product.as_deref(), state.products.ids())?;
+    let (product, query) = query_body(&body)?;
+    let product = caller.one_product(product.as_deref(), state.products.ids())?;
     let min_group_installs = state
         .products
         .get(&product)
@@ -43,7 +44,7 @@ pub async fn query(
             min_group_installs,
             now_ms: now_ms(),
         };
-        Ok(analytics::run(&context, &body.query)?)
+        Ok(analytics::run(&context, &query)?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(answer))

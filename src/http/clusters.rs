@@ -63,7 +63,9 @@ fn view(state: &AppState, caller: &Caller, id: &str, days: i64) -> Result<Cluste
         .get(id)
         .ok_or_else(|| ApiError::NotFound(not_found()))?;
     caller.check_product(&cluster.product, not_found)?;
-    Ok(ClusterView::of(&cluster, days))
+    let mut view = ClusterView::of(&cluster, days);
+    view.distinguished_by = state.clusters.distinctions_of(&cluster);
+    Ok(view)
 }
 
 /// `GET /api/v1/clusters/{id}`: the cluster with its 30-day daily counts and recent events.
@@ -123,7 +125,11 @@ pub async fn patch(
         .map_err(|e| ApiError::invalid_parameter("body", e.to_string()))?;
     let st = state.clone();
     let id = id.into_inner();
-    let updated = blocking(move || Ok(st.clusters.set_status(&id, request, &caller.name)?)).await?;
+    let mut updated =
+        blocking(move || Ok(st.clusters.set_status(&id, request, &caller.name)?)).await?;
+    if let Some(cluster) = state.clusters.get(&updated.id) {
+        updated.distinguished_by = state.clusters.distinctions_of(&cluster);
+    }
     Ok(HttpResponse::Ok().json(updated))
 }
 

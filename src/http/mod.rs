@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod ops;
 pub mod otlp_metrics;
 pub mod policies;
+pub mod saved_queries;
 pub mod search;
 pub mod series;
 pub mod stats;
@@ -105,6 +106,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/api/v1/stats/history").route(web::get().to(stats::history)))
             .service(resource("/api/v1/whoami").route(web::get().to(stats::whoami)))
             .service(resource("/api/v1/analytics/query").route(web::post().to(analytics::query)))
+            .service(
+                resource("/api/v1/analytics/saved")
+                    .route(web::get().to(saved_queries::list))
+                    .route(web::post().to(saved_queries::create)),
+            )
+            .service(
+                resource("/api/v1/analytics/saved/{id}")
+                    .route(web::get().to(saved_queries::get))
+                    .route(web::patch().to(saved_queries::update))
+                    .route(web::delete().to(saved_queries::delete)),
+            )
             .service(resource("/api/v1/metrics/names").route(web::get().to(series::names)))
             .service(resource("/api/v1/metrics/query").route(web::get().to(series::query)))
             .service(

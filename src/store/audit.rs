@@ -1,4 +1,4 @@
-//! The audit log: every admin write (erasures, policy and cluster changes) and every sensitive
+//! The audit log: every admin write (erasures, policy, cluster and saved-query changes) and every sensitive
 //! admin read or operation (exports, backups, purges, clustering runs) with time, token name,
 //! action, target, the products it concerned and result, in a redb table. Subject ids are
 //! never written: erasures and subject exports record a salted hash of the id, with a salt kept

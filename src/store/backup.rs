@@ -50,6 +50,7 @@ const TABLES: &[&dyn TableCopy] = &[
     &crate::store::audit::AUDIT,
     &crate::store::audit::KV,
     &crate::store::policies::POLICIES,
+    &crate::store::saved_queries::SAVED_QUERIES,
     &crate::store::clusters::CLUSTERS,
     &crate::series::store::METRICS,
     &crate::series::store::SERIES_KEYS,

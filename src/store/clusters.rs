@@ -22,8 +22,9 @@ impl Store {
         let mut out = HashMap::new();
         for row in table.iter()? {
             let (id, bytes) = row?;
-            let cluster: Cluster = serde_json::from_slice(bytes.value())
+            let mut cluster: Cluster = serde_json::from_slice(bytes.value())
                 .map_err(|e| StoreError::Codec(e.to_string()))?;
+            cluster.fill_missing_weights();
             out.insert(id.value().to_string(), cluster);
         }
         Ok(out)

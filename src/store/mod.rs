@@ -9,6 +9,7 @@ pub mod clusters;
 pub mod delete;
 pub mod ids;
 pub mod policies;
+pub mod saved_queries;
 pub mod subscribers;
 pub mod vacuum;
 pub mod writer;
@@ -292,6 +293,7 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(audit::AUDIT)?;
     txn.open_table(audit::KV)?;
     txn.open_table(policies::POLICIES)?;
+    txn.open_table(saved_queries::SAVED_QUERIES)?;
     txn.open_table(clusters::CLUSTERS)?;
     crate::series::store::create_tables(&txn)?;
     txn.commit()?;

@@ -2,7 +2,9 @@
 // rejected token; a token scoped to one product sees only it (product picker, cards); every page shows the data the API has (texts and counts); search narrows;
 // rows expand; links lead to the cluster and the install; a trace sent through the native
 // ingest API is a waterfall with the API's figures and is reached from the Events page;
-// resolving a cluster; a policy built in the builder is served by /api/v1/config; an erasure
+// resolving a cluster; clusters sharing a title say what sets them apart; each analytics kind;
+// a saved query is a link and a dashboard tile with the API's figures, renamed, unpinned and
+// deleted; a policy built in the builder is served by /api/v1/config; an erasure
 // empties the Events page; narrow screen, dark theme, keyboard; a web app's page on another
 // origin sends events with fetch and sendBeacon and is refused admin calls (CORS); page timings;
 // nothing requested from elsewhere.
@@ -35,6 +37,11 @@ async function until(what, fn, timeout = 10_000) {
 async function cardValue(tab, key) {
   return tab.text(`[data-card="${key}"] .value`);
 }
+
+/** A cluster's weighted count as the UI shows it (ui/pages/clusters.js countText). */
+const clusterCount = (c) => `${c.count_estimated ? '~' : ''}${fmt(Math.round(c.count))}`;
+/** What sets a cluster apart from those sharing its title (ui/pages/clusters.js distinctionText). */
+const distinction = (c) => c.distinguished_by.map((d) => `${{ error_domain: 'domain', error_code: 'code' }[d.field] || d.field} ${d.value ?? '(none)'}`).join(' · ');
 
 export const specs = [
   ['sign-in: a wrong token is refused, the admin signs in, sees who they are, and signs out', async (t) => {
@@ -344,7 +351,7 @@ export const specs = [
     const titles = await tab.page.locator('.cluster-row .cluster-title').allInnerTexts();
     assert.deepEqual(titles, r.clusters.map((c) => c.title));
     const first = tab.page.locator('.cluster-row').first();
-    assert.equal(await first.locator('td:nth-child(4)').innerText(), fmt(r.clusters[0].count));
+    assert.equal(await first.locator('td:nth-child(4)').innerText(), clusterCount(r.clusters[0]));
     assert.equal(await first.getAttribute('data-status'), r.clusters[0].status);
     assert.ok(await tab.page.locator('#clusters-timeline svg rect').count() > 0, 'the timeline has bars');
     assert.ok(await first.locator('svg.sparkline rect').count() >= 14, 'a sparkline of 14 days');
@@ -378,7 +385,7 @@ export const specs = [
     await tab.visit(`/clusters/${t.cluster.id}`);
     const { cluster, samples } = await t.api(`/api/v1/clusters/${t.cluster.id}`);
     assert.equal(await tab.text('#cluster-title'), cluster.title);
-    assert.equal(await cardValue(tab, 'count'), fmt(cluster.count));
+    assert.equal(await cardValue(tab, 'count'), clusterCount(cluster));
     assert.equal(await tab.page.locator('.event-row').count(), samples.length);
     assert.ok(await tab.page.locator('svg.chart rect').count() > 0);
     await tab.shot('09-cluster');
@@ -437,6 +444,97 @@ export const specs = [
     const retention = await run({ kind: 'retention', period: 'week' });
     assert.deepEqual(await column(1), retention.cohorts.map((c) => round(c.installs)));
     await tab.shot('13c-analytics-retention');
+  }],
+
+  ['clusters: clusters that share a title say what sets them apart, beside the weighted counts of the API', async (t) => {
+    const tab = t.admin;
+    await tab.nav('Clusters');
+    const r = await t.api('/api/v1/clusters?limit=25');
+    const shared = r.clusters.filter((c) => c.distinguished_by.length > 0);
+    assert.ok(shared.length >= 2, 'the demo data has clusters sharing a title');
+    for (const c of r.clusters) {
+      const row = tab.page.locator(`.cluster-row[data-id="${c.id}"]`);
+      assert.equal(await row.locator('.cluster-count').innerText(), clusterCount(c), c.title);
+      assert.equal(await row.locator('.cluster-distinction').count(), c.distinguished_by.length ? 1 : 0, c.title);
+      if (c.distinguished_by.length) assert.equal(await row.locator('.cluster-distinction').innerText(), distinction(c));
+    }
+    // Rows with the same title read differently.
+    const byTitle = new Map();
+    for (const c of shared) byTitle.set(c.title, [...(byTitle.get(c.title) || []), c]);
+    for (const group of [...byTitle.values()].filter((g) => g.length > 1)) {
+      const texts = await Promise.all(group.map((c) => tab.text(`.cluster-row[data-id="${c.id}"] .cluster-distinction`)));
+      assert.equal(new Set(texts).size, texts.length, `${group[0].title}: ${texts}`);
+    }
+    await tab.visit(`/clusters/${shared[0].id}`);
+    assert.equal(await tab.text('#cluster-distinction'), distinction(shared[0]));
+    await tab.shot('09b-clusters-distinguished');
+  }],
+
+  ['analytics: a query saved by name is a link, pinned to the product dashboard with the API figures, renamed, unpinned and deleted', async (t) => {
+    const tab = t.admin;
+    const NAME = 'Dictation events by platform';
+    await tab.nav('Analytics');
+    await tab.page.selectOption('#analytics-form select[name="product"]', 'dictation-app');
+    await tab.page.click('#analytics-form [data-range="-30d"]');
+    await tab.page.selectOption('#analytics-form select[name="kind"]', 'trend');
+    await tab.page.fill('#analytics-form input[name="group1"]', 'platform');
+    await tab.page.click('#analytics-run');
+    await tab.page.waitForSelector('#analytics-table tbody tr');
+    await tab.page.click('#analytics-save');
+    await tab.page.fill('dialog input[name="name"]', NAME);
+    await tab.page.locator('dialog').getByRole('button', { name: 'Save', exact: true }).click();
+    await until('the saved query', async () => (await tab.page.locator('#analytics-saved-name').count()) === 1);
+    assert.equal(await tab.text('#analytics-saved-name'), NAME);
+    const mine = (await t.api('/api/v1/analytics/saved?product=dictation-app')).saved.find((q) => q.name === NAME);
+    assert.ok(mine && mine.pinned, 'saved and pinned by default');
+    assert.deepEqual(mine.query, { kind: 'trend', from: '-30d', measure: 'events', bucket: '1d', group_by: ['platform'] });
+    assert.match(tab.page.url(), new RegExp(`saved=${mine.id}`), 'the saved query is in the address');
+    const answer = await t.api('/api/v1/analytics/query', { method: 'POST', body: { ...mine.query, product: 'dictation-app' } });
+    const round = (v) => fmt(Math.round(v * 100) / 100);
+    const column = (selector, n) => tab.page.locator(`${selector} tbody tr`).evaluateAll((trs, i) => trs.map((tr) => tr.children[i].textContent), n);
+
+    // The link, opened afresh, builds the query in the form and runs it.
+    await tab.load(`/analytics?saved=${mine.id}`);
+    assert.equal(await tab.page.inputValue('#analytics-form select[name="kind"]'), 'trend');
+    assert.equal(await tab.page.inputValue('#analytics-form input[name="group1"]'), 'platform');
+    assert.equal(await tab.text('#analytics-saved-name'), NAME);
+    assert.deepEqual(await column('#analytics-table', 1), answer.series[0].values.map(round));
+
+    // The product's dashboard shows it with the API's figures, and links back to it.
+    await tab.nav('Dashboard');
+    await tab.visit('/dashboard/dictation-app');
+    const tileSelector = `.dashboard-tile[data-saved-id="${mine.id}"]`;
+    assert.equal(await tab.text(`${tileSelector} h2`), NAME);
+    assert.deepEqual(await column(tileSelector, 1), answer.series[0].values.map(round));
+    assert.ok(await tab.page.locator(`${tileSelector} svg`).count() > 0, 'the tile has its chart');
+    await tab.shot('13d-dashboard');
+    await tab.page.locator(`${tileSelector} h2 a`).click();
+    await tab.waitRoute('/analytics');
+    assert.equal(await tab.text('#analytics-saved-name'), NAME);
+
+    // A viewer opens the link too, with nothing to change.
+    const viewer = await t.newTab();
+    await viewer.signIn(VIEWER_TOKEN);
+    await viewer.visit(`/analytics?saved=${mine.id}`);
+    assert.equal(await viewer.text('#analytics-saved-name'), NAME);
+    assert.equal(await viewer.page.locator('#analytics-save, #analytics-rename, #analytics-delete').count(), 0);
+    await viewer.close();
+
+    // Rename, unpin (it leaves the dashboard), delete.
+    await tab.page.bringToFront();
+    await tab.page.click('#analytics-rename');
+    await tab.page.fill('dialog input[name="name"]', `${NAME} (renamed)`);
+    await tab.page.locator('dialog').getByRole('button', { name: 'Rename' }).click();
+    await until('the new name', async () => (await tab.text('#analytics-saved-name')) === `${NAME} (renamed)`);
+    assert.equal((await t.api(`/api/v1/analytics/saved/${mine.id}`)).name, `${NAME} (renamed)`);
+    await tab.page.click('#analytics-pin');
+    await until('the unpinned query', async () => (await t.api(`/api/v1/analytics/saved/${mine.id}`)).pinned === false);
+    await tab.visit('/dashboard/dictation-app');
+    assert.equal(await tab.page.locator(tileSelector).count(), 0);
+    await tab.visit(`/analytics?saved=${mine.id}`);
+    await tab.page.click('#analytics-delete');
+    await tab.page.locator('dialog').getByRole('button', { name: 'Delete' }).click();
+    await until('the deleted query', async () => !(await t.api('/api/v1/analytics/saved?product=dictation-app')).saved.some((q) => q.id === mine.id));
   }],
 
   ['geo: countries as bars and a table, and a drill-down to regions', async (t) => {

@@ -8,7 +8,7 @@ import { fmtNumber, fmtRelative, fmtTime, fmtDay } from '../lib/format.js';
 import { stackedBars, hbars } from '../lib/chart.js';
 import { eventsTable } from '../lib/events-table.js';
 import { statusBadge, clusterActions, describeIgnore } from '../lib/cluster-actions.js';
-import { installsText } from './clusters.js';
+import { installsText, countText, distinctionText } from './clusters.js';
 import { badge, panel, card, errorState, loadingState, emptyState, flash } from '../lib/ui.js';
 
 function shares(map, title) {
@@ -37,6 +37,7 @@ export default {
         h('div', { class: 'page-head' },
           h('div', {},
             h('h1', { id: 'cluster-title' }, c.title),
+            distinctionText(c) ? h('p', { class: 'cluster-distinction', id: 'cluster-distinction' }, distinctionText(c)) : null,
             h('div', { class: 'row' }, badge(`level-${c.severity}`, c.severity), statusBadge(c),
               c.status === 'ignored' ? h('span', { class: 'muted small' }, describeIgnore(c.ignore)) : null,
               c.resolved_in_version ? h('span', { class: 'muted small' }, `resolved in ${c.resolved_in_version}`) : null,
@@ -45,7 +46,7 @@ export default {
             h('a', { class: 'button ghost', href: `/events${query({ fingerprint: c.id, from: 'all' })}`, id: 'cluster-events-link' }, 'All its events'),
             clusterActions(c, changed, (e) => notices.prepend(errorState(e))))),
         h('div', { class: 'cards' },
-          card('Events', fmtNumber(c.count), null, 'count'),
+          card('Events', countText(c), c.count_estimated ? `estimated from ${fmtNumber(c.raw_count)} stored (sampled)` : null, 'count'),
           card('Installs', installsText(c), c.installs_estimated ? 'estimated' : null, 'installs'),
           card('First seen', fmtRelative(c.first_seen), fmtTime(c.first_seen), 'first_seen'),
           card('Last seen', fmtRelative(c.last_seen), fmtTime(c.last_seen), 'last_seen')),

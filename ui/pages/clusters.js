@@ -1,6 +1,7 @@
 // Clusters: the 14-day timeline of clustered errors by severity, and the cluster list with
-// severity, status, title, count, installs, versions, last seen and a daily sparkline;
-// filters and sorting in the URL, paging, and resolve / ignore / reopen for admins.
+// severity, status, title (with what sets it apart from clusters sharing it), weighted count,
+// installs, versions, last seen and a daily sparkline; filters and sorting in the URL, paging,
+// and resolve / ignore / reopen for admins.
 
 import { h } from '../lib/dom.js';
 import { api, query } from '../lib/api.js';
@@ -22,6 +23,18 @@ export function topVersions(map, n = 3) {
 
 export function installsText(cluster) {
   return `${cluster.installs_estimated ? '~' : ''}${fmtNumber(cluster.installs)}`;
+}
+
+/** The weighted event count, `~` when sampling makes it an estimate. */
+export function countText(cluster) {
+  return `${cluster.count_estimated ? '~' : ''}${fmtNumber(Math.round(cluster.count))}`;
+}
+
+const DIMENSION_LABELS = { error_domain: 'domain', error_code: 'code' };
+/** What sets a cluster apart from the clusters sharing its title ('' when none do). */
+export function distinctionText(cluster) {
+  return (cluster.distinguished_by || [])
+    .map((d) => `${DIMENSION_LABELS[d.field] || d.field} ${d.value ?? '(none)'}`).join(' · ');
 }
 
 export default {
@@ -59,8 +72,9 @@ export default {
         h('div', {}, statusBadge(c), c.status === 'ignored' ? h('div', { class: 'muted small' }, describeIgnore(c.ignore)) : null,
           c.status === 'resolved' && c.resolved_in_version ? h('div', { class: 'muted small' }, `in ${c.resolved_in_version}`) : null),
         h('div', {}, h('a', { href: `/clusters/${encodeURIComponent(c.id)}`, class: 'cluster-title' }, c.title),
+          distinctionText(c) ? h('div', { class: 'cluster-distinction small' }, distinctionText(c)) : null,
           h('div', { class: 'muted small' }, `${c.product} · first seen ${fmtRelative(c.first_seen)}`)),
-        fmtNumber(c.count),
+        h('span', { class: 'cluster-count', title: c.count_estimated ? `${fmtNumber(c.raw_count)} stored, weighted by sampling` : null }, countText(c)),
         installsText(c),
         topVersions(c.app_versions),
         h('span', { title: fmtTime(c.last_seen) }, fmtRelative(c.last_seen)),
