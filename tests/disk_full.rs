@@ -107,6 +107,19 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_without_a_restart() {
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.error_code(), "disk_full", "{}", refused.text());
     assert!(refused.header("retry-after").is_some());
+    // OTLP metric points are refused the same way: they add data too.
+    let now_ns = (telemetryd::model::now_ms() as u64 * 1_000_000).to_string();
+    let export = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "queue_depth",
+        "gauge": {"dataPoints": [{"timeUnixNano": now_ns, "asDouble": 3.0}]}}]}]}]});
+    let metrics = request(
+        "POST",
+        &format!("{}/otlp/app/v1/metrics", server.url),
+        &[("content-type", "application/json")],
+        Some(export.to_string().into_bytes()),
+    );
+    assert_eq!(metrics.status, 503, "{}", metrics.text());
+    assert!(metrics.text().contains("disk_full"), "{}", metrics.text());
+    assert!(metrics.header("retry-after").is_some());
 
     // Space comes back: ingest works again, without a restart, and nothing acknowledged is lost.
     std::fs::remove_file(&ballast).unwrap();

@@ -111,6 +111,7 @@ impl ErrorCode for SeriesError {
         match self {
             SeriesError::Overloaded | SeriesError::WriterStopped => Some(1),
             SeriesError::RateLimited { retry_after, .. } => Some(*retry_after),
+            SeriesError::Store(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -314,7 +315,7 @@ impl Series {
             let metrics = mapped.metrics;
             let applied = self
                 .writer
-                .try_exclusive_blocking(move |store| {
+                .try_ingest_blocking(move |store| {
                     store.write(|txn| store::apply(txn, &product_id, &metrics, samples))
                 })
                 .map_err(|e| match e {

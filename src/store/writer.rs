@@ -32,14 +32,21 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 /// Per event of a batch: `true` stored, `false` a duplicate of a stored id.
 pub type WriteResult = Result<Vec<bool>, StoreError>;
 
-type Job = Box<dyn FnOnce(&Store) + Send>;
+/// An exclusive job: given the store, or the reason it may not write (a job that adds data
+/// while the disk is under its free-space floor is given `DiskFull` and does not run).
+type Job = Box<dyn FnOnce(Result<&Store, StoreError>) + Send>;
 
 enum Command {
     Write {
         events: Vec<Arc<Event>>,
         reply: oneshot::Sender<WriteResult>,
     },
-    Exclusive(Job),
+    Exclusive {
+        job: Job,
+        /// It adds data: refused while the disk is under its free-space floor, like event
+        /// writes (deletions and admin changes still run there).
+        adds_data: bool,
+    },
     Stop,
 }
 
@@ -159,13 +166,15 @@ impl Writer {
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Like `exclusive_blocking`, but refuses at once when the queue is full (the caller
-    /// answers `503 overloaded`, as ingest does) instead of waiting for room.
-    pub fn try_exclusive_blocking<T: Send + 'static>(
+    /// For ingest that is not events (metric points): like `exclusive_blocking`, but refuses
+    /// at once when the queue is full (the caller answers `503 overloaded`) instead of waiting
+    /// for room, and answers `DiskFull` without running the job while the disk is under its
+    /// free-space floor, as event writes do.
+    pub fn try_ingest_blocking<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<Result<T, StoreError>, SubmitError> {
-        let (command, rx) = exclusive_command(job);
+        let (command, rx) = command_of(job, true);
         self.tx.try_send(command)?;
         Ok(rx
             .blocking_recv()
@@ -209,11 +218,18 @@ type JobResult<T> = oneshot::Receiver<Result<T, StoreError>>;
 fn exclusive_command<T: Send + 'static>(
     job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> (Command, JobResult<T>) {
+    command_of(job, false)
+}
+
+fn command_of<T: Send + 'static>(
+    job: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    adds_data: bool,
+) -> (Command, JobResult<T>) {
     let (reply, rx) = oneshot::channel();
     let job: Job = Box::new(move |store| {
-        let _ = reply.send(job(store));
+        let _ = reply.send(store.and_then(job));
     });
-    (Command::Exclusive(job), rx)
+    (Command::Exclusive { job, adds_data }, rx)
 }
 
 struct Pending {
@@ -281,8 +297,9 @@ fn run(
             );
         }
         match after_group.take() {
-            Some(Command::Exclusive(job)) => {
-                job(&store);
+            Some(Command::Exclusive { job, adds_data }) => {
+                let room_checked = if adds_data { room.check() } else { Ok(()) };
+                job(room_checked.map(|()| &store));
                 // A job may have rewritten the file; positions never move back.
                 next_seq = next_seq.max(store.next_seq().unwrap_or(next_seq));
             }
