@@ -375,6 +375,9 @@ pub struct PrivacyConfig {
     /// Longest an erasure with `?wait_purge=true` waits for the purge before answering (the
     /// purge continues after it).
     pub wait_purge_timeout_secs: u64,
+    /// Least time between the starts of two purges an erasure asks for (each merges the index
+    /// and rewrites the store file while ingest waits); erasures in between share the next one.
+    pub purge_interval_secs: u64,
 }
 
 impl Default for PrivacyConfig {
@@ -387,6 +390,7 @@ impl Default for PrivacyConfig {
                 .map(|k| k.as_str().to_string())
                 .collect(),
             wait_purge_timeout_secs: 60,
+            purge_interval_secs: 600,
         }
     }
 }
@@ -743,6 +747,12 @@ impl Config {
             return Err(invalid(
                 "retention.compact_free_ratio",
                 "must be between 0 and 1",
+            ));
+        }
+        if self.privacy.purge_interval_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                "privacy.purge_interval_secs",
+                "must be at most 604800 (a week)",
             ));
         }
         if !(1..=3600).contains(&self.privacy.wait_purge_timeout_secs) {

@@ -263,7 +263,14 @@ impl AppState {
             limiter,
             metrics.clone(),
             sinks.clone(),
+            std::time::Duration::from_secs(config.privacy.purge_interval_secs),
         );
+        if store.purge_wanted()? {
+            tracing::info!(
+                "purge: an erasure's purge had not run before the last stop; it runs now"
+            );
+            privacy.purge.request(false);
+        }
         let retention = Arc::new(Retention {
             deleter: deleter.clone(),
             products: products.clone(),
@@ -479,6 +486,7 @@ pub async fn serve(
         handle.stop(true).await;
     });
     server.await?;
+    state.privacy.purge.stop();
     state.tasks.stop().await;
     state.sinks.stop();
     tracing::info!("background tasks stopped (the store writer after its last commit); bye");

@@ -2,8 +2,7 @@
 //! store (events, install rows, an install's metric series), index and in-memory state, and
 //! the purge that makes erased bytes physically gone (index merge + store file rewrite).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -186,8 +185,9 @@ impl Privacy {
         limiter: Arc<RateLimiter>,
         metrics: Arc<Metrics>,
         sinks: Arc<Sinks>,
+        purge_interval: Duration,
     ) -> Privacy {
-        let purge = Purge::new(deleter.clone(), metrics.clone());
+        let purge = Purge::new(deleter.clone(), metrics.clone(), purge_interval);
         Privacy {
             deleter,
             clusters,
@@ -241,14 +241,15 @@ impl Privacy {
 
     /// Erases the subject from store, index, clusters, install registry, rate-limit state and
     /// every export sink's destination in the products of `scope`, writes the audit entry (with
-    /// a salted hash, never the id; it says which sinks confirmed), and starts the purge.
-    /// Blocking.
+    /// a salted hash, never the id; it says which sinks confirmed), and asks for the purge:
+    /// at once with `purge_now`, otherwise when the purge interval allows. Blocking.
     pub fn erase(
         &self,
         kind: SubjectKind,
         id: &str,
         scope: &Scope,
         actor: &str,
+        purge_now: bool,
     ) -> Result<ErasureReport, DeleteError> {
         let started = Instant::now();
         let filter = kind.filter(id).within(scope.clone());
@@ -318,6 +319,7 @@ impl Privacy {
                             let entry =
                                 AuditEntry::now(&actor, "subject.erase", target, audited, result);
                             let audit_id = audit::append(txn, entry)?;
+                            crate::store::set_purge_wanted(txn, true)?;
                             Ok((deleted, (installs, series, tombstone_id, audit_id)))
                         })
                     })?)
@@ -354,13 +356,16 @@ impl Privacy {
             series_points_removed: series.points,
             index_documents_removed,
             audit_id,
-            purge: self.purge.request(),
+            purge: self.purge.request(purge_now),
             sinks,
         })
     }
 }
 
-/// The purge job: one at a time; a request while it runs makes it run once more afterwards.
+/// The purge job: one at a time, and at most one start per interval, since each one merges the
+/// whole index and rewrites the store file while ingest waits. Requests in between are folded
+/// into the next run; an urgent request (`?wait_purge=true`, `POST /api/v1/purge`) runs it as
+/// soon as the current run, if any, is over.
 #[derive(Clone)]
 pub struct Purge {
     inner: Arc<PurgeInner>,
@@ -369,9 +374,24 @@ pub struct Purge {
 struct PurgeInner {
     deleter: Deleter,
     metrics: Arc<Metrics>,
-    running: AtomicBool,
-    again: AtomicBool,
-    last: Mutex<Option<PurgeOutcome>>,
+    interval: Duration,
+    state: Mutex<PurgeState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct PurgeState {
+    /// The purge thread is alive (waiting for the interval, or purging).
+    thread: bool,
+    /// The server is stopping: a scheduled purge is left to the next start (the store says
+    /// one is wanted).
+    stopping: bool,
+    purging: bool,
+    /// A run is wanted (its requests came after the last run started).
+    wanted: bool,
+    urgent: bool,
+    last_started: Option<Instant>,
+    last: Option<PurgeOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -385,57 +405,127 @@ pub struct PurgeOutcome {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PurgeStatus {
+    /// `idle`, `scheduled` (waiting for the interval since the last start; see `due_at`) or
+    /// `running`.
     pub state: &'static str,
+    /// When a scheduled purge starts (epoch ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<i64>,
     pub last: Option<PurgeOutcome>,
 }
 
 impl Purge {
-    pub fn new(deleter: Deleter, metrics: Arc<Metrics>) -> Purge {
+    pub fn new(deleter: Deleter, metrics: Arc<Metrics>, interval: Duration) -> Purge {
         Purge {
             inner: Arc::new(PurgeInner {
                 deleter,
                 metrics,
-                running: AtomicBool::new(false),
-                again: AtomicBool::new(false),
-                last: Mutex::new(None),
+                interval,
+                state: Mutex::new(PurgeState::default()),
+                wake: Condvar::new(),
             }),
         }
     }
 
-    pub fn status(&self) -> PurgeStatus {
-        let inner = &self.inner;
-        let running = inner.running.load(Ordering::SeqCst) || inner.again.load(Ordering::SeqCst);
-        PurgeStatus {
-            state: if running { "running" } else { "idle" },
-            last: inner.last.lock().ok().and_then(|l| l.clone()),
-        }
+    fn state(&self) -> MutexGuard<'_, PurgeState> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a purge in the background (or queues one more run) and says so.
-    pub fn request(&self) -> PurgeStatus {
-        self.inner.again.store(true, Ordering::SeqCst);
-        if !self.inner.running.swap(true, Ordering::SeqCst) {
-            let inner = self.inner.clone();
-            std::thread::spawn(move || {
-                while inner.again.swap(false, Ordering::SeqCst) {
-                    let outcome = run_purge(&inner.deleter, &inner.metrics);
-                    if let Ok(mut last) = inner.last.lock() {
-                        *last = Some(outcome);
-                    }
-                }
-                inner.running.store(false, Ordering::SeqCst);
-            });
+    pub fn status(&self) -> PurgeStatus {
+        let state = self.state();
+        status_of(&state, self.inner.interval)
+    }
+
+    /// Ends the wait for a scheduled purge (the server is stopping); a running purge finishes.
+    pub fn stop(&self) {
+        self.state().stopping = true;
+        self.inner.wake.notify_all();
+    }
+
+    /// Asks for a purge (`now`: as soon as no other runs, else when the interval allows) and
+    /// says what it will do.
+    pub fn request(&self, now: bool) -> PurgeStatus {
+        let mut state = self.state();
+        if state.stopping {
+            return status_of(&state, self.inner.interval);
         }
-        self.status()
+        state.wanted = true;
+        state.urgent |= now;
+        if state.thread {
+            self.inner.wake.notify_all();
+        } else {
+            state.thread = true;
+            let inner = self.inner.clone();
+            std::thread::spawn(move || purge_thread(&inner));
+        }
+        status_of(&state, self.inner.interval)
     }
 }
 
+fn status_of(state: &PurgeState, interval: Duration) -> PurgeStatus {
+    let due = (state.wanted && !state.purging && !state.urgent)
+        .then(|| due(state, interval))
+        .flatten()
+        .filter(|due| *due > Instant::now());
+    PurgeStatus {
+        state: if state.purging || (state.wanted && due.is_none()) {
+            "running"
+        } else if due.is_some() {
+            "scheduled"
+        } else {
+            "idle"
+        },
+        due_at: due.map(|due| now_ms() + due.duration_since(Instant::now()).as_millis() as i64),
+        last: state.last.clone(),
+    }
+}
+
+/// When the next run may start: an interval after the last start.
+fn due(state: &PurgeState, interval: Duration) -> Option<Instant> {
+    state.last_started.map(|started| started + interval)
+}
+
+/// Runs purges while they are wanted, each when it is due (or at once when urgent), then ends.
+fn purge_thread(inner: &PurgeInner) {
+    let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+    while state.wanted && !state.stopping {
+        let wait = due(&state, inner.interval)
+            .map(|due| due.saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        if !state.urgent && !wait.is_zero() {
+            state = inner
+                .wake
+                .wait_timeout(state, wait)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|p| p.into_inner().0);
+            continue;
+        }
+        state.wanted = false;
+        state.urgent = false;
+        state.purging = true;
+        state.last_started = Some(Instant::now());
+        drop(state);
+        let outcome = run_purge(&inner.deleter, &inner.metrics);
+        state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.purging = false;
+        state.last = Some(outcome);
+    }
+    state.thread = false;
+}
+
 /// Merges the index so deleted documents leave its files, then rewrites the store file so freed
-/// pages (which may still hold deleted events) leave the disk.
+/// pages (which may still hold deleted events) leave the disk. The store's "purge wanted" mark
+/// is cleared as it starts (an erasure during the run sets it again) and set back if it fails.
 pub fn run_purge(deleter: &Deleter, metrics: &Metrics) -> PurgeOutcome {
     let started = std::time::Instant::now();
     let before = deleter.store.file_size();
+    let mark = |wanted: bool| {
+        deleter.writer.exclusive_blocking(move |store| {
+            store.write(|txn| crate::store::set_purge_wanted(txn, wanted))
+        })
+    };
     let result: Result<(), DeleteError> = (|| {
+        mark(false)?;
         deleter.search.purge()?;
         deleter
             .writer
@@ -445,7 +535,12 @@ pub fn run_purge(deleter: &Deleter, metrics: &Metrics) -> PurgeOutcome {
     let outcome = PurgeOutcome {
         finished_at: now_ms(),
         duration_ms: started.elapsed().as_millis() as u64,
-        error: result.err().map(|e| e.message()),
+        error: result.err().map(|e| {
+            if let Err(mark_error) = mark(true) {
+                tracing::error!(error = %mark_error, "cannot keep the failed purge wanted");
+            }
+            e.message()
+        }),
         store_bytes_before: before,
         store_bytes_after: deleter.store.file_size(),
     };

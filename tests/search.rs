@@ -741,6 +741,96 @@ fn erasure_leaves_nothing_behind() {
     );
 }
 
+/// Erasures share purges: one starts at once, the next waits for `purge_interval_secs` (each
+/// merges the index and rewrites the store while ingest waits) unless asked for at once; a purge
+/// still wanted when the server stops runs at the next start, so the erased bytes leave the
+/// disk either way.
+#[test]
+fn erasures_share_one_purge_per_interval() {
+    let config = format!(
+        "{CONFIG}\n[privacy]\npurge_interval_secs = 3600\n{}",
+        tokens_toml()
+    );
+    let server = TestServer::start(&config, &[]);
+    let now = telemetryd::model::now_ms();
+    let events: Vec<Value> = ["purge-a-51c2", "purge-b-51c2", "purge-c-51c2", "kept-51c2"]
+        .iter()
+        .map(|install| json!({"name": "dictation_completed", "install_id": install, "timestamp": now}))
+        .collect();
+    post(&server, "app", Value::Array(events), "127.0.0.1");
+    server.settle();
+    let erase = |server: &TestServer, install: &str, query: &str| {
+        let resp = request(
+            "DELETE",
+            &format!("{}/api/v1/subjects/install/{install}{query}", server.url),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            None,
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    };
+    let purge_done = |server: &TestServer| {
+        for _ in 0..600 {
+            let status = server.admin_get("/api/v1/purge").json();
+            if status["state"] == "idle" && !status["last"].is_null() {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the purge did not finish");
+    };
+
+    // The first erasure's purge starts at once; the second is scheduled an interval later.
+    assert_eq!(
+        erase(&server, "purge-a-51c2", "")["purge"]["state"],
+        "running"
+    );
+    purge_done(&server);
+    let second = erase(&server, "purge-b-51c2", "");
+    assert_eq!(second["purge"]["state"], "scheduled", "{second}");
+    let due = second["purge"]["due_at"].as_i64().unwrap();
+    assert!(due > telemetryd::model::now_ms() + 3_500_000, "{second}");
+    assert_eq!(
+        server.admin_get("/api/v1/purge").json()["state"],
+        "scheduled"
+    );
+    // Asked for at once, it runs at once.
+    let started = send_purge(&server);
+    assert_eq!(started["state"], "running", "{started}");
+    purge_done(&server);
+
+    // Scheduled when the server stops: it runs at the next start.
+    assert_eq!(
+        erase(&server, "purge-c-51c2", "")["purge"]["state"],
+        "scheduled"
+    );
+    let dir = server.stop();
+    assert!(occurrences_in_dir(dir.path(), b"purge-c-51c2") > 0);
+    let again = TestServer::start_in(dir, &config, &[]);
+    purge_done(&again);
+    assert!(!again.state.store.purge_wanted().unwrap());
+    let dir = again.stop();
+    for install in ["purge-a-51c2", "purge-b-51c2", "purge-c-51c2"] {
+        assert_eq!(
+            occurrences_in_dir(dir.path(), install.as_bytes()),
+            0,
+            "{install}"
+        );
+    }
+    assert!(occurrences_in_dir(dir.path(), b"kept-51c2") > 0);
+}
+
+fn send_purge(server: &TestServer) -> Value {
+    let resp = request(
+        "POST",
+        &format!("{}/api/v1/purge", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    resp.json()
+}
+
 #[test]
 fn export_and_audit_for_subjects() {
     let server = server();

@@ -87,11 +87,13 @@ pub async fn erase(
     let wait = params.wait_purge;
     let timeout_secs = state.config.privacy.wait_purge_timeout_secs;
     let answer = blocking(move || {
-        let mut report = st.privacy.erase(kind, &id, &caller.scope, &caller.name)?;
+        let mut report = st
+            .privacy
+            .erase(kind, &id, &caller.scope, &caller.name, wait)?;
         let mut purge_wait = None;
         if wait {
             let timeout = Duration::from_secs(timeout_secs);
-            let (status, timed_out) = wait_until_idle(|| st.privacy.purge.status(), timeout);
+            let (status, timed_out) = wait_until_done(|| st.privacy.purge.status(), timeout);
             report.purge = status;
             purge_wait = Some(PurgeWait {
                 timed_out,
@@ -104,13 +106,14 @@ pub async fn erase(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-/// Polls `status` until the purge is idle or `timeout` has passed; the last status, and whether
+/// Polls `status` until the urgent purge asked for has run (nothing is running or about to: a
+/// later erasure's purge may be scheduled) or `timeout` has passed; the last status, and whether
 /// the wait timed out.
-fn wait_until_idle(status: impl Fn() -> PurgeStatus, timeout: Duration) -> (PurgeStatus, bool) {
+fn wait_until_done(status: impl Fn() -> PurgeStatus, timeout: Duration) -> (PurgeStatus, bool) {
     let deadline = Instant::now() + timeout;
     loop {
         let current = status();
-        if current.state == "idle" {
+        if current.state != "running" {
             return (current, false);
         }
         if Instant::now() >= deadline {
@@ -136,7 +139,7 @@ pub async fn start_purge(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_global_admin()?;
-    let status = state.privacy.purge.request();
+    let status = state.privacy.purge.request(true);
     let entry = AuditEntry::now(
         &caller.name,
         "purge.start",
@@ -205,20 +208,28 @@ mod tests {
     use super::*;
 
     fn status(state: &'static str) -> PurgeStatus {
-        PurgeStatus { state, last: None }
+        PurgeStatus {
+            state,
+            due_at: None,
+            last: None,
+        }
     }
 
     #[test]
     fn the_purge_wait_ends_at_its_timeout() {
-        let (last, timed_out) = wait_until_idle(|| status("running"), Duration::ZERO);
+        let (last, timed_out) = wait_until_done(|| status("running"), Duration::ZERO);
         assert_eq!((last.state, timed_out), ("running", true));
-        let (last, timed_out) = wait_until_idle(|| status("idle"), Duration::from_secs(3600));
+        let (last, timed_out) = wait_until_done(|| status("idle"), Duration::from_secs(3600));
         assert_eq!((last.state, timed_out), ("idle", false));
         let polls = std::cell::Cell::new(0);
-        let (_, timed_out) = wait_until_idle(
+        let (_, timed_out) = wait_until_done(
             || {
                 polls.set(polls.get() + 1);
-                status(if polls.get() < 3 { "running" } else { "idle" })
+                status(if polls.get() < 3 {
+                    "running"
+                } else {
+                    "scheduled"
+                })
             },
             Duration::from_secs(3600),
         );

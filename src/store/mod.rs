@@ -135,6 +135,8 @@ pub struct Store {
 
 pub const META_NEXT_SEQ: &str = "next_seq";
 pub const META_EVENT_COUNT: &str = "event_count";
+/// 1 while an erasure's purge has not started yet, so a restart still runs it.
+const META_PURGE_WANTED: &str = "purge_wanted";
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`; a crash is repaired on open.
@@ -187,6 +189,11 @@ impl Store {
     /// The position the next stored event will get.
     pub fn next_seq(&self) -> Result<u64, StoreError> {
         self.meta(META_NEXT_SEQ)
+    }
+
+    /// Whether an erasure asked for a purge that has not started yet.
+    pub fn purge_wanted(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(META_PURGE_WANTED)? != 0)
     }
 
     fn meta(&self, key: &str) -> Result<u64, StoreError> {
@@ -298,6 +305,13 @@ pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
     crate::series::store::create_tables(&txn)?;
     txn.commit()?;
     Ok(db)
+}
+
+/// Records, in the caller's transaction, that a purge is wanted (an erasure) or has started.
+pub fn set_purge_wanted(txn: &redb::WriteTransaction, wanted: bool) -> Result<(), StoreError> {
+    txn.open_table(META)?
+        .insert(META_PURGE_WANTED, u64::from(wanted))?;
+    Ok(())
 }
 
 /// Reads events by position inside one transaction, decompressing each block once.

@@ -684,6 +684,7 @@ export const specs = [
     await dialog.getByRole('button', { name: `Erase ${fmt(before)} event` }).click();
     await tab.page.waitForSelector('#erase-report');
     assert.equal(await tab.text('#erase-report [data-count="events_removed"]'), fmt(before));
+    assert.match(await tab.text('#erase-purge'), /^(running|idle|scheduled for .+)$/);
     await until('the audit entry', async () => (await tab.page.locator('.audit-row[data-action="subject.erase"]').count()) > 0);
     await tab.shot('16-privacy');
     await tab.visit(`/events?${qs({ install_id: install, from: 'all' })}`);

@@ -69,7 +69,7 @@ export default {
           h('p', {}, `This permanently deletes the ${fmtNumber(count)} stored ${count === 1 ? 'event' : 'events'} of ${kind} `, h('code', {}, id),
             ' from the store and the search index, removes ', kind === 'install' ? 'the install from the install registry' : 'the installs only this user had',
             kind === 'install' ? ', its share of cluster counts and its client metric series' : ' and its share of cluster counts',
-            ', and starts a purge that rewrites the files on disk.'),
+            ', and asks for a purge that rewrites the files on disk (at most one per purge interval; erasures in between share it).'),
           h('p', {}, 'An audit entry records the erasure with a hash of the id, not the id itself. This cannot be undone.')),
       });
       if (!ok) return;
@@ -84,7 +84,7 @@ export default {
             kind === 'install' ? [h('dt', {}, 'Metric points removed'), h('dd', { 'data-count': 'series_points_removed' }, fmtNumber(report.series_points_removed))] : null,
             h('dt', {}, 'Index documents removed'), h('dd', {}, fmtNumber(report.index_documents_removed)),
             h('dt', {}, 'Audit entry'), h('dd', {}, `#${report.audit_id}`),
-            h('dt', {}, 'Purge'), h('dd', {}, report.purge?.state || '—'))));
+            h('dt', {}, 'Purge'), h('dd', { id: 'erase-purge' }, purgeText(report.purge)))));
         if (auditBox) refreshAudit();
       } catch (error) {
         replace(result, errorState(error));
@@ -136,3 +136,9 @@ export default {
     Promise.all([auditBox ? refreshAudit() : null, idInput.value && session.canWrite ? showLookup() : null]).then(() => ctx.loaded());
   },
 };
+
+/** What the purge an erasure asked for will do: `running`, `scheduled for <time>` or `idle`. */
+function purgeText(purge) {
+  if (!purge) return '—';
+  return purge.state === 'scheduled' && purge.due_at ? `scheduled for ${fmtTime(purge.due_at)}` : purge.state;
+}
