@@ -14,7 +14,7 @@ use crate::search::NO_VALUE;
 /// The most histogram bins.
 const MAX_BINS: usize = 200;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DistributionSpec {
     #[serde(flatten)]

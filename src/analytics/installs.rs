@@ -11,7 +11,7 @@ use super::{filter, group_limit, time_range, AnalyticsError, Context, Range, MAX
 use crate::search::{Scanned, NO_VALUE};
 use crate::timespan::DAY_MS;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveSpec {
     #[serde(flatten)]
@@ -188,7 +188,7 @@ pub fn active(context: &Context, spec: &ActiveSpec) -> Result<ActiveAnswer, Anal
     })
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Day,
@@ -214,7 +214,7 @@ impl Period {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSpec {
     /// Cohorts are the installs first seen in each period starting in the range.

@@ -114,7 +114,7 @@ pub struct SinkStatus {
 }
 
 /// A sink's answer for one erasure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SinkErasure {
     pub sink: String,
     pub confirmed: bool,
