@@ -8,14 +8,36 @@ use serde_json::json;
 use crate::http::auth::MetricsReader;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::AppState;
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "Liveness",
+    description = "Liveness: the process answers.",
+    tag = "operations",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Ready when the store answers, the index is open and the writer runs; the body says how far
 /// the index is behind the store.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    summary = "Readiness",
+    description = "Readiness: the store answers, the index is open and the writer runs; says how far the index, the commit subscribers and the export sinks are behind.",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`status: ready`, the store's event count, the index's \
+            documents and lag, subscribers and sinks.", body = Object),
+        openapi::NotReady,
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.writer.is_running() {
         return Err(ApiError::NotReady("the store writer has stopped".into()));
@@ -32,6 +54,20 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// `/metrics` on the main listener: `not_found` when `[metrics] listen` serves it elsewhere.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    summary = "Prometheus metrics",
+    tag = "operations",
+    description = "Prometheus metrics (text exposition format 0.0.4). Needs the metrics token \
+        when `[metrics] token_hash` is set; `404` here when `[metrics] listen` serves them on \
+        another address (same path).",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String),
+        openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("metrics_token" = []), ()),
+)]
 pub async fn metrics(
     reader: MetricsReader,
     state: web::Data<AppState>,
