@@ -246,6 +246,17 @@ fn the_document_carries_the_code_table_the_catalogue_and_the_limits() {
         .as_array()
         .unwrap()
         .contains(&Value::from("p95")));
+    let query = op("/api/v1/analytics/query", "post");
+    let json_schema = |v: &Value| v["content"]["application/json"]["schema"]["$ref"].clone();
+    assert_eq!(
+        json_schema(&query["requestBody"]),
+        "#/components/schemas/QueryBody"
+    );
+    assert_eq!(
+        json_schema(&query["responses"]["200"]),
+        "#/components/schemas/Answer"
+    );
+    assert_eq!(schemas["Answer"]["oneOf"].as_array().unwrap().len(), 5);
 
     // A typed answer: the stored event, with its level enum.
     assert_eq!(

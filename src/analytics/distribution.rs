@@ -27,7 +27,7 @@ pub struct DistributionSpec {
     pub bins: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DistributionGroup {
     pub group: Vec<String>,
     pub installs: u64,
@@ -36,7 +36,7 @@ pub struct DistributionGroup {
     pub histogram: Vec<Bin>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DistributionAnswer {
     pub metric: String,
     pub group_by: Vec<String>,

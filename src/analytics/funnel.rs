@@ -54,7 +54,7 @@ pub struct FunnelSpec {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DropError {
     pub error_code: Option<String>,
     pub fingerprint: Option<String>,
@@ -64,7 +64,7 @@ pub struct DropError {
     pub events: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StepFigures {
     pub name: String,
     /// Weighted units that reached the step.
@@ -84,14 +84,14 @@ pub struct StepFigures {
     pub dropped_errors: Vec<DropError>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FunnelGroup {
     pub value: String,
     pub installs: u64,
     pub steps: Vec<StepFigures>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FunnelAnswer {
     pub per: Unit,
     pub window_ms: i64,

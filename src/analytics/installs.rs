@@ -20,7 +20,7 @@ pub struct ActiveSpec {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VersionShare {
     pub version: String,
     /// Installs whose last event of the day had this version, per day.
@@ -29,7 +29,7 @@ pub struct VersionShare {
     pub share: Vec<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActiveAnswer {
     /// Day starts (UTC midnight, ms).
     pub days: Vec<i64>,
@@ -226,7 +226,7 @@ pub struct RetentionSpec {
     pub periods: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Cohort {
     /// Start of the first-seen period (ms); null for "other".
     pub start_ms: Option<i64>,
@@ -237,7 +237,7 @@ pub struct Cohort {
     pub share: Vec<Option<f64>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RetentionAnswer {
     pub period: Period,
     pub cohorts: Vec<Cohort>,

@@ -149,7 +149,7 @@ fn unknown_member(message: &str) -> Option<&str> {
 }
 
 /// An answer; `kind` names the variant.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
     Trend(trend::TrendAnswer),

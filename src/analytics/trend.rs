@@ -66,7 +66,7 @@ pub struct TrendSpec {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendSeries {
     /// One label per group-by field (`["other"]` for the folded group, `[]` without grouping).
     pub group: Vec<String>,
@@ -80,7 +80,7 @@ pub struct TrendSeries {
     pub installs: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendAnswer {
     pub measure: Measure,
     pub metric: Option<String>,

@@ -48,8 +48,7 @@ pub async fn get_event(
     description = "Ingest counters (accepted, duplicates, rejected by code, PII, rate limited, dropped by policy, sampled out, overloaded) and store and index figures (tokens of every product).",
     tag = "operations",
     responses(
-        (status = 200, description = "Counters (accepted, rejected by code, PII, policy, \
-            sampling, rate limits) and store and index gauges.", body = Object),
+        (status = 200, description = "The counters and figures.", body = crate::metrics::StatsSnapshot),
         openapi::TokenRequired, openapi::Forbidden,
     ),
     security(("admin_token" = [])),

@@ -43,10 +43,7 @@ pub struct QueryBody {
         active_installs, retention) on one product the token sees (either role).",
     request_body = QueryBody,
     responses(
-        (status = 200, description = "The answer of the query's kind (trend: `buckets` and \
-            `series`; distribution: `groups` with summaries and histograms; funnel: steps \
-            per group; active_installs: daily DAU/WAU/MAU and version adoption; retention: \
-            cohorts).", body = Object),
+        (status = 200, description = "The answer of the query's kind.", body = crate::analytics::Answer),
         openapi::BadAnalytics, openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
     ),
     security(("admin_token" = [])),

@@ -40,7 +40,9 @@ pub const PATH: &str = "/api/v1/openapi.json";
             with a stable `code` (`ErrorCode`); OTLP routes answer errors with a \
             `google.rpc.Status` in the request's encoding instead. Admin routes take a bearer \
             token of the `viewer` or `admin` role, scoped to all products or a list: an object \
-            of a product outside the scope is `404`."
+            of a product outside the scope is `404`. The client routes (ingest, OTLP, client \
+            config) also answer CORS preflights (`OPTIONS`) for the origins a product allows \
+            (`403 cors_origin_not_allowed` otherwise)."
     ),
     paths(
         crate::http::ingest::native_events,
