@@ -443,7 +443,9 @@ pub struct ListFilter {
     pub app_version: Option<String>,
     /// `last_seen` (default), `count` or `installs`.
     pub sort: Option<String>,
+    /// Page size (default 50; 1 to 500, clamped).
     pub limit: Option<usize>,
+    /// Clusters to skip.
     pub offset: Option<usize>,
     /// The products the caller may see (its token's scope, narrowed to `product`).
     #[serde(skip)]

@@ -147,7 +147,7 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "admin_token",
             bearer(
-                "An admin API token (`[[auth.tokens]]`, or the bootstrap token in \
+                "An admin API token (`[[admin.tokens]]`, or the bootstrap token in \
                  `DATA_DIR/admin-token`): role `viewer` (reads) or `admin` (writes), scoped to \
                  every product or a list of them.",
             ),
@@ -466,7 +466,8 @@ impl PartialSchema for NativeBatch {
                     "description": "RFC 3339, or milliseconds since the epoch."
                 }),
                 (_, Kind::Number) => json!({ "type": ["number", "string"] }),
-                _ => json!({ "type": "string" }),
+                // Text: a number or a bool is taken as its text.
+                _ => json!({ "type": ["string", "number", "boolean"] }),
             };
             for name in def.client_names() {
                 properties.insert(name.to_string(), schema.clone());

@@ -39,7 +39,7 @@ fn subject(path: &(String, String)) -> Result<(SubjectKind, String), ApiError> {
         (admin role; right of access); audited.",
     params(
         ("kind" = String, Path, description = "`install` or `user`", pattern = "^(install|user)s?$"),
-        ("id" = String, Path, description = "The install or user id (1 to 200 characters)"),
+        ("id" = String, Path, description = "The install or user id", min_length = 1, max_length = 200),
     ),
     responses(
         (status = 200, description = "One event per line.", content_type = "application/x-ndjson", body = String, headers(
@@ -105,7 +105,7 @@ pub struct PurgeWait {
         erasure): events, install record, metric series and index documents; audited.",
     params(
         ("kind" = String, Path, description = "`install` or `user`", pattern = "^(install|user)s?$"),
-        ("id" = String, Path, description = "The install or user id (1 to 200 characters)"),
+        ("id" = String, Path, description = "The install or user id", min_length = 1, max_length = 200),
         EraseParams,
     ),
     responses(
