@@ -5,7 +5,6 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::fields::EventField;
 use crate::http::auth::Caller;
@@ -86,10 +85,7 @@ pub struct ProductParam {
     tag = "stats",
     params(ProductParam),
     responses(
-        (status = 200, description = "`events_24h`, `raw_events_24h`, `errors_24h`, \
-            `raw_errors_24h`, `active_installs_24h`; and (`null` for a scoped token) \
-            `ingest_rate_per_s`, `rejected_total`, `pii_blocked_total`, `store_events`, \
-            `index_lag`.", body = Object),
+        (status = 200, description = "The figures.", body = Overview),
         openapi::BadParameter, openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
     ),
     security(("admin_token" = [])),
@@ -121,31 +117,47 @@ pub async fn overview(
         };
         let (events_24h, raw_events_24h, installs) = per_product(&day)?;
         let (errors_24h, raw_errors_24h, _) = per_product(&errors)?;
-        let mut body = json!({
-            "events_24h": events_24h,
-            "raw_events_24h": raw_events_24h,
-            "errors_24h": errors_24h,
-            "raw_errors_24h": raw_errors_24h,
-            "active_installs_24h": installs,
-            "ingest_rate_per_s": null,
-            "rejected_total": null,
-            "pii_blocked_total": null,
-            "store_events": null,
-            "index_lag": null,
-        });
+        let mut body = Overview {
+            events_24h,
+            raw_events_24h,
+            errors_24h,
+            raw_errors_24h,
+            active_installs_24h: installs,
+            ingest_rate_per_s: None,
+            rejected_total: None,
+            pii_blocked_total: None,
+            store_events: None,
+            index_lag: None,
+        };
         if process_wide {
             let stats = st.metrics.snapshot(st.gauges());
-            body["ingest_rate_per_s"] =
-                json!(st.history.ingest_rate(st.metrics.events_accepted.get()));
-            body["rejected_total"] = json!(stats.rejected_total);
-            body["pii_blocked_total"] = json!(stats.pii.rejected + stats.pii.scrubbed);
-            body["store_events"] = json!(stats.store.store_events);
-            body["index_lag"] = json!(stats.store.index_lag);
+            body.ingest_rate_per_s = Some(st.history.ingest_rate(st.metrics.events_accepted.get()));
+            body.rejected_total = Some(stats.rejected_total);
+            body.pii_blocked_total = Some(stats.pii.rejected + stats.pii.scrubbed);
+            body.store_events = Some(stats.store.store_events);
+            body.index_lag = Some(stats.store.index_lag);
         }
         Ok(body)
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The answer of [`overview`]: the last 24 hours of the caller's products (or the one asked
+/// for), weighted by sampling beside the stored `raw_*` counts; the process-wide figures are
+/// `null` for a scoped token.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    events_24h: u64,
+    raw_events_24h: u64,
+    errors_24h: u64,
+    raw_errors_24h: u64,
+    active_installs_24h: u64,
+    ingest_rate_per_s: Option<f64>,
+    rejected_total: Option<u64>,
+    pii_blocked_total: Option<u64>,
+    store_events: Option<u64>,
+    index_lag: Option<u64>,
 }
 
 /// A bucket length (`1h`, `15m`, `1d`, `30s`, any [`crate::timespan`] duration) → milliseconds;
