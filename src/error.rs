@@ -111,7 +111,7 @@ pub trait ErrorCode: std::error::Error {
 }
 
 /// Why one event of a batch was not stored. The batch itself still succeeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCode {
     InvalidEvent,
@@ -156,7 +156,7 @@ impl RejectCode {
 
 /// Why ingest dropped or changed one field of an event it took in (the ingest answer's
 /// `adjusted`, the `fields_adjusted_total` metric).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjustReason {
     /// A key the product's strict schema does not list: dropped.
@@ -213,7 +213,7 @@ impl AdjustReason {
 }
 
 /// One rejected event in an ingest response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
     pub index: usize,
     pub code: RejectCode,

@@ -16,7 +16,7 @@ use crate::timespan::MINUTE_MS;
 pub const INTERVAL: Duration = Duration::from_secs(10);
 const KEEP: usize = 24 * 360;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Point {
     pub time_ms: i64,
     pub accepted: u64,

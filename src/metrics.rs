@@ -105,7 +105,7 @@ pub struct Metrics {
 }
 
 /// Figures read at scrape time from the parts that own them.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
 pub struct Gauges {
     pub writer_queue_depth: u64,
     pub writer_queue_capacity: u64,
@@ -128,7 +128,7 @@ pub struct Gauges {
 }
 
 /// The ingest counters as JSON (`GET /api/v1/stats`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsSnapshot {
     pub accepted: u64,
     pub duplicates: u64,
@@ -144,7 +144,7 @@ pub struct StatsSnapshot {
     pub store: Gauges,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PiiSnapshot {
     pub scrubbed: u64,
     pub rejected: u64,

@@ -24,7 +24,7 @@ use crate::store::Store;
 /// How long an erasure waits for the index to hold everything stored before it.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
     Install,
@@ -66,7 +66,7 @@ pub struct Tombstone {
     pub below_seq: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErasureReport {
     pub subject: SubjectKind,
     pub events_removed: u64,
@@ -394,7 +394,7 @@ struct PurgeState {
     last: Option<PurgeOutcome>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PurgeOutcome {
     pub finished_at: i64,
     pub duration_ms: u64,
@@ -403,7 +403,7 @@ pub struct PurgeOutcome {
     pub store_bytes_after: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PurgeStatus {
     /// `idle`, `scheduled` (waiting for the interval since the last start; see `due_at`) or
     /// `running`.

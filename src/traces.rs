@@ -95,7 +95,7 @@ impl std::fmt::Display for TraceId {
 }
 
 /// One trace: its waterfall and its events.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Trace {
     pub trace_id: String,
     /// The earliest event's timestamp (epoch ms).
@@ -119,7 +119,7 @@ pub struct Trace {
 }
 
 /// What a waterfall row stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RowKind {
     /// An event with a duration: a bar.
@@ -129,7 +129,7 @@ pub enum RowKind {
 }
 
 /// One event of the waterfall.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Row {
     pub event_id: Uuid,
     pub kind: RowKind,
@@ -154,7 +154,7 @@ pub struct Row {
 }
 
 /// A dimension or metric value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Attribute {
     Dim(DimValue),

@@ -14,7 +14,7 @@ use crate::search::NO_VALUE;
 /// The most histogram bins.
 const MAX_BINS: usize = 200;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DistributionSpec {
     #[serde(flatten)]
@@ -27,7 +27,7 @@ pub struct DistributionSpec {
     pub bins: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DistributionGroup {
     pub group: Vec<String>,
     pub installs: u64,
@@ -36,7 +36,7 @@ pub struct DistributionGroup {
     pub histogram: Vec<Bin>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DistributionAnswer {
     pub metric: String,
     pub group_by: Vec<String>,

@@ -21,7 +21,7 @@ use crate::timespan::DAY_MS;
 /// Errors listed per step.
 const TOP_ERRORS: usize = 10;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// The event name.
@@ -30,7 +30,7 @@ pub struct Step {
     pub q: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     #[default]
@@ -38,7 +38,7 @@ pub enum Unit {
     Session,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunnelSpec {
     /// The range the first step happens in; later steps may follow up to `window` after `to`.
@@ -54,7 +54,7 @@ pub struct FunnelSpec {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DropError {
     pub error_code: Option<String>,
     pub fingerprint: Option<String>,
@@ -64,7 +64,7 @@ pub struct DropError {
     pub events: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StepFigures {
     pub name: String,
     /// Weighted units that reached the step.
@@ -84,14 +84,14 @@ pub struct StepFigures {
     pub dropped_errors: Vec<DropError>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FunnelGroup {
     pub value: String,
     pub installs: u64,
     pub steps: Vec<StepFigures>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FunnelAnswer {
     pub per: Unit,
     pub window_ms: i64,

@@ -11,7 +11,7 @@ use super::{filter, group_limit, time_range, AnalyticsError, Context, Range, MAX
 use crate::search::{Scanned, NO_VALUE};
 use crate::timespan::DAY_MS;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveSpec {
     #[serde(flatten)]
@@ -20,7 +20,7 @@ pub struct ActiveSpec {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VersionShare {
     pub version: String,
     /// Installs whose last event of the day had this version, per day.
@@ -29,7 +29,7 @@ pub struct VersionShare {
     pub share: Vec<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActiveAnswer {
     /// Day starts (UTC midnight, ms).
     pub days: Vec<i64>,
@@ -188,7 +188,7 @@ pub fn active(context: &Context, spec: &ActiveSpec) -> Result<ActiveAnswer, Anal
     })
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Day,
@@ -214,7 +214,7 @@ impl Period {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSpec {
     /// Cohorts are the installs first seen in each period starting in the range.
@@ -226,7 +226,7 @@ pub struct RetentionSpec {
     pub periods: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Cohort {
     /// Start of the first-seen period (ms); null for "other".
     pub start_ms: Option<i64>,
@@ -237,7 +237,7 @@ pub struct Cohort {
     pub share: Vec<Option<f64>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RetentionAnswer {
     pub period: Period,
     pub cohorts: Vec<Cohort>,

@@ -35,7 +35,7 @@ pub const MAX_GROUPS: usize = 100;
 pub const MAX_BUCKETS: i64 = 2_000;
 
 /// One analytics query; `kind` selects the variant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Query {
     Trend(trend::TrendSpec),
@@ -47,7 +47,7 @@ pub enum Query {
 
 /// The time range and filter every kind takes: `from`/`to` as in search (RFC 3339, a date, epoch
 /// ms, `now`, `-7d`; default the 30 days before now), `q` in the query language.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct Range {
     pub from: Option<Time>,
     pub to: Option<Time>,
@@ -55,7 +55,7 @@ pub struct Range {
 }
 
 /// A time member: epoch milliseconds, or text in the search time syntax.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Time {
     Ms(i64),
@@ -149,7 +149,7 @@ fn unknown_member(message: &str) -> Option<&str> {
 }
 
 /// An answer; `kind` names the variant.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
     Trend(trend::TrendAnswer),

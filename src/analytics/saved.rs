@@ -11,12 +11,13 @@ use super::{AnalyticsError, Query};
 pub const MAX_NAME_CHARS: usize = 120;
 
 /// A saved query as stored and answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SavedQuery {
     pub id: String,
     pub product: String,
     pub name: String,
     /// The spec's members (without `product`), as sent to `POST /api/v1/analytics/query`.
+    #[schema(value_type = crate::analytics::Query)]
     pub query: serde_json::Value,
     /// Shown on the product's dashboard.
     pub pinned: bool,
@@ -28,11 +29,12 @@ pub struct SavedQuery {
 
 /// The body of a create (`product`, `name` and `query` required) or of an edit (any member;
 /// `product` may not change).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavedDraft {
     pub product: Option<String>,
     pub name: Option<String>,
+    #[schema(value_type = Option<crate::analytics::Query>)]
     pub query: Option<serde_json::Value>,
     pub pinned: Option<bool>,
 }

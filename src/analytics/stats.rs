@@ -32,7 +32,7 @@ fn percentile_of_sorted(values: &[(f64, f64)], q: f64) -> Option<f64> {
 }
 
 /// The summary of a set of weighted values.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Weighted count of values (estimated events).
     pub count: f64,
@@ -72,7 +72,7 @@ pub fn summarize(values: &mut [(f64, f64)]) -> Option<Summary> {
 }
 
 /// One histogram bin: `[lower, upper)`, the last one closed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Bin {
     pub lower: f64,
     pub upper: f64,

@@ -14,7 +14,7 @@ use crate::search::NO_VALUE;
 use crate::timespan::{bucket_count, bucket_start, DAY_MS};
 
 /// What a trend counts per bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     Events,
@@ -50,7 +50,7 @@ impl Measure {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrendSpec {
     #[serde(flatten)]
@@ -66,7 +66,7 @@ pub struct TrendSpec {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendSeries {
     /// One label per group-by field (`["other"]` for the folded group, `[]` without grouping).
     pub group: Vec<String>,
@@ -80,7 +80,7 @@ pub struct TrendSeries {
     pub installs: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendAnswer {
     pub measure: Measure,
     pub metric: Option<String>,

@@ -315,7 +315,7 @@ pub fn payload(cluster: &Cluster, change: &Change, ui_base_url: &str) -> Value {
     })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Delivered,
@@ -324,7 +324,7 @@ pub enum Outcome {
 }
 
 /// One line of the alert log (the API shows the newest first).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertLogEntry {
     pub time_ms: i64,
     pub target: String,
@@ -340,7 +340,7 @@ pub struct AlertLogEntry {
 }
 
 /// Delivery counters since start, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertStats {
     pub delivered: u64,
     pub failed: u64,

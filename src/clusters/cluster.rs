@@ -99,7 +99,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum IgnoreUntil {
     Forever,
@@ -175,7 +175,7 @@ impl ClusterError {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
     Open,
@@ -187,7 +187,7 @@ pub enum StatusKind {
 /// `{"status": "open"}`, `{"status": "resolved", "in_version": "1.2.0"}`,
 /// `{"status": "ignored"}` (forever), or ignored with one of `"until": "2025-01-31T00:00:00Z"`
 /// (RFC 3339), `"until_ms": 1738281600000`, `"more_events": 100`, `"more_installs": 10`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     pub status: StatusKind,

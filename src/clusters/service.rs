@@ -84,7 +84,7 @@ impl ErrorCode for ClustersError {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct PassReport {
     pub events: u64,
     pub clustered: u64,
@@ -430,19 +430,26 @@ impl crate::store::subscribers::CommitSubscriber for Clusters {
     fn committed(&self, _events: &crate::store::subscribers::Committed) {}
 }
 
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
     pub product: Option<String>,
+    /// `open`, `resolved`, `ignored` or `regressed`.
     pub status: Option<String>,
+    /// `warn`, `error` or `fatal`.
     pub severity: Option<String>,
     pub platform: Option<String>,
     pub app_version: Option<String>,
+    /// `last_seen` (default), `count` or `installs`.
     pub sort: Option<String>,
+    /// Page size (default 50; 1 to 500, clamped).
     pub limit: Option<usize>,
+    /// Clusters to skip.
     pub offset: Option<usize>,
     /// The products the caller may see (its token's scope, narrowed to `product`).
     #[serde(skip)]
+    #[param(ignore)]
     pub scope: Scope,
 }
 
@@ -487,7 +494,7 @@ impl ListFilter {
 }
 
 /// Weighted events of one day by severity.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct SeverityDay {
     pub day_ms: i64,
     pub warn: f64,
@@ -495,7 +502,7 @@ pub struct SeverityDay {
     pub fatal: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DayCount {
     pub day_ms: i64,
     /// Weighted events.
@@ -505,7 +512,7 @@ pub struct DayCount {
 }
 
 /// One dimension that sets a cluster apart from others with its title, and its value there.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Distinction {
     /// `platform`, `channel`, `module`, `error_domain`, `error_code`, or `fingerprint` when
     /// none of those differ (a title cut short, say).
@@ -547,7 +554,7 @@ pub fn distinctions(cluster: &Cluster, same_title: &[&Cluster]) -> Vec<Distincti
 }
 
 /// A cluster as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     pub id: String,
     pub product: String,

@@ -5,6 +5,7 @@ use crate::analytics::{self, Context, Query};
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::model::now_ms;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
@@ -21,7 +22,32 @@ fn query_body(body: &[u8]) -> Result<(Option<String>, Query), ApiError> {
     Ok((product, Query::from_json(spec.into())?))
 }
 
+/// The body as the API document describes it: the spec of the query's `kind`, and `product`.
+/// Never built: [`query_body`] reads the body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct QueryBody {
+    /// Required unless the caller sees one product.
+    product: Option<String>,
+    #[serde(flatten)]
+    query: Query,
+}
+
 /// Runs one analytics query for any admin or viewer token, on a product it sees.
+#[utoipa::path(
+    post,
+    path = "/api/v1/analytics/query",
+    summary = "Run an analytics query",
+    tag = "analytics",
+    description = "Runs one analytics query (`kind`: trend, distribution, funnel, \
+        active_installs, retention) on one product the token sees (either role).",
+    request_body = QueryBody,
+    responses(
+        (status = 200, description = "The answer of the query's kind.", body = crate::analytics::Answer),
+        openapi::BadAnalytics, openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn query(
     caller: Caller,
     body: web::Bytes,

@@ -17,15 +17,26 @@ use serde_json::json;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::store::audit::AuditEntry;
-use crate::store::backup::{target_below, BackupError};
+use crate::store::backup::{target_below, BackupError, BackupManifest};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// A new or empty directory below the backup directory (relative to it, or absolute).
+    #[schema(value_type = String)]
     pub dir: PathBuf,
+}
+
+/// The answer of [`post_backup`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BackupAnswer {
+    /// The directory written.
+    #[schema(value_type = String)]
+    dir: PathBuf,
+    manifest: BackupManifest,
 }
 
 impl From<BackupError> for ApiError {
@@ -40,6 +51,21 @@ impl From<BackupError> for ApiError {
     }
 }
 
+/// Writes a consistent copy of the store below the backup directory.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/backup",
+    summary = "Back up the store",
+    tag = "operations",
+    description = "Writes a consistent copy of the store into a new or empty directory below \
+        `server.backup_dir` (admin role, every product); audited.",
+    request_body = BackupRequest,
+    responses(
+        (status = 200, description = "The copy and its manifest are on disk.", body = BackupAnswer),
+        openapi::BadBody, openapi::TokenRequired, openapi::Forbidden, openapi::Unavailable,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn post_backup(
     caller: Caller,
     state: web::Data<AppState>,
@@ -74,5 +100,5 @@ pub async fn post_backup(
         json!({ "events": manifest.events, "next_seq": manifest.next_seq, "bytes": manifest.store_bytes }),
     );
     state.writer.audit(entry).await?;
-    Ok(HttpResponse::Ok().json(json!({ "dir": dir, "manifest": manifest })))
+    Ok(HttpResponse::Ok().json(BackupAnswer { dir, manifest }))
 }

@@ -12,6 +12,7 @@ use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::search::{Filter, SearchRequest};
 use crate::store::audit::AuditEntry;
 use crate::AppState;
@@ -19,6 +20,20 @@ use crate::AppState;
 const SAMPLES: usize = 10;
 
 /// `GET /api/v1/clusters`
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters",
+    summary = "List error clusters",
+    description = "The error clusters of the token's products, filtered and sorted, in pages (either role).",
+    tag = "clusters",
+    params(ListFilter),
+    responses(
+        (status = 200, description = "`{\"clusters\": [ClusterView], \"total\": n}`: one \
+            page of the token's products' clusters, and how many match.", body = Object),
+        openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list(
     caller: Caller,
     filter: web::Query<ListFilter>,
@@ -31,14 +46,30 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "clusters": clusters, "total": total })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TimelineParams {
     product: Option<String>,
+    /// Days back (default 14).
+    #[param(minimum = 1, maximum = 35)]
     days: Option<i64>,
 }
 
 /// `GET /api/v1/clusters/timeline`: events per day of the last 14 days, stacked by severity.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/timeline",
+    summary = "Error events per day by severity",
+    description = "Error events per day, stacked by severity, of the token's products (either role).",
+    tag = "clusters",
+    params(TimelineParams),
+    responses(
+        (status = 200, description = "`{\"days\": [SeverityDay]}`, oldest first.", body = Object),
+        openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn timeline(
     caller: Caller,
     params: web::Query<TimelineParams>,
@@ -69,6 +100,20 @@ fn view(state: &AppState, caller: &Caller, id: &str, days: i64) -> Result<Cluste
 }
 
 /// `GET /api/v1/clusters/{id}`: the cluster with its 30-day daily counts and recent events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/{id}",
+    summary = "One error cluster",
+    description = "One cluster of the token's products with its 30-day daily counts and its newest events (either role).",
+    tag = "clusters",
+    params(("id" = String, Path, description = "The cluster id (its fingerprint)")),
+    responses(
+        (status = 200, description = "`{\"cluster\": ClusterView, \"samples\": [Event]}` \
+            (the 10 newest events).", body = Object),
+        openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn get(
     caller: Caller,
     id: web::Path<String>,
@@ -103,6 +148,19 @@ pub async fn get(
 }
 
 /// `GET /api/v1/clusters/{id}/timeline`: events per day of the last 30 days.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/{id}/timeline",
+    summary = "A cluster's events per day",
+    description = "One cluster's events per day of the last 30 days (either role).",
+    tag = "clusters",
+    params(("id" = String, Path, description = "The cluster id")),
+    responses(
+        (status = 200, description = "`{\"days\": [DayCount]}`, oldest first.", body = Object),
+        openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn cluster_timeline(
     caller: Caller,
     id: web::Path<String>,
@@ -113,6 +171,20 @@ pub async fn cluster_timeline(
 
 /// `PATCH /api/v1/clusters/{id}` (admin): resolve (optionally in a version), ignore (with a
 /// condition) or reopen.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/clusters/{id}",
+    summary = "Change a cluster's status",
+    description = "Resolves (optionally in a version), ignores (forever or until a time or more events or installs) or reopens a cluster (admin role); audited.",
+    tag = "clusters",
+    params(("id" = String, Path, description = "The cluster id")),
+    request_body = crate::clusters::StatusRequest,
+    responses(
+        (status = 200, description = "The cluster after the change.", body = ClusterView),
+        openapi::BadParameter, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn patch(
     caller: Caller,
     id: web::Path<String>,
@@ -135,6 +207,18 @@ pub async fn patch(
 
 /// `POST /api/v1/clusters/run` (admin of every product: a pass spans every product): runs a
 /// clustering pass now; audited as `clustering.run`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/clusters/run",
+    summary = "Run a clustering pass now",
+    description = "Runs a clustering pass now (admin role, every product: a pass spans every product); audited.",
+    tag = "clusters",
+    responses(
+        (status = 200, description = "What the pass did.", body = crate::clusters::service::PassReport),
+        openapi::TokenRequired, openapi::Forbidden, openapi::Unavailable,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require_global_admin()?;
     let st = state.clone();
@@ -152,6 +236,19 @@ pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespo
 
 /// `GET /api/v1/alerts`: recent deliveries (newest first) and delivery counters, across every
 /// product and webhook target: all-products tokens only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    summary = "Alert deliveries",
+    description = "Recent webhook deliveries, newest first, and delivery counters across every product and target (tokens of every product).",
+    tag = "clusters",
+    responses(
+        (status = 200, description = "`{\"entries\": [AlertLogEntry], \"stats\": AlertStats}` \
+            (empty without webhooks).", body = Object),
+        openapi::TokenRequired, openapi::Forbidden,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn alerts(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require_all_products()?;
     let dispatcher = state.clusters.dispatcher.lock();

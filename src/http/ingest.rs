@@ -13,7 +13,8 @@ use serde::Deserialize;
 use actix_web::ResponseError;
 
 use crate::http::error::ApiError;
-use crate::ingest::formats::{Answer, Format, ProductRequest};
+use crate::http::openapi;
+use crate::ingest::formats::{Answer, Format, NativeAnswer, ProductRequest};
 use crate::ingest::{self, IngestRequest};
 use crate::AppState;
 
@@ -22,10 +23,88 @@ pub const INGEST_KEY_HEADER: &str = "x-telemetry-key";
 /// keyboard extension).
 pub const INSTALL_TOKEN_HEADER: &str = "x-install-token";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct IngestQuery {
+    /// The product (needed without an ingest key when more than one product is configured;
+    /// must agree with the key's product).
     pub product: Option<String>,
 }
+
+// The API document's description of `route(&NATIVE)`, which is a closure.
+/// Ingest native events.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    summary = "Ingest native events",
+    tag = "ingest",
+    description = "Takes in a batch of events in the native format. JSON as \
+        `application/json`, any `+json` type, `text/plain` (`navigator.sendBeacon`) or no type; \
+        `Content-Encoding: gzip`, `deflate` or `zstd`. Each event is checked on its own: the \
+        answer lists the rejected ones and every field dropped or changed.",
+    params(IngestQuery),
+    request_body(content = openapi::NativeBatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The batch was read; what was stored, per event.", body = NativeAnswer),
+        openapi::BadIngest, openapi::IngestKeyRequired, openapi::TooLarge,
+        openapi::UnsupportedMedia, openapi::RateLimited, openapi::Unavailable,
+    ),
+    security(("ingest_key" = []), ("install_token" = []), ()),
+)]
+#[allow(dead_code)]
+fn native_events() {}
+
+/// Declares the API document's description of an OTLP/HTTP route (`route(&OTLP_...)`,
+/// `otlp_metrics::route()`), with or without the `{product}` path segment.
+macro_rules! otlp_route_doc {
+    ($name:ident, $path:tt, $signal:tt, $answer:tt, [$($param:tt)*]) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            summary = concat!("Ingest OTLP ", $signal),
+            tag = "ingest",
+            description = concat!(
+                "OTLP/HTTP ", $signal, " (an `Export", $answer, "ServiceRequest`, see \
+                https://opentelemetry.io/docs/specs/otlp/), protobuf or JSON, optionally gzip, \
+                deflate or zstd. The answer is the `Export", $answer, "ServiceResponse` in the \
+                request's encoding; errors answer a `google.rpc.Status` in it."
+            ),
+            params($($param)*),
+            request_body(content(
+                (String = "application/x-protobuf"),
+                (Object = "application/json"),
+            )),
+            responses(
+                (status = 200, description = concat!("Export", $answer, "ServiceResponse"), content(
+                    (String = "application/x-protobuf"),
+                    (Object = "application/json"),
+                )),
+                crate::http::openapi::OtlpErrors,
+            ),
+            security(("ingest_key" = []), ("install_token" = []), ()),
+        )]
+        #[allow(dead_code)]
+        pub(crate) fn $name() {}
+    };
+}
+pub(crate) use otlp_route_doc;
+
+otlp_route_doc!(otlp_traces, "/v1/traces", "traces", "Trace", [IngestQuery]);
+otlp_route_doc!(
+    otlp_traces_of_product,
+    "/otlp/{product}/v1/traces",
+    "traces",
+    "Trace",
+    [("product" = String, Path, description = "The product")]
+);
+otlp_route_doc!(otlp_logs, "/v1/logs", "logs", "Logs", [IngestQuery]);
+otlp_route_doc!(
+    otlp_logs_of_product,
+    "/otlp/{product}/v1/logs",
+    "logs",
+    "Logs",
+    [("product" = String, Path, description = "The product")]
+);
 
 /// The `POST` route that ingests bodies in `format`.
 pub fn route(format: &'static dyn Format) -> Route {

@@ -13,6 +13,7 @@ pub mod codec_errors;
 pub mod cors;
 pub mod error;
 pub mod ingest;
+pub mod openapi;
 pub mod ops;
 pub mod otlp_metrics;
 pub mod policies;
@@ -160,9 +161,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/api/v1/alerts").route(web::get().to(clusters::alerts)))
             .service(resource("/api/v1/audit").route(web::get().to(subjects::audit)))
             .service(resource("/api/v1/admin/backup").route(web::post().to(backup::post_backup)))
-            .route("/healthz", web::get().to(ops::healthz))
-            .route("/readyz", web::get().to(ops::readyz))
-            .route("/metrics", web::get().to(ops::metrics))
+            .service(resource("/healthz").route(web::get().to(ops::healthz)))
+            .service(resource("/readyz").route(web::get().to(ops::readyz)))
+            .service(resource("/metrics").route(web::get().to(ops::metrics)))
+            .service(resource(openapi::PATH).route(web::get().to(openapi::serve)))
             // UI files and client-side routes; the JSON 404 for `/api/...` and the rest.
             .default_service(web::to(ui::serve)),
     );
@@ -220,8 +222,14 @@ fn json_errors<B: MessageBody + 'static>(
     )))
 }
 
-/// A resource whose other methods answer `405` with a JSON error.
+/// A resource whose other methods answer `405` with a JSON error. Every route is built here, so
+/// debug builds (every test) refuse a path the OpenAPI document does not describe.
 fn resource(path: &str) -> actix_web::Resource {
+    debug_assert!(
+        openapi::documents(path),
+        "route {path} is not in the OpenAPI document: annotate its handler with \
+         #[utoipa::path] and list it in http::openapi"
+    );
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
@@ -243,6 +251,19 @@ mod tests {
     use actix_web::{test, App};
 
     use super::*;
+
+    #[actix_web::test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "is not in the OpenAPI document")]
+    async fn an_undocumented_route_is_refused() {
+        let _ = resource("/api/v1/undocumented");
+    }
+
+    #[actix_web::test]
+    async fn documented_routes_are_accepted() {
+        let _ = resource("/api/v1/events/{id}");
+        let _ = resource(openapi::PATH);
+    }
 
     #[actix_web::test]
     async fn plain_text_errors_become_json_and_keep_their_headers() {

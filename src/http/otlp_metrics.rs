@@ -17,6 +17,21 @@ use crate::ingest::formats::ProductRequest;
 use crate::series;
 use crate::AppState;
 
+crate::http::ingest::otlp_route_doc!(
+    otlp_metrics,
+    "/v1/metrics",
+    "metrics",
+    "Metrics",
+    [crate::http::ingest::IngestQuery]
+);
+crate::http::ingest::otlp_route_doc!(
+    otlp_metrics_of_product,
+    "/otlp/{product}/v1/metrics",
+    "metrics",
+    "Metrics",
+    [("product" = String, Path, description = "The product")]
+);
+
 /// The `POST` route for OTLP metrics.
 pub fn route() -> Route {
     web::post().to(

@@ -10,6 +10,7 @@ use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::model::{now_ms, Event};
 use crate::policies::{
     self, ClientContext, ConfigQuery, InstallInfo, Policy, PolicyDraft, ValidationError,
@@ -33,6 +34,25 @@ impl From<ValidationError> for ApiError {
 }
 
 /// `GET /api/v1/config`: the merged collection settings for one client.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config",
+    summary = "A client's collection settings",
+    tag = "ingest",
+    description = "The collection settings for one client: the product's defaults merged with \
+        the policies that target it. Client fields by any name clients send them under. \
+        Revalidate with `If-None-Match` (`304` when unchanged).",
+    params(ConfigQuery),
+    responses(
+        (status = 200, description = "The merged settings.", body = crate::policies::MergedConfig, headers(
+            ("ETag" = String, description = "The settings' version"),
+            ("Cache-Control" = String),
+        )),
+        (status = 304, description = "Unchanged since the `If-None-Match` version."),
+        openapi::BadProduct, openapi::IngestKeyRequired,
+    ),
+    security(("ingest_key" = []), ("install_token" = []), ()),
+)]
 pub async fn client_config(
     req: HttpRequest,
     query: web::Query<ConfigQuery>,
@@ -81,7 +101,27 @@ fn sorted(mut policies: Vec<Policy>) -> Vec<Policy> {
     policies
 }
 
+/// The answer of [`list`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyList {
+    /// By product, then priority (highest first), then id.
+    policies: Vec<Policy>,
+}
+
 /// `GET /api/v1/policies?product=`: the policies of the products in the caller's scope.
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies",
+    summary = "List collection policies",
+    description = "The collection policies of the token's products (either role).",
+    tag = "policies",
+    params(ProductParam),
+    responses(
+        (status = 200, description = "The policies.", body = PolicyList),
+        openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list(
     caller: Caller,
     query: web::Query<ProductParam>,
@@ -94,12 +134,16 @@ pub async fn list(
         .into_iter()
         .filter(|p| scope.allows(&p.product))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "policies": sorted(policies) })))
+    Ok(HttpResponse::Ok().json(PolicyList {
+        policies: sorted(policies),
+    }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProductParam {
+    /// One product (default: every product of the token).
     product: Option<String>,
 }
 
@@ -117,6 +161,19 @@ fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Policy, ApiError>
 }
 
 /// `GET /api/v1/policies/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies/{id}",
+    summary = "One collection policy",
+    description = "One collection policy of the token's products (either role).",
+    tag = "policies",
+    params(("id" = String, Path, description = "The policy id")),
+    responses(
+        (status = 200, description = "The policy.", body = Policy),
+        openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn get(
     caller: Caller,
     id: web::Path<String>,
@@ -210,6 +267,22 @@ fn admin_draft(caller: &Caller, body: &[u8], state: &AppState) -> Result<PolicyD
 }
 
 /// `POST /api/v1/policies` (admin)
+#[utoipa::path(
+    post,
+    path = "/api/v1/policies",
+    summary = "Create a collection policy",
+    tag = "policies",
+    description = "Creates a policy (admin role, a product in the token's scope); audited.",
+    request_body = PolicyDraft,
+    responses(
+        (status = 201, description = "The policy as stored.", body = Policy, headers(
+            ("Location" = String, description = "The policy's URL"),
+        )),
+        openapi::BadPolicy, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+        openapi::Conflict,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn create(
     caller: Caller,
     body: web::Bytes,
@@ -224,6 +297,20 @@ pub async fn create(
 }
 
 /// `PUT /api/v1/policies/{id}` (admin)
+#[utoipa::path(
+    put,
+    path = "/api/v1/policies/{id}",
+    summary = "Replace a collection policy",
+    tag = "policies",
+    description = "Replaces a policy (admin role); audited.",
+    params(("id" = String, Path, description = "The policy id")),
+    request_body = PolicyDraft,
+    responses(
+        (status = 200, description = "The policy as stored.", body = Policy),
+        openapi::BadPolicy, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn replace(
     caller: Caller,
     id: web::Path<String>,
@@ -237,7 +324,27 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(policy))
 }
 
+/// The answer of [`delete`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// The id of the policy deleted.
+    deleted: String,
+}
+
 /// `DELETE /api/v1/policies/{id}` (admin)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/policies/{id}",
+    summary = "Delete a collection policy",
+    tag = "policies",
+    description = "Deletes a policy (admin role); audited.",
+    params(("id" = String, Path, description = "The policy id")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn delete(
     caller: Caller,
     id: web::Path<String>,
@@ -247,11 +354,25 @@ pub async fn delete(
     let policy = find(&state, &caller, &id)?;
     let id = policy.id.clone();
     write(&state, &caller, Write::Delete(policy)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
+    Ok(HttpResponse::Ok().json(Deleted { deleted: id }))
 }
 
 /// `POST /api/v1/policies/preview` (admin): how many recent installs a draft matches, and what
 /// it would have done to the last 7 days of stored events.
+#[utoipa::path(
+    post,
+    path = "/api/v1/policies/preview",
+    summary = "Preview a policy draft",
+    description = "How many recent installs a draft matches, and what it would have done to the last 7 days of stored events (admin role).",
+    tag = "policies",
+    request_body = PolicyDraft,
+    responses(
+        (status = 200, description = "The installs it matches and its dry run.", body = crate::policies::preview::PreviewReport),
+        openapi::BadPolicy, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+        openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn preview(
     caller: Caller,
     body: web::Bytes,

@@ -11,20 +11,36 @@ use crate::analytics::saved::{self, SavedDraft, SavedQuery};
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::model::now_ms;
 use crate::store::audit::{self, AuditEntry};
 use crate::store::saved_queries::{delete_saved_query, name_taken, put_saved_query};
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// One product (default: every product of the token).
     product: Option<String>,
     /// Only the queries pinned to the dashboard.
     pinned: Option<bool>,
 }
 
 /// `GET /api/v1/analytics/saved?product=&pinned=`: by product, then name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/analytics/saved",
+    summary = "List saved analytics queries",
+    description = "The saved queries of the token's products, by product then name (either role).",
+    tag = "analytics",
+    params(ListParams),
+    responses(
+        (status = 200, description = "`{\"saved\": [SavedQuery]}`.", body = Object),
+        openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list(
     caller: Caller,
     params: web::Query<ListParams>,
@@ -64,6 +80,19 @@ async fn find(
 }
 
 /// `GET /api/v1/analytics/saved/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/analytics/saved/{id}",
+    summary = "One saved analytics query",
+    description = "One saved query of the token's products (either role).",
+    tag = "analytics",
+    params(("id" = String, Path, description = "The saved query's id")),
+    responses(
+        (status = 200, description = "The saved query.", body = SavedQuery),
+        openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn get(
     caller: Caller,
     id: web::Path<String>,
@@ -128,6 +157,23 @@ async fn write(state: &AppState, caller: &Caller, change: Write) -> Result<(), A
 }
 
 /// `POST /api/v1/analytics/saved` (admin): `{product, name, query, pinned}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/analytics/saved",
+    summary = "Save an analytics query",
+    description = "Saves a query under a name unique in its product (admin role; `product` \
+        required unless the token sees one product; `name` and `query` required); audited.",
+    tag = "analytics",
+    request_body = SavedDraft,
+    responses(
+        (status = 201, description = "The saved query.", body = SavedQuery, headers(
+            ("Location" = String, description = "The saved query's URL"),
+        )),
+        openapi::BadAnalytics, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+        openapi::Conflict,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn create(
     caller: Caller,
     body: web::Bytes,
@@ -150,6 +196,22 @@ pub async fn create(
 }
 
 /// `PATCH /api/v1/analytics/saved/{id}` (admin): any of `name`, `query`, `pinned`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/analytics/saved/{id}",
+    summary = "Edit a saved analytics query",
+    description = "Renames it, changes its spec, or pins or unpins it (admin role; `product` may \
+        not change); audited.",
+    tag = "analytics",
+    params(("id" = String, Path, description = "The saved query's id")),
+    request_body = SavedDraft,
+    responses(
+        (status = 200, description = "The saved query.", body = SavedQuery),
+        openapi::BadAnalytics, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+        openapi::Conflict,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn update(
     caller: Caller,
     id: web::Path<String>,
@@ -164,6 +226,19 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/analytics/saved/{id}` (admin)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/analytics/saved/{id}",
+    summary = "Delete a saved analytics query",
+    description = "Deletes it (admin role); audited.",
+    tag = "analytics",
+    params(("id" = String, Path, description = "The saved query's id")),
+    responses(
+        (status = 200, description = "`{\"deleted\": id}`.", body = Object),
+        openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn delete(
     caller: Caller,
     id: web::Path<String>,

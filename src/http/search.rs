@@ -15,6 +15,7 @@ use crate::fields::{EventField, Use};
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::model::{now_ms, Event};
 use crate::search::{parse_time_param, Filter, SearchRequest};
 use crate::store::audit::{self, AuditEntry};
@@ -159,7 +160,33 @@ impl FilterParams {
     }
 }
 
+/// One page of search matches.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    /// Newest first.
+    events: Vec<Event>,
+    /// Every match, or with `total_exact: false` a lower bound.
+    total: u64,
+    total_exact: bool,
+    /// The `cursor` of the next page (none on the last).
+    next_cursor: Option<String>,
+}
+
 /// `GET /api/v1/events`
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    summary = "Search events",
+    tag = "events",
+    description = "Searches the events of the token's products (either role), newest first, \
+        in pages. Any parameter not listed is refused.",
+    params(FilterParams),
+    responses(
+        (status = 200, description = "One page.", body = EventPage),
+        openapi::BadSearch, openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn search_events(
     caller: Caller,
     params: web::Query<FilterParams>,
@@ -184,17 +211,33 @@ pub async fn search_events(
         Ok((events, page))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "events": events,
-        "total": page.total,
-        "total_exact": page.total_exact,
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(EventPage {
+        events,
+        total: page.total,
+        total_exact: page.total_exact,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `GET /api/v1/events/export?format=ndjson|csv` (admin) streams every match in the caller's
 /// products, newest first; audited as `events.export` (with the filter, which names no subject
 /// unless the operator typed one into it).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/export",
+    summary = "Export matching events",
+    description = "Streams every match in the token's products, newest first, as NDJSON or CSV (admin role); audited.",
+    tag = "events",
+    params(FilterParams),
+    responses(
+        (status = 200, description = "Every match, streamed (`Content-Disposition: attachment`).", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        openapi::BadSearch, openapi::TokenRequired, openapi::Forbidden, openapi::NotFound, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn export_events(
     caller: Caller,
     params: web::Query<FilterParams>,
@@ -364,7 +407,28 @@ fn csv_escape(field: &str) -> String {
     }
 }
 
+/// The answer of [`geo`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct GeoAnswer {
+    countries: Vec<crate::search::CountryCount>,
+    /// Groups under the products' `min_group_installs`, folded away.
+    suppressed_groups: usize,
+}
+
 /// `GET /api/v1/geo`: events and distinct installs by country and region.
+#[utoipa::path(
+    get,
+    path = "/api/v1/geo",
+    summary = "Events by country and region",
+    description = "Events (weighted by sampling) and distinct installs by country and region; groups under `min_group_installs` are folded away (either role).",
+    tag = "events",
+    params(FilterParams),
+    responses(
+        (status = 200, description = "By country, then region.", body = GeoAnswer),
+        openapi::BadSearch, openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn geo(
     caller: Caller,
     params: web::Query<FilterParams>,
@@ -374,10 +438,10 @@ pub async fn geo(
     let min_installs = state.products.min_group_installs(&filter.scope);
     let st = state.clone();
     let geo = blocking(move || Ok(st.search.geo(&filter, min_installs)?)).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "countries": geo.rows,
-        "suppressed_groups": geo.suppressed_groups,
-    })))
+    Ok(HttpResponse::Ok().json(GeoAnswer {
+        countries: geo.rows,
+        suppressed_groups: geo.suppressed_groups,
+    }))
 }
 
 #[cfg(test)]

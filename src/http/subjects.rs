@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::privacy::{ErasureReport, PurgeStatus, SubjectKind};
 use crate::store::audit::{AuditEntry, AuditQuery};
 use crate::AppState;
@@ -29,6 +30,25 @@ fn subject(path: &(String, String)) -> Result<(SubjectKind, String), ApiError> {
 
 /// `GET /api/v1/subjects/{install|user}/{id}` (admin): every event of the subject in the
 /// caller's products as NDJSON; audited as `subject.export`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/subjects/{kind}/{id}",
+    summary = "Export a subject's events",
+    tag = "privacy",
+    description = "Every event of one install or user in the token's products, as NDJSON \
+        (admin role; right of access); audited.",
+    params(
+        ("kind" = String, Path, description = "`install` or `user`", pattern = "^(install|user)s?$"),
+        ("id" = String, Path, description = "The install or user id", min_length = 1, max_length = 200),
+    ),
+    responses(
+        (status = 200, description = "One event per line.", content_type = "application/x-ndjson", body = String, headers(
+            ("x-total-count" = u64, description = "How many events"),
+        )),
+        openapi::BadParameter, openapi::TokenRequired, openapi::Forbidden, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn export(
     caller: Caller,
     path: web::Path<(String, String)>,
@@ -50,7 +70,8 @@ pub async fn export(
         .body(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EraseParams {
     /// Wait for the purge (index merge and store rewrite) before answering.
@@ -59,22 +80,40 @@ pub struct EraseParams {
 }
 
 /// The answer to an erasure: its report and, with `?wait_purge=true`, how the wait ended.
-#[derive(Serialize)]
-struct EraseAnswer {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EraseAnswer {
     #[serde(flatten)]
     report: ErasureReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     purge_wait: Option<PurgeWait>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
-struct PurgeWait {
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct PurgeWait {
     /// The purge was still running when the wait ended; it continues in the background.
     timed_out: bool,
     timeout_secs: u64,
 }
 
 /// `DELETE /api/v1/subjects/{install|user}/{id}` (admin).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/subjects/{kind}/{id}",
+    summary = "Erase a subject",
+    tag = "privacy",
+    description = "Erases one install or user from the token's products (admin role; right to \
+        erasure): events, install record, metric series and index documents; audited.",
+    params(
+        ("kind" = String, Path, description = "`install` or `user`", pattern = "^(install|user)s?$"),
+        ("id" = String, Path, description = "The install or user id", min_length = 1, max_length = 200),
+        EraseParams,
+    ),
+    responses(
+        (status = 200, description = "What was removed.", body = EraseAnswer),
+        openapi::BadParameter, openapi::TokenRequired, openapi::Forbidden, openapi::NotReady,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn erase(
     caller: Caller,
     path: web::Path<(String, String)>,
@@ -125,6 +164,18 @@ fn wait_until_done(status: impl Fn() -> PurgeStatus, timeout: Duration) -> (Purg
 
 /// `GET /api/v1/purge`: the state of the purge job (a process-wide job with the store's size:
 /// tokens of every product).
+#[utoipa::path(
+    get,
+    path = "/api/v1/purge",
+    summary = "The purge job",
+    description = "The purge job's state and last outcome (tokens of every product).",
+    tag = "privacy",
+    responses(
+        (status = 200, description = "The purge job's state and last outcome.", body = crate::privacy::PurgeStatus),
+        openapi::TokenRequired, openapi::Forbidden,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn purge_status(
     caller: Caller,
     state: web::Data<AppState>,
@@ -134,6 +185,18 @@ pub async fn purge_status(
 }
 
 /// `POST /api/v1/purge` (admin of every product): starts a purge; audited as `purge.start`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/purge",
+    summary = "Start a purge",
+    description = "Starts a purge (index merge and store rewrite after erasures) (admin role, every product); audited.",
+    tag = "privacy",
+    responses(
+        (status = 202, description = "Started (or already running).", body = crate::privacy::PurgeStatus),
+        openapi::TokenRequired, openapi::Forbidden, openapi::Unavailable,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn start_purge(
     caller: Caller,
     state: web::Data<AppState>,
@@ -151,18 +214,47 @@ pub async fn start_purge(
     Ok(HttpResponse::Accepted().json(status))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    /// Only this action (`policy.create`, `subject.erase`, ...).
     action: Option<String>,
+    /// Start as in search: RFC 3339, a date, epoch ms, `now` or relative.
     from: Option<String>,
+    /// End, as `from`.
     to: Option<String>,
+    /// Entries before this id: the previous page's `next_before`.
     before: Option<u64>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+/// The answer of [`audit`].
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    entries: Vec<AuditEntry>,
+    /// The `before` of the next page (none on the last).
+    next_before: Option<u64>,
 }
 
 /// `GET /api/v1/audit` (admin): the audit log, newest first; a scoped token sees the entries
 /// about its products only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    summary = "The audit log",
+    description = "The audit log, newest first, in pages (admin role; a scoped token sees the entries about its products only).",
+    tag = "privacy",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "One page of the audit log.", body = AuditPage),
+        openapi::BadParameter, openapi::TokenRequired, openapi::Forbidden,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn audit(
     caller: Caller,
     params: web::Query<AuditParams>,
@@ -200,7 +292,10 @@ pub async fn audit(
         .last()
         .map(|e| e.id)
         .filter(|_| entries.len() == page_size);
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_before": next_before })))
+    Ok(HttpResponse::Ok().json(AuditPage {
+        entries,
+        next_before,
+    }))
 }
 
 #[cfg(test)]

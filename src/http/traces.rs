@@ -6,9 +6,24 @@ use actix_web::{web, HttpResponse};
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
+use crate::http::openapi;
 use crate::traces::{self, TraceId};
 use crate::AppState;
 
+/// One trace's events of the caller's products, as a waterfall (either role).
+#[utoipa::path(
+    get,
+    path = "/api/v1/traces/{trace_id}",
+    summary = "One trace",
+    description = "One trace's events of the token's products, in tree order with depths and offsets for a waterfall (either role).",
+    tag = "events",
+    params(("trace_id" = String, Path, description = "The W3C trace id: 32 hex digits, not all zero")),
+    responses(
+        (status = 200, description = "The trace.", body = crate::traces::Trace),
+        openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn get_trace(
     caller: Caller,
     path: web::Path<String>,

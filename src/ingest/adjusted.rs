@@ -10,7 +10,7 @@ use crate::error::AdjustReason;
 pub const MAX_LISTED: usize = 100;
 
 /// One field of one event that was dropped or changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Adjusted {
     /// The event's index in the request.
     pub index: usize,

@@ -147,7 +147,7 @@ pub fn decide(settings: &ResolvedSettings, event: &Event) -> Decision {
 
 /// Counts of decisions, for ingest statistics (`dropped_by_policy`, `sampled_out`) and the
 /// preview's dry run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DecisionCounts {
     pub events: u64,
     pub kept: u64,

@@ -12,7 +12,7 @@ use crate::model::{Event, Level};
 
 /// One layer of collection settings. Every field is optional: `None` means "this layer leaves
 /// the field to the layers below" (product defaults, then lower-priority policies).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +84,7 @@ pub mod defaults {
 /// allowed), empty deny lists, `sample_rate` 1.0, no per-event rates, batch 50,
 /// flush 30 000 ms, queue 1 000. Lists are sorted and de-duplicated, so equal content
 /// serialises (and hashes into an ETag) identically.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ResolvedSettings {
     pub collection_enabled: bool,
     pub min_level: Level,
@@ -172,7 +172,7 @@ impl ResolvedSettings {
 
 /// Who a policy applies to. Every non-empty list must contain the client's value (compared
 /// ASCII case-insensitively); a client that does not report a targeted dimension does not match.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Targeting {
     pub platforms: Vec<String>,
@@ -198,7 +198,7 @@ impl Targeting {
 }
 
 /// A stored collection policy (the redb value, as JSON).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Policy {
     pub id: String,
     pub name: String,
@@ -223,7 +223,7 @@ fn default_true() -> bool {
 
 /// What admins POST (create, preview) and PUT (replace). `starts_at`/`expires_at` accept ms
 /// since the epoch or an RFC 3339 string.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDraft {
     /// Optional on POST (a UUIDv7 is generated); on PUT it must equal the path id if given.
@@ -548,7 +548,7 @@ impl<'a> ContextRef<'a> {
 }
 
 /// The merged policy for one client, as served by `GET /api/v1/config`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MergedConfig {
     pub product: String,
     pub settings: ResolvedSettings,

@@ -34,14 +34,14 @@ pub struct InstallInfo {
     pub last_seen: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Breakdown {
     pub value: String,
     pub matching: u64,
     pub total: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DryRun {
     /// Window evaluated: `[from, to]`, ms since the epoch.
     pub from: i64,
@@ -59,7 +59,7 @@ pub struct DryRun {
 }
 
 /// Decision counts where each event counts with a weight (1 / its sample rate).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WeightedCounts {
     pub events: f64,
     pub kept: f64,
@@ -78,7 +78,7 @@ impl WeightedCounts {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PreviewReport {
     pub matching_installs: u64,
     pub total_installs: u64,

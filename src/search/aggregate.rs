@@ -19,7 +19,7 @@ use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 use super::schema::{SAMPLE_RATE, TIMESTAMP};
 use crate::model::{weight_of_rate, Level};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RegionCount {
     pub region_code: String,
     /// Weighted (estimated) events.
@@ -28,7 +28,7 @@ pub struct RegionCount {
     pub installs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CountryCount {
     pub country_code: String,
     /// Weighted (estimated) events.
@@ -39,7 +39,7 @@ pub struct CountryCount {
     pub regions: Vec<RegionCount>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LevelCounts {
     pub debug: u64,
     pub info: u64,
@@ -74,7 +74,7 @@ fn open_rates(segment: &SegmentReader) -> tantivy::Result<Option<Column<f64>>> {
     segment.fast_fields().column_opt::<f64>(SAMPLE_RATE)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TimeBucket {
     pub start_ms: i64,
     /// Weighted (estimated) events.
@@ -85,7 +85,7 @@ pub struct TimeBucket {
     pub by_level: LevelCounts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BreakdownRow {
     pub value: String,
     /// Weighted (estimated) events.

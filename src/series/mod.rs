@@ -130,7 +130,7 @@ pub fn answer(outcome: &MetricsOutcome, encoding: Encoding) -> Vec<u8> {
 }
 
 /// One metric in the list (`GET /api/v1/metrics/names`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MetricSummary {
     pub product: String,
     pub name: String,
@@ -177,7 +177,7 @@ pub struct SeriesQuery {
 }
 
 /// The answer to a [`SeriesQuery`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QueryResult {
     pub product: String,
     pub name: String,

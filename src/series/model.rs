@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 
 /// The kind of a metric, fixed by its first point: every series of a metric has the same kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = MetricKind)]
 pub enum Kind {
     /// A monotonic sum: stored as increases per interval.
     Counter,

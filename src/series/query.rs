@@ -245,7 +245,7 @@ pub fn quantile(
 }
 
 /// One bucket of a group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     pub start_ms: i64,
     pub value: Option<f64>,
@@ -253,7 +253,7 @@ pub struct Bucket {
 
 /// One group of series: the attribute values it shares, its buckets, and the statistic over
 /// the whole range.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub attributes: BTreeMap<String, String>,
     pub series: u64,

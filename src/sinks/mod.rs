@@ -82,7 +82,7 @@ pub trait Destination: Send + Sync {
 }
 
 /// Positions the sink found deleted from the store when it reached them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SkippedRange {
     /// `[from, below)`.
     pub from: u64,
@@ -91,7 +91,7 @@ pub struct SkippedRange {
 }
 
 /// What `/api/v1/stats`, `/readyz`, `/metrics` and `telemetryd sink status` show of a sink.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SinkStatus {
     pub name: String,
     pub kind: &'static str,
@@ -114,7 +114,7 @@ pub struct SinkStatus {
 }
 
 /// A sink's answer for one erasure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SinkErasure {
     pub sink: String,
     pub confirmed: bool,

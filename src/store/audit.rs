@@ -17,7 +17,7 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Small named secrets and settings of the store itself (`audit_salt`).
 pub const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     #[serde(default)]
     pub id: u64,

@@ -108,7 +108,7 @@ impl<K: Key + 'static, V: Value + 'static> TableCopy for TableDefinition<'static
 pub type TableCounts = BTreeMap<String, u64>;
 
 /// What a backup holds, written to `manifest.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupManifest {
     pub format: u32,
     /// `telemetryd --version` of the server that wrote it.
@@ -120,6 +120,7 @@ pub struct BackupManifest {
     /// The position the next event would have got when the copy was taken.
     pub next_seq: u64,
     /// Rows per table.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub tables: TableCounts,
     /// The store's named counters (the `meta` table) at the time of the copy.
     #[serde(default)]

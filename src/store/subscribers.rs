@@ -34,7 +34,7 @@ pub trait CommitSubscriber: Send + Sync {
 }
 
 /// How far one subscriber is behind the store.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriberLag {
     pub name: &'static str,
     pub position: u64,

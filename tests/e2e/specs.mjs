@@ -717,6 +717,26 @@ export const specs = [
     assert.equal(await tab.text('#tz'), `Times in ${TIME_ZONE}`);
   }],
 
+  ['api document: the footer links the OpenAPI document, which opens in a new tab', async (t) => {
+    const tab = t.admin;
+    await tab.visit('/');
+    const link = tab.page.locator('footer #api-doc');
+    assert.equal(await link.getAttribute('href'), '/api/v1/openapi.json');
+    assert.equal(await link.getAttribute('target'), '_blank');
+    const [doc] = await Promise.all([t.browser.context.waitForEvent('page'), link.click()]);
+    try {
+      await doc.waitForLoadState();
+      assert.equal(new URL(doc.url()).pathname, '/api/v1/openapi.json');
+      const text = await doc.evaluate(() => (document.querySelector('pre') ?? document.body).textContent);
+      const spec = JSON.parse(text);
+      assert.equal(spec.openapi, '3.1.0');
+      assert.ok(spec.paths['/api/v1/events'].post, 'the ingest route is described');
+      assert.ok(spec.components.schemas.ErrorCode.enum.includes('invalid_token'));
+    } finally {
+      await doc.close();
+    }
+  }],
+
   ['keyboard: the skip link and the navigation are reachable with Tab', async (t) => {
     const tab = t.admin;
     await tab.load('/');

@@ -128,8 +128,8 @@ pub struct Answer {
 
 /// The native answer: what was stored, what was a duplicate, what a policy removed, each
 /// rejected event with its index and reason, and each field dropped or changed.
-#[derive(serde::Serialize)]
-struct NativeAnswer<'a> {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NativeAnswer<'a> {
     accepted: u64,
     duplicates: u64,
     /// Dropped by a collection policy (not an error: do not retry).
