@@ -325,6 +325,8 @@ fn unpack<'b>(
     match first {
         None => Err(IngestError::InvalidBody("the body is empty".into())),
         Some(b'{') | Some(b'[') => Ok(body),
+        // Another JSON value (`42`, `"x"`): JSON of the wrong shape, said so by `split`.
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => Ok(body),
         Some(_) => {
             let decoded = base64_decode(&body)?;
             match decoded.iter().find(|b| !b.is_ascii_whitespace()) {
