@@ -571,6 +571,13 @@ fn posthog_flags_and_decide() {
         json!({"token": "phc_x", "distinct_id": "d"}).to_string(),
     );
     assert_posthog_error(&resp, 401, "invalid_ingest_key", "posthog_tokens");
+    // posthog-js's remote config, the token in the path.
+    let resp = server.get("/array/phc_compat_node/config");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json()["telemetryd"]["applied_policies"],
+        json!([everyone])
+    );
     let resp = post(&server, "/flags/?v=2", &[JSON], "{not json");
     assert_posthog_error(&resp, 400, "invalid_json", "JSON");
     assert!(server.stored().is_empty(), "flags store nothing");

@@ -1,6 +1,6 @@
 //! The endpoints of other services' SDKs, so they send to telemetryd unmodified: PostHog's
-//! capture paths and its feature-flag requests (answered from the collection policy), and
-//! Aptabase's event endpoints. Capture goes through the one ingest adapter
+//! capture paths and its feature-flag and remote-config requests (answered from the collection
+//! policy), and Aptabase's event endpoints. Capture goes through the one ingest adapter
 //! ([`ingest::route`]) with the format of `ingest::formats`; every route answers browsers on
 //! the origins the product allows (`cors::client_resource`). Registered by one line in
 //! `http/mod.rs` (`.configure(compat::routes)`).
@@ -23,8 +23,9 @@ use crate::AppState;
 
 /// The capture paths PostHog's SDKs post to (each also with a trailing slash).
 const POSTHOG_CAPTURE: &[&str] = &["/i/v0/e", "/e", "/capture", "/batch", "/track", "/engage"];
-/// Feature flags (`/flags?v=2` and later) and the legacy `/decide/?v=3`.
-const POSTHOG_FLAGS: &[&str] = &["/flags", "/decide"];
+/// Feature flags (`/flags?v=2` and later), the legacy `/decide/?v=3`, and the remote config
+/// posthog-js reads first (the token in the path).
+const POSTHOG_FLAGS: &[&str] = &["/flags", "/decide", "/array/{token}/config"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for path in POSTHOG_CAPTURE {
@@ -75,12 +76,15 @@ async fn flags(
     let limits = state.ingest.decode_limits();
     let encoding = header_str(req, header::CONTENT_ENCODING.as_str());
     let body = decode_body(body, encoding, limits.max_decompressed_bytes)?;
-    let flags = FlagsRequest::decode(
+    let mut flags = FlagsRequest::decode(
         &body,
         content_type(req).as_deref(),
         &params(req, &[]),
         &limits,
     )?;
+    if let Some(token) = req.match_info().get("token") {
+        flags.token.get_or_insert_with(|| token.to_string());
+    }
     let product = flags.product(&state.products, &product_request(req, query))?;
     let context = client_context(state, req, &product.id, &flags);
     let config = state.policies.client_config(&context, now_ms());

@@ -716,6 +716,7 @@ pub fn flags_answer(config: &MergedConfig, policies: &[Policy], legacy: bool) ->
         "surveys": false,
         "toolbarParams": {},
         "isAuthenticated": false,
+        "hasFeatureFlags": true,
     });
     if legacy {
         let enabled: Map<String, Value> = flags
