@@ -525,6 +525,34 @@ fn posthog_bodies_paths_and_refusals() {
     }
 }
 
+/// Over a product's rate limit: the events past it refused by index, then a batch with
+/// nothing taken answered `429` with `Retry-After`, in PostHog's shape.
+#[test]
+fn posthog_rate_limit() {
+    let config = format!(
+        "{}\n[[products]]\nid = \"limited\"\nrate_limit_per_minute = 2\n[products.compat]\nposthog_tokens = [\"phc_limited\"]\n",
+        config()
+    );
+    let server = TestServer::start(&config, &[]);
+    let batch = |names: &[&str]| {
+        let events: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"event": n, "distinct_id": "one-install"}))
+            .collect();
+        json!({"api_key": "phc_limited", "batch": events}).to_string()
+    };
+    let resp = post(&server, "/batch/", &[JSON], batch(&["a", "b", "c"]));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let answer = resp.json();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 2, "{answer}");
+    assert_eq!(answer["rejected"][0]["code"], "rate_limited", "{answer}");
+    let resp = post(&server, "/batch/", &[JSON], batch(&["d"]));
+    assert_posthog_error(&resp, 429, "rate_limited", "rate limit");
+    assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
+    assert_eq!(stored_names(&server), ["a", "b"]);
+}
+
 #[test]
 fn posthog_flags_and_decide() {
     let server = TestServer::start(&config(), &[]);
