@@ -229,8 +229,16 @@ fn check_config(path: &Path) -> Result<(), String> {
         }
     );
     for p in &config.products {
+        // The other services' SDK keys that select it: `, 2 posthog_tokens`.
+        let compat: String = p
+            .compat
+            .by_format()
+            .iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(format, keys)| format!(", {} {}", keys.len(), format.config_key()))
+            .collect();
         println!(
-            "  product:   {} ({}), schema {:?} with {} events, retention {} days, {}",
+            "  product:   {} ({}), schema {:?} with {} events, retention {} days, {}{compat}",
             p.id,
             p.display_name(),
             p.schema.mode,
