@@ -5,7 +5,8 @@
 //! Bodies: an array of events, `{"api_key", "batch": [...], "sent_at"}` or one event; JSON as
 //! sent, gzip (by `Content-Encoding`, the gzip magic bytes or `?compression=gzip-js`), base64
 //! (`?compression=base64` or a body that is not JSON), or a form with the JSON in `data=`. The
-//! legacy `lz64` is refused as an unsupported encoding. The project token (`api_key`, `token`,
+//! legacy `lz64` is refused as an unsupported encoding: lz-string decompression (the `lz-str`
+//! crate) has no bound on its output, which grows with the square of a hostile input. The project token (`api_key`, `token`,
 //! or the event's `$token` or `properties.token`) selects the product (`[products.compat]
 //! posthog_tokens`).
 //!
