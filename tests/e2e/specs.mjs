@@ -4,8 +4,9 @@
 // ingest API is a waterfall with the API's figures and is reached from the Events page;
 // resolving a cluster; a policy built in the builder is served by /api/v1/config; an erasure
 // empties the Events page; narrow screen, dark theme, keyboard; a web app's page on another
-// origin sends events with fetch and sendBeacon and is refused admin calls (CORS); page timings;
-// nothing requested from elsewhere.
+// origin sends events with fetch and sendBeacon and is refused admin calls (CORS); posthog-js
+// on another origin reads its flags and sends an event; page timings; nothing requested from
+// elsewhere.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
