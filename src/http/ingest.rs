@@ -13,7 +13,7 @@ use serde::Deserialize;
 use actix_web::ResponseError;
 
 use crate::http::error::ApiError;
-use crate::ingest::formats::{Answer, Format, Params, ProductRequest};
+use crate::ingest::formats::{Answer, Format, ProductRequest};
 use crate::ingest::{self, IngestRequest};
 use crate::AppState;
 
@@ -73,8 +73,11 @@ async fn receive(
 }
 
 /// The query parameters of a request and the values of `headers` (lowercase names) it carries.
-pub(crate) fn params(req: &HttpRequest, headers: &[&'static str]) -> Params {
-    Params {
+pub(crate) fn params(
+    req: &HttpRequest,
+    headers: &[&'static str],
+) -> crate::ingest::formats::Params {
+    crate::ingest::formats::Params {
         query: web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .unwrap_or_default(),
