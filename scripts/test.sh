@@ -15,9 +15,10 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# The OpenTelemetry SDK compatibility tests (tests/otel_sdks.rs) run the official Python and JS
-# SDK exporters: the Python SDK goes into a venv at tests/otel/.venv (the test runs its python),
-# the JS SDK into tests/otel/node_modules. Node also serves the UI tests below.
+# The SDK compatibility tests run official Python and JS SDKs, unmodified: the OpenTelemetry
+# exporters (tests/otel_sdks.rs), PostHog's and Aptabase's clients (tests/compat_sdks.rs). The
+# Python SDKs go into a venv at tests/otel/.venv (the tests run its python), the JS SDKs into
+# tests/otel/node_modules. Node also serves the UI tests below.
 if ! command -v node >/dev/null 2>&1; then
   echo "test.sh: installing node for the OpenTelemetry SDK and UI tests" >&2
   apt_install nodejs npm

@@ -2,13 +2,15 @@
 //! sends realistic traffic — flat SDK batches shaped like the voice-AI SDK's and native app
 //! batches, a few percent errors — and reports events/s and ack latency percentiles;
 //! `--mode otlp-traces` and `--mode otlp-metrics` send OTLP/HTTP exports (protobuf or JSON) of
-//! the voice SDK's spans or metric data points the same way ([`otlp`]); `--mode query` runs
+//! the voice SDK's spans or metric data points the same way ([`otlp`]); `--mode posthog` and
+//! `--mode aptabase` send batches as those services' SDKs do ([`compat`]); `--mode query` runs
 //! realistic searches (free text + two filters + a 7-day range) and reports their latency;
 //! `--mode searchable` sends single events and measures ack → searchable.
 //!
 //! The sending modes share one runner (connections, pacing, timing, the tally, the report);
 //! what differs — the request and how its answer counts acknowledgements — is [`Load`].
 
+mod compat;
 mod otlp;
 
 use std::cell::RefCell;
@@ -29,6 +31,10 @@ pub enum Mode {
     OtlpTraces,
     /// Send OTLP metric exports (data points) to /otlp/{product}/v1/metrics.
     OtlpMetrics,
+    /// Send PostHog batches (as posthog-node does) to /batch/ with --posthog-token.
+    Posthog,
+    /// Send Aptabase batches (at most 25 events) to /api/v0/events with --aptabase-app-key.
+    Aptabase,
     /// Run searches (needs --token).
     Query,
     /// Send one event at a time and time until search finds it (needs --token).
@@ -104,6 +110,12 @@ pub struct BenchArgs {
     /// per-install rate limit high enough for the load.
     #[arg(long, default_value = "voice-sdk")]
     pub otlp_product: String,
+    /// Project token of the posthog mode (a product's `[products.compat] posthog_tokens`).
+    #[arg(long, default_value = "phc_bench")]
+    pub posthog_token: String,
+    /// App key of the aptabase mode (a product's `[products.compat] aptabase_app_keys`).
+    #[arg(long, default_value = "A-SH-BENCH")]
+    pub aptabase_app_key: String,
     /// Ingest key sent in X-Telemetry-Key, if the products need one.
     #[arg(long)]
     pub ingest_key: Option<String>,
@@ -120,7 +132,8 @@ impl BenchArgs {
     pub fn batch_size(&self) -> usize {
         let default = match self.mode {
             Mode::OtlpTraces | Mode::OtlpMetrics => 100,
-            Mode::Ingest | Mode::Query | Mode::Searchable => 50,
+            Mode::Aptabase => compat::APTABASE_MAX_EVENTS,
+            Mode::Ingest | Mode::Posthog | Mode::Query | Mode::Searchable => 50,
         };
         self.batch_size.unwrap_or(default).max(1)
     }
@@ -134,6 +147,10 @@ enum Load {
     Events,
     /// OTLP exports to `/otlp/{product}/v1/...` (`partial_success.rejected_*`).
     Otlp(otlp::Signal, Encoding),
+    /// PostHog batches to `/batch/` (`rejected[].index` beside `"status": 1`).
+    Posthog,
+    /// Aptabase batches to `/api/v0/events` (`rejected[].index`).
+    Aptabase,
 }
 
 /// One request of a sending mode.
@@ -141,6 +158,8 @@ struct Request {
     /// Path and query under the target.
     path: String,
     content_type: &'static str,
+    /// Headers beside the content type (Aptabase's `App-Key`).
+    headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
     /// Events, spans or data points in the body.
     items: usize,
@@ -162,6 +181,8 @@ impl Load {
             Mode::Ingest => Some(Load::Events),
             Mode::OtlpTraces => Some(Load::Otlp(otlp::Signal::Traces, args.encoding.into())),
             Mode::OtlpMetrics => Some(Load::Otlp(otlp::Signal::Metrics, args.encoding.into())),
+            Mode::Posthog => Some(Load::Posthog),
+            Mode::Aptabase => Some(Load::Aptabase),
             Mode::Query | Mode::Searchable => None,
         }
     }
@@ -172,17 +193,20 @@ impl Load {
             Load::Otlp(signal, encoding) => Request {
                 path: format!("/otlp/{}{}", args.otlp_product, signal.path()),
                 content_type: encoding.content_type(),
+                headers: Vec::new(),
                 body: signal.body(rng, shape, args.batch_size(), encoding),
                 items: args.batch_size(),
                 ids: Vec::new(),
             },
+            Load::Posthog => compat::posthog_request(rng, args),
+            Load::Aptabase => compat::aptabase_request(rng, args),
         }
     }
 
     /// What a 2xx answer refused; an error is a sentence for the report.
     fn refused(self, answer: &[u8]) -> Result<Refused, String> {
         match self {
-            Load::Events => {
+            Load::Events | Load::Posthog | Load::Aptabase => {
                 let indexes = serde_json::from_slice::<Value>(answer)
                     .ok()
                     .and_then(|v| v.get("rejected").and_then(Value::as_array).cloned())
@@ -205,7 +229,7 @@ impl Load {
     /// What the report counts.
     fn unit(self) -> &'static str {
         match self {
-            Load::Events => "events",
+            Load::Events | Load::Posthog | Load::Aptabase => "events",
             Load::Otlp(otlp::Signal::Traces, _) => "spans",
             Load::Otlp(otlp::Signal::Metrics, _) => "data points",
         }
@@ -239,6 +263,7 @@ fn events_request(rng: &mut fastrand::Rng, args: &BenchArgs) -> Request {
     Request {
         path: format!("/api/v1/events?product={product}"),
         content_type: "application/json",
+        headers: Vec::new(),
         body,
         items: events.len(),
         ids,
@@ -418,6 +443,9 @@ impl Worker {
             .insert_header(("content-type", request.content_type));
         if let Some(key) = &self.args.ingest_key {
             http = http.insert_header(("x-telemetry-key", key.as_str()));
+        }
+        for (name, value) in &request.headers {
+            http = http.insert_header((*name, value.as_str()));
         }
         let started = Instant::now();
         let response = http.send_body(request.body).await;
@@ -627,7 +655,9 @@ fn unit(args: &BenchArgs) -> &'static str {
 fn print_report(r: &BenchReport, args: &BenchArgs) {
     let unit = unit(args);
     let latency = match args.mode {
-        Mode::Ingest | Mode::OtlpTraces | Mode::OtlpMetrics => "ack latency",
+        Mode::Ingest | Mode::OtlpTraces | Mode::OtlpMetrics | Mode::Posthog | Mode::Aptabase => {
+            "ack latency"
+        }
         Mode::Query => "query latency",
         Mode::Searchable => "ack → searchable",
     };
@@ -804,6 +834,52 @@ mod tests {
         );
         assert_eq!(load.unit(), "data points");
         assert_eq!(Load::of(&args(&["--mode", "query"])), None);
+    }
+
+    /// The PostHog and Aptabase modes send what those formats read: every event decodes.
+    #[test]
+    fn compat_requests_are_what_their_formats_read() {
+        use crate::ingest::formats::{
+            Body, DecodeLimits, Format, Params, ProductRequest, APTABASE, POSTHOG,
+        };
+        let config = crate::config::Config::from_toml(
+            "[[products]]\nid = \"app\"\n[products.compat]\nposthog_tokens = [\"phc_bench\"]\naptabase_app_keys = [\"A-SH-BENCH\"]\n",
+        )
+        .unwrap();
+        let products = crate::products::Products::compile(&config).unwrap();
+        let limits = DecodeLimits {
+            max_batch_events: 1000,
+            max_event_bytes: 64 * 1024,
+            max_decompressed_bytes: 1 << 20,
+        };
+        let mut rng = fastrand::Rng::with_seed(3);
+        let cases: [(&[&str], &dyn Format, usize); 2] = [
+            (
+                &["--mode", "posthog", "--error-percent", "50"],
+                &POSTHOG,
+                50,
+            ),
+            (&["--mode", "aptabase", "--batch-size", "40"], &APTABASE, 25),
+        ];
+        for (argv, format, expected) in cases {
+            let args = args(argv);
+            let request = Load::of(&args).unwrap().request(&mut rng, &args, &shape());
+            assert_eq!(request.items, expected, "{argv:?}");
+            let params = Params {
+                query: Vec::new(),
+                headers: request.headers.clone(),
+            };
+            let body = Body {
+                bytes: &request.body,
+                content_type: Some(request.content_type),
+                params: &params,
+            };
+            let batch = format
+                .decode(body, &products, &ProductRequest::default(), &limits)
+                .unwrap();
+            assert_eq!(batch.items.len(), expected, "{argv:?}");
+            assert!(batch.items.iter().all(Result::is_ok), "{argv:?}");
+        }
     }
 
     #[test]

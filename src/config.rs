@@ -480,6 +480,83 @@ pub struct ProductConfig {
     /// How OpenTelemetry (OTLP) clients reach this product.
     #[serde(default)]
     pub otlp: OtlpProductConfig,
+    /// The keys other services' SDKs carry (a PostHog project token, an Aptabase app key), each
+    /// selecting this product for that service's wire format.
+    #[serde(default)]
+    pub compat: CompatKeys,
+}
+
+/// A wire format of another service's SDKs whose requests name their product by a key of
+/// their own (`[products.compat]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompatFormat {
+    /// A PostHog project token (`phc_...`), in the body or the flags request.
+    PostHog,
+    /// An Aptabase app key (`A-SH-...`), in the `App-Key` header.
+    Aptabase,
+}
+
+impl CompatFormat {
+    /// The config key under `[products.compat]` that lists this format's keys.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            CompatFormat::PostHog => "posthog_tokens",
+            CompatFormat::Aptabase => "aptabase_app_keys",
+        }
+    }
+
+    /// A key as it is compared: Aptabase upper-cases app keys, so they match in any case.
+    pub fn normalize(self, key: &str) -> String {
+        match self {
+            CompatFormat::PostHog => key.trim().to_string(),
+            CompatFormat::Aptabase => key.trim().to_ascii_uppercase(),
+        }
+    }
+
+    /// Why `key` cannot be one of this format's keys (the SDKs check its form before sending).
+    fn check(self, key: &str) -> Result<(), String> {
+        if key.is_empty() || key.len() > 200 {
+            return Err("each key must be 1-200 characters".into());
+        }
+        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a key must not contain spaces or control characters".into());
+        }
+        let parts: Vec<&str> = key.split('-').collect();
+        let aptabase_form = parts.len() == 3
+            && parts[0].eq_ignore_ascii_case("A")
+            && ["EU", "US", "SH", "DEV"]
+                .iter()
+                .any(|r| parts[1].eq_ignore_ascii_case(r))
+            && !parts[2].is_empty();
+        if self == CompatFormat::Aptabase && !aptabase_form {
+            return Err(format!(
+                "`{key}` is not an Aptabase app key: the SDKs accept A-{{EU|US|SH|DEV}}-{{ID}} only (use A-SH-... with the SDK's host option for a self-hosted server)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[products.compat]`: the keys other services' SDKs send, each selecting this product when
+/// such an SDK sends to telemetryd (and standing in for its ingest key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatKeys {
+    /// PostHog project tokens (`phc_...`): what posthog-js, posthog-python, posthog-node send
+    /// as `api_key`/`token`.
+    pub posthog_tokens: Vec<String>,
+    /// Aptabase app keys (`A-SH-...`), sent in the `App-Key` header.
+    pub aptabase_app_keys: Vec<String>,
+}
+
+impl CompatKeys {
+    /// Each format with its keys as configured.
+    pub fn by_format(&self) -> [(CompatFormat, &[String]); 2] {
+        [
+            (CompatFormat::PostHog, &self.posthog_tokens),
+            (CompatFormat::Aptabase, &self.aptabase_app_keys),
+        ]
+    }
 }
 
 /// `[products.otlp]`: which OTLP senders belong to a product, and where their install id is.
@@ -776,6 +853,7 @@ impl Config {
         let mut seen_ids = std::collections::HashSet::new();
         let mut seen_keys = std::collections::HashSet::new();
         let mut seen_services = std::collections::HashSet::new();
+        let mut seen_compat = std::collections::HashSet::new();
         for (i, product) in self.products.iter().enumerate() {
             let key = |k: &str| format!("products[{i}].{k}");
             product.validate(&key)?;
@@ -791,6 +869,17 @@ impl Config {
                         key("ingest_keys"),
                         "an ingest key is used by two products",
                     ));
+                }
+            }
+            for (format, keys) in product.compat.by_format() {
+                for (j, compat_key) in keys.iter().enumerate() {
+                    let key = key(&format!("compat.{}[{j}]", format.config_key()));
+                    format
+                        .check(compat_key)
+                        .map_err(|e| invalid(key.clone(), e))?;
+                    if !seen_compat.insert((format, format.normalize(compat_key))) {
+                        return Err(invalid(key, "the key is listed twice or by two products"));
+                    }
                 }
             }
             for (j, service) in product.otlp.service_names.iter().enumerate() {
@@ -1165,6 +1254,18 @@ mod tests {
             (
                 "id = \"a\"\ncors_origins = [\"*\", \"https://app.example.com/\"]",
                 "products[0].cors_origins[1]",
+            ),
+            (
+                "id = \"a\"\n[products.compat]\naptabase_app_keys = [\"A-SH-1\", \"my-key\"]",
+                "products[0].compat.aptabase_app_keys[1]",
+            ),
+            (
+                "id = \"a\"\n[products.compat]\nposthog_tokens = [\"phc_a b\"]",
+                "products[0].compat.posthog_tokens[0]",
+            ),
+            (
+                "id = \"a\"\n[products.compat]\naptabase_app_keys = [\"A-SH-1\", \"a-sh-1\"]",
+                "products[0].compat.aptabase_app_keys[1]",
             ),
         ];
         for (text, key) in product_cases {

@@ -51,7 +51,7 @@ enum Command {
         generate: bool,
     },
     /// Send realistic load to a running server and report events/s and ack latency.
-    Bench(telemetryd::bench::BenchArgs),
+    Bench(Box<telemetryd::bench::BenchArgs>),
     /// Rebuild the search index from the store, from scratch (the server must be stopped).
     Reindex {
         /// Config file.
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         (Some(Command::HashToken { generate }), _) => hash_token(generate),
         (Some(Command::Demo(args)), _) => telemetryd::demo::run(&args),
         (Some(Command::Reindex { config }), _) => reindex(&config),
-        (Some(Command::Bench(args)), _) => telemetryd::bench::run(args)
+        (Some(Command::Bench(args)), _) => telemetryd::bench::run(*args)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         (Some(Command::Healthcheck(args)), _) => {
@@ -229,8 +229,16 @@ fn check_config(path: &Path) -> Result<(), String> {
         }
     );
     for p in &config.products {
+        // The other services' SDK keys that select it: `, 2 posthog_tokens`.
+        let compat: String = p
+            .compat
+            .by_format()
+            .iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(format, keys)| format!(", {} {}", keys.len(), format.config_key()))
+            .collect();
         println!(
-            "  product:   {} ({}), schema {:?} with {} events, retention {} days, {}",
+            "  product:   {} ({}), schema {:?} with {} events, retention {} days, {}{compat}",
             p.id,
             p.display_name(),
             p.schema.mode,

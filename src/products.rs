@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{CompatFormat, Config, ConfigError};
 use crate::error::{Code, ErrorCode};
 use crate::ingest::ProductRules;
 use crate::net::AllowedOrigins;
@@ -50,6 +50,9 @@ pub enum ProductError {
     MissingKey(String),
     #[error("the ingest key is not valid for this product")]
     InvalidKey,
+    /// A key of another service's SDK (a PostHog token, an Aptabase app key) no product lists.
+    #[error("no product lists this key in `[products.compat] {config_key}`")]
+    UnknownCompatKey { config_key: &'static str },
 }
 
 impl ErrorCode for ProductError {
@@ -58,7 +61,9 @@ impl ErrorCode for ProductError {
             ProductError::Missing => Code::MissingProduct,
             ProductError::Unknown(_) => Code::UnknownProduct,
             ProductError::MissingKey(_) => Code::MissingIngestKey,
-            ProductError::InvalidKey => Code::InvalidIngestKey,
+            ProductError::InvalidKey | ProductError::UnknownCompatKey { .. } => {
+                Code::InvalidIngestKey
+            }
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct Products {
     by_key: HashMap<String, usize>,
     /// OTLP `service.name` → product.
     by_service: HashMap<String, usize>,
+    /// Another service's SDK key (normalized) → product.
+    by_compat: HashMap<(CompatFormat, String), usize>,
 }
 
 impl Products {
@@ -76,6 +83,7 @@ impl Products {
         let mut list = Vec::with_capacity(config.products.len());
         let mut by_key = HashMap::new();
         let mut by_service = HashMap::new();
+        let mut by_compat = HashMap::new();
         for (index, product) in config.products.iter().enumerate() {
             let rules =
                 ProductRules::compile(product, config).map_err(|e| ConfigError::Invalid {
@@ -88,6 +96,11 @@ impl Products {
             }
             for service in &product.otlp.service_names {
                 by_service.insert(service.clone(), index);
+            }
+            for (format, keys) in product.compat.by_format() {
+                for key in keys {
+                    by_compat.insert((format, format.normalize(key)), index);
+                }
             }
             list.push(Product {
                 index,
@@ -108,6 +121,7 @@ impl Products {
             list,
             by_key,
             by_service,
+            by_compat,
         })
     }
 
@@ -157,6 +171,32 @@ impl Products {
             (Err(ProductError::Missing), Some(product)) => Ok(product),
             (result, _) => result,
         }
+    }
+
+    /// The product the key of another service's SDK selects (a PostHog token, an Aptabase app
+    /// key), which stands in for the product's ingest key; a product the request also names
+    /// (`?product=`) must be the same. Without such a key, [`Products::resolve`].
+    pub fn resolve_compat(
+        &self,
+        format: CompatFormat,
+        compat_key: Option<&str>,
+        param: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<&Product, ProductError> {
+        let Some(compat_key) = compat_key.filter(|k| !k.trim().is_empty()) else {
+            return self.resolve(param, key);
+        };
+        let product = self
+            .by_compat
+            .get(&(format, format.normalize(compat_key)))
+            .map(|i| &self.list[*i])
+            .ok_or(ProductError::UnknownCompatKey {
+                config_key: format.config_key(),
+            })?;
+        if param.is_some_and(|id| id != product.id) {
+            return Err(ProductError::InvalidKey);
+        }
+        Ok(product)
     }
 
     /// The product an ingest key belongs to.
@@ -219,6 +259,35 @@ mod tests {
     }
 
     const KEYED: &str = "[[products]]\nid = \"web\"\ningest_keys = [\"web-key-0123\"]\ncors_origins = [\"https://app.example.com\"]\n\n[[products]]\nid = \"backend\"\ningest_keys = [\"backend-key-0123\"]\n";
+
+    #[test]
+    fn compat_keys_select_their_product_in_place_of_its_ingest_key() {
+        let p = products(&format!(
+            "{KEYED}[products.compat]\nposthog_tokens = [\"phc_backend\"]\naptabase_app_keys = [\"A-SH-42\"]\n"
+        ));
+        let resolve = |format, compat: Option<&str>, param: Option<&str>| {
+            p.resolve_compat(format, compat, param, None)
+                .map(|p| p.id.as_str())
+        };
+        assert_eq!(
+            resolve(CompatFormat::PostHog, Some("phc_backend"), None).unwrap(),
+            "backend"
+        );
+        // Aptabase app keys match in any case, as Aptabase upper-cases them.
+        assert_eq!(
+            resolve(CompatFormat::Aptabase, Some("a-sh-42"), Some("backend")).unwrap(),
+            "backend"
+        );
+        // A token of one format is not a key of the other, nor of another product.
+        let err = resolve(CompatFormat::Aptabase, Some("phc_backend"), None).unwrap_err();
+        assert_eq!(err.error_code(), Code::InvalidIngestKey);
+        assert!(err.to_string().contains("aptabase_app_keys"), "{err}");
+        let err = resolve(CompatFormat::PostHog, Some("phc_backend"), Some("web")).unwrap_err();
+        assert_eq!(err.error_code(), Code::InvalidIngestKey);
+        // Without one, the product's own rules: its ingest key is required.
+        let err = resolve(CompatFormat::PostHog, None, Some("backend")).unwrap_err();
+        assert_eq!(err.error_code(), Code::MissingIngestKey);
+    }
 
     #[test]
     fn the_named_product_decides_the_origin() {

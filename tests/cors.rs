@@ -105,7 +105,7 @@ fn assert_preflight_allows(resp: &Resp, origin: &str) {
     );
     assert_eq!(
         resp.header("access-control-allow-headers"),
-        Some("content-type, content-encoding, x-telemetry-key, x-install-token, traceparent, tracestate, if-none-match")
+        Some("content-type, content-encoding, x-telemetry-key, x-install-token, app-key, traceparent, tracestate, if-none-match")
     );
     assert_eq!(resp.header("access-control-max-age"), Some("86400"));
     assert_eq!(resp.header("access-control-allow-credentials"), None);

@@ -11,7 +11,8 @@ use telemetryd::config::Config;
 use telemetryd::error::ErrorCode;
 use telemetryd::ingest::decode::decode_body;
 use telemetryd::ingest::formats::{
-    Body, DecodeLimits, Format, ProductRequest, NATIVE, OTLP_LOGS, OTLP_TRACES,
+    Body, DecodeLimits, Format, Params, ProductRequest, APTABASE, NATIVE, OTLP_LOGS, OTLP_TRACES,
+    POSTHOG,
 };
 use telemetryd::ingest::pii::PiiDetector;
 use telemetryd::otlp::{self, Encoding};
@@ -32,12 +33,49 @@ sdk_version = "app_version"
 [products.otlp]
 service_names = ["svc"]
 install_id_attribute = "app.install_id"
+[products.compat]
+posthog_tokens = ["phc_test"]
+aptabase_app_keys = ["A-SH-0123456789"]
 "#;
 
 const LIMITS: DecodeLimits = DecodeLimits {
     max_batch_events: 100,
     max_event_bytes: 4096,
+    max_decompressed_bytes: 100_000,
 };
+
+/// A request without query parameters or format headers.
+const NO_PARAMS: Params = Params {
+    query: Vec::new(),
+    headers: Vec::new(),
+};
+
+/// A PostHog batch as posthog-python sends it: the token, one event with an exception, one
+/// person update and a malformed item.
+const POSTHOG_SEED: &str = r#"{"api_key": "phc_test", "sent_at": "2026-11-20T10:00:00+00:00", "batch": [
+  {"event": "$exception", "distinct_id": "u-1", "uuid": "0192f0c4-3d8c-7cc4-9d4e-1a2b3c4d5e6f",
+   "timestamp": "2026-11-20T09:59:59+00:00", "properties": {"$lib": "posthog-python",
+   "$lib_version": "7.0.0", "$session_id": "s-1", "plan": "pro", "n": 3,
+   "$exception_list": [{"type": "ValueError", "value": "bad",
+     "stacktrace": {"frames": [{"function": "f", "filename": "a.py", "lineno": 3}]}}]}},
+  {"event": "$identify", "distinct_id": "u-1", "properties": {"$set": {"plan": "pro"}}}, 7
+]}"#;
+
+/// Two Aptabase events as the SDKs send them to `/api/v0/events`, and a malformed one.
+const APTABASE_SEED: &str = r#"[
+  {"timestamp": "2026-11-20T10:00:00Z", "sessionId": "17123", "eventName": "app_started",
+   "systemProps": {"isDebug": false, "locale": "en-US", "osName": "Linux", "osVersion": "6.1",
+   "appVersion": "1.2.0", "sdkVersion": "aptabase-python@0.1.0"}, "props": {"plan": "pro", "n": 2}},
+  {"eventName": "clicked", "sessionId": "17123", "systemProps": {}, "props": null}, {"props": 3}
+]"#;
+
+/// What an Aptabase SDK's request carries beside the body: its app key.
+fn aptabase_params() -> Params {
+    Params {
+        query: Vec::new(),
+        headers: vec![("app-key", "A-SH-0123456789".into())],
+    }
+}
 
 fn products() -> Products {
     Products::compile(&Config::from_toml(CONFIG).expect("config")).expect("products")
@@ -140,6 +178,16 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 
 /// Runs a format's decoder; any error must carry a code (the answer's status and body).
 fn decode_with(format: &dyn Format, bytes: &[u8], content_type: &str, products: &Products) {
+    decode_with_params(format, bytes, content_type, products, &NO_PARAMS);
+}
+
+fn decode_with_params(
+    format: &dyn Format,
+    bytes: &[u8],
+    content_type: &str,
+    products: &Products,
+    params: &Params,
+) {
     let request = ProductRequest {
         name: None,
         key: None,
@@ -147,6 +195,7 @@ fn decode_with(format: &dyn Format, bytes: &[u8], content_type: &str, products: 
     let body = Body {
         bytes,
         content_type: Some(content_type),
+        params,
     };
     match format.decode(body, products, &request, &LIMITS) {
         Ok(batch) => assert!(batch.items.len() <= LIMITS.max_batch_events),
@@ -163,10 +212,18 @@ fn decode_with(format: &dyn Format, bytes: &[u8], content_type: &str, products: 
     let body = Body {
         bytes,
         content_type: Some(content_type),
+        params,
     };
     if let Err(e) = format.decode(body, products, &named, &LIMITS) {
         assert!(e.error_code().status() >= 400, "{e}");
     }
+}
+
+fn common_gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
 }
 
 fn otlp_protobuf_seeds() -> [(Vec<u8>, &'static dyn Format); 2] {
@@ -267,6 +324,27 @@ proptest! {
     }
 
     #[test]
+    fn posthog_and_aptabase_answer_any_bytes(raw in bytes(), edits in edits()) {
+        let products = products();
+        let gzipped = common_gzip(POSTHOG_SEED.as_bytes());
+        let compressions = [None, Some("gzip-js"), Some("base64"), Some("lz64")];
+        for compression in compressions {
+            let params = Params {
+                query: compression.map(|c| ("compression".to_string(), c.to_string())).into_iter().collect(),
+                headers: Vec::new(),
+            };
+            for content_type in ["application/json", "text/plain", "application/x-www-form-urlencoded"] {
+                decode_with_params(&POSTHOG, &raw, content_type, &products, &params);
+                decode_with_params(&POSTHOG, &mutate(POSTHOG_SEED.as_bytes(), &edits), content_type, &products, &params);
+                decode_with_params(&POSTHOG, &mutate(&gzipped, &edits), content_type, &products, &params);
+            }
+        }
+        let params = aptabase_params();
+        decode_with_params(&APTABASE, &raw, "application/json", &products, &params);
+        decode_with_params(&APTABASE, &mutate(APTABASE_SEED.as_bytes(), &edits), "application/json", &products, &params);
+    }
+
+    #[test]
     fn query_parser_answers_any_text(text in ".{0,300}") {
         check_query(&text);
     }
@@ -296,14 +374,32 @@ fn seeds_decode_into_events() {
         name: Some("app".into()),
         key: None,
     };
-    let decoded = |format: &dyn Format, bytes: &[u8], content_type: &str| {
+    let decoded_with = |format: &dyn Format, bytes: &[u8], content_type: &str, params: &Params| {
         let body = Body {
             bytes,
             content_type: Some(content_type),
+            params,
         };
         let batch = format.decode(body, &products, &named, &LIMITS).unwrap();
         batch.items.iter().filter(|item| item.is_ok()).count()
     };
+    let decoded = |format: &dyn Format, bytes: &[u8], content_type: &str| {
+        decoded_with(format, bytes, content_type, &NO_PARAMS)
+    };
+    // The exception (the person update is set aside, the malformed item refused).
+    assert_eq!(
+        decoded(&POSTHOG, POSTHOG_SEED.as_bytes(), "application/json"),
+        1
+    );
+    assert_eq!(
+        decoded_with(
+            &APTABASE,
+            APTABASE_SEED.as_bytes(),
+            "application/json",
+            &aptabase_params()
+        ),
+        2
+    );
     assert_eq!(
         decoded(&NATIVE, NATIVE_SEED.as_bytes(), "application/json"),
         2

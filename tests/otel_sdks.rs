@@ -5,26 +5,18 @@
 //!
 //! The senders are `tests/otel/send.py` and `tests/otel/send.mjs`; each prints a JSON summary of
 //! what it sent (ids, exact durations, expected values) and of every HTTP answer it got, and
-//! exits non-zero when an export failed. Their SDKs are installed by `scripts/test.sh`:
-//! `python3 -m venv tests/otel/.venv && tests/otel/.venv/bin/pip install -r
+//! exits non-zero when an export failed (run by `common::sdks`). Their SDKs are installed by
+//! `scripts/test.sh`: `python3 -m venv tests/otel/.venv && tests/otel/.venv/bin/pip install -r
 //! tests/otel/requirements.txt` and `(cd tests/otel && npm ci)`. Without them these tests fail
 //! and say so.
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{repo_path, TestServer};
+use common::sdks::{self, Sent};
+use common::TestServer;
 use serde_json::Value;
-
-/// How long one sender may take (both take a second or two; the SDKs retry failed exports).
-const SENDER_TIMEOUT: Duration = Duration::from_secs(120);
-
-const INSTALL_HINT: &str = "install the SDKs the way scripts/test.sh does: \
-    `python3 -m venv tests/otel/.venv && tests/otel/.venv/bin/pip install -r tests/otel/requirements.txt` \
-    and `(cd tests/otel && npm ci)`";
 
 fn config() -> String {
     format!(
@@ -65,78 +57,17 @@ impl Sdk {
 
     /// The command running the sender, or why it cannot run here.
     fn command(self) -> Result<Command, String> {
-        let dir = repo_path("tests/otel");
         match self {
-            Sdk::Python => {
-                let python = dir.join(".venv/bin/python");
-                if !python.exists() {
-                    return Err(format!(
-                        "{} does not exist: the OpenTelemetry Python SDK is not installed; {INSTALL_HINT}",
-                        python.display()
-                    ));
-                }
-                let check = Command::new(&python)
-                    .args([
-                        "-c",
-                        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
-                    ])
-                    .output()
-                    .map_err(|e| format!("cannot run {}: {e}; {INSTALL_HINT}", python.display()))?;
-                if !check.status.success() {
-                    return Err(format!(
-                        "the OpenTelemetry Python SDK is missing from {}: {}; {INSTALL_HINT}",
-                        python.display(),
-                        String::from_utf8_lossy(&check.stderr).trim()
-                    ));
-                }
-                let mut command = Command::new(python);
-                command.env("PYTHONDONTWRITEBYTECODE", "1");
-                command.arg(dir.join(self.script()));
-                Ok(command)
-            }
-            Sdk::Node => {
-                let version = Command::new("node").arg("--version").output().map_err(|e| {
-                    format!("node is not installed ({e}): install Node.js 20 or later and npm; {INSTALL_HINT}")
-                })?;
-                if !version.status.success() {
-                    return Err(format!("`node --version` failed; {INSTALL_HINT}"));
-                }
-                let package = std::fs::read_to_string(dir.join("package.json"))
-                    .map_err(|e| format!("tests/otel/package.json: {e}"))?;
-                let package: Value = serde_json::from_str(&package).expect("package.json is JSON");
-                let missing: Vec<&str> = package["dependencies"]
-                    .as_object()
-                    .expect("package.json has dependencies")
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|name| {
-                        !dir.join("node_modules")
-                            .join(name)
-                            .join("package.json")
-                            .exists()
-                    })
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(format!(
-                        "the OpenTelemetry JS SDK is not installed in tests/otel/node_modules (missing {missing:?}); {INSTALL_HINT}"
-                    ));
-                }
-                let mut command = Command::new("node");
-                command.arg(dir.join(self.script()));
-                Ok(command)
-            }
+            Sdk::Python => sdks::python(
+                "opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
+                self.script(),
+            ),
+            Sdk::Node => sdks::node(self.script()),
         }
     }
 }
 
-/// What a sender printed, and how it ended.
-struct Sent {
-    summary: Value,
-    success: bool,
-    output: String,
-}
-
-/// Runs a sender against `endpoint` for the given signals, within [`SENDER_TIMEOUT`].
+/// Runs a sender against `endpoint` for the given signals.
 fn send(sdk: Sdk, endpoint: &str, signals: &str) -> Sent {
     let mut command = sdk.command().unwrap_or_else(|e| panic!("{e}"));
     // Only what this test sets: no OTEL_* setting of the machine's may redirect or change them.
@@ -149,53 +80,7 @@ fn send(sdk: Sdk, endpoint: &str, signals: &str) -> Sent {
         // The Python exporters find the server through the standard variable alone.
         command.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
     }
-    let out = tempfile::tempdir().expect("temp dir");
-    let stdout = out.path().join("stdout");
-    let stderr = out.path().join("stderr");
-    let mut child = command
-        .args([endpoint, signals])
-        .current_dir(repo_path("tests/otel"))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the {} sender: {e}", sdk.name()));
-    let deadline = Instant::now() + SENDER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("sender status") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the {} sender did not finish within {SENDER_TIMEOUT:?}: {}",
-                sdk.name(),
-                read(&stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let printed = read(&stdout);
-    let output = format!(
-        "exit: {status}\nstdout:\n{printed}\nstderr:\n{}",
-        read(&stderr)
-    );
-    let summary = serde_json::from_str(&printed).unwrap_or_else(|e| {
-        panic!(
-            "the {} sender printed no JSON summary ({e}):\n{output}",
-            sdk.name()
-        )
-    });
-    Sent {
-        summary,
-        success: status.success(),
-        output,
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+    sdks::run(command, &[endpoint, signals], sdk.name())
 }
 
 fn endpoint(server: &TestServer) -> String {

@@ -132,18 +132,39 @@ async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let product = product_request(req, query);
     let body = read_body(req, payload, state.config.server.max_body_bytes).await?;
+    let params = params(req, format.headers());
     let request = IngestRequest {
         product,
         body,
         content_type: content_type.clone(),
         content_encoding: header_str(req, header::CONTENT_ENCODING.as_str()).map(str::to_string),
+        params: params.clone(),
         client_ip: client_ip(req, state),
     };
     let outcome = ingest::accept(&state.ingest, format, request).await?;
-    let answer = format.answer(&outcome, content_type.as_deref());
+    let answer = format.answer(&outcome, content_type.as_deref(), &params);
+    if answer.is_none() {
+        return Ok(HttpResponse::NoContent().finish());
+    }
     Ok(HttpResponse::Ok()
         .content_type(answer.content_type)
         .body(answer.body))
+}
+
+/// The query parameters of a request and the values of `headers` (lowercase names) it carries.
+pub(crate) fn params(
+    req: &HttpRequest,
+    headers: &[&'static str],
+) -> crate::ingest::formats::Params {
+    crate::ingest::formats::Params {
+        query: web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default(),
+        headers: headers
+            .iter()
+            .filter_map(|name| header_str(req, name).map(|v| (*name, v.to_string())))
+            .collect(),
+    }
 }
 
 /// What a client request says about its product: a `{product}` path segment or `?product=`,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backup;
 pub mod clusters;
 pub mod codec_errors;
+pub mod compat;
 pub mod cors;
 pub mod error;
 pub mod ingest;
@@ -96,6 +97,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 cors::client_resource("/otlp/{product}/v1/metrics", &[Method::POST])
                     .route(otlp_metrics::route()),
             )
+            // Other services' SDKs: PostHog (capture, flags), Aptabase.
+            .configure(compat::routes)
             .service(resource("/api/v1/events/export").route(web::get().to(search::export_events)))
             .service(resource("/api/v1/events/{id}").route(web::get().to(admin::get_event)))
             .service(resource("/api/v1/traces/{trace_id}").route(web::get().to(traces::get_trace)))

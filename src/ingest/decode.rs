@@ -121,7 +121,8 @@ pub fn decode_body(
     }
 }
 
-fn gunzip(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, IngestError> {
+/// Gunzips `body` into at most `max_decompressed` bytes (`413` past it).
+pub fn gunzip(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, IngestError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_decompressed));
     let decoder = flate2::read::MultiGzDecoder::new(body);
     // Read one byte past the limit to tell "exactly at" from "over".

@@ -34,7 +34,7 @@ use crate::products::{ProductError, Products};
 use crate::store::writer::{SubmitError, Writer};
 use crate::store::Store;
 use adjusted::Adjustments;
-use formats::{Body, DecodeLimits, Format, ProductRequest};
+use formats::{Body, DecodeLimits, Format, Params, ProductRequest};
 use geo::{GeoDb, Location};
 use limits::{ClockRules, RateLimiter};
 use pii::PiiDetector;
@@ -75,6 +75,8 @@ pub struct IngestRequest {
     /// The media type's essence, lowercased, if the request had one.
     pub content_type: Option<String>,
     pub content_encoding: Option<String>,
+    /// Query parameters and the headers the format reads.
+    pub params: Params,
     /// Used for the geo lookup and the rate limit of events without an install id, then
     /// dropped; never stored or logged.
     pub client_ip: Option<IpAddr>,
@@ -198,6 +200,7 @@ impl Ingest {
             limits: DecodeLimits {
                 max_batch_events: config.server.max_batch_events,
                 max_event_bytes: config.server.max_event_bytes,
+                max_decompressed_bytes: config.server.max_decompressed_bytes,
             },
             max_decompressed_bytes: config.server.max_decompressed_bytes,
             store: deps.store,
@@ -205,6 +208,11 @@ impl Ingest {
             policies: deps.policies,
             metrics: deps.metrics,
         })
+    }
+
+    /// The limits formats decode within (also for bodies read outside ingest: PostHog's flags).
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.limits
     }
 
     /// Country and region of a client address; the address goes no further.
@@ -230,6 +238,7 @@ impl Ingest {
             Body {
                 bytes: &body,
                 content_type: request.content_type.as_deref(),
+                params: &request.params,
             },
             &self.products,
             &request.product,
@@ -253,7 +262,12 @@ impl Ingest {
             ..Prepared::default()
         };
         let mut adjusted = Vec::new();
-        for (index, item) in batch.items.into_iter().enumerate() {
+        for (position, item) in batch.items.into_iter().enumerate() {
+            let index = batch
+                .positions
+                .as_ref()
+                .and_then(|p| p.get(position).copied())
+                .unwrap_or(position);
             match item.and_then(|raw| context.build(raw, &mut adjusted)) {
                 Ok(event) => {
                     prepared.events.push((index, event));

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sdks;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -25,7 +27,7 @@ pub fn testdata(name: &str) -> PathBuf {
 pub fn shipped_config_text() -> String {
     let shipped =
         std::fs::read_to_string(repo_path("config/telemetry.toml")).expect("shipped config");
-    let shipped = shipped.replace("tokens = []\n", "");
+    let shipped = shipped.replace("\ntokens = []\n", "\n");
     format!("{shipped}\n{}", tokens_toml())
 }
 

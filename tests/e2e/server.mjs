@@ -1,5 +1,5 @@
 // The real telemetryd for the browser tests: writes a config (the shipped one plus an admin and
-// a viewer token, a viewer token scoped to the `voice-sdk` product, and an open-schema product `e2e-traces` that keeps what spans carry), fills a
+// a viewer token, a viewer token scoped to the `voice-sdk` product, and an open-schema product `e2e-traces` that keeps what spans carry and takes posthog-js's events), fills a
 // temporary data dir with `telemetryd demo`, starts the binary on 127.0.0.1, waits until it is
 // ready and its index has caught up, and stops it afterwards. Also a small API client for
 // assertions, and a plain HTTP server for a page on another origin.
@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
 export const VIEWER_TOKEN = 'e2e-viewer-token-0123456789abcdef';
+/** The PostHog project token of the `e2e-traces` product (posthog-js sends it). */
+export const POSTHOG_TOKEN = 'phc_e2e_web_0123456789';
 /** A viewer of the `voice-sdk` product only. */
 export const SCOPED_TOKEN = 'e2e-scoped-token-0123456789abcdef';
 
@@ -88,6 +90,8 @@ products = ["voice-sdk"]
 id = "e2e-traces"
 name = "E2E traces"
 retention_days = 30
+[products.compat]
+posthog_tokens = ["${POSTHOG_TOKEN}"]
 `);
   const port = await freePort();
   const env = {
@@ -132,13 +136,16 @@ retention_days = 30
 
 /**
  * Serves one HTML file at every path from its own port on 127.0.0.1: a page on another origin
- * than telemetryd's. `close()` stops it.
+ * than telemetryd's; `scripts` maps paths to JavaScript files served beside it (an SDK's
+ * bundle). `close()` stops it.
  */
-export async function servePage(file) {
+export async function servePage(file, scripts = {}) {
   const html = readFileSync(file);
   const server = createHttpServer((req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-    res.end(html);
+    const script = scripts[new URL(req.url, 'http://page').pathname];
+    const type = script ? 'text/javascript' : 'text/html; charset=utf-8';
+    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' });
+    res.end(script ? readFileSync(script) : html);
   });
   await new Promise((done) => server.listen(0, '127.0.0.1', done));
   return {

@@ -6,13 +6,14 @@
 // a saved query is a link and a dashboard tile with the API's figures, renamed, unpinned and
 // deleted; a policy built in the builder is served by /api/v1/config; an erasure
 // empties the Events page; narrow screen, dark theme, keyboard; a web app's page on another
-// origin sends events with fetch and sendBeacon and is refused admin calls (CORS); page timings;
-// nothing requested from elsewhere.
+// origin sends events with fetch and sendBeacon and is refused admin calls (CORS); posthog-js
+// on another origin reads its flags and sends an event; page timings; nothing requested from
+// elsewhere.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_TOKEN, VIEWER_TOKEN, SCOPED_TOKEN, servePage } from './server.mjs';
+import { ADMIN_TOKEN, VIEWER_TOKEN, SCOPED_TOKEN, POSTHOG_TOKEN, servePage } from './server.mjs';
 import { LOCALE, TIME_ZONE } from './browser.mjs';
 
 const fmt = (n) => new Intl.NumberFormat(LOCALE).format(n);
@@ -787,6 +788,47 @@ export const specs = [
       for (const path of ['/api/v1/stats', '/api/v1/events?limit=1', `/api/v1/events/${fetched.eventId}`]) {
         const admin = await page.evaluate(([p, token]) => window.callAdmin(p, token), [path, ADMIN_TOKEN]);
         assert.equal(admin.error, 'TypeError', `${path}: the browser refuses the cross-origin admin call (${JSON.stringify(admin)})`);
+      }
+    } finally {
+      await page.close();
+      await site.close();
+    }
+  }],
+
+  ['posthog-js on another origin: flags from the collection policy, an event stored with its fields', async (t) => {
+    const bundle = fileURLToPath(new URL('./node_modules/posthog-js/dist/array.full.no-external.js', import.meta.url));
+    const site = await servePage(fileURLToPath(new URL('./posthog-client.html', import.meta.url)), { '/posthog.js': bundle });
+    const page = await t.browser.context.newPage();
+    const answers = [];
+    page.on('response', (r) => {
+      if (r.url().startsWith(t.server.url)) answers.push({ url: r.url(), status: r.status(), origin: r.headers()['access-control-allow-origin'] });
+    });
+    try {
+      assert.notEqual(new URL(site.url).origin, new URL(t.server.url).origin, 'another origin');
+      await page.goto(`${site.url}/?${qs({ api: t.server.url, token: POSTHOG_TOKEN })}`);
+      const run = randomUUID();
+      const distinctId = `web-${randomUUID()}`;
+      const flags = await page.evaluate(([id, props]) => window.sendWithPostHog(id, props), [distinctId, { plan: 'team', run }]);
+      assert.equal(flags.collection, true, `the collection flag: ${JSON.stringify(flags)}`);
+      assert.equal(flags.payload.product, 'e2e-traces');
+      assert.equal(typeof flags.payload.settings.sample_rate, 'number');
+      const stored = await until('the posthog-js event stored', async () => {
+        const found = await t.api(`/api/v1/events?product=e2e-traces&limit=5&q=${encodeURIComponent(`name:signup_clicked install_id:${distinctId}`)}`);
+        return found.events[0];
+      });
+      assert.equal(stored.source, 'posthog');
+      assert.equal(stored.platform, 'web');
+      assert.match(stored.runtime, /^web\/1\./);
+      assert.equal(stored.install_id, distinctId);
+      assert.equal(stored.dims.plan, 'team');
+      assert.equal(stored.dims.run, run);
+      assert.ok(stored.session_id, 'posthog-js sends its session id');
+      assert.ok(stored.dims.browser, 'the browser is kept as a dimension');
+      const captures = answers.filter((a) => /\/(e|i\/v0\/e)\//.test(new URL(a.url).pathname));
+      assert.ok(captures.length > 0, `posthog-js posted its event: ${JSON.stringify(answers)}`);
+      for (const a of [...captures, ...answers.filter((x) => x.url.includes('/flags'))]) {
+        assert.equal(a.status, 200, JSON.stringify(a));
+        assert.equal(a.origin, site.url, `CORS for the page's origin: ${JSON.stringify(a)}`);
       }
     } finally {
       await page.close();

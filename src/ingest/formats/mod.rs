@@ -7,9 +7,11 @@
 //! `Source::named("its-name")`), declared below, and one route line in `http/mod.rs`
 //! (`.route(ingest::route(&FORMAT))`).
 
+pub mod aptabase;
 pub mod flat;
 pub mod native;
 pub mod otlp;
+pub mod posthog;
 
 use crate::error::Rejection;
 use crate::ingest::decode::FieldValue;
@@ -17,8 +19,10 @@ use crate::ingest::IngestError;
 use crate::model::{Field, Source};
 use crate::products::{Product, Products};
 
+pub use aptabase::APTABASE;
 pub use native::NATIVE;
 pub use otlp::{OTLP_LOGS, OTLP_TRACES};
+pub use posthog::POSTHOG;
 
 /// What a key of a raw event stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,10 @@ pub struct RawBatch {
     pub product: usize,
     pub sent_at: Option<i64>,
     pub items: Vec<Result<RawEvent, Rejection>>,
+    /// Each item's index in the request, when the format set some of the request's items aside
+    /// (PostHog's person updates, answered but not stored); `None`: item `i` is the request's
+    /// item `i`.
+    pub positions: Option<Vec<usize>>,
 }
 
 /// What a request says about its product: a name (`?product=` or a path segment) and an ingest
@@ -76,6 +84,37 @@ impl ProductRequest {
 pub struct DecodeLimits {
     pub max_batch_events: usize,
     pub max_event_bytes: usize,
+    /// For bodies a format decompresses itself (PostHog's `?compression=gzip-js`).
+    pub max_decompressed_bytes: usize,
+}
+
+/// What a request carries beside its body that a format may read: its query parameters
+/// (PostHog's `compression`, `beacon`) and the headers it asks for in [`Format::headers`]
+/// (Aptabase's `App-Key`).
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    /// The query string's parameters, decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// (lowercase name, value) of each header the format asked for that the request carries.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Params {
+    /// The first value of query parameter `name`.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of header `name` (lowercase), if the format asked for it and it was sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A request body as a format sees it.
@@ -84,11 +123,17 @@ pub struct Body<'a> {
     pub bytes: &'a [u8],
     /// The media type's essence, lowercased (`application/json`), if the request had one.
     pub content_type: Option<&'a str>,
+    pub params: &'a Params,
 }
 
 pub trait Format: Sync {
     /// The format's name, for logs and metrics.
     fn name(&self) -> &'static str;
+
+    /// The headers (lowercase) the format reads beside the body, handed to it in [`Params`].
+    fn headers(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Refuses a content type the format does not read (`415`).
     fn check_content_type(&self, content_type: Option<&str>) -> Result<(), IngestError>;
@@ -105,7 +150,12 @@ pub trait Format: Sync {
 
     /// The body of the answer to a request whose events were taken in (`content_type`: the
     /// request's).
-    fn answer(&self, outcome: &crate::ingest::Outcome, _content_type: Option<&str>) -> Answer {
+    fn answer(
+        &self,
+        outcome: &crate::ingest::Outcome,
+        _content_type: Option<&str>,
+        _params: &Params,
+    ) -> Answer {
         Answer::native(outcome)
     }
 
@@ -120,7 +170,8 @@ pub trait Format: Sync {
     }
 }
 
-/// A successful answer's body, as a format wants it.
+/// A successful answer's body, as a format wants it; [`Answer::none`] for an answer without a
+/// body (`204`).
 pub struct Answer {
     pub content_type: &'static str,
     pub body: Vec<u8>,
@@ -149,10 +200,9 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-impl Answer {
-    /// The native JSON answer, which formats without an answer of their own use too.
-    pub fn native(outcome: &crate::ingest::Outcome) -> Answer {
-        let answer = NativeAnswer {
+impl<'a> NativeAnswer<'a> {
+    fn of(outcome: &'a crate::ingest::Outcome) -> Self {
+        NativeAnswer {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
             dropped_by_policy: outcome.policy.dropped_by_policy,
@@ -160,10 +210,51 @@ impl Answer {
             rejected: &outcome.rejected,
             adjusted: &outcome.adjusted.listed,
             adjusted_more: outcome.adjusted.more,
-        };
+        }
+    }
+}
+
+/// The native answer's members beside those of another service's answer (PostHog's
+/// `{"status": 1}`): what its SDKs read is there, and what became of each item too.
+#[derive(serde::Serialize)]
+struct ExtendedAnswer<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    own: T,
+    #[serde(flatten)]
+    native: NativeAnswer<'a>,
+}
+
+impl Answer {
+    /// The native JSON answer, which formats without an answer of their own use too.
+    pub fn native(outcome: &crate::ingest::Outcome) -> Answer {
+        Answer::json(&NativeAnswer::of(outcome))
+    }
+
+    /// The JSON object `own` (another service's success answer) with the native answer's
+    /// members added.
+    pub fn extended(own: impl serde::Serialize, outcome: &crate::ingest::Outcome) -> Answer {
+        Answer::json(&ExtendedAnswer {
+            own,
+            native: NativeAnswer::of(outcome),
+        })
+    }
+
+    pub fn json(value: &impl serde::Serialize) -> Answer {
         Answer {
             content_type: "application/json",
-            body: serde_json::to_vec(&answer).unwrap_or_default(),
+            body: serde_json::to_vec(value).unwrap_or_default(),
         }
+    }
+
+    /// No body at all: the endpoint answers `204 No Content`.
+    pub fn none() -> Answer {
+        Answer {
+            content_type: "",
+            body: Vec::new(),
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.content_type.is_empty() && self.body.is_empty()
     }
 }

@@ -103,12 +103,13 @@ impl Format for Native {
             product: product.index,
             sent_at: sent_at.as_ref().and_then(parse_time),
             items,
+            positions: None,
         })
     }
 }
 
 /// JSON in any of its spellings, or `text/plain` for `navigator.sendBeacon`.
-fn is_json_like(essence: &str) -> bool {
+pub(super) fn is_json_like(essence: &str) -> bool {
     essence == "application/json"
         || essence == "text/plain"
         || (essence.starts_with("application/") && essence.ends_with("+json"))

@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 
-use super::{Answer, Body, DecodeLimits, Format, Key, ProductRequest, RawBatch, RawEvent};
+use super::{Answer, Body, DecodeLimits, Format, Key, Params, ProductRequest, RawBatch, RawEvent};
 use crate::error::{Code, RejectCode, Rejection};
 use crate::ingest::decode::FieldValue;
 use crate::ingest::{IngestError, Outcome};
@@ -377,10 +377,11 @@ impl<S: Signal> Format for S {
             product: product.index,
             sent_at: None,
             items: self.events(export, product),
+            positions: None,
         })
     }
 
-    fn answer(&self, outcome: &Outcome, content_type: Option<&str>) -> Answer {
+    fn answer(&self, outcome: &Outcome, content_type: Option<&str>, _params: &Params) -> Answer {
         S::answer(&outcome.rejected, content_type)
     }
 
