@@ -39,8 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         for path in [path.to_string(), format!("{path}/")] {
             cfg.service(
                 cors::client_resource(&path, &[Method::POST, Method::GET])
-                    .route(web::post().to(posthog_flags))
-                    .route(web::get().to(posthog_flags)),
+                    .route(web::post().to(answer_posthog_flags))
+                    .route(web::get().to(answer_posthog_flags)),
             );
         }
     }
@@ -49,9 +49,119 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
+/// The API document's description of a PostHog capture route (`route(&POSTHOG)`).
+macro_rules! posthog_capture_doc {
+    ($($name:ident = $path:literal),+ $(,)?) => {$(
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "compat",
+            summary = "PostHog capture",
+            description = "PostHog's SDKs' capture endpoint: an array of events, \
+                `{api_key, batch, sent_at}` or one event; gzip by `Content-Encoding`, magic bytes \
+                or `?compression=gzip-js`, base64, or form-encoded `data=`. The project token \
+                (`api_key`/`token`) selects the product (`[products.compat] posthog_tokens`). \
+                Person and group updates are answered and not stored.",
+            params(IngestQuery),
+            request_body(content(
+                (Object = "application/json"),
+                (String = "application/x-www-form-urlencoded"),
+                (String = "text/plain"),
+            )),
+            responses(
+                (status = 200, description = "`{\"status\": 1}` with what was stored, per event, beside it.", body = Object),
+                (status = 204, description = "With `beacon=1`: no body."),
+                crate::http::openapi::PostHogErrors,
+            ),
+        )]
+        #[allow(dead_code)]
+        fn $name() {}
+    )+};
+}
+
+posthog_capture_doc!(
+    posthog_i_v0_e = "/i/v0/e",
+    posthog_i_v0_e_slash = "/i/v0/e/",
+    posthog_e = "/e",
+    posthog_e_slash = "/e/",
+    posthog_capture = "/capture",
+    posthog_capture_slash = "/capture/",
+    posthog_batch = "/batch",
+    posthog_batch_slash = "/batch/",
+    posthog_track = "/track",
+    posthog_track_slash = "/track/",
+    posthog_engage = "/engage",
+    posthog_engage_slash = "/engage/",
+);
+
+/// The API document's description of a PostHog flags route (`answer_posthog_flags`).
+macro_rules! posthog_flags_doc {
+    ($($name:ident = $path:literal [$($param:tt)*]),+ $(,)?) => {$(
+        #[utoipa::path(
+            method(get, post),
+            path = $path,
+            tag = "compat",
+            summary = "PostHog feature flags",
+            description = "PostHog's feature-flag requests (`/flags?v=2`, the legacy \
+                `/decide/?v=3`, posthog-js's remote config): answered from the collection \
+                policy that applies to the client — a `telemetryd-collection` flag carrying the \
+                settings as its payload, and one flag per policy.",
+            params($($param)*),
+            responses(
+                (status = 200, description = "The flags, in the shape the request's version expects.", body = Object),
+                crate::http::openapi::PostHogErrors,
+            ),
+        )]
+        #[allow(dead_code)]
+        fn $name() {}
+    )+};
+}
+
+posthog_flags_doc!(
+    posthog_flags = "/flags" [IngestQuery],
+    posthog_flags_slash = "/flags/" [IngestQuery],
+    posthog_decide = "/decide" [IngestQuery],
+    posthog_decide_slash = "/decide/" [IngestQuery],
+    posthog_config = "/array/{token}/config" [("token" = String, Path, description = "The project token."), IngestQuery],
+    posthog_config_slash = "/array/{token}/config/" [("token" = String, Path, description = "The project token."), IngestQuery],
+);
+
+/// The API document's description of an Aptabase route (`route(&APTABASE)`).
+macro_rules! aptabase_doc {
+    ($($name:ident = $path:literal, $summary:literal),+ $(,)?) => {$(
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "compat",
+            summary = $summary,
+            description = "Aptabase's SDKs' events (one, or up to 25): the `App-Key` header \
+                selects the product (`[products.compat] aptabase_app_keys`); `systemProps` become \
+                the environment fields, `sessionId` the session, `props` the dimensions.",
+            params(IngestQuery),
+            request_body(content = Object, content_type = "application/json"),
+            responses(
+                (status = 200, description = "What was stored, and each refused event's index and reason.", body = Object),
+                crate::http::openapi::BadIngest, crate::http::openapi::IngestKeyRequired,
+                crate::http::openapi::TooLarge, crate::http::openapi::UnsupportedMedia,
+                crate::http::openapi::RateLimited, crate::http::openapi::Unavailable,
+            ),
+            security(("aptabase_app_key" = [])),
+        )]
+        #[allow(dead_code)]
+        fn $name() {}
+    )+};
+}
+
+aptabase_doc!(
+    aptabase_event = "/api/v0/event",
+    "Aptabase event",
+    aptabase_events = "/api/v0/events",
+    "Aptabase events",
+);
+
 /// `/flags`, `/decide`: the client's collection policy as feature flags, or the error in
 /// PostHog's shape.
-async fn posthog_flags(
+async fn answer_posthog_flags(
     req: HttpRequest,
     query: web::Query<IngestQuery>,
     payload: web::Payload,

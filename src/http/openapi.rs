@@ -24,8 +24,8 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema
 use crate::error::Code;
 use crate::fields::{EventField, Kind, Use, FIELDS};
 use crate::http::{
-    admin, analytics, backup, clusters, ops, otlp_metrics, policies, saved_queries, search, series,
-    stats, subjects, traces,
+    admin, analytics, backup, clusters, compat, ops, otlp_metrics, policies, saved_queries, search,
+    series, stats, subjects, traces,
 };
 
 /// Where the document is served.
@@ -46,6 +46,26 @@ pub const PATH: &str = "/api/v1/openapi.json";
     ),
     paths(
         crate::http::ingest::native_events,
+        compat::posthog_i_v0_e,
+        compat::posthog_i_v0_e_slash,
+        compat::posthog_e,
+        compat::posthog_e_slash,
+        compat::posthog_capture,
+        compat::posthog_capture_slash,
+        compat::posthog_batch,
+        compat::posthog_batch_slash,
+        compat::posthog_track,
+        compat::posthog_track_slash,
+        compat::posthog_engage,
+        compat::posthog_engage_slash,
+        compat::posthog_flags,
+        compat::posthog_flags_slash,
+        compat::posthog_decide,
+        compat::posthog_decide_slash,
+        compat::posthog_config,
+        compat::posthog_config_slash,
+        compat::aptabase_event,
+        compat::aptabase_events,
         crate::http::ingest::otlp_traces,
         crate::http::ingest::otlp_traces_of_product,
         crate::http::ingest::otlp_logs,
@@ -171,6 +191,14 @@ impl Modify for SecuritySchemes {
                 "The ingest key, under the name some clients send it.",
             ))),
         );
+        components.add_security_scheme(
+            "aptabase_app_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "App-Key",
+                "An Aptabase app key (`[products.compat] aptabase_app_keys`); it names the \
+                 product.",
+            ))),
+        );
     }
 }
 
@@ -183,7 +211,7 @@ impl Modify for InternalErrors {
             .remove("500")
             .expect("internal is a 500");
         for item in doc.paths.paths.values_mut() {
-            for operation in operations(item) {
+            for (_, operation) in operations(item) {
                 operation
                     .responses
                     .responses
@@ -195,35 +223,47 @@ impl Modify for InternalErrors {
 }
 
 /// Operation ids are the handler's name, which repeats across modules (`list`, `get`, `query`):
-/// prefixed with the operation's tag they are unique (`policies.list`, `clusters.list`).
+/// prefixed with the operation's tag they are unique (`policies.list`, `clusters.list`). A
+/// handler that serves several methods of a path gets the method too (`compat.flags.get`).
 struct OperationIds;
 
 impl Modify for OperationIds {
     fn modify(&self, doc: &mut Document) {
         for item in doc.paths.paths.values_mut() {
-            for operation in operations(item) {
+            let ids: Vec<Option<String>> = operations(item)
+                .map(|(_, operation)| operation.operation_id.clone())
+                .collect();
+            for ((method, operation), own) in operations(item).zip(&ids) {
+                let shared = own.is_some() && ids.iter().filter(|id| *id == own).count() > 1;
                 let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
                 if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
-                    *id = format!("{tag}.{id}");
+                    *id = if shared {
+                        format!("{tag}.{id}.{method}")
+                    } else {
+                        format!("{tag}.{id}")
+                    };
                 }
             }
         }
     }
 }
 
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+/// A path's operations, with their methods.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
     ]
     .into_iter()
-    .filter_map(Option::as_mut)
+    .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> T {
@@ -378,6 +418,40 @@ error_answers! {
     NotReady = [NotReady];
 }
 
+/// Every error an ingest route of a foreign format can give.
+const INGEST_ERRORS: &[Code] = &[
+    Code::InvalidJson,
+    Code::InvalidBody,
+    Code::InvalidEncoding,
+    Code::MissingProduct,
+    Code::UnknownProduct,
+    Code::MissingIngestKey,
+    Code::InvalidIngestKey,
+    Code::PayloadTooLarge,
+    Code::BatchTooLarge,
+    Code::UnsupportedMediaType,
+    Code::UnsupportedEncoding,
+    Code::RateLimited,
+    Code::Overloaded,
+    Code::NotReady,
+    Code::DiskFull,
+];
+
+/// The ingest error answers of a format that answers errors in its own body: the statuses,
+/// codes and headers as for every route, the body `content`.
+fn foreign_errors(content: serde_json::Value) -> BTreeMap<String, RefOr<Response>> {
+    error_response(INGEST_ERRORS)
+        .into_iter()
+        .map(|(status_code, response)| {
+            let RefOr::T(mut response) = response else {
+                return (status_code, response);
+            };
+            response.content = from_json(content.clone());
+            (status_code, RefOr::T(response))
+        })
+        .collect()
+}
+
 /// The error answers of the OTLP routes: the status and code as for every route, the body a
 /// `google.rpc.Status` in the request's encoding (`code` is the gRPC status, `message` the
 /// sentence).
@@ -385,24 +459,6 @@ pub struct OtlpErrors;
 
 impl IntoResponses for OtlpErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        use Code::*;
-        let codes = [
-            InvalidJson,
-            InvalidBody,
-            InvalidEncoding,
-            MissingProduct,
-            UnknownProduct,
-            MissingIngestKey,
-            InvalidIngestKey,
-            PayloadTooLarge,
-            BatchTooLarge,
-            UnsupportedMediaType,
-            UnsupportedEncoding,
-            RateLimited,
-            Overloaded,
-            NotReady,
-            DiskFull,
-        ];
         let status = json!({
             "type": "object",
             "description": "google.rpc.Status",
@@ -412,22 +468,33 @@ impl IntoResponses for OtlpErrors {
                 "details": { "type": "array", "items": { "type": "object" } }
             }
         });
-        error_response(&codes)
-            .into_iter()
-            .map(|(status_code, response)| {
-                let RefOr::T(mut response) = response else {
-                    return (status_code, response);
-                };
-                response.content = from_json(json!({
-                    "application/x-protobuf": {
-                        "schema": { "type": "string", "contentMediaType": "application/x-protobuf",
-                                    "description": "google.rpc.Status, protobuf-encoded" }
-                    },
-                    "application/json": { "schema": status.clone() }
-                }));
-                (status_code, RefOr::T(response))
-            })
-            .collect()
+        foreign_errors(json!({
+            "application/x-protobuf": {
+                "schema": { "type": "string", "contentMediaType": "application/x-protobuf",
+                            "description": "google.rpc.Status, protobuf-encoded" }
+            },
+            "application/json": { "schema": status }
+        }))
+    }
+}
+
+/// The error answers of the PostHog routes, in PostHog's shape: `type`
+/// (`validation_error`, `authentication_error`, `throttled_error`, `server_error`), `code` (the
+/// error code), `detail` (the sentence), `attr`.
+pub struct PostHogErrors;
+
+impl IntoResponses for PostHogErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        foreign_errors(json!({ "application/json": { "schema": {
+            "type": "object",
+            "description": "PostHog's error body",
+            "properties": {
+                "type": { "type": "string" },
+                "code": { "type": "string" },
+                "detail": { "type": "string" },
+                "attr": { "type": ["string", "null"] }
+            }
+        } } }))
     }
 }
 
