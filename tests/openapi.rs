@@ -133,6 +133,35 @@ fn every_route_is_documented_with_exactly_its_methods() {
     assert!(paths.get("/api/v1/nothing-here").is_none());
 }
 
+/// Every JSON answer of the admin API (`/api/v1/...`) has a described schema: a named type or
+/// one with its members, never a bare object.
+#[test]
+fn every_admin_answer_has_a_typed_schema() {
+    let server = TestServer::shipped(&[]);
+    let doc = document(&server);
+    let mut untyped = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let schema = &operation["responses"]["200"]["content"]["application/json"]["schema"];
+            if schema.is_null() {
+                continue; // not JSON (exports, the native ingest answer is typed below)
+            }
+            let typed = schema.get("$ref").is_some()
+                || schema.get("properties").is_some()
+                || schema.get("items").is_some()
+                || schema.get("allOf").is_some()
+                || schema.get("oneOf").is_some();
+            if !typed {
+                untyped.push(format!("{method} {path}: {schema}"));
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "answers without a schema: {untyped:#?}");
+}
+
 #[test]
 fn the_document_carries_the_code_table_the_catalogue_and_the_limits() {
     let server = TestServer::shipped(&[]);

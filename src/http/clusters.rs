@@ -3,21 +3,59 @@
 //! caller's products — a pass on demand (audited) and the alert log (all-products tokens only).
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::clusters::service::{ClusterView, ListFilter};
+use crate::clusters::alerts::{AlertLogEntry, AlertStats};
+use crate::clusters::service::{ClusterView, DayCount, ListFilter, SeverityDay};
 use crate::clusters::StatusRequest;
 use crate::fields::EventField;
 use crate::http::auth::Caller;
 use crate::http::blocking;
 use crate::http::error::ApiError;
 use crate::http::openapi;
+use crate::model::Event;
 use crate::search::{Filter, SearchRequest};
 use crate::store::audit::AuditEntry;
 use crate::AppState;
 
 const SAMPLES: usize = 10;
+
+/// One page of the caller's clusters.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterPage {
+    clusters: Vec<ClusterView>,
+    /// How many clusters match the filter.
+    total: usize,
+}
+
+/// Error events per day by severity, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct SeverityTimeline {
+    days: Vec<SeverityDay>,
+}
+
+/// One cluster and its newest events.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterDetail {
+    cluster: ClusterView,
+    /// The 10 newest events of the cluster.
+    samples: Vec<Event>,
+}
+
+/// One cluster's events per day, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct ClusterTimeline {
+    days: Vec<DayCount>,
+}
+
+/// Recent webhook deliveries (newest first) and the delivery counters; empty and zero without
+/// webhooks.
+#[derive(Serialize, ToSchema)]
+pub struct AlertLog {
+    entries: Vec<AlertLogEntry>,
+    stats: AlertStats,
+}
 
 /// `GET /api/v1/clusters`
 #[utoipa::path(
@@ -28,8 +66,7 @@ const SAMPLES: usize = 10;
     tag = "clusters",
     params(ListFilter),
     responses(
-        (status = 200, description = "`{\"clusters\": [ClusterView], \"total\": n}`: one \
-            page of the token's products' clusters, and how many match.", body = Object),
+        (status = 200, description = "One page of the token's products' clusters, and how many match.", body = ClusterPage),
         openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
     ),
     security(("admin_token" = [])),
@@ -43,7 +80,7 @@ pub async fn list(
     filter.validate()?;
     filter.scope = caller.scope_for(filter.product.as_deref())?;
     let (clusters, total) = state.clusters.list(&filter);
-    Ok(HttpResponse::Ok().json(json!({ "clusters": clusters, "total": total })))
+    Ok(HttpResponse::Ok().json(ClusterPage { clusters, total }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -65,7 +102,7 @@ pub struct TimelineParams {
     tag = "clusters",
     params(TimelineParams),
     responses(
-        (status = 200, description = "`{\"days\": [SeverityDay]}`, oldest first.", body = Object),
+        (status = 200, description = "Days, oldest first.", body = SeverityTimeline),
         openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
     ),
     security(("admin_token" = [])),
@@ -83,7 +120,9 @@ pub async fn timeline(
         ));
     }
     let scope = caller.scope_for(params.product.as_deref())?;
-    Ok(HttpResponse::Ok().json(json!({ "days": state.clusters.timeline(&scope, days) })))
+    Ok(HttpResponse::Ok().json(SeverityTimeline {
+        days: state.clusters.timeline(&scope, days),
+    }))
 }
 
 /// The cluster `id` of a product in the caller's scope.
@@ -108,8 +147,7 @@ fn view(state: &AppState, caller: &Caller, id: &str, days: i64) -> Result<Cluste
     tag = "clusters",
     params(("id" = String, Path, description = "The cluster id (its fingerprint)")),
     responses(
-        (status = 200, description = "`{\"cluster\": ClusterView, \"samples\": [Event]}` \
-            (the 10 newest events).", body = Object),
+        (status = 200, description = "The cluster and its 10 newest events.", body = ClusterDetail),
         openapi::TokenRequired, openapi::NotFound, openapi::NotReady,
     ),
     security(("admin_token" = [])),
@@ -144,7 +182,7 @@ pub async fn get(
             .collect::<Vec<_>>())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "cluster": cluster, "samples": samples })))
+    Ok(HttpResponse::Ok().json(ClusterDetail { cluster, samples }))
 }
 
 /// `GET /api/v1/clusters/{id}/timeline`: events per day of the last 30 days.
@@ -156,7 +194,7 @@ pub async fn get(
     tag = "clusters",
     params(("id" = String, Path, description = "The cluster id")),
     responses(
-        (status = 200, description = "`{\"days\": [DayCount]}`, oldest first.", body = Object),
+        (status = 200, description = "Days, oldest first.", body = ClusterTimeline),
         openapi::TokenRequired, openapi::NotFound,
     ),
     security(("admin_token" = [])),
@@ -166,7 +204,9 @@ pub async fn cluster_timeline(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({ "days": view(&state, &caller, &id, 30)?.daily })))
+    Ok(HttpResponse::Ok().json(ClusterTimeline {
+        days: view(&state, &caller, &id, 30)?.daily,
+    }))
 }
 
 /// `PATCH /api/v1/clusters/{id}` (admin): resolve (optionally in a version), ignore (with a
@@ -228,7 +268,7 @@ pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespo
         "clustering.run",
         "clusters".into(),
         Vec::new(),
-        json!(report),
+        serde_json::json!(report),
     );
     state.writer.audit(entry).await?;
     Ok(HttpResponse::Ok().json(report))
@@ -243,8 +283,7 @@ pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespo
     description = "Recent webhook deliveries, newest first, and delivery counters across every product and target (tokens of every product).",
     tag = "clusters",
     responses(
-        (status = 200, description = "`{\"entries\": [AlertLogEntry], \"stats\": AlertStats}` \
-            (empty without webhooks).", body = Object),
+        (status = 200, description = "Deliveries and counters (empty without webhooks).", body = AlertLog),
         openapi::TokenRequired, openapi::Forbidden,
     ),
     security(("admin_token" = [])),
@@ -252,9 +291,15 @@ pub async fn run(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespo
 pub async fn alerts(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require_all_products()?;
     let dispatcher = state.clusters.dispatcher.lock();
-    let (entries, stats) = match dispatcher.as_ref().ok().and_then(|d| d.as_ref()) {
-        Some(d) => (json!(d.log()), json!(d.stats())),
-        None => (json!([]), json!({})),
+    let log = match dispatcher.as_ref().ok().and_then(|d| d.as_ref()) {
+        Some(d) => AlertLog {
+            entries: d.log(),
+            stats: d.stats(),
+        },
+        None => AlertLog {
+            entries: Vec::new(),
+            stats: AlertStats::default(),
+        },
     };
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "stats": stats })))
+    Ok(HttpResponse::Ok().json(log))
 }

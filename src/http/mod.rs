@@ -240,6 +240,13 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }
 
+/// The answer of a delete.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// The id of the object deleted.
+    pub deleted: String,
+}
+
 /// Runs blocking store work on the blocking pool.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

@@ -324,13 +324,6 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(policy))
 }
 
-/// The answer of [`delete`].
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Deleted {
-    /// The id of the policy deleted.
-    deleted: String,
-}
-
 /// `DELETE /api/v1/policies/{id}` (admin)
 #[utoipa::path(
     delete,
@@ -340,7 +333,7 @@ pub struct Deleted {
     description = "Deletes a policy (admin role); audited.",
     params(("id" = String, Path, description = "The policy id")),
     responses(
-        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 200, description = "Deleted.", body = crate::http::Deleted),
         openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
     ),
     security(("admin_token" = [])),
@@ -354,7 +347,7 @@ pub async fn delete(
     let policy = find(&state, &caller, &id)?;
     let id = policy.id.clone();
     write(&state, &caller, Write::Delete(policy)).await?;
-    Ok(HttpResponse::Ok().json(Deleted { deleted: id }))
+    Ok(HttpResponse::Ok().json(crate::http::Deleted { deleted: id }))
 }
 
 /// `POST /api/v1/policies/preview` (admin): how many recent installs a draft matches, and what

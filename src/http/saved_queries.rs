@@ -36,7 +36,7 @@ pub struct ListParams {
     tag = "analytics",
     params(ListParams),
     responses(
-        (status = 200, description = "`{\"saved\": [SavedQuery]}`.", body = Object),
+        (status = 200, description = "The saved queries, by product, then name.", body = SavedList),
         openapi::BadParameter, openapi::TokenRequired, openapi::NotFound,
     ),
     security(("admin_token" = [])),
@@ -54,7 +54,13 @@ pub async fn list(
         .filter(|s| params.pinned.is_none_or(|pinned| s.pinned == pinned))
         .collect();
     queries.sort_by(|a, b| (&a.product, &a.name, &a.id).cmp(&(&b.product, &b.name, &b.id)));
-    Ok(HttpResponse::Ok().json(json!({ "saved": queries })))
+    Ok(HttpResponse::Ok().json(SavedList { saved: queries }))
+}
+
+/// The answer of [`list`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SavedList {
+    saved: Vec<SavedQuery>,
 }
 
 /// Every stored saved query (read on the blocking pool).
@@ -234,7 +240,7 @@ pub async fn update(
     tag = "analytics",
     params(("id" = String, Path, description = "The saved query's id")),
     responses(
-        (status = 200, description = "`{\"deleted\": id}`.", body = Object),
+        (status = 200, description = "Deleted.", body = crate::http::Deleted),
         openapi::TokenRequired, openapi::Forbidden, openapi::NotFound,
     ),
     security(("admin_token" = [])),
@@ -248,5 +254,5 @@ pub async fn delete(
     let saved = find(&state, &caller, &id).await?;
     let id = saved.id.clone();
     write(&state, &caller, Write::Delete(saved)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deleted": id })))
+    Ok(HttpResponse::Ok().json(crate::http::Deleted { deleted: id }))
 }
