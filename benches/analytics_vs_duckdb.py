@@ -35,7 +35,7 @@ def main():
     api = Api(args.url, args.token)
     if args.load:
         load(args.url, args.product, args.events)
-    api.wait_indexed()
+        api.wait_indexed()
     import duckdb
     con = duckdb.connect()
     con.execute("CREATE TABLE ev AS SELECT * FROM read_json_auto(?, format='newline_delimited')", [args.events])
