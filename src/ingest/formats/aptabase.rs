@@ -141,16 +141,7 @@ impl Format for Aptabase {
 }
 
 fn event(raw: &RawValue, limits: &DecodeLimits) -> Result<RawEvent, Rejection> {
-    let size = raw.get().len();
-    if size > limits.max_event_bytes {
-        return Err(Rejection::new(
-            RejectCode::EventTooLarge,
-            format!(
-                "the event is {size} bytes; the limit is {}",
-                limits.max_event_bytes
-            ),
-        ));
-    }
+    limits.check_event_size(raw.get())?;
     let invalid = |message: String| Rejection::new(RejectCode::InvalidEvent, message);
     if !raw.get().trim_start().starts_with('{') {
         return Err(invalid("an event must be a JSON object".into()));

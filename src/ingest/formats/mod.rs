@@ -88,6 +88,23 @@ pub struct DecodeLimits {
     pub max_decompressed_bytes: usize,
 }
 
+impl DecodeLimits {
+    /// Refuses one event whose JSON text is over `max_event_bytes`.
+    pub fn check_event_size(&self, event_json: &str) -> Result<(), Rejection> {
+        let size = event_json.len();
+        if size > self.max_event_bytes {
+            return Err(Rejection::new(
+                crate::error::RejectCode::EventTooLarge,
+                format!(
+                    "the event is {size} bytes; the limit is {}",
+                    self.max_event_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a request carries beside its body that a format may read: its query parameters
 /// (PostHog's `compression`, `beacon`) and the headers it asks for in [`Format::headers`]
 /// (Aptabase's `App-Key`).

@@ -84,16 +84,7 @@ impl Format for Native {
         let items = events
             .into_iter()
             .map(|raw| {
-                if raw.get().len() > limits.max_event_bytes {
-                    return Err(Rejection::new(
-                        RejectCode::EventTooLarge,
-                        format!(
-                            "the event is {} bytes; the limit is {}",
-                            raw.get().len(),
-                            limits.max_event_bytes
-                        ),
-                    ));
-                }
+                limits.check_event_size(raw.get())?;
                 parse_event(raw)
                     .map(|pairs| resolve(pairs, product))
                     .map_err(|m| Rejection::new(RejectCode::InvalidEvent, m))

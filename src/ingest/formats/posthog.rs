@@ -390,16 +390,7 @@ fn split(text: &str) -> Result<(Envelope<'_>, Vec<&RawValue>), IngestError> {
 }
 
 fn parse_capture(raw: &RawValue, limits: &DecodeLimits) -> Result<Capture, Rejection> {
-    let size = raw.get().len();
-    if size > limits.max_event_bytes {
-        return Err(Rejection::new(
-            RejectCode::EventTooLarge,
-            format!(
-                "the event is {size} bytes; the limit is {}",
-                limits.max_event_bytes
-            ),
-        ));
-    }
+    limits.check_event_size(raw.get())?;
     if !raw.get().trim_start().starts_with('{') {
         return Err(Rejection::new(
             RejectCode::InvalidEvent,
