@@ -524,12 +524,16 @@ pub fn run_purge(deleter: &Deleter, metrics: &Metrics) -> PurgeOutcome {
             store.write(|txn| crate::store::set_purge_wanted(txn, wanted))
         })
     };
+    // How long the store rewrite held the writer (ingest waits meanwhile).
+    let mut store_ms = 0;
     let result: Result<(), DeleteError> = (|| {
         mark(false)?;
         deleter.search.purge()?;
+        let rewrite = std::time::Instant::now();
         deleter
             .writer
             .exclusive_blocking(|store| store.vacuum().map(|_| ()))?;
+        store_ms = rewrite.elapsed().as_millis() as u64;
         Ok(())
     })();
     let outcome = PurgeOutcome {
@@ -547,6 +551,7 @@ pub fn run_purge(deleter: &Deleter, metrics: &Metrics) -> PurgeOutcome {
     match &outcome.error {
         None => tracing::info!(
             duration_ms = outcome.duration_ms,
+            store_rewrite_ms = store_ms,
             bytes_before = before,
             bytes_after = outcome.store_bytes_after,
             "purge finished"
