@@ -1,6 +1,6 @@
 //! Distribution: percentiles and a histogram of one metric, grouped by up to two fields.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,7 @@ pub struct DistributionAnswer {
 #[derive(Default)]
 struct Values {
     weight: f64,
-    installs: HashSet<u32>,
+    installs: FxHashSet<u32>,
     values: Vec<(f64, f64)>,
 }
 
@@ -83,7 +83,7 @@ pub fn run(
         }
         key
     };
-    let mut per_key: HashMap<[u32; 2], Values> = HashMap::new();
+    let mut per_key: FxHashMap<[u32; 2], Values> = FxHashMap::default();
     let mut weights = Vec::new();
     for i in 0..scanned.len() {
         let value = scanned.metric[i];

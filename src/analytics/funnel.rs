@@ -7,7 +7,7 @@
 //! of its first-step events the one that gets furthest counts (the earliest on ties). A unit
 //! counts with the weight of that first-step event at every step it reaches.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -145,7 +145,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
     let mut groups = Interner::default();
     let mut weights_seen = false;
     // Per step, per unit: its occurrences.
-    let mut occurrences: Vec<HashMap<u32, Vec<Occurrence>>> = Vec::new();
+    let mut occurrences: Vec<FxHashMap<u32, Vec<Occurrence>>> = Vec::new();
     for (n, step) in spec.steps.iter().enumerate() {
         let step_to = if n == 0 {
             to
@@ -165,7 +165,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         let unit_ids = units.translate(&scanned.columns[0]);
         let install_ids = installs.translate(&scanned.columns[1]);
         let group_ids = scanned.columns.get(2).map(|c| groups.translate(c));
-        let mut by_unit: HashMap<u32, Vec<Occurrence>> = HashMap::new();
+        let mut by_unit: FxHashMap<u32, Vec<Occurrence>> = FxHashMap::default();
         for i in 0..scanned.len() {
             let unit = through(&unit_ids, scanned.columns[0].ids[i]);
             if unit == NO_VALUE {
@@ -209,7 +209,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
     let mut suppressed_groups = 0;
     let mut out_groups = Vec::new();
     if spec.breakdown.is_some() {
-        let mut members: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut members: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
         for (i, path) in paths.iter().enumerate() {
             members.entry(path.group).or_default().push(i);
         }
@@ -217,7 +217,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
             list.iter()
                 .map(|i| paths[*i].install)
                 .filter(|i| *i != NO_VALUE)
-                .collect::<HashSet<_>>()
+                .collect::<FxHashSet<_>>()
                 .len()
         };
         let selection = select(
@@ -263,7 +263,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
 fn best_path(
     unit: u32,
     starts: &[Occurrence],
-    later: &[HashMap<u32, Vec<Occurrence>>],
+    later: &[FxHashMap<u32, Vec<Occurrence>>],
     window: i64,
 ) -> Path {
     let mut best: Option<Vec<(i64, f64)>> = None;
@@ -316,7 +316,7 @@ fn dropped_errors(
 ) -> Result<Vec<Vec<DropError>>, AnalyticsError> {
     let last = spec.steps.len();
     // Unit → (step it stopped after, time it reached it).
-    let mut stopped: HashMap<u32, (usize, i64)> = HashMap::new();
+    let mut stopped: FxHashMap<u32, (usize, i64)> = FxHashMap::default();
     for (path, unit) in paths.iter().zip(path_units) {
         if path.reached.len() < last {
             let step = path.reached.len() - 1;
@@ -344,7 +344,7 @@ fn dropped_errors(
     )?;
     let unit_ids = units.translate(&scanned.columns[0]);
     // (step, code id, fingerprint id) → (units, weighted events)
-    let mut tally: HashMap<(usize, u32, u32), (HashSet<u32>, f64)> = HashMap::new();
+    let mut tally: FxHashMap<(usize, u32, u32), (FxHashSet<u32>, f64)> = FxHashMap::default();
     for i in 0..scanned.len() {
         let (code, print) = (scanned.columns[1].ids[i], scanned.columns[2].ids[i]);
         if code == NO_VALUE && print == NO_VALUE {

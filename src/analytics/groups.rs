@@ -2,7 +2,7 @@
 //! installs than the product's `min_group_installs` folded into "other" (k-anonymity); plus the
 //! interner that gives values from separate scans one id space.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::hash::Hash;
 
 use crate::search::{ScanColumn, NO_VALUE};
@@ -28,7 +28,7 @@ pub struct Selection<K: Eq + Hash> {
     pub suppressed: usize,
     /// Groups folded because they fell outside the top `limit`.
     pub beyond_limit: usize,
-    slot: HashMap<K, usize>,
+    slot: FxHashMap<K, usize>,
 }
 
 impl<K: Eq + Hash + Clone> Selection<K> {
@@ -82,7 +82,7 @@ pub fn select<K: Eq + Hash + Clone + Ord>(
 /// Gives the values of several scans' columns one id space.
 #[derive(Default)]
 pub struct Interner {
-    ids: HashMap<String, u32>,
+    ids: FxHashMap<String, u32>,
     pub values: Vec<String>,
 }
 

@@ -2,7 +2,7 @@
 //! cohorts. Both read every event of the product up to the end of the range, for each install's
 //! first-seen time.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,8 +46,8 @@ pub struct ActiveAnswer {
 }
 
 /// Per install (scan id): its sorted distinct active periods and the first one.
-fn active_periods(scanned: &Scanned, period_of: impl Fn(i64) -> i64) -> HashMap<u32, Vec<i64>> {
-    let mut periods: HashMap<u32, Vec<i64>> = HashMap::new();
+fn active_periods(scanned: &Scanned, period_of: impl Fn(i64) -> i64) -> FxHashMap<u32, Vec<i64>> {
+    let mut periods: FxHashMap<u32, Vec<i64>> = FxHashMap::default();
     for (i, install) in scanned.columns[0].ids.iter().enumerate() {
         if *install != NO_VALUE {
             periods
@@ -123,7 +123,7 @@ pub fn active(context: &Context, spec: &ActiveSpec) -> Result<ActiveAnswer, Anal
     let returning = dau.iter().zip(&new).map(|(a, n)| a - n).collect();
 
     // Version adoption: each install's version on its last event of the day.
-    let mut last: HashMap<(u32, usize), (i64, u32)> = HashMap::new();
+    let mut last: FxHashMap<(u32, usize), (i64, u32)> = FxHashMap::default();
     for i in 0..scanned.len() {
         let install = scanned.columns[0].ids[i];
         let Some(index) = in_range(day_of(scanned.timestamps[i])) else {
@@ -137,7 +137,7 @@ pub fn active(context: &Context, spec: &ActiveSpec) -> Result<ActiveAnswer, Anal
             *entry = (scanned.timestamps[i], scanned.columns[1].ids[i]);
         }
     }
-    let mut version_installs: HashMap<u32, HashSet<u32>> = HashMap::new();
+    let mut version_installs: FxHashMap<u32, FxHashSet<u32>> = FxHashMap::default();
     for ((install, _), (_, version)) in &last {
         version_installs
             .entry(*version)
@@ -271,7 +271,7 @@ pub fn retention(
     } else {
         first_period
     };
-    let mut cohorts: HashMap<i64, Vec<Vec<i64>>> = HashMap::new();
+    let mut cohorts: FxHashMap<i64, Vec<Vec<i64>>> = FxHashMap::default();
     for days in active_periods(&scanned, |ts| period.of(ts)).into_values() {
         if (first_cohort..=last_period).contains(&days[0]) {
             cohorts.entry(days[0]).or_default().push(days);

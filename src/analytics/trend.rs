@@ -1,6 +1,6 @@
 //! Trend: one measure per time bucket, grouped by up to two fields (top N plus "other").
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +98,7 @@ pub struct TrendAnswer {
 struct Cell {
     weight: f64,
     raw: u64,
-    distinct: HashSet<u32>,
+    distinct: FxHashSet<u32>,
     values: Vec<(f64, f64)>,
 }
 
@@ -148,7 +148,7 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     };
 
     // Which groups are shown: weighted events and distinct installs per key.
-    let mut per_key: HashMap<[u32; 2], (f64, HashSet<u32>)> = HashMap::new();
+    let mut per_key: FxHashMap<[u32; 2], (f64, FxHashSet<u32>)> = FxHashMap::default();
     for (i, install) in installs.iter().enumerate() {
         let entry = per_key.entry(key_of(i)).or_default();
         entry.0 += scanned.weights[i];
@@ -169,13 +169,13 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         context.min_group_installs,
     );
     let slots = selection.slots();
-    let slot_of: HashMap<[u32; 2], usize> =
+    let slot_of: FxHashMap<[u32; 2], usize> =
         per_key.keys().map(|k| (*k, selection.slot(k))).collect();
 
     let mut cells: Vec<Cell> = (0..count as usize * slots)
         .map(|_| Cell::default())
         .collect();
-    let mut slot_installs: Vec<HashSet<u32>> = vec![HashSet::new(); slots];
+    let mut slot_installs: Vec<FxHashSet<u32>> = vec![FxHashSet::default(); slots];
     let mut slot_weight = vec![0.0; slots];
     for i in 0..scanned.len() {
         let bucket = (bucket_start(scanned.timestamps[i], bucket_ms) - first) / bucket_ms;

@@ -199,21 +199,23 @@ impl SegmentCollector for ScanSegment {
                 });
                 continue;
             };
-            let mut used: Vec<u64> = ords
-                .iter()
-                .filter(|o| **o != NO_VALUE)
-                .map(|o| u64::from(*o))
-                .collect();
-            used.sort_unstable();
-            used.dedup();
-            let mut dense = HashMap::with_capacity(used.len());
-            for (index, ord) in used.iter().enumerate() {
-                dense.insert(*ord as u32, index as u32);
+            // Which ordinals occur, then their dense numbers in ordinal order: one pass over
+            // the documents and one over the dictionary's ordinals, no sorting or hashing.
+            let mut dense = vec![NO_VALUE; column.dictionary().num_terms()];
+            for ord in &ords {
+                if let Some(slot) = dense.get_mut(*ord as usize) {
+                    *slot = 0;
+                }
+            }
+            let mut used: Vec<u64> = Vec::new();
+            for (ord, slot) in dense.iter_mut().enumerate() {
+                if *slot == 0 {
+                    *slot = used.len() as u32;
+                    used.push(ord as u64);
+                }
             }
             for ord in &mut ords {
-                if *ord != NO_VALUE {
-                    *ord = dense[ord];
-                }
+                *ord = dense.get(*ord as usize).copied().unwrap_or(NO_VALUE);
             }
             let mut values = Vec::with_capacity(used.len());
             column
