@@ -866,6 +866,7 @@ mod tests {
             let request = Load::of(&args).unwrap().request(&mut rng, &args, &shape());
             assert_eq!(request.items, expected, "{argv:?}");
             let params = Params {
+                path: Vec::new(),
                 query: Vec::new(),
                 headers: request.headers.clone(),
             };

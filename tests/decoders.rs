@@ -46,6 +46,7 @@ const LIMITS: DecodeLimits = DecodeLimits {
 
 /// A request without query parameters or format headers.
 const NO_PARAMS: Params = Params {
+    path: Vec::new(),
     query: Vec::new(),
     headers: Vec::new(),
 };
@@ -72,6 +73,7 @@ const APTABASE_SEED: &str = r#"[
 /// What an Aptabase SDK's request carries beside the body: its app key.
 fn aptabase_params() -> Params {
     Params {
+        path: Vec::new(),
         query: Vec::new(),
         headers: vec![("app-key", "A-SH-0123456789".into())],
     }
@@ -330,6 +332,7 @@ proptest! {
         let compressions = [None, Some("gzip-js"), Some("base64"), Some("lz64")];
         for compression in compressions {
             let params = Params {
+                path: Vec::new(),
                 query: compression.map(|c| ("compression".to_string(), c.to_string())).into_iter().collect(),
                 headers: Vec::new(),
             };
