@@ -158,7 +158,7 @@ impl Format for Sentry {
                 .sent_at
                 .as_ref()
                 .and_then(crate::ingest::limits::parse_time),
-            reply_id: header.event_id.clone(),
+            reply_id: header.event_id.clone().filter(|id| !id.is_empty()),
             positions: Some(Vec::new()),
             ..RawBatch::default()
         };
