@@ -804,6 +804,7 @@ fn assert_sentry(server: &TestServer, sent: &Sent, platform: &str, encodings: &[
     for e in &messages {
         assert_eq!(e["message"], "disk almost full", "{e}");
         assert_eq!(e["level"], "warn", "{e}");
+        assert!(e.get("error").is_none(), "a message, not an exception: {e}");
     }
     assert!(
         events(server, "dropped").is_empty(),
@@ -889,6 +890,13 @@ fn sentry_python_with_brotli() {
         ),
         "{metrics}"
     );
+}
+
+#[test]
+fn sentry_node() {
+    let (server, sent) = send_sentry("node");
+    // @sentry/node gzips bodies over 32 KiB only.
+    assert_sentry(&server, &sent, "node", &["none", "gzip"]);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! Envelopes: a JSON header line, then items, each a JSON header line (`type`, optional
 //! `length`) and its payload. Items taken in: `event` (an error or message event; also the
 //! store endpoint's body), `transaction` (the transaction and each of its spans as events),
+//! `span` (streamed spans, as @sentry/node 10+ sends them: each an event as a transaction's),
 //! `session` and `sessions` (release health, stored as `session` events), `client_report`
 //! (counted in the metrics). Other item types (attachments, profiles, replays, check-ins,
 //! logs, ...) are set aside without error, as a Relay without that feature does.
@@ -171,6 +172,7 @@ impl Format for Sentry {
                     event
                 })],
                 "transaction" => transaction_item(&item, limits, &mut batch.reply_id),
+                "span" => span_item(&item, limits),
                 "session" => vec![session_item(&item, limits)],
                 "sessions" => sessions_item(&item, limits),
                 "client_report" => {
@@ -401,8 +403,12 @@ impl Builder {
             .push((field.name().to_string(), Key::Field(field), value));
     }
 
+    /// `value` without surrounding white space, unless that leaves nothing.
     fn text(&mut self, field: Field, value: Option<String>) {
-        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+        if let Some(value) = value
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
             self.field(field, FieldValue::Str(value));
         }
     }
@@ -539,6 +545,12 @@ fn map_event(payload: &Map<String, Value>) -> Result<RawEvent, Rejection> {
     let exceptions: Vec<&Value> = exceptions
         .map(|values| values.iter().filter(|v| v.is_object()).collect())
         .unwrap_or_default();
+    // A stack trace the SDK attached to a message (`attachStacktrace`) is no exception.
+    let exceptions = if exceptions.iter().all(|e| is_synthetic(e)) {
+        Vec::new()
+    } else {
+        exceptions
+    };
     let name = if exceptions.is_empty() {
         "message"
     } else {
@@ -579,6 +591,17 @@ fn map_event(payload: &Map<String, Value>) -> Result<RawEvent, Rejection> {
         event.text(Field::ErrorStack, Some(stack.join("\n")));
     }
     Ok(event.finish())
+}
+
+/// An exception value that only carries a stack for a message: marked `synthetic`, or without
+/// a type.
+fn is_synthetic(exception: &Value) -> bool {
+    let marked = exception
+        .get("mechanism")
+        .and_then(|m| m.get("synthetic"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    marked || exception.get("type").and_then(Value::as_str).is_none()
 }
 
 /// Where an exception happened, as Sentry groups it: the functions of its in-app frames (of all
@@ -678,6 +701,103 @@ fn transaction_item(
         events.push(Ok(event.finish()));
     }
     events
+}
+
+/// A `span` item: spans sent one by one rather than in a transaction (@sentry/node 10+ streams
+/// them by default): version 2, `{"items": [...]}` with typed attributes, or one span. Each
+/// becomes an event as a transaction's span does; a segment span (`is_segment`), the root of its
+/// trace's segment, is named as its transaction.
+fn span_item(item: &Item<'_>, limits: &DecodeLimits) -> Vec<Result<RawEvent, Rejection>> {
+    let payload = match payload_json(item) {
+        Ok(payload) => payload,
+        Err(rejection) => return vec![Err(rejection)],
+    };
+    let spans: Vec<&Map<String, Value>> = match payload.get("items") {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        _ => vec![&payload],
+    };
+    if spans.len() >= limits.max_batch_events {
+        return vec![Err(Rejection::new(
+            RejectCode::InvalidEvent,
+            format!(
+                "the item has {} spans; a request may give at most {} events",
+                spans.len(),
+                limits.max_batch_events
+            ),
+        ))];
+    }
+    spans
+        .into_iter()
+        .map(|span| {
+            let size = serde_json::to_string(span).map(|s| s.len()).unwrap_or(0);
+            if size > limits.max_event_bytes {
+                return Err(Rejection::new(
+                    RejectCode::EventTooLarge,
+                    format!(
+                        "a span is {size} bytes; the limit is {}",
+                        limits.max_event_bytes
+                    ),
+                ));
+            }
+            Ok(streamed_span(span))
+        })
+        .collect()
+}
+
+/// One streamed span: its attributes (`{"type", "value"}` or plain) read as a transaction's
+/// payload and the span as a transaction's span, so both map alike.
+fn streamed_span(span: &Map<String, Value>) -> RawEvent {
+    let attribute = |key: &str| {
+        let value = span.get("attributes")?.get(key)?;
+        text(value.get("value").unwrap_or(value).clone())
+    };
+    let segment = span.get("is_segment").and_then(Value::as_bool) == Some(true);
+    let name = path(span, &["name"]).or_else(|| path(span, &["description"]));
+    let op = attribute("sentry.op").or_else(|| path(span, &["op"]));
+    let sdk = attribute("sentry.sdk.name");
+    // `sentry.javascript.node` → `node`, `sentry.python` → `python`.
+    let platform = sdk
+        .as_deref()
+        .and_then(|sdk| sdk.rsplit('.').next())
+        .map(str::to_string);
+    let context_payload = json!({
+        "release": attribute("sentry.release"),
+        "environment": attribute("sentry.environment"),
+        "platform": platform,
+        "user": {"id": attribute("user.id")},
+        "sdk": {"name": sdk, "version": attribute("sentry.sdk.version")},
+    });
+    let as_span = json!({
+        "trace_id": span.get("trace_id"),
+        "span_id": span.get("span_id"),
+        "parent_span_id": span.get("parent_span_id"),
+        "op": op,
+        "status": span.get("status"),
+        "description": if segment { None } else { name.clone() },
+        "start_timestamp": span.get("start_timestamp"),
+        "timestamp": span.get("end_timestamp").or_else(|| span.get("timestamp")),
+    });
+    let (Value::Object(context_payload), Value::Object(as_span)) = (context_payload, as_span)
+    else {
+        unreachable!("json! of an object is an object")
+    };
+    let mut event = Builder::default();
+    let event_name = if segment { name.or(op) } else { op.or(name) };
+    event.field(
+        Field::Name,
+        FieldValue::Str(event_name.unwrap_or_else(|| "span".into())),
+    );
+    if let (Some(trace_id), Some(span_id)) =
+        (path(&as_span, &["trace_id"]), path(&as_span, &["span_id"]))
+    {
+        event.field(
+            Field::Id,
+            FieldValue::Str(derived_id(&["span", &trace_id, &span_id])),
+        );
+    }
+    context(&mut event, &context_payload);
+    span_fields(&mut event, &as_span, &as_span);
+    event.finish()
 }
 
 /// The trace ids, `op`, `status`, `description`, start and duration of a transaction or span
@@ -981,9 +1101,13 @@ mod tests {
 
     #[test]
     fn message_events_carry_their_level() {
-        let payload = json!({"message": {"formatted": "disk almost full"}, "level": "warning"});
+        // With the stack @sentry/node attaches to messages: still a message.
+        let payload = json!({"message": {"formatted": "disk almost full"}, "level": "warning",
+            "exception": {"values": [{"value": "disk almost full", "stacktrace": {"frames": [
+                {"function": "release", "in_app": true}]}}]}});
         let event = map_event(payload.as_object().unwrap()).unwrap();
         assert_eq!(get(&event, "name"), Some(&s("message")));
+        assert_eq!(get(&event, "error_stack"), None);
         assert_eq!(get(&event, "message"), Some(&s("disk almost full")));
         assert_eq!(get(&event, "level"), Some(&s("warning")));
         assert_eq!(get(&event, "error_code"), None);
@@ -1103,6 +1227,39 @@ mod tests {
             panic!("a duration")
         };
         assert!((ms - 100.0).abs() < 0.01, "{ms}");
+    }
+
+    #[test]
+    fn streamed_spans_map_as_a_transactions_spans() {
+        let payload = r#"{"version":2,"items":[
+            {"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"aaaaaaaaaaaaaaaa","name":"checkout",
+             "start_timestamp":1795219200.0,"end_timestamp":1795219200.25,"is_segment":true,"status":"ok",
+             "attributes":{"sentry.op":{"type":"string","value":"task"},
+               "sentry.release":{"type":"string","value":"shop@1.0.0"},
+               "sentry.sdk.name":{"type":"string","value":"sentry.javascript.node"},
+               "user.id":{"type":"string","value":"u-1"}}},
+            {"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"bbbbbbbbbbbbbbbb",
+             "parent_span_id":"aaaaaaaaaaaaaaaa","name":"load cart","start_timestamp":1795219200.0,
+             "end_timestamp":1795219200.1,"is_segment":false,"status":"error",
+             "attributes":{"sentry.op":{"type":"string","value":"db.query"}}}]}"#;
+        let item = Item {
+            kind: "span".into(),
+            payload: payload.as_bytes(),
+        };
+        let events: Vec<RawEvent> = span_item(&item, &LIMITS)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let (segment, child) = (&events[0], &events[1]);
+        assert_eq!(get(segment, "name"), Some(&s("checkout")));
+        assert_eq!(get(segment, "app_version"), Some(&s("1.0.0")));
+        assert_eq!(get(segment, "platform"), Some(&s("node")));
+        assert_eq!(get(segment, "user_id"), Some(&s("u-1")));
+        assert_eq!(get(segment, "duration_ms"), Some(&FieldValue::Num(250.0)));
+        assert_eq!(get(child, "name"), Some(&s("db.query")));
+        assert_eq!(get(child, "description"), Some(&s("load cart")));
+        assert_eq!(get(child, "parent_span_id"), Some(&s("aaaaaaaaaaaaaaaa")));
+        assert_eq!(get(child, "level"), Some(&s("error")));
     }
 
     #[test]
