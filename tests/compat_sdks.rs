@@ -32,6 +32,8 @@ fn config() -> String {
         r#"
 [[products]]
 id = "{PRODUCT}"
+# The tests' releases have two installs each.
+min_group_installs = 0
 [products.schema]
 mode = "open"
 [products.compat]
