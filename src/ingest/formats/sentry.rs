@@ -1297,6 +1297,21 @@ mod tests {
     }
 
     #[test]
+    fn deep_json_is_refused_per_item() {
+        let deep = format!("{{\"tags\":{}1{}}}", "[".repeat(500), "]".repeat(500));
+        let item = Item {
+            kind: "event".into(),
+            payload: deep.as_bytes(),
+        };
+        let refused = event_item(&item, &LIMITS).unwrap_err();
+        assert!(refused.message.contains("recursion"), "{}", refused.message);
+        let header = format!("{{\"sent_at\":{}1{}}}", "[".repeat(500), "]".repeat(500));
+        // The header's values are read as field values, whose arrays are skipped, not recursed.
+        let (header, _) = parse_envelope(header.as_bytes()).unwrap();
+        assert_eq!(header.sent_at, Some(FieldValue::List(1)));
+    }
+
+    #[test]
     fn client_reports_are_bounded_to_known_names() {
         let reports = client_report(
             br#"{"timestamp":1,"discarded_events":[{"reason":"queue_overflow","category":"error","quantity":3},
