@@ -1051,6 +1051,41 @@ fn sentry_bodies_paths_and_refusals() {
     let resp = post(&server, SENTRY_ENVELOPE, &[envelope_type], other_project);
     assert_sentry_error(&resp, 400, "invalid_body", "project 77");
 
+    // Browser SDKs on another origin: the preflight allows Sentry's auth header, and the page
+    // may read the rate-limit headers.
+    let preflight = request(
+        "OPTIONS",
+        &format!("{}{SENTRY_ENVELOPE}", server.url),
+        &[
+            ("origin", "https://shop.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "x-sentry-auth, content-type",
+            ),
+        ],
+        None,
+    );
+    assert!(preflight.status < 300, "{}", preflight.status);
+    let allowed = preflight.header("access-control-allow-headers").unwrap();
+    assert!(allowed.contains("x-sentry-auth"), "{allowed}");
+    let resp = post(
+        &server,
+        &format!("{SENTRY_ENVELOPE}?sentry_key=0123456789abcdef0123456789abcdef"),
+        &[
+            ("origin", "https://shop.example"),
+            ("content-type", "text/plain;charset=UTF-8"),
+        ],
+        envelope("", &[("event", sentry_event("from_a_page"))]),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let exposed = resp.header("access-control-expose-headers").unwrap();
+    assert!(exposed.contains("X-Sentry-Rate-Limits"), "{exposed}");
+
     // Nothing else lost, nothing refused stored.
     server.settle();
     let messages: Vec<String> = server
@@ -1062,7 +1097,13 @@ fn sentry_bodies_paths_and_refusals() {
     messages.sort();
     assert_eq!(
         messages,
-        ["enveloped_gzip", "kept_1", "kept_2", "stored_deflate"]
+        [
+            "enveloped_gzip",
+            "from_a_page",
+            "kept_1",
+            "kept_2",
+            "stored_deflate"
+        ]
     );
 }
 
