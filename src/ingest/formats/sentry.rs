@@ -160,9 +160,10 @@ impl Format for Sentry {
                 .as_ref()
                 .and_then(crate::ingest::limits::parse_time),
             reply_id: header.event_id.clone().filter(|id| !id.is_empty()),
-            positions: Some(Vec::new()),
             ..RawBatch::default()
         };
+        // Each event's item in the envelope (a transaction gives several events).
+        let mut positions = Vec::new();
         for (position, item) in items.into_iter().enumerate() {
             let events = match item.kind.as_str() {
                 "event" => vec![event_item(&item, limits).map(|(id, event)| {
@@ -183,11 +184,10 @@ impl Format for Sentry {
             };
             for event in events {
                 batch.items.push(event);
-                if let Some(positions) = batch.positions.as_mut() {
-                    positions.push(position);
-                }
+                positions.push(position);
             }
         }
+        batch.positions = Some(positions);
         if batch.items.len() > limits.max_batch_events {
             return Err(IngestError::BatchTooLarge {
                 count: batch.items.len(),
