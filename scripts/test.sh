@@ -16,7 +16,7 @@ apt_install() {
 }
 
 # The SDK compatibility tests run official Python and JS SDKs, unmodified: the OpenTelemetry
-# exporters (tests/otel_sdks.rs), PostHog's and Aptabase's clients (tests/compat_sdks.rs). The
+# exporters (tests/otel_sdks.rs), PostHog's, Aptabase's and Sentry's clients (tests/compat_sdks.rs). The
 # Python SDKs go into a venv at tests/otel/.venv (the tests run its python), the JS SDKs into
 # tests/otel/node_modules. Node also serves the UI tests below.
 if ! command -v node >/dev/null 2>&1; then

@@ -3,7 +3,7 @@
 //! batches, a few percent errors — and reports events/s and ack latency percentiles;
 //! `--mode otlp-traces` and `--mode otlp-metrics` send OTLP/HTTP exports (protobuf or JSON) of
 //! the voice SDK's spans or metric data points the same way ([`otlp`]); `--mode posthog` and
-//! `--mode aptabase` send batches as those services' SDKs do ([`compat`]); `--mode query` runs
+//! `--mode aptabase` and `--mode sentry` send batches as those services' SDKs do ([`compat`]); `--mode query` runs
 //! realistic searches (free text + two filters + a 7-day range) and reports their latency;
 //! `--mode searchable` sends single events and measures ack → searchable.
 //!
@@ -35,6 +35,8 @@ pub enum Mode {
     Posthog,
     /// Send Aptabase batches (at most 25 events) to /api/v0/events with --aptabase-app-key.
     Aptabase,
+    /// Send Sentry envelopes of events to /api/{project_id}/envelope/ with --sentry-dsn.
+    Sentry,
     /// Run searches (needs --token).
     Query,
     /// Send one event at a time and time until search finds it (needs --token).
@@ -116,6 +118,13 @@ pub struct BenchArgs {
     /// App key of the aptabase mode (a product's `[products.compat] aptabase_app_keys`).
     #[arg(long, default_value = "A-SH-BENCH")]
     pub aptabase_app_key: String,
+    /// DSN of the sentry mode (a product's `[products.compat] sentry_dsns`): its project id
+    /// and public key are sent, the host is --target's.
+    #[arg(
+        long,
+        default_value = "https://0123456789abcdef0123456789abcdef@bench.invalid/1"
+    )]
+    pub sentry_dsn: String,
     /// Ingest key sent in X-Telemetry-Key, if the products need one.
     #[arg(long)]
     pub ingest_key: Option<String>,
@@ -133,7 +142,7 @@ impl BenchArgs {
         let default = match self.mode {
             Mode::OtlpTraces | Mode::OtlpMetrics => 100,
             Mode::Aptabase => compat::APTABASE_MAX_EVENTS,
-            Mode::Ingest | Mode::Posthog | Mode::Query | Mode::Searchable => 50,
+            Mode::Ingest | Mode::Posthog | Mode::Sentry | Mode::Query | Mode::Searchable => 50,
         };
         self.batch_size.unwrap_or(default).max(1)
     }
@@ -151,6 +160,8 @@ enum Load {
     Posthog,
     /// Aptabase batches to `/api/v0/events` (`rejected[].index`).
     Aptabase,
+    /// Sentry envelopes to `/api/{project_id}/envelope/` (`rejected[].index` beside `id`).
+    Sentry,
 }
 
 /// One request of a sending mode.
@@ -183,6 +194,7 @@ impl Load {
             Mode::OtlpMetrics => Some(Load::Otlp(otlp::Signal::Metrics, args.encoding.into())),
             Mode::Posthog => Some(Load::Posthog),
             Mode::Aptabase => Some(Load::Aptabase),
+            Mode::Sentry => Some(Load::Sentry),
             Mode::Query | Mode::Searchable => None,
         }
     }
@@ -200,13 +212,14 @@ impl Load {
             },
             Load::Posthog => compat::posthog_request(rng, args),
             Load::Aptabase => compat::aptabase_request(rng, args),
+            Load::Sentry => compat::sentry_request(rng, args),
         }
     }
 
     /// What a 2xx answer refused; an error is a sentence for the report.
     fn refused(self, answer: &[u8]) -> Result<Refused, String> {
         match self {
-            Load::Events | Load::Posthog | Load::Aptabase => {
+            Load::Events | Load::Posthog | Load::Aptabase | Load::Sentry => {
                 let indexes = serde_json::from_slice::<Value>(answer)
                     .ok()
                     .and_then(|v| v.get("rejected").and_then(Value::as_array).cloned())
@@ -229,7 +242,7 @@ impl Load {
     /// What the report counts.
     fn unit(self) -> &'static str {
         match self {
-            Load::Events | Load::Posthog | Load::Aptabase => "events",
+            Load::Events | Load::Posthog | Load::Aptabase | Load::Sentry => "events",
             Load::Otlp(otlp::Signal::Traces, _) => "spans",
             Load::Otlp(otlp::Signal::Metrics, _) => "data points",
         }
@@ -655,9 +668,12 @@ fn unit(args: &BenchArgs) -> &'static str {
 fn print_report(r: &BenchReport, args: &BenchArgs) {
     let unit = unit(args);
     let latency = match args.mode {
-        Mode::Ingest | Mode::OtlpTraces | Mode::OtlpMetrics | Mode::Posthog | Mode::Aptabase => {
-            "ack latency"
-        }
+        Mode::Ingest
+        | Mode::OtlpTraces
+        | Mode::OtlpMetrics
+        | Mode::Posthog
+        | Mode::Aptabase
+        | Mode::Sentry => "ack latency",
         Mode::Query => "query latency",
         Mode::Searchable => "ack → searchable",
     };
@@ -836,14 +852,14 @@ mod tests {
         assert_eq!(Load::of(&args(&["--mode", "query"])), None);
     }
 
-    /// The PostHog and Aptabase modes send what those formats read: every event decodes.
+    /// The PostHog, Aptabase and Sentry modes send what those formats read: every event decodes.
     #[test]
     fn compat_requests_are_what_their_formats_read() {
         use crate::ingest::formats::{
-            Body, DecodeLimits, Format, Params, ProductRequest, APTABASE, POSTHOG,
+            Body, DecodeLimits, Format, Params, ProductRequest, APTABASE, POSTHOG, SENTRY_ENVELOPE,
         };
         let config = crate::config::Config::from_toml(
-            "[[products]]\nid = \"app\"\n[products.compat]\nposthog_tokens = [\"phc_bench\"]\naptabase_app_keys = [\"A-SH-BENCH\"]\n",
+            "[[products]]\nid = \"app\"\n[products.compat]\nposthog_tokens = [\"phc_bench\"]\naptabase_app_keys = [\"A-SH-BENCH\"]\nsentry_dsns = [\"https://0123456789abcdef0123456789abcdef@x.example/1\"]\n",
         )
         .unwrap();
         let products = crate::products::Products::compile(&config).unwrap();
@@ -853,19 +869,26 @@ mod tests {
             max_decompressed_bytes: 1 << 20,
         };
         let mut rng = fastrand::Rng::with_seed(3);
-        let cases: [(&[&str], &dyn Format, usize); 2] = [
+        let cases: [(&[&str], &dyn Format, usize); 3] = [
             (
                 &["--mode", "posthog", "--error-percent", "50"],
                 &POSTHOG,
                 50,
             ),
             (&["--mode", "aptabase", "--batch-size", "40"], &APTABASE, 25),
+            (
+                &["--mode", "sentry", "--error-percent", "50"],
+                &SENTRY_ENVELOPE,
+                50,
+            ),
         ];
         for (argv, format, expected) in cases {
             let args = args(argv);
             let request = Load::of(&args).unwrap().request(&mut rng, &args, &shape());
             assert_eq!(request.items, expected, "{argv:?}");
+            let project = request.path.split('/').nth(2).unwrap_or_default();
             let params = Params {
+                path: vec![("project_id".into(), project.into())],
                 query: Vec::new(),
                 headers: request.headers.clone(),
             };

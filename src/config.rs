@@ -494,6 +494,9 @@ pub enum CompatFormat {
     PostHog,
     /// An Aptabase app key (`A-SH-...`), in the `App-Key` header.
     Aptabase,
+    /// A Sentry DSN (`https://PUBLIC_KEY@host/PROJECT_ID`): the project id in the path and the
+    /// public key in `X-Sentry-Auth`, `?sentry_key=` or the envelope's `dsn`.
+    Sentry,
 }
 
 impl CompatFormat {
@@ -502,14 +505,21 @@ impl CompatFormat {
         match self {
             CompatFormat::PostHog => "posthog_tokens",
             CompatFormat::Aptabase => "aptabase_app_keys",
+            CompatFormat::Sentry => "sentry_dsns",
         }
     }
 
-    /// A key as it is compared: Aptabase upper-cases app keys, so they match in any case.
+    /// A key as it is compared: Aptabase upper-cases app keys, so they match in any case; a
+    /// Sentry DSN is compared as `PROJECT_ID:PUBLIC_KEY` (its host and scheme do not matter:
+    /// the SDK reaches telemetryd under whatever name it is given).
     pub fn normalize(self, key: &str) -> String {
         match self {
             CompatFormat::PostHog => key.trim().to_string(),
             CompatFormat::Aptabase => key.trim().to_ascii_uppercase(),
+            CompatFormat::Sentry => match sentry_dsn_parts(key) {
+                Some((project, public_key)) => sentry_key(project, public_key),
+                None => key.trim().to_string(),
+            },
         }
     }
 
@@ -528,6 +538,11 @@ impl CompatFormat {
                 .iter()
                 .any(|r| parts[1].eq_ignore_ascii_case(r))
             && !parts[2].is_empty();
+        if self == CompatFormat::Sentry && sentry_dsn_parts(key).is_none() {
+            return Err(format!(
+                "`{key}` is not a Sentry DSN: write it as the SDKs take it, `https://PUBLIC_KEY@HOST/PROJECT_ID` (a numeric project id; no secret key)"
+            ));
+        }
         if self == CompatFormat::Aptabase && !aptabase_form {
             return Err(format!(
                 "`{key}` is not an Aptabase app key: the SDKs accept A-{{EU|US|SH|DEV}}-{{ID}} only (use A-SH-... with the SDK's host option for a self-hosted server)"
@@ -535,6 +550,30 @@ impl CompatFormat {
         }
         Ok(())
     }
+}
+
+/// The project id and public key of a Sentry DSN (`https://PUBLIC_KEY@HOST[/PATH]/PROJECT_ID`),
+/// `None` when `dsn` is not one (a secret key, `PUBLIC:SECRET@`, is refused: it would be
+/// sent in every request and is deprecated by Sentry).
+pub fn sentry_dsn_parts(dsn: &str) -> Option<(&str, &str)> {
+    let rest = dsn.trim();
+    let rest = rest
+        .strip_prefix("https://")
+        .or_else(|| rest.strip_prefix("http://"))?;
+    let (public_key, rest) = rest.split_once('@')?;
+    let project = rest.trim_end_matches('/').rsplit('/').next()?;
+    let (host, _) = rest.split_once('/')?;
+    let key_ok = !public_key.is_empty()
+        && public_key.len() <= 100
+        && public_key.bytes().all(|b| b.is_ascii_alphanumeric());
+    let project_ok =
+        !project.is_empty() && project.len() <= 20 && project.bytes().all(|b| b.is_ascii_digit());
+    (key_ok && project_ok && !host.is_empty()).then_some((project, public_key))
+}
+
+/// The form a Sentry product is looked up by: `PROJECT_ID:PUBLIC_KEY`.
+pub fn sentry_key(project_id: &str, public_key: &str) -> String {
+    format!("{}:{}", project_id.trim(), public_key.trim())
 }
 
 /// `[products.compat]`: the keys other services' SDKs send, each selecting this product when
@@ -547,14 +586,18 @@ pub struct CompatKeys {
     pub posthog_tokens: Vec<String>,
     /// Aptabase app keys (`A-SH-...`), sent in the `App-Key` header.
     pub aptabase_app_keys: Vec<String>,
+    /// Sentry DSNs (`https://PUBLIC_KEY@HOST/PROJECT_ID`) as given to sentry-python,
+    /// @sentry/node, @sentry/browser, ...: the project id and public key select the product.
+    pub sentry_dsns: Vec<String>,
 }
 
 impl CompatKeys {
     /// Each format with its keys as configured.
-    pub fn by_format(&self) -> [(CompatFormat, &[String]); 2] {
+    pub fn by_format(&self) -> [(CompatFormat, &[String]); 3] {
         [
             (CompatFormat::PostHog, &self.posthog_tokens),
             (CompatFormat::Aptabase, &self.aptabase_app_keys),
+            (CompatFormat::Sentry, &self.sentry_dsns),
         ]
     }
 }
@@ -1266,6 +1309,18 @@ mod tests {
             (
                 "id = \"a\"\n[products.compat]\naptabase_app_keys = [\"A-SH-1\", \"a-sh-1\"]",
                 "products[0].compat.aptabase_app_keys[1]",
+            ),
+            (
+                "id = \"a\"\n[products.compat]\nsentry_dsns = [\"https://abc@h.example/x\"]",
+                "products[0].compat.sentry_dsns[0]",
+            ),
+            (
+                "id = \"a\"\n[products.compat]\nsentry_dsns = [\"https://abc:secret@h.example/4\"]",
+                "products[0].compat.sentry_dsns[0]",
+            ),
+            (
+                "id = \"a\"\n[products.compat]\nsentry_dsns = [\"https://abc@a.example/4\", \"http://abc@b.example/4\"]",
+                "products[0].compat.sentry_dsns[1]",
             ),
         ];
         for (text, key) in product_cases {

@@ -102,6 +102,9 @@ pub struct Metrics {
     requests: RwLock<BTreeMap<(String, u16), Histogram>>,
     /// Fields of accepted events dropped or changed, by product and reason.
     adjusted: Mutex<BTreeMap<String, [u64; AdjustReason::ALL.len()]>>,
+    /// Events clients report having dropped before sending (Sentry's client reports), by
+    /// (reason, category); the format bounds both to known values.
+    client_discarded: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 /// Figures read at scrape time from the parts that own them.
@@ -178,6 +181,19 @@ impl Metrics {
             };
             for (count, n) in counts.iter_mut().zip(by_reason) {
                 *count += n;
+            }
+        }
+    }
+
+    /// Counts what a client reported having dropped before sending.
+    pub fn record_client_discarded(&self, reports: &[crate::ingest::formats::ClientDiscarded]) {
+        if reports.is_empty() {
+            return;
+        }
+        if let Ok(mut map) = self.client_discarded.lock() {
+            for report in reports {
+                let key = (report.reason.clone(), report.category.clone());
+                *map.entry(key).or_default() += report.quantity;
             }
         }
     }
@@ -434,6 +450,17 @@ impl Metrics {
                         reason.as_str()
                     );
                 }
+            }
+        }
+        let _ = writeln!(out, "# HELP telemetryd_client_discarded_events_total Events clients report having dropped before sending (Sentry client reports), by reason and category.\n# TYPE telemetryd_client_discarded_events_total counter");
+        if let Ok(map) = self.client_discarded.lock() {
+            for ((reason, category), count) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "telemetryd_client_discarded_events_total{{reason=\"{}\",category=\"{}\"}} {count}",
+                    reason.replace(['"', '\\', '\n'], ""),
+                    category.replace(['"', '\\', '\n'], "")
+                );
             }
         }
         let _ = writeln!(out, "# HELP telemetryd_subscriber_lag_events Store positions a commit subscriber has not taken in yet.\n# TYPE telemetryd_subscriber_lag_events gauge");

@@ -1,11 +1,13 @@
 //! Drop-in compatibility with other services' SDKs, unmodified: PostHog's (posthog-python,
-//! posthog-node) and Aptabase's (aptabase-python, @aptabase/web) send to a real server whose
-//! URL is their host, get the answers they expect (flags included, answered from a collection
-//! policy), and what they sent is read back through the API: names, mapped fields, dimensions,
-//! an exception from two app versions in one cluster. Then hostile bodies per format, answered
-//! in that format's error shape with nothing else lost.
+//! posthog-node), Aptabase's (aptabase-python, @aptabase/web) and Sentry's (sentry-sdk with and
+//! without brotli, @sentry/node) send to a real server whose URL is their host or DSN, get the
+//! answers they expect (flags included, answered from a collection policy), and what they sent
+//! is read back through the API: names, mapped fields, dimensions, an exception from two app
+//! versions in one cluster, a transaction's span durations, a release's crash-free sessions.
+//! Then hostile bodies per format, answered in that format's error shape with nothing else lost.
 //!
-//! The senders are `tests/otel/compat_send.py` and `tests/otel/compat_send.mjs` (run by
+//! The senders are `tests/otel/compat_send.py`, `tests/otel/compat_send.mjs`,
+//! `tests/otel/sentry_send.py` and `tests/otel/sentry_send.mjs` (run by
 //! `common::sdks`; the SDKs are pinned in `tests/otel/requirements.txt` and
 //! `tests/otel/package.json` and installed by `scripts/test.sh`).
 
@@ -16,17 +18,28 @@ use common::{gzip, request, Resp, TestServer, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const PRODUCT: &str = "web-app";
+/// The DSN the Sentry senders are given (with the test server's address as host, which is not
+/// compared).
+const SENTRY_DSN: &str = "http://0123456789abcdef0123456789abcdef@telemetry.example/4242";
+const SENTRY_ENVELOPE: &str = "/api/4242/envelope/";
+const SENTRY_AUTH: (&str, &str) = (
+    "x-sentry-auth",
+    "Sentry sentry_key=0123456789abcdef0123456789abcdef, sentry_version=7",
+);
 
 fn config() -> String {
     format!(
         r#"
 [[products]]
 id = "{PRODUCT}"
+# The tests' releases have two installs each.
+min_group_installs = 0
 [products.schema]
 mode = "open"
 [products.compat]
 posthog_tokens = ["phc_compat_python", "phc_compat_node"]
 aptabase_app_keys = ["A-SH-COMPATPY01", "A-SH-COMPATJS01"]
+sentry_dsns = ["{SENTRY_DSN}"]
 
 [[products]]
 id = "other"
@@ -166,12 +179,17 @@ fn assert_exception_cluster(server: &TestServer, sent: &Sent, platform: &str) {
         .collect();
     expected.sort();
     assert_eq!(versions, expected);
-    let fingerprint = errors[0]["fingerprint"].as_str().unwrap();
-    assert_eq!(
-        errors[1]["fingerprint"], fingerprint,
-        "one problem, one key"
-    );
+    assert_one_cluster(server, &errors, &expected);
+}
 
+/// `errors` (one per version of `versions`) share one fingerprint, and its cluster counts each
+/// version once.
+fn assert_one_cluster(server: &TestServer, errors: &[Value], versions: &[&str]) {
+    assert_eq!(errors.len(), versions.len(), "{errors:#?}");
+    let fingerprint = errors[0]["fingerprint"].as_str().unwrap();
+    for e in errors {
+        assert_eq!(e["fingerprint"], fingerprint, "one problem, one key: {e}");
+    }
     let resp = admin(server, "POST", "/api/v1/clusters/run", None);
     assert_eq!(resp.status, 200, "{}", resp.text());
     let resp = server.admin_get(&format!("/api/v1/clusters/{fingerprint}"));
@@ -180,7 +198,7 @@ fn assert_exception_cluster(server: &TestServer, sent: &Sent, platform: &str) {
     let cluster = cluster.get("cluster").unwrap_or(&cluster);
     // Compared as a number: a cluster's count may be a weighted (float) figure.
     assert_eq!(cluster["count"].as_f64(), Some(2.0), "{cluster}");
-    for version in expected {
+    for version in versions {
         assert_eq!(cluster["app_versions"][version], 1, "{cluster}");
     }
 }
@@ -707,4 +725,428 @@ fn aptabase_bodies_and_refusals() {
         .header("access-control-allow-headers")
         .unwrap()
         .contains("app-key"));
+}
+
+/// Runs a Sentry sender (`python` with or without brotli importable, or `node`) against a new
+/// server; every request answered 200.
+fn send_sentry(sdk: &str) -> (TestServer, Sent) {
+    let server = TestServer::start(&config(), &[]);
+    let mut command = match sdk {
+        "node" => sdks::node("sentry_send.mjs"),
+        _ => sdks::python("sentry_sdk, brotli", "sentry_send.py"),
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    if sdk == "python-gzip" {
+        command.env("SENTRY_SEND_WITHOUT_BROTLI", "1");
+    }
+    let sent = sdks::run(command, &[&server.url], sdk);
+    assert!(sent.success, "the {sdk} sender failed:\n{}", sent.output);
+    assert_eq!(sent.summary["ok"], true, "{}", sent.output);
+    (server, sent)
+}
+
+/// What the Sentry SDKs sent, read back: each request's answer, the exception of two releases
+/// in one cluster, the message with its level, the transaction's spans with the durations the
+/// SDK measured, and the crash-free sessions of each release.
+fn assert_sentry(server: &TestServer, sent: &Sent, platform: &str, encodings: &[&str]) {
+    let requests = sent.summary["requests"].as_array().unwrap();
+    let mut answered_ids: Vec<String> = Vec::new();
+    for r in requests {
+        assert!(r["url"].as_str().unwrap().contains(SENTRY_ENVELOPE), "{r}");
+        assert_eq!(r["status"], 200, "{r}");
+        let encoding = r["content_encoding"].as_str().unwrap_or("none");
+        assert!(encodings.contains(&encoding), "{encoding} in {r}");
+        let answer: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(answer["rejected"], json!([]), "{answer}");
+        if let Some(id) = answer["id"].as_str() {
+            answered_ids.push(id.replace('-', ""));
+        }
+    }
+    let versions = ["1.0.0", "1.1.0"];
+    for version in versions {
+        let id = sent.summary["ids"][version]["exception"].as_str().unwrap();
+        assert!(
+            answered_ids.iter().any(|a| a == id),
+            "{id} answered: {answered_ids:?}"
+        );
+    }
+
+    // The exception: mapped, and one cluster across the two releases.
+    let exception = &sent.summary["exception"];
+    let errors: Vec<Value> = events(server, "name:exception")
+        .into_iter()
+        .filter(|e| e["error"]["message"] == exception["message"])
+        .collect();
+    let mut seen_versions: Vec<&str> = Vec::new();
+    for e in &errors {
+        assert_eq!(e["source"], "sentry", "{e}");
+        assert_eq!(e["platform"], platform, "{e}");
+        assert_eq!(e["level"], "error", "{e}");
+        assert_eq!(e["release_channel"], "production", "{e}");
+        assert_eq!(e["error"]["domain"], exception["type"], "{e}");
+        let stack = e["error"]["stack"].as_str().unwrap();
+        assert!(stack.contains("failing"), "the frames: {stack}");
+        assert!(
+            e["error"]["code"].as_str().unwrap().contains("failing"),
+            "the in-app functions: {e}"
+        );
+        let version = e["app_version"].as_str().unwrap();
+        assert_eq!(e["user_id"], format!("install-{version}"), "{e}");
+        assert_eq!(e["install_id"], format!("install-{version}"), "{e}");
+        assert_eq!(e["dims"]["plan"], "pro", "{e}");
+        seen_versions.push(version);
+    }
+    seen_versions.sort();
+    assert_eq!(seen_versions, versions, "{errors:#?}");
+    assert_one_cluster(server, &errors, &versions);
+
+    // The message, with its level.
+    let messages = events(server, "name:message");
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    for e in &messages {
+        assert_eq!(e["message"], "disk almost full", "{e}");
+        assert_eq!(e["level"], "warn", "{e}");
+        assert!(e.get("error").is_none(), "a message, not an exception: {e}");
+    }
+    assert!(
+        events(server, "dropped").is_empty(),
+        "before_send dropped it"
+    );
+
+    // The transaction and its spans, each with the duration the SDK measured.
+    let checkouts = events(server, "name:checkout");
+    assert_eq!(checkouts.len(), 2, "{checkouts:#?}");
+    for transaction in sent.summary["transactions"].as_array().unwrap() {
+        let version = transaction["release"]
+            .as_str()
+            .unwrap()
+            .replace("shop@", "");
+        let root = checkouts
+            .iter()
+            .find(|e| e["app_version"] == version)
+            .unwrap_or_else(|| panic!("the transaction of {version}: {checkouts:#?}"));
+        assert!(
+            root["metrics"]["duration_ms"].as_f64().unwrap() > 0.0,
+            "{root}"
+        );
+        for span in transaction["spans"].as_array().unwrap() {
+            let op = span["op"].as_str().unwrap();
+            let stored: Vec<Value> = events(server, &format!("name:{op}"))
+                .into_iter()
+                .filter(|e| e["app_version"] == version)
+                .collect();
+            assert_eq!(stored.len(), 1, "{op} of {version}: {stored:#?}");
+            let e = &stored[0];
+            assert_eq!(e["dims"]["description"], span["description"], "{e}");
+            assert_eq!(e["trace_id"], root["trace_id"], "{e}");
+            assert_eq!(e["parent_span_id"], root["span_id"], "{e}");
+            let measured = span["duration_ms"].as_f64().unwrap();
+            let duration = e["metrics"]["duration_ms"].as_f64().unwrap();
+            assert!(
+                (duration - measured).abs() < 0.01,
+                "{duration} vs {measured}: {e}"
+            );
+        }
+    }
+
+    // Release health: 1.0.0 had one of two sessions crash, 1.1.0 none of two.
+    let health = release_health(server);
+    let release = |version: &str| {
+        health["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["app_version"] == version)
+            .unwrap_or_else(|| panic!("{version} in {health}"))
+            .clone()
+    };
+    let first = release("1.0.0");
+    assert_eq!(first["sessions"], 2.0, "{first}");
+    assert_eq!(first["crashed"], 1.0, "{first}");
+    assert_eq!(first["crash_free_sessions"], 0.5, "{first}");
+    assert_eq!(first["installs"], 2, "{first}");
+    assert_eq!(first["crash_free_installs"], 0.5, "{first}");
+    let second = release("1.1.0");
+    assert_eq!(second["sessions"], 2.0, "{second}");
+    assert_eq!(second["crash_free_sessions"], 1.0, "{second}");
+}
+
+/// The product's release health, through the analytics API.
+fn release_health(server: &TestServer) -> Value {
+    let spec = json!({"product": PRODUCT, "kind": "release_health", "from": "-30d"});
+    let resp = admin(server, "POST", "/api/v1/analytics/query", Some(spec));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()
+}
+
+#[test]
+fn sentry_python_with_brotli() {
+    let (server, sent) = send_sentry("python");
+    assert_eq!(sent.summary["brotli"], true, "{}", sent.output);
+    assert_sentry(&server, &sent, "python", &["br"]);
+    // The event before_send dropped, reported by the SDK.
+    let metrics = server.admin_get("/metrics").text();
+    assert!(
+        metrics.contains(
+            "telemetryd_client_discarded_events_total{reason=\"before_send\",category=\"error\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sentry_node() {
+    let (server, sent) = send_sentry("node");
+    // @sentry/node gzips bodies over 32 KiB only.
+    assert_sentry(&server, &sent, "node", &["none", "gzip"]);
+}
+
+#[test]
+fn sentry_python_without_brotli() {
+    let (server, sent) = send_sentry("python-gzip");
+    assert_eq!(sent.summary["brotli"], false, "{}", sent.output);
+    assert_sentry(&server, &sent, "python", &["gzip"]);
+}
+
+/// An envelope of `items` (type, payload) with the event id `event_id`, lengths declared.
+fn envelope(event_id: &str, items: &[(&str, String)]) -> Vec<u8> {
+    let mut body = json!({"event_id": event_id, "sent_at": "2026-11-20T10:00:00Z"}).to_string();
+    for (kind, payload) in items {
+        body.push_str(&format!(
+            "\n{}\n{payload}",
+            json!({"type": kind, "length": payload.len()})
+        ));
+    }
+    body.push('\n');
+    body.into_bytes()
+}
+
+/// A message event with a new event id.
+fn sentry_event(message: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    json!({"event_id": id, "platform": "python",
+        "release": "shop@3.0.0", "user": {"id": "install-h"}, "level": "info",
+        "message": message})
+    .to_string()
+}
+
+/// A Sentry error answer: the status, Relay's body shape with our code, a detail naming why.
+fn assert_sentry_error(resp: &Resp, status: u16, code: &str, detail: &str) {
+    assert_eq!(resp.status, status, "{}", resp.text());
+    let body = resp.json();
+    assert_eq!(body["code"], code, "{body}");
+    let text = body["detail"].as_str().unwrap();
+    assert!(text.contains(detail), "{detail:?} in {text:?}");
+}
+
+#[test]
+fn sentry_bodies_paths_and_refusals() {
+    let server = TestServer::start(
+        &config(),
+        &[
+            ("TELEMETRYD_SERVER__MAX_EVENT_BYTES", "2000"),
+            ("TELEMETRYD_SERVER__MAX_BODY_BYTES", "20000"),
+        ],
+    );
+    let envelope_type = ("content-type", "application/x-sentry-envelope");
+    // One envelope: each bad item refused with its index and why, unknown types and client
+    // reports set aside, the rest stored; the answer carries the envelope's event id.
+    let items = vec![
+        ("event", sentry_event("kept_1")),
+        ("event", "{not json".to_string()),
+        ("profile", "\u{0}binary\nwith newlines".to_string()),
+        ("event", sentry_event(&"x".repeat(3000))),
+        ("session", json!({"sid": "s-1", "status": "ok"}).to_string()),
+        ("client_report", json!({"discarded_events": []}).to_string()),
+        ("event", "[1, 2]".to_string()),
+        ("event", sentry_event("kept_2")),
+    ];
+    let body = envelope("0a1b2c3d4e5f40718293a4b5c6d7e8f9", &items);
+    let resp = post(
+        &server,
+        SENTRY_ENVELOPE,
+        &[envelope_type, SENTRY_AUTH],
+        body,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let answer = resp.json();
+    assert_eq!(answer["id"], "0a1b2c3d4e5f40718293a4b5c6d7e8f9", "{answer}");
+    let refused: Vec<(i64, &str)> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_i64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (1, "invalid_event"),
+            (3, "event_too_large"),
+            (4, "invalid_event"),
+            (6, "invalid_event")
+        ],
+        "{answer}"
+    );
+    // The rejections say why.
+    let messages = answer["rejected"].to_string();
+    for why in ["not JSON", "limit", "attrs.release", "JSON object"] {
+        assert!(messages.contains(why), "{why} in {messages}");
+    }
+
+    // The store endpoint, without the slash, `?sentry_key=` and deflate; the envelope
+    // endpoint gzipped, without the slash, authenticated by the DSN in its header.
+    let stored = sentry_event("stored_deflate");
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut deflate, stored.as_bytes()).unwrap();
+    let resp = post(
+        &server,
+        "/api/4242/store?sentry_key=0123456789abcdef0123456789abcdef&sentry_version=7",
+        &[JSON, ("content-encoding", "deflate")],
+        deflate.finish().unwrap(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(resp.json()["id"], stored["event_id"]);
+    let with_dsn = format!(
+        "{}\n{}\n{}\n",
+        json!({"dsn": SENTRY_DSN}),
+        json!({"type": "event"}),
+        sentry_event("enveloped_gzip")
+    );
+    let resp = post(
+        &server,
+        "/api/4242/envelope",
+        &[envelope_type, ("content-encoding", "gzip")],
+        gzip(with_dsn.as_bytes()),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    // Whole requests refused in Relay's shape: a bad encoding, wrong shapes, too large, a key or
+    // DSN of no product.
+    let auth = [envelope_type, SENTRY_AUTH];
+    let resp = post(
+        &server,
+        SENTRY_ENVELOPE,
+        &[envelope_type, SENTRY_AUTH, ("content-encoding", "br")],
+        b"not brotli".to_vec(),
+    );
+    assert_sentry_error(&resp, 400, "invalid_encoding", "brotli");
+    let resp = post(&server, SENTRY_ENVELOPE, &auth, "[1]");
+    assert_sentry_error(&resp, 400, "invalid_body", "envelope header");
+    let resp = post(&server, SENTRY_ENVELOPE, &auth, "{}\n{\"length\": 3}\nabc");
+    assert_sentry_error(&resp, 400, "invalid_body", "item 0");
+    let resp = post(&server, "/api/4242/store/", &auth, "42");
+    assert_sentry_error(&resp, 400, "invalid_body", "one event");
+    let resp = post(&server, SENTRY_ENVELOPE, &auth, vec![b' '; 30_000]);
+    assert_sentry_error(&resp, 413, "payload_too_large", "limit");
+    let other_key = ("x-sentry-auth", "Sentry sentry_key=ffff, sentry_version=7");
+    let resp = post(
+        &server,
+        SENTRY_ENVELOPE,
+        &[envelope_type, other_key],
+        envelope("", &[("event", sentry_event("lost"))]),
+    );
+    assert_sentry_error(&resp, 401, "invalid_ingest_key", "sentry_dsns");
+    let other_project = with_dsn.replace("/4242", "/77");
+    let resp = post(&server, SENTRY_ENVELOPE, &[envelope_type], other_project);
+    assert_sentry_error(&resp, 400, "invalid_body", "project 77");
+
+    // Browser SDKs on another origin: the preflight allows Sentry's auth header, and the page
+    // may read the rate-limit headers.
+    let preflight = request(
+        "OPTIONS",
+        &format!("{}{SENTRY_ENVELOPE}", server.url),
+        &[
+            ("origin", "https://shop.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "x-sentry-auth, content-type",
+            ),
+        ],
+        None,
+    );
+    assert!(preflight.status < 300, "{}", preflight.status);
+    let allowed = preflight.header("access-control-allow-headers").unwrap();
+    assert!(allowed.contains("x-sentry-auth"), "{allowed}");
+    let resp = post(
+        &server,
+        &format!("{SENTRY_ENVELOPE}?sentry_key=0123456789abcdef0123456789abcdef"),
+        &[
+            ("origin", "https://shop.example"),
+            ("content-type", "text/plain;charset=UTF-8"),
+        ],
+        envelope("", &[("event", sentry_event("from_a_page"))]),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let exposed = resp.header("access-control-expose-headers").unwrap();
+    assert!(exposed.contains("X-Sentry-Rate-Limits"), "{exposed}");
+
+    // Nothing else lost, nothing refused stored.
+    server.settle();
+    let messages: Vec<String> = server
+        .stored()
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect::<Vec<_>>();
+    let mut messages = messages;
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "enveloped_gzip",
+            "from_a_page",
+            "kept_1",
+            "kept_2",
+            "stored_deflate"
+        ]
+    );
+}
+
+/// Over a product's rate limit: the events past it refused by index, then an envelope with
+/// nothing taken answered `429` with `Retry-After` and `X-Sentry-Rate-Limits`, in Relay's shape.
+#[test]
+fn sentry_rate_limit() {
+    let config = format!(
+        "{}\n[[products]]\nid = \"limited\"\nrate_limit_per_minute = 2\n[products.compat]\nsentry_dsns = [\"https://beef@telemetry.example/9\"]\n",
+        config()
+    );
+    let server = TestServer::start(&config, &[]);
+    let auth = ("x-sentry-auth", "Sentry sentry_key=beef, sentry_version=7");
+    let events = |names: &[&str]| {
+        let items: Vec<(&str, String)> = names.iter().map(|n| ("event", sentry_event(n))).collect();
+        envelope("", &items)
+    };
+    let resp = post(
+        &server,
+        "/api/9/envelope/",
+        &[auth],
+        events(&["a", "b", "c"]),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let answer = resp.json();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 2, "{answer}");
+    assert_eq!(answer["rejected"][0]["code"], "rate_limited", "{answer}");
+    let resp = post(&server, "/api/9/envelope/", &[auth], events(&["d"]));
+    assert_sentry_error(&resp, 429, "rate_limited", "rate limit");
+    let retry_after = resp.header("retry-after").unwrap().to_string();
+    assert_eq!(
+        resp.header("x-sentry-rate-limits"),
+        Some(format!("{retry_after}::key").as_str()),
+        "{:?}",
+        resp.headers
+    );
+    server.settle();
+    let mut stored: Vec<String> = server
+        .stored()
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["a", "b"]);
 }

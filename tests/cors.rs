@@ -85,7 +85,7 @@ fn assert_readable_by(resp: &Resp, origin: &str) {
             ),
             (
                 "access-control-expose-headers".to_string(),
-                "Retry-After, ETag".to_string()
+                "Retry-After, X-Sentry-Rate-Limits, ETag".to_string()
             ),
         ],
         "{} {}",
@@ -105,7 +105,7 @@ fn assert_preflight_allows(resp: &Resp, origin: &str) {
     );
     assert_eq!(
         resp.header("access-control-allow-headers"),
-        Some("content-type, content-encoding, x-telemetry-key, x-install-token, app-key, traceparent, tracestate, if-none-match")
+        Some("content-type, content-encoding, x-telemetry-key, x-install-token, app-key, x-sentry-auth, traceparent, tracestate, if-none-match")
     );
     assert_eq!(resp.header("access-control-max-age"), Some("86400"));
     assert_eq!(resp.header("access-control-allow-credentials"), None);

@@ -12,7 +12,7 @@ use telemetryd::error::ErrorCode;
 use telemetryd::ingest::decode::decode_body;
 use telemetryd::ingest::formats::{
     Body, DecodeLimits, Format, Params, ProductRequest, APTABASE, NATIVE, OTLP_LOGS, OTLP_TRACES,
-    POSTHOG,
+    POSTHOG, SENTRY_ENVELOPE, SENTRY_STORE,
 };
 use telemetryd::ingest::pii::PiiDetector;
 use telemetryd::otlp::{self, Encoding};
@@ -36,6 +36,7 @@ install_id_attribute = "app.install_id"
 [products.compat]
 posthog_tokens = ["phc_test"]
 aptabase_app_keys = ["A-SH-0123456789"]
+sentry_dsns = ["https://abc123@telemetry.example/42"]
 "#;
 
 const LIMITS: DecodeLimits = DecodeLimits {
@@ -46,6 +47,7 @@ const LIMITS: DecodeLimits = DecodeLimits {
 
 /// A request without query parameters or format headers.
 const NO_PARAMS: Params = Params {
+    path: Vec::new(),
     query: Vec::new(),
     headers: Vec::new(),
 };
@@ -69,9 +71,49 @@ const APTABASE_SEED: &str = r#"[
   {"eventName": "clicked", "sessionId": "17123", "systemProps": {}, "props": null}, {"props": 3}
 ]"#;
 
+/// A Sentry envelope as the SDKs send it: an error event with an exception, a transaction with
+/// a span, a session, a client report, an attachment and a malformed item.
+const SENTRY_SEED: &str = concat!(
+    r#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","dsn":"https://abc123@telemetry.example/42","sent_at":"2026-11-20T10:00:00Z"}"#,
+    "\n",
+    r#"{"type":"event","content_type":"application/json"}"#,
+    "\n",
+    r#"{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","level":"error","platform":"python","release":"shop@1.0.0","user":{"id":"u-1"},"tags":{"plan":"pro"},"exception":{"values":[{"type":"ValueError","value":"bad","stacktrace":{"frames":[{"function":"main","in_app":true,"lineno":3}]}}]}}"#,
+    "\n",
+    r#"{"type":"transaction"}"#,
+    "\n",
+    r#"{"event_id":"0a1b2c3d4e5f40718293a4b5c6d7e8f9","type":"transaction","transaction":"checkout","start_timestamp":1795219200.0,"timestamp":1795219200.5,"release":"shop@1.0.0","contexts":{"trace":{"trace_id":"5b8efff798038103d269b633813fc60c","span_id":"aaaaaaaaaaaaaaaa"}},"spans":[{"span_id":"bbbbbbbbbbbbbbbb","op":"db","start_timestamp":1795219200.1,"timestamp":1795219200.2}]}"#,
+    "\n",
+    r#"{"type":"session","length":90}"#,
+    "\n",
+    r#"{"sid":"s-1","did":"u-1","init":true,"status":"ok","attrs":{"release":"shop@1.0.0"}}      "#,
+    "\n",
+    r#"{"type":"client_report"}"#,
+    "\n",
+    r#"{"discarded_events":[{"reason":"sample_rate","category":"error","quantity":2}]}"#,
+    "\n",
+    r#"{"type":"attachment","length":5}"#,
+    "\nab\ncd\n",
+    r#"{"type":"event"}"#,
+    "\n[1]\n",
+);
+
+/// What a Sentry SDK's request carries beside the body: its path's project id and its auth.
+fn sentry_params() -> Params {
+    Params {
+        path: vec![("project_id".into(), "42".into())],
+        query: Vec::new(),
+        headers: vec![(
+            "x-sentry-auth",
+            "Sentry sentry_key=abc123, sentry_version=7".into(),
+        )],
+    }
+}
+
 /// What an Aptabase SDK's request carries beside the body: its app key.
 fn aptabase_params() -> Params {
     Params {
+        path: Vec::new(),
         query: Vec::new(),
         headers: vec![("app-key", "A-SH-0123456789".into())],
     }
@@ -330,6 +372,7 @@ proptest! {
         let compressions = [None, Some("gzip-js"), Some("base64"), Some("lz64")];
         for compression in compressions {
             let params = Params {
+                path: Vec::new(),
                 query: compression.map(|c| ("compression".to_string(), c.to_string())).into_iter().collect(),
                 headers: Vec::new(),
             };
@@ -342,6 +385,35 @@ proptest! {
         let params = aptabase_params();
         decode_with_params(&APTABASE, &raw, "application/json", &products, &params);
         decode_with_params(&APTABASE, &mutate(APTABASE_SEED.as_bytes(), &edits), "application/json", &products, &params);
+    }
+
+    #[test]
+    fn sentry_answers_any_bytes(raw in bytes(), edits in edits()) {
+        let products = products();
+        let params = sentry_params();
+        for format in [&SENTRY_ENVELOPE as &dyn Format, &SENTRY_STORE] {
+            decode_with_params(format, &raw, "application/x-sentry-envelope", &products, &params);
+            decode_with_params(format, &mutate(SENTRY_SEED.as_bytes(), &edits), "application/x-sentry-envelope", &products, &params);
+            decode_with_params(format, &raw, "application/json", &products, &NO_PARAMS);
+        }
+        let event = SENTRY_SEED.lines().nth(2).unwrap();
+        decode_with_params(&SENTRY_STORE, &mutate(event.as_bytes(), &edits), "application/json", &products, &params);
+    }
+
+    #[test]
+    fn compressed_bodies_are_bounded(raw in bytes(), edits in edits(), limit in 0usize..100_000) {
+        use std::io::Write;
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        zlib.write_all(SENTRY_SEED.as_bytes()).unwrap();
+        let zstd = zstd::encode_all(SENTRY_SEED.as_bytes(), 1).unwrap();
+        for (encoding, seed) in [("deflate", zlib.finish().unwrap()), ("zstd", zstd), ("br", Vec::new())] {
+            for input in [raw.clone(), mutate(&seed, &edits)] {
+                match decode_body(input, Some(encoding), limit) {
+                    Ok(out) => prop_assert!(out.len() <= limit),
+                    Err(e) => prop_assert!(e.error_code().status() >= 400),
+                }
+            }
+        }
     }
 
     #[test]
@@ -403,6 +475,17 @@ fn seeds_decode_into_events() {
     assert_eq!(
         decoded(&NATIVE, NATIVE_SEED.as_bytes(), "application/json"),
         2
+    );
+    // The error event, the transaction and its span, the session (the client report and the
+    // attachment set aside, the malformed event refused).
+    assert_eq!(
+        decoded_with(
+            &SENTRY_ENVELOPE,
+            SENTRY_SEED.as_bytes(),
+            "application/x-sentry-envelope",
+            &sentry_params()
+        ),
+        4
     );
     assert_eq!(
         decoded(

@@ -665,7 +665,7 @@ fn every_whole_request_error_has_its_status_and_code() {
         ),
         (
             "?product=open",
-            vec![json_type, ("content-encoding", "br")],
+            vec![json_type, ("content-encoding", "compress")],
             ok.clone().into_bytes(),
             415,
             "unsupported_encoding",

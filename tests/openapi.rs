@@ -285,7 +285,7 @@ fn the_document_carries_the_code_table_the_catalogue_and_the_limits() {
         json_schema(&query["responses"]["200"]),
         "#/components/schemas/Answer"
     );
-    assert_eq!(schemas["Answer"]["oneOf"].as_array().unwrap().len(), 5);
+    assert_eq!(schemas["Answer"]["oneOf"].as_array().unwrap().len(), 6);
 
     // A typed answer: the stored event, with its level enum.
     assert_eq!(

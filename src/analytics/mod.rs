@@ -11,12 +11,14 @@
 //!
 //! - [`stats`]: weighted percentiles, summaries, histograms. [`groups`]: top N and folding.
 //! - [`trend`], [`distribution`], [`funnel`], [`installs`] (active installs and retention).
+//! - [`release_health`]: crash-free sessions and installs per app version (Sentry sessions).
 //! - [`saved`]: saved queries (a named spec of one product, pinned to its dashboard or not).
 
 mod distribution;
 mod funnel;
 mod groups;
 mod installs;
+mod release_health;
 pub mod saved;
 mod stats;
 mod trend;
@@ -43,6 +45,7 @@ pub enum Query {
     Funnel(funnel::FunnelSpec),
     ActiveInstalls(installs::ActiveSpec),
     Retention(installs::RetentionSpec),
+    ReleaseHealth(release_health::ReleaseHealthSpec),
 }
 
 /// The time range and filter every kind takes: `from`/`to` as in search (RFC 3339, a date, epoch
@@ -157,6 +160,7 @@ pub enum Answer {
     Funnel(funnel::FunnelAnswer),
     ActiveInstalls(installs::ActiveAnswer),
     Retention(installs::RetentionAnswer),
+    ReleaseHealth(release_health::ReleaseHealthAnswer),
 }
 
 /// Runs one query (blocking: scans the index on this thread).
@@ -167,6 +171,7 @@ pub fn run(context: &Context, query: &Query) -> Result<Answer, AnalyticsError> {
         Query::Funnel(spec) => Answer::Funnel(funnel::run(context, spec)?),
         Query::ActiveInstalls(spec) => Answer::ActiveInstalls(installs::active(context, spec)?),
         Query::Retention(spec) => Answer::Retention(installs::retention(context, spec)?),
+        Query::ReleaseHealth(spec) => Answer::ReleaseHealth(release_health::run(context, spec)?),
     })
 }
 

@@ -1,8 +1,11 @@
-//! The traffic of `telemetryd bench --mode posthog|aptabase`: batches as the PostHog and Aptabase
-//! SDKs send them (posthog-node's `{"api_key", "batch", "sent_at"}` to `/batch/`; Aptabase's
-//! array of at most 25 events to `/api/v0/events` with its `App-Key`), with the same share of
-//! errors as the other modes (`$exception` events for PostHog). Their answers list refused
-//! events by index like the native answer, so the runner counts them the same way.
+//! The traffic of `telemetryd bench --mode posthog|aptabase|sentry`: batches as the PostHog,
+//! Aptabase and Sentry SDKs send them (posthog-node's `{"api_key", "batch", "sent_at"}` to
+//! `/batch/`; Aptabase's array of at most 25 events to `/api/v0/events` with its `App-Key`;
+//! a Sentry envelope of event items to `/api/{project_id}/envelope/` with `X-Sentry-Auth`),
+//! with the same share of errors as the other modes (`$exception` events for PostHog, events
+//! with an exception and its frames for Sentry, the others message events). Their answers list
+//! refused events by index like the native answer (a Sentry envelope's items are its events),
+//! so the runner counts them the same way.
 
 use serde_json::{json, Value};
 
@@ -95,5 +98,61 @@ pub fn aptabase_request(rng: &mut fastrand::Rng, args: &BenchArgs) -> Request {
         body: serde_json::to_vec(&events).unwrap_or_default(),
         items: count,
         ids: Vec::new(),
+    }
+}
+
+/// One Sentry envelope of event items from one install (the SDKs send one event per envelope;
+/// the bench sends `--batch-size` to compare with the other modes per event), to the project and
+/// with the public key of `--sentry-dsn`.
+pub fn sentry_request(rng: &mut fastrand::Rng, args: &BenchArgs) -> Request {
+    let (project, key) = crate::config::sentry_dsn_parts(&args.sentry_dsn).unwrap_or(("1", ""));
+    let install = install_id(rng, args.installs);
+    let release = format!("shop@{}", pick(rng, &["3.2.0", "3.3.0", "3.3.1"]));
+    let mut body = json!({"sent_at": rfc3339(now_ms())}).to_string();
+    let mut ids = Vec::with_capacity(args.batch_size());
+    for _ in 0..args.batch_size() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut event = json!({
+            "event_id": id, "timestamp": (now_ms() - rng.i64(0..5000)) as f64 / 1000.0,
+            "platform": "python", "release": release, "environment": "production",
+            "sdk": {"name": "sentry.python", "version": "2.75.0"},
+            "contexts": {"runtime": {"name": "CPython", "version": "3.12.3"},
+                         "os": {"name": pick(rng, &["Linux", "Darwin", "Windows"])}},
+            "user": {"id": install}, "tags": {"plan": pick(rng, &["free", "team", "enterprise"])},
+        });
+        if rng.f64() * 100.0 < args.error_percent {
+            super::merge(
+                &mut event,
+                json!({"level": "error", "exception": {"values": [{
+                    "type": "KeyError",
+                    "value": format!("'{}'", pick(rng, &["id", "items", "total"])),
+                    "stacktrace": {"frames": [
+                        {"function": "handle", "filename": "app/server.py", "lineno": 88, "in_app": true},
+                        {"function": "checkout", "filename": "app/cart.py", "lineno": rng.u32(10..400), "in_app": true}]}}]}}),
+            );
+        } else {
+            super::merge(
+                &mut event,
+                json!({"level": "info", "message": pick(rng, &["cart loaded", "search run", "item added"])}),
+            );
+        }
+        let payload = event.to_string();
+        body.push_str(&format!(
+            "\n{}\n{payload}",
+            json!({"type": "event", "length": payload.len()})
+        ));
+        ids.push(id);
+    }
+    body.push('\n');
+    Request {
+        path: format!("/api/{project}/envelope/"),
+        content_type: "application/x-sentry-envelope",
+        headers: vec![(
+            "x-sentry-auth",
+            format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=telemetryd-bench"),
+        )],
+        body: body.into_bytes(),
+        items: ids.len(),
+        ids,
     }
 }

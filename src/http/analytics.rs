@@ -40,7 +40,7 @@ pub struct QueryBody {
     summary = "Run an analytics query",
     tag = "analytics",
     description = "Runs one analytics query (`kind`: trend, distribution, funnel, \
-        active_installs, retention) on one product the token sees (either role).",
+        active_installs, retention, release_health) on one product the token sees (either role).",
     request_body = QueryBody,
     responses(
         (status = 200, description = "The answer of the query's kind.", body = crate::analytics::Answer),

@@ -1,10 +1,12 @@
 //! The endpoints of other services' SDKs, so they send to telemetryd unmodified: PostHog's
 //! capture paths and its feature-flag and remote-config requests (answered from the collection
-//! policy), and Aptabase's event endpoints. Capture goes through the one ingest adapter
+//! policy), Aptabase's event endpoints, and Sentry's envelope and store endpoints (a `429`
+//! there also carries `X-Sentry-Rate-Limits`, which the Sentry SDKs read). Capture goes through the one ingest adapter
 //! ([`ingest::route`]) with the format of `ingest::formats`; every route answers browsers on
 //! the origins the product allows (`cors::client_resource`). Registered by one line in
 //! `http/mod.rs` (`.configure(compat::routes)`).
 
+use actix_web::dev::Service;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -16,7 +18,7 @@ use crate::http::ingest::{
 };
 use crate::ingest::decode::decode_body;
 use crate::ingest::formats::posthog::{self, FlagsRequest};
-use crate::ingest::formats::{APTABASE, POSTHOG};
+use crate::ingest::formats::{APTABASE, POSTHOG, SENTRY_ENVELOPE, SENTRY_STORE};
 use crate::model::now_ms;
 use crate::policies::{ClientContext, ConfigQuery, Policy};
 use crate::AppState;
@@ -47,7 +49,47 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     for path in ["/api/v0/event", "/api/v0/events"] {
         cfg.service(cors::client_resource(path, &[Method::POST]).route(ingest::route(&APTABASE)));
     }
+    for (path, format) in [
+        ("/api/{project_id}/envelope", &SENTRY_ENVELOPE),
+        ("/api/{project_id}/store", &SENTRY_STORE),
+    ] {
+        for path in [path.to_string(), format!("{path}/")] {
+            cfg.service(
+                cors::client_resource(&path, &[Method::POST])
+                    .wrap_fn(|req, srv| {
+                        let answer = srv.call(req);
+                        async move { answer.await.map(with_sentry_rate_limits) }
+                    })
+                    .route(ingest::route(format)),
+            );
+        }
+    }
 }
+
+/// `X-Sentry-Rate-Limits` on a `429` (`retry_after::key`: every category, for this DSN), which
+/// the Sentry SDKs read beside `Retry-After` to hold back what they send.
+fn with_sentry_rate_limits<B>(
+    mut response: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::dev::ServiceResponse<B> {
+    if response.status() != actix_web::http::StatusCode::TOO_MANY_REQUESTS {
+        return response;
+    }
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60);
+    if let Ok(value) = header::HeaderValue::from_str(&format!("{retry_after}::key")) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static(SENTRY_RATE_LIMITS), value);
+    }
+    response
+}
+
+/// The header with Sentry's per-category rate limits.
+pub const SENTRY_RATE_LIMITS: &str = "x-sentry-rate-limits";
 
 /// The API document's description of a PostHog capture route (`route(&POSTHOG)`).
 macro_rules! posthog_capture_doc {
@@ -157,6 +199,57 @@ aptabase_doc!(
     "Aptabase event",
     aptabase_events = "/api/v0/events",
     "Aptabase events",
+);
+
+/// The API document's description of a Sentry route (`route(&SENTRY_ENVELOPE)`,
+/// `route(&SENTRY_STORE)`).
+macro_rules! sentry_doc {
+    ($($name:ident = $path:literal, $summary:literal, $body:literal),+ $(,)?) => {$(
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "compat",
+            summary = $summary,
+            description = concat!("Sentry's SDKs' ", $body, " The project id of the path and \
+                the DSN's public key (`X-Sentry-Auth: Sentry sentry_key=...`, `?sentry_key=` or \
+                the envelope header's `dsn`) select the product (`[products.compat] \
+                sentry_dsns`); `Content-Encoding` gzip, deflate or br. Events with exceptions \
+                become errors clustered by type and in-app functions, transactions and their \
+                spans events with `duration_ms`, sessions `session` events for release health; \
+                client reports are counted in the metrics; other item types are set aside."),
+            params(
+                ("project_id" = String, Path, description = "The DSN's project id."),
+                ("sentry_key" = Option<String>, Query, description = "The DSN's public key (browser SDKs)."),
+                IngestQuery,
+            ),
+            request_body(content(
+                (String = "application/x-sentry-envelope"),
+                (Object = "application/json"),
+            )),
+            responses(
+                (status = 200, description = "`{\"id\": event_id}` with what was stored, per item, beside it.", body = Object),
+                crate::http::openapi::SentryErrors,
+            ),
+            security(("sentry_auth" = []), ()),
+        )]
+        #[allow(dead_code)]
+        fn $name() {}
+    )+};
+}
+
+sentry_doc!(
+    sentry_envelope = "/api/{project_id}/envelope",
+    "Sentry envelope",
+    "envelopes (`event`, `transaction`, `session`, `sessions`, `client_report` items, ...).",
+    sentry_envelope_slash = "/api/{project_id}/envelope/",
+    "Sentry envelope",
+    "envelopes (`event`, `transaction`, `session`, `sessions`, `client_report` items, ...).",
+    sentry_store = "/api/{project_id}/store",
+    "Sentry store",
+    "one event, as older SDKs send it.",
+    sentry_store_slash = "/api/{project_id}/store/",
+    "Sentry store",
+    "one event, as older SDKs send it.",
 );
 
 /// `/flags`, `/decide`: the client's collection policy as feature flags, or the error in

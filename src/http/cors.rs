@@ -25,12 +25,13 @@ use crate::AppState;
 /// Methods a preflight allows.
 pub const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
 /// Request headers a preflight allows: the body's type and encoding, the ingest key, the
-/// install token, Aptabase's app key, W3C trace context, and `If-None-Match` for revalidating
-/// the client config.
+/// install token, Aptabase's app key, Sentry's auth header, W3C trace context, and
+/// `If-None-Match` for revalidating the client config.
 pub const ALLOW_HEADERS: &str =
-    "content-type, content-encoding, x-telemetry-key, x-install-token, app-key, traceparent, tracestate, if-none-match";
-/// Response headers a page may read: when to retry, and the client config's version.
-pub const EXPOSE_HEADERS: &str = "Retry-After, ETag";
+    "content-type, content-encoding, x-telemetry-key, x-install-token, app-key, x-sentry-auth, traceparent, tracestate, if-none-match";
+/// Response headers a page may read: when to retry (Sentry's browser SDK also reads its own
+/// rate-limit header), and the client config's version.
+pub const EXPOSE_HEADERS: &str = "Retry-After, X-Sentry-Rate-Limits, ETag";
 /// How long a browser may cache a preflight answer (seconds).
 pub const MAX_AGE_SECS: &str = "86400";
 /// The path segment that names a product (`/otlp/{product}/v1/traces`).

@@ -160,6 +160,11 @@ pub(crate) fn params(
         query: web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(|q| q.into_inner())
             .unwrap_or_default(),
+        path: req
+            .match_info()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         headers: headers
             .iter()
             .filter_map(|name| header_str(req, name).map(|v| (*name, v.to_string())))

@@ -66,6 +66,10 @@ pub const PATH: &str = "/api/v1/openapi.json";
         compat::posthog_config_slash,
         compat::aptabase_event,
         compat::aptabase_events,
+        compat::sentry_envelope,
+        compat::sentry_envelope_slash,
+        compat::sentry_store,
+        compat::sentry_store_slash,
         crate::http::ingest::otlp_traces,
         crate::http::ingest::otlp_traces_of_product,
         crate::http::ingest::otlp_logs,
@@ -189,6 +193,15 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Install-Token",
                 "The ingest key, under the name some clients send it.",
+            ))),
+        );
+        components.add_security_scheme(
+            "sentry_auth",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Sentry-Auth",
+                "`Sentry sentry_key=PUBLIC_KEY, sentry_version=7, ...`: the public key of a DSN \
+                 in `[products.compat] sentry_dsns`, which with the path's project id names the \
+                 product.",
             ))),
         );
         components.add_security_scheme(
@@ -495,6 +508,33 @@ impl IntoResponses for PostHogErrors {
                 "attr": { "type": ["string", "null"] }
             }
         } } }))
+    }
+}
+
+/// The error answers of the Sentry routes, in Relay's shape: `detail` (the sentence, which the
+/// SDKs log) and `code` (the error code); a `429` also carries `X-Sentry-Rate-Limits`.
+pub struct SentryErrors;
+
+impl IntoResponses for SentryErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = foreign_errors(json!({ "application/json": { "schema": {
+            "type": "object",
+            "description": "Relay's error body",
+            "properties": {
+                "detail": { "type": "string" },
+                "code": { "type": "string" }
+            }
+        } } }));
+        if let Some(RefOr::T(limited)) = responses.get_mut("429") {
+            let header = from_json(json!({
+                "description": "`RETRY_AFTER::key`: every category is limited for this DSN.",
+                "schema": { "type": "string" }
+            }));
+            limited
+                .headers
+                .insert("X-Sentry-Rate-Limits".to_string(), header);
+        }
+        responses
     }
 }
 

@@ -1,5 +1,5 @@
-//! What every format shares below its own syntax: undoing `Content-Encoding` (bounded, so a
-//! small gzip bomb can't grow past the decompressed-size limit), and [`FieldValue`], a JSON value
+//! What every format shares below its own syntax: undoing `Content-Encoding` (gzip, deflate,
+//! brotli, zstd; bounded, so a small bomb can't grow past the decompressed-size limit), and [`FieldValue`], a JSON value
 //! as an event field can hold it, deserialized without `serde_json::Value`.
 
 use std::io::Read;
@@ -115,6 +115,21 @@ pub fn decode_body(
     match encoding.as_deref() {
         None | Some("") | Some("identity") => Ok(body),
         Some("gzip") | Some("x-gzip") => gunzip(&body, max_decompressed),
+        Some("deflate") => bounded(
+            flate2::read::ZlibDecoder::new(body.as_slice()),
+            "deflate",
+            max_decompressed,
+        ),
+        Some("br") => bounded(
+            brotli_decompressor::Decompressor::new(body.as_slice(), 4096),
+            "brotli",
+            max_decompressed,
+        ),
+        Some("zstd") => {
+            let decoder = zstd::stream::read::Decoder::new(body.as_slice())
+                .map_err(|e| IngestError::InvalidEncoding(format!("zstd: {e}")))?;
+            bounded(decoder, "zstd", max_decompressed)
+        }
         Some(other) => Err(IngestError::UnsupportedEncoding(
             other.chars().take(100).collect(),
         )),
@@ -123,13 +138,25 @@ pub fn decode_body(
 
 /// Gunzips `body` into at most `max_decompressed` bytes (`413` past it).
 pub fn gunzip(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, IngestError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_decompressed));
-    let decoder = flate2::read::MultiGzDecoder::new(body);
+    bounded(
+        flate2::read::MultiGzDecoder::new(body),
+        "gzip",
+        max_decompressed,
+    )
+}
+
+/// Reads `decoder` (of encoding `name`) into at most `max_decompressed` bytes (`413` past it).
+fn bounded(
+    decoder: impl Read,
+    name: &str,
+    max_decompressed: usize,
+) -> Result<Vec<u8>, IngestError> {
+    let mut out = Vec::with_capacity(8192.min(max_decompressed));
     // Read one byte past the limit to tell "exactly at" from "over".
     decoder
         .take(max_decompressed as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| IngestError::InvalidEncoding(format!("gzip: {e}")))?;
+        .map_err(|e| IngestError::InvalidEncoding(format!("{name}: {e}")))?;
     if out.len() > max_decompressed {
         return Err(IngestError::PayloadTooLarge {
             limit: max_decompressed,
@@ -166,7 +193,7 @@ mod tests {
             Code::InvalidEncoding
         );
         assert_eq!(
-            decode_body(vec![], Some("br"), 100)
+            decode_body(vec![], Some("compress"), 100)
                 .unwrap_err()
                 .error_code(),
             Code::UnsupportedEncoding

@@ -93,6 +93,8 @@ pub struct Outcome {
     pub adjusted: Adjustments,
     /// What the collection policies dropped or sampled out (not errors: not retried).
     pub policy: DecisionCounts,
+    /// The id the format's answer echoes ([`formats::RawBatch::reply_id`]).
+    pub reply_id: Option<String>,
 }
 
 /// Why a request as a whole was not accepted.
@@ -113,7 +115,7 @@ pub enum IngestError {
         content_type: String,
         expected: &'static str,
     },
-    #[error("unsupported content encoding `{0}`: send gzip or no encoding")]
+    #[error("unsupported content encoding `{0}`: send gzip, deflate, br, zstd or no encoding")]
     UnsupportedEncoding(String),
     #[error("rate limit exceeded; retry after {retry_after} s")]
     RateLimited {
@@ -187,6 +189,7 @@ pub struct Prepared {
     pub duplicates: u64,
     pub retry_after_secs: u64,
     pub policy: DecisionCounts,
+    pub reply_id: Option<String>,
 }
 
 impl Ingest {
@@ -257,8 +260,11 @@ impl Ingest {
             pii: &self.pii,
             metrics: &self.metrics,
         };
+        self.metrics
+            .record_client_discarded(&batch.client_discarded);
         let mut prepared = Prepared {
             product: batch.product,
+            reply_id: batch.reply_id.clone(),
             ..Prepared::default()
         };
         let mut adjusted = Vec::new();
@@ -316,6 +322,7 @@ async fn commit(ingest: &Ingest, prepared: Prepared) -> Result<Outcome, IngestEr
         rejected: prepared.rejected,
         adjusted: prepared.adjusted,
         policy: prepared.policy,
+        reply_id: prepared.reply_id,
     };
     let events: Vec<Arc<Event>> = prepared
         .events

@@ -1,5 +1,5 @@
 // The real telemetryd for the browser tests: writes a config (the shipped one plus an admin and
-// a viewer token, a viewer token scoped to the `voice-sdk` product, and an open-schema product `e2e-traces` that keeps what spans carry and takes posthog-js's events), fills a
+// a viewer token, a viewer token scoped to the `voice-sdk` product, and an open-schema product `e2e-traces` that keeps what spans carry and takes posthog-js's events and Sentry's), fills a
 // temporary data dir with `telemetryd demo`, starts the binary on 127.0.0.1, waits until it is
 // ready and its index has caught up, and stops it afterwards. Also a small API client for
 // assertions, and a plain HTTP server for a page on another origin.
@@ -15,6 +15,9 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdef';
 export const VIEWER_TOKEN = 'e2e-viewer-token-0123456789abcdef';
+/** The Sentry DSN's public key and project id of the `e2e-traces` product. */
+export const SENTRY_KEY = 'e2e0123456789abcdef0123456789abc';
+export const SENTRY_PROJECT = '31';
 /** The PostHog project token of the `e2e-traces` product (posthog-js sends it). */
 export const POSTHOG_TOKEN = 'phc_e2e_web_0123456789';
 /** A viewer of the `voice-sdk` product only. */
@@ -92,6 +95,7 @@ name = "E2E traces"
 retention_days = 30
 [products.compat]
 posthog_tokens = ["${POSTHOG_TOKEN}"]
+sentry_dsns = ["http://${SENTRY_KEY}@telemetry.example/${SENTRY_PROJECT}"]
 `);
   const port = await freePort();
   const env = {

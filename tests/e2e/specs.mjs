@@ -7,13 +7,13 @@
 // deleted; a policy built in the builder is served by /api/v1/config; an erasure
 // empties the Events page; narrow screen, dark theme, keyboard; a web app's page on another
 // origin sends events with fetch and sendBeacon and is refused admin calls (CORS); posthog-js
-// on another origin reads its flags and sends an event; page timings; nothing requested from
-// elsewhere.
+// on another origin reads its flags and sends an event; Sentry sessions give the overview's
+// release health the API's figures; page timings; nothing requested from elsewhere.
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_TOKEN, VIEWER_TOKEN, SCOPED_TOKEN, POSTHOG_TOKEN, servePage } from './server.mjs';
+import { ADMIN_TOKEN, VIEWER_TOKEN, SCOPED_TOKEN, POSTHOG_TOKEN, SENTRY_KEY, SENTRY_PROJECT, servePage } from './server.mjs';
 import { LOCALE, TIME_ZONE } from './browser.mjs';
 
 const fmt = (n) => new Intl.NumberFormat(LOCALE).format(n);
@@ -834,6 +834,42 @@ export const specs = [
       await page.close();
       await site.close();
     }
+  }],
+
+  ['release health: Sentry sessions of two versions, the overview shows the API\'s crash-free figures', async (t) => {
+    // Five installs per version (the product's k-anonymity bound): one crash in 2.0.0, none in 2.1.0.
+    const now = new Date().toISOString();
+    const items = [];
+    for (const version of ['2.0.0', '2.1.0']) {
+      for (let i = 0; i < 5; i += 1) {
+        const crashed = version === '2.0.0' && i === 0;
+        const session = { sid: randomUUID(), did: `e2e-sentry-${version}-${i}`, init: true, started: now, timestamp: now,
+          status: crashed ? 'crashed' : 'exited', errors: crashed ? 1 : 0, attrs: { release: `shop@${version}`, environment: 'production' } };
+        items.push(JSON.stringify({ type: 'session' }), JSON.stringify(session));
+      }
+    }
+    const response = await fetch(`${t.server.url}/api/${SENTRY_PROJECT}/envelope/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-sentry-envelope', 'x-sentry-auth': `Sentry sentry_key=${SENTRY_KEY}, sentry_version=7` },
+      body: `${JSON.stringify({ sent_at: now })}\n${items.join('\n')}\n`,
+    });
+    assert.equal(response.status, 200, await response.text());
+    const health = await until('the sessions searchable', async () => {
+      const answer = await t.api('/api/v1/analytics/query', { method: 'POST', body: { product: 'e2e-traces', kind: 'release_health', from: '-24h' } });
+      return answer.releases.length === 2 && answer;
+    });
+    assert.equal(health.releases[1].crash_free_sessions, 0.8, JSON.stringify(health));
+    const tab = t.admin;
+    await tab.visit(`/?${qs({ product: 'e2e-traces' })}`);
+    const pct = (share) => `${(100 * share).toFixed(1)} %`;
+    for (const release of health.releases) {
+      const row = `#overview-release-health tr[data-release="${release.app_version}"]`;
+      await until(`the row of ${release.app_version}`, () => tab.page.locator(row).count());
+      const cells = await tab.page.locator(`${row} td`).allTextContents();
+      assert.deepEqual(cells, [release.app_version, fmt(release.sessions), pct(release.crash_free_sessions),
+        fmt(release.installs), pct(release.crash_free_installs)], release.app_version);
+    }
+    await tab.shot('22-release-health');
   }],
 
   ['timing: navigation to data on screen, per page (reported, not asserted)', async (t) => {

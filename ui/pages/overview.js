@@ -1,12 +1,14 @@
 // Overview: the last 24 h at a glance (events, errors, active installs, ingest rate, rejected
 // and PII-blocked counts), events over time stacked by level, and the top event names,
-// platforms and app versions of the chosen range; bars link into the Events page.
+// platforms and app versions of the chosen range; bars link into the Events page. With one
+// product chosen, the release health of its app versions (crash-free sessions and installs,
+// from Sentry SDKs' sessions) as the analytics API answers it.
 
 import { h } from '../lib/dom.js';
 import { api, query } from '../lib/api.js';
-import { fmtNumber, fmtRate, fmtDay } from '../lib/format.js';
+import { fmtNumber, fmtRate, fmtDay, fmtPercent } from '../lib/format.js';
 import { stackedBars, hbars } from '../lib/chart.js';
-import { load, panel, pageHead, card, productSelect, rangePresets } from '../lib/ui.js';
+import { load, panel, pageHead, card, productSelect, rangePresets, table } from '../lib/ui.js';
 
 export const LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'];
 export const LEVEL_SERIES = LEVELS.map((level) => ({ label: level, cls: `s-${level}`, value: (b) => b.by_level?.[level] || 0 }));
@@ -51,6 +53,8 @@ export default {
     const cards = h('div', { class: 'cards', id: 'overview-cards' });
     const timeline = h('div', { id: 'overview-timeline' });
     const breakdowns = BREAKDOWNS.map(([field]) => h('div', { id: `overview-${field}` }));
+    const health = h('div', { id: 'overview-release-health' });
+    const healthPanel = panel('Release health by app version', health);
     const rangeLabel = h('span', {}, RANGES.find(([r]) => r === state.range)?.[1] || state.range);
 
     const refresh = async () => {
@@ -72,6 +76,15 @@ export default {
           })), { title: BREAKDOWNS[i][1] }),
           { isEmpty: (r) => r.rows.length === 0, empty: 'No events in this range.' })),
       ];
+      // Release health is per product: shown once one is chosen.
+      healthPanel.hidden = !state.product;
+      if (state.product) {
+        const spec = { product: state.product, kind: 'release_health', from: state.range };
+        loads.push(load(health,
+          () => api('/api/v1/analytics/query', { ...opts, method: 'POST', body: spec }),
+          renderHealth,
+          { isEmpty: (r) => r.releases.length === 0, empty: 'No sessions in this range (Sentry SDKs report them).' }));
+      }
       await Promise.all(loads);
       ctx.loaded();
     };
@@ -83,10 +96,24 @@ export default {
       cards,
       panel(null, h('h2', {}, 'Events over time (', rangeLabel, ')'), timeline),
       h('div', { class: 'grid-3' }, BREAKDOWNS.map(([, title], i) => panel(title, breakdowns[i]))),
+      healthPanel,
     );
     refresh();
   },
 };
+
+/** Crash-free share as a percentage of whole sessions or installs (`—` without any). */
+const crashFree = (share) => (share == null ? '—' : fmtPercent(share, 1));
+
+function renderHealth(answer) {
+  const rows = answer.releases.map((r) => [r.app_version, fmtNumber(r.sessions), crashFree(r.crash_free_sessions),
+    fmtNumber(r.installs), crashFree(r.crash_free_installs)]);
+  const folded = answer.suppressed_groups
+    ? `${answer.suppressed_groups} versions with too few installs are in "other".` : null;
+  return table([{ label: 'App version' }, { label: 'Sessions', num: true }, { label: 'Crash-free sessions', num: true },
+    { label: 'Installs', num: true }, { label: 'Crash-free installs', num: true }], rows,
+  { caption: folded, rowAttrs: (i) => ({ 'data-release': answer.releases[i].app_version }) });
+}
 
 function renderCards(o) {
   // Process-wide figures are null for a token scoped to some products: only its own cards show.

@@ -136,6 +136,7 @@ impl Format for Aptabase {
             sent_at: None,
             items,
             positions: None,
+            ..RawBatch::default()
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod flat;
 pub mod native;
 pub mod otlp;
 pub mod posthog;
+pub mod sentry;
 
 use crate::error::Rejection;
 use crate::ingest::decode::FieldValue;
@@ -23,6 +24,7 @@ pub use aptabase::APTABASE;
 pub use native::NATIVE;
 pub use otlp::{OTLP_LOGS, OTLP_TRACES};
 pub use posthog::POSTHOG;
+pub use sentry::{SENTRY_ENVELOPE, SENTRY_STORE};
 
 /// What a key of a raw event stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,18 @@ pub struct RawBatch {
     /// (PostHog's person updates, answered but not stored); `None`: item `i` is the request's
     /// item `i`.
     pub positions: Option<Vec<usize>>,
+    /// An id the format's answer echoes (Sentry's event id), carried to [`crate::ingest::Outcome`].
+    pub reply_id: Option<String>,
+    /// What the client says it dropped before sending (Sentry's client reports), for the metrics.
+    pub client_discarded: Vec<ClientDiscarded>,
+}
+
+/// Events a client reports having dropped before sending: why, of what kind, how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientDiscarded {
+    pub reason: String,
+    pub category: String,
+    pub quantity: u64,
 }
 
 /// What a request says about its product: a name (`?product=` or a path segment) and an ingest
@@ -106,12 +120,14 @@ impl DecodeLimits {
 }
 
 /// What a request carries beside its body that a format may read: its query parameters
-/// (PostHog's `compression`, `beacon`) and the headers it asks for in [`Format::headers`]
-/// (Aptabase's `App-Key`).
+/// (PostHog's `compression`, `beacon`), its path's parameters (Sentry's project id) and the
+/// headers it asks for in [`Format::headers`] (Aptabase's `App-Key`).
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     /// The query string's parameters, decoded, in order.
     pub query: Vec<(String, String)>,
+    /// The route's path parameters (`{project_id}`), by name.
+    pub path: Vec<(String, String)>,
     /// (lowercase name, value) of each header the format asked for that the request carries.
     pub headers: Vec<(&'static str, String)>,
 }
@@ -120,6 +136,14 @@ impl Params {
     /// The first value of query parameter `name`.
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path parameter `name` of the route.
+    pub fn path(&self, name: &str) -> Option<&str> {
+        self.path
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())

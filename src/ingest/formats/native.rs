@@ -95,6 +95,7 @@ impl Format for Native {
             sent_at: sent_at.as_ref().and_then(parse_time),
             items,
             positions: None,
+            ..RawBatch::default()
         })
     }
 }

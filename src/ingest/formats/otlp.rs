@@ -378,6 +378,7 @@ impl<S: Signal> Format for S {
             sent_at: None,
             items: self.events(export, product),
             positions: None,
+            ..RawBatch::default()
         })
     }
 

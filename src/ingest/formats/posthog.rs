@@ -221,6 +221,7 @@ impl Format for PostHog {
             sent_at: envelope.sent_at.as_ref().and_then(parse_time),
             items,
             positions: Some(positions),
+            ..RawBatch::default()
         })
     }
 
@@ -533,7 +534,7 @@ impl Builder {
 
 /// One exception of `$exception_list` as stack text: `Type: value`, then a line per frame,
 /// innermost last (the order the SDKs send).
-fn exception_text(exception: &Value) -> String {
+pub(super) fn exception_text(exception: &Value) -> String {
     let get = |v: &Value, key: &str| v.get(key).and_then(|v| text(v.clone()));
     let mut out = match (get(exception, "type"), get(exception, "value")) {
         (Some(kind), Some(value)) => format!("{kind}: {value}"),
@@ -562,7 +563,7 @@ fn exception_text(exception: &Value) -> String {
 }
 
 /// A scalar as text (ids may be numbers).
-fn text(value: Value) -> Option<String> {
+pub(super) fn text(value: Value) -> Option<String> {
     match value {
         Value::String(s) if !s.is_empty() => Some(s),
         Value::Number(n) => Some(n.to_string()),
@@ -571,7 +572,7 @@ fn text(value: Value) -> Option<String> {
     }
 }
 
-fn field_value(value: Value) -> FieldValue {
+pub(super) fn field_value(value: Value) -> FieldValue {
     match value {
         Value::Null => FieldValue::Null,
         Value::Bool(b) => FieldValue::Bool(b),
@@ -765,6 +766,7 @@ mod tests {
 
     fn params(query: &[(&str, &str)]) -> Params {
         Params {
+            path: Vec::new(),
             query: query
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
