@@ -381,13 +381,7 @@ fn posthog_bodies_paths_and_refusals() {
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
     use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(batch("base64_form"));
-    let form = format!(
-        "data={}",
-        b64.replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D")
-    );
+    let form = form_data(batch("base64_form").as_bytes());
     let resp = post(
         &server,
         "/e/",
@@ -599,14 +593,7 @@ fn posthog_flags_and_decide() {
     .unwrap();
     assert_eq!(payload["settings"]["batch_size"], 10);
     // posthog-js's compressed flags request (base64 form) and a bad token.
-    use base64::Engine;
-    let form = format!(
-        "data={}",
-        base64::engine::general_purpose::STANDARD
-            .encode(&body)
-            .replace('+', "%2B")
-            .replace('=', "%3D")
-    );
+    let form = form_data(body.as_ref());
     let resp = post(
         &server,
         "/flags/?v=2&config=true",
@@ -1149,4 +1136,16 @@ fn sentry_rate_limit() {
         .collect();
     stored.sort();
     assert_eq!(stored, ["a", "b"]);
+}
+
+/// `data=` and the body in base64, form-encoded, as posthog-js sends it.
+fn form_data(body: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+    format!(
+        "data={}",
+        b64.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    )
 }

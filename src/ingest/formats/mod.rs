@@ -102,6 +102,14 @@ pub struct DecodeLimits {
     pub max_decompressed_bytes: usize,
 }
 
+/// The limits the formats' unit tests decode with.
+#[cfg(test)]
+pub(crate) const TEST_LIMITS: DecodeLimits = DecodeLimits {
+    max_batch_events: 100,
+    max_event_bytes: 10_000,
+    max_decompressed_bytes: 100_000,
+};
+
 impl DecodeLimits {
     /// Refuses one event whose JSON text is over `max_event_bytes`.
     pub fn check_event_size(&self, event_json: &str) -> Result<(), Rejection> {

@@ -758,11 +758,7 @@ mod tests {
     use crate::error::ErrorCode;
     use std::io::Write;
 
-    const LIMITS: DecodeLimits = DecodeLimits {
-        max_batch_events: 100,
-        max_event_bytes: 10_000,
-        max_decompressed_bytes: 100_000,
-    };
+    const LIMITS: DecodeLimits = super::super::TEST_LIMITS;
 
     fn params(query: &[(&str, &str)]) -> Params {
         Params {

@@ -1030,11 +1030,7 @@ fn client_report(payload: &[u8]) -> Vec<ClientDiscarded> {
 mod tests {
     use super::*;
 
-    const LIMITS: DecodeLimits = DecodeLimits {
-        max_batch_events: 100,
-        max_event_bytes: 10_000,
-        max_decompressed_bytes: 100_000,
-    };
+    const LIMITS: DecodeLimits = super::super::TEST_LIMITS;
 
     fn get<'a>(event: &'a RawEvent, name: &str) -> Option<&'a FieldValue> {
         event
