@@ -71,8 +71,23 @@ pub struct SinkConfig {
     pub url: String,
     #[serde(default = "default_sink_database")]
     pub database: String,
+    /// The events table (the `Distributed` table when `shards` is set).
     #[serde(default = "default_sink_table")]
     pub table: String,
+    /// The OTLP metric points table (the `Distributed` table when `shards` is set).
+    #[serde(default = "default_sink_points_table")]
+    pub points_table: String,
+    /// A sharded cluster: each shard's HTTP interface (one replica each). Inserts still go to
+    /// `url`'s `table` and `points_table`; erasure and retention run on every shard's
+    /// `shard_table` and `shard_points_table`, and count as confirmed when every shard did.
+    #[serde(default)]
+    pub shards: Vec<String>,
+    /// Each shard's local events table (default: `table`).
+    #[serde(default)]
+    pub shard_table: Option<String>,
+    /// Each shard's local metric points table (default: `points_table`).
+    #[serde(default)]
+    pub shard_points_table: Option<String>,
     #[serde(default = "default_sink_user")]
     pub user: String,
     /// The environment variable holding the password (never logged).
@@ -100,6 +115,9 @@ fn default_sink_database() -> String {
 }
 fn default_sink_table() -> String {
     "events".into()
+}
+fn default_sink_points_table() -> String {
+    "metric_points".into()
 }
 fn default_sink_user() -> String {
     "default".into()
@@ -152,13 +170,32 @@ impl SinkConfig {
                 "must be lowercase letters, digits, _ or -",
             ));
         }
-        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+        let http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !http(&self.url) {
             return Err(invalid(key("url"), "must start with http:// or https://"));
         }
-        for (k, value) in [("database", &self.database), ("table", &self.table)] {
-            if !word(value, &[]) {
+        if let Some(bad) = self.shards.iter().find(|u| !http(u)) {
+            return Err(invalid(
+                key("shards"),
+                format!("`{bad}` must start with http:// or https://"),
+            ));
+        }
+        for (k, value) in [
+            ("database", Some(&self.database)),
+            ("table", Some(&self.table)),
+            ("points_table", Some(&self.points_table)),
+            ("shard_table", self.shard_table.as_ref()),
+            ("shard_points_table", self.shard_points_table.as_ref()),
+        ] {
+            if value.is_some_and(|v| !word(v, &[])) {
                 return Err(invalid(key(k), "must be letters, digits or _"));
             }
+        }
+        if self.table == self.points_table {
+            return Err(invalid(
+                key("points_table"),
+                "must differ from `table`: metric points have their own table",
+            ));
         }
         if self.password_env.is_some() && self.password_file.is_some() {
             return Err(invalid(
@@ -1179,6 +1216,9 @@ mod tests {
         for (extra, key) in [
             ("name = \"Bad Name\"\nkind = \"clickhouse\"", "sinks[0].name"),
             ("name = \"a\"\nkind = \"clickhouse\"\ntable = \"x;drop\"", "sinks[0].table"),
+            ("name = \"a\"\nkind = \"clickhouse\"\nshard_table = \"a b\"", "sinks[0].shard_table"),
+            ("name = \"a\"\nkind = \"clickhouse\"\npoints_table = \"events\"", "sinks[0].points_table"),
+            ("name = \"a\"\nkind = \"clickhouse\"\nshards = [\"ch-2:8123\"]", "sinks[0].shards"),
             ("name = \"a\"\nkind = \"clickhouse\"\nurl = \"ftp://x\"", "sinks[0].url"),
             ("name = \"a\"\nkind = \"clickhouse\"\nbatch_size = 0", "sinks[0].batch_size"),
             (

@@ -220,7 +220,7 @@ impl AppState {
         )?);
         tracing::info!(webhooks = config.alerts.webhooks.len(), "clusters loaded");
         subscribers.register(clusters.clone());
-        let sinks = Arc::new(Sinks::open(&config.sinks, &store, &data_dir)?);
+        let sinks = Arc::new(Sinks::open(&config.sinks, &store, &writer, &data_dir)?);
         for sink in sinks.all() {
             tracing::info!(sink = sink.name(), "sink");
             subscribers.register(sink.clone());
@@ -250,6 +250,7 @@ impl AppState {
             metrics.clone(),
             ingest::pii::PiiDetector::new(&config.pii_detectors()?),
             limiter.clone(),
+            !config.sinks.is_empty(),
         ));
         let deleter = Deleter {
             store: store.clone(),

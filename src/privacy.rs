@@ -281,6 +281,7 @@ impl Privacy {
             id: id.to_string(),
             products: products.clone(),
             received_until_ms: now_ms(),
+            points_below: None,
         };
         // The sinks' deletes go first, with their deliveries held until the store's erasure
         // is done, so no batch read before it reaches a destination after its delete.

@@ -2,7 +2,9 @@
 //! `scripts/test.sh` installs), each test with its own throwaway server on a free port: events
 //! arrive with their fields, erasure reaches ClickHouse and says so, ClickHouse down does not
 //! touch ingest and the sink catches up, retention drops old partitions, and a SIGKILL of
-//! telemetryd mid-delivery leaves exactly one row per event.
+//! telemetryd mid-delivery leaves exactly one row per event. OTLP metric points reach their own
+//! table (copied when the sink is added, then followed, replaced when a point changes, erased
+//! with their install), and on a two-shard cluster erasure and retention reach every shard.
 
 mod common;
 
@@ -32,7 +34,7 @@ fn clickhouse_binary() -> PathBuf {
         .expect("clickhouse-server is not installed (scripts/test.sh installs it: apt-get install clickhouse-server)")
 }
 
-/// A throwaway ClickHouse server: its own data dir and HTTP port, killed when dropped.
+/// A throwaway ClickHouse server: its own data dir, HTTP and native ports, killed when dropped.
 struct ClickHouse {
     dir: tempfile::TempDir,
     port: u16,
@@ -41,6 +43,11 @@ struct ClickHouse {
 
 impl ClickHouse {
     fn start() -> ClickHouse {
+        Self::start_with(free_port(), "")
+    }
+
+    /// A server whose native protocol listens on `tcp_port`, with `extra` in its config.
+    fn start_with(tcp_port: u16, extra: &str) -> ClickHouse {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let root = dir.path().display();
@@ -51,6 +58,7 @@ impl ClickHouse {
 <yandex>
   <logger><level>warning</level><console>1</console></logger>
   <http_port>{port}</http_port>
+  <tcp_port>{tcp_port}</tcp_port>{extra}
   <listen_host>127.0.0.1</listen_host>
   <path>{root}/data/</path>
   <tmp_path>{root}/tmp/</tmp_path>
@@ -188,6 +196,72 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(started.elapsed() < PATIENCE, "gave up waiting: {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The voice-sdk product takes its metric points' install id from this attribute.
+const INSTALL_ATTRIBUTE: &str = "app.install_id";
+
+/// The shipped config with voice-sdk's install id attribute, and `extra` after it.
+fn otlp_config(extra: &str) -> String {
+    let text = shipped_config_text().replacen(
+        "[products.otlp]\nservice_names = []\n",
+        &format!(
+            "[products.otlp]\nservice_names = []\ninstall_id_attribute = \"{INSTALL_ATTRIBUTE}\"\n"
+        ),
+        1,
+    );
+    assert!(
+        text.contains(INSTALL_ATTRIBUTE),
+        "the shipped config has [products.otlp]"
+    );
+    format!("{text}{extra}")
+}
+
+/// An OTLP/JSON metrics export of `metrics` for voice-sdk.
+fn export(metrics: Value) -> String {
+    json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "atlas-sdk"}}]},
+        "scopeMetrics": [{"metrics": metrics}]
+    }]})
+    .to_string()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Value {
+    pairs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": {"stringValue": v}}))
+        .collect()
+}
+
+/// A cumulative counter report of one install (`surface` = cli).
+fn counter(install: &str, start_ms: i64, time_ms: i64, value: i64) -> Value {
+    json!({"name": "atlas_sdk_events_total", "unit": "1", "sum": {
+        "aggregationTemporality": 2, "isMonotonic": true,
+        "dataPoints": [{
+            "attributes": attrs(&[("surface", "cli"), (INSTALL_ATTRIBUTE, install)]),
+            "startTimeUnixNano": (start_ms * 1_000_000).to_string(),
+            "timeUnixNano": (time_ms * 1_000_000).to_string(),
+            "asInt": value.to_string()
+        }]
+    }})
+}
+
+/// Posts an OTLP/JSON metrics export to voice-sdk; every point must be accepted.
+fn post_metrics(url: &str, metrics: Value) {
+    let resp = request(
+        "POST",
+        &format!("{url}/otlp/voice-sdk/v1/metrics"),
+        &[("content-type", "application/json")],
+        Some(export(metrics).into_bytes()),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        resp.json()
+            .get("partialSuccess")
+            .is_none_or(|p| p.get("rejectedDataPoints").is_none()),
+        "{}",
+        resp.text()
+    );
 }
 
 fn sink_toml(clickhouse: &ClickHouse, batch_size: usize) -> String {
@@ -488,6 +562,279 @@ fn retention_drops_partitions_older_than_the_products_retention() {
         ]
     );
     assert_eq!(clickhouse.events_final(), (5, 5));
+}
+
+#[test]
+fn metric_points_are_copied_then_followed_into_their_own_table_and_erased_with_their_install() {
+    let clickhouse = ClickHouse::start();
+    let now = telemetryd::model::now_ms() - 60_000;
+    let t = |minutes: i64| now - 30 * 60_000 + minutes * 60_000;
+    // Points stored before any sink is configured.
+    let server = TestServer::start(&otlp_config(""), &[]);
+    post_metrics(
+        &server.url,
+        json!([
+            counter("install-1", t(0), t(1), 3),
+            counter("install-2", t(0), t(1), 7),
+            {"name": "queue_depth", "unit": "{item}", "gauge": {"dataPoints": [
+                {"timeUnixNano": (t(2) * 1_000_000).to_string(), "asDouble": 4.0}
+            ]}},
+            {"name": "request_seconds", "unit": "s", "histogram": {"aggregationTemporality": 1, "dataPoints": [{
+                "attributes": attrs(&[("provider", "deepgram")]),
+                "startTimeUnixNano": (t(0) * 1_000_000).to_string(),
+                "timeUnixNano": (t(1) * 1_000_000).to_string(),
+                "count": "3", "sum": 0.7, "min": 0.05, "max": 0.4,
+                "bucketCounts": ["1", "2", "0"], "explicitBounds": [0.1, 0.5]
+            }]}}
+        ]),
+    );
+    let dir = server.stop();
+
+    // The sink, added later, copies every stored point, then follows new ones.
+    let config = otlp_config(&sink_toml(&clickhouse, 500));
+    let server = TestServer::start_in(dir, &config, &[]);
+    let points_final = |filter: &str| {
+        clickhouse.rows(&format!(
+            "SELECT metric, kind, unit, install_id, attribute_keys, attribute_values, value, count, sum, min, max, bucket_bounds, bucket_counts FROM {DATABASE}.metric_points FINAL WHERE {filter} ORDER BY metric, install_id, time_ms"
+        ))
+    };
+    let table_exists = || {
+        clickhouse.number(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{DATABASE}' AND name = 'metric_points'"
+        )) == 1
+    };
+    wait_for("the stored points are copied", || {
+        (table_exists() && points_final("1").len() == 4).then_some(())
+    });
+    let rows = points_final("1");
+    assert_eq!(
+        rows[0],
+        json!({"metric": "atlas_sdk_events_total", "kind": "counter", "unit": "1", "install_id": "install-1",
+               "attribute_keys": ["surface"], "attribute_values": ["cli"], "value": 3, "count": "0", "sum": null,
+               "min": null, "max": null, "bucket_bounds": [], "bucket_counts": []})
+    );
+    assert_eq!(rows[1]["install_id"], "install-2");
+    assert_eq!(rows[1]["value"], 7);
+    assert_eq!(
+        (&rows[2]["metric"], &rows[2]["value"], &rows[2]["count"]),
+        (&json!("queue_depth"), &json!(4), &json!("1"))
+    );
+    assert_eq!(
+        rows[3],
+        json!({"metric": "request_seconds", "kind": "histogram", "unit": "s", "install_id": null,
+               "attribute_keys": ["provider"], "attribute_values": ["deepgram"], "value": null, "count": "3", "sum": 0.7,
+               "min": 0.05, "max": 0.4, "bucket_bounds": [0.1, 0.5], "bucket_counts": ["1", "2", "0"]})
+    );
+
+    // New points follow through the outbox: the counter's next report is its increase, and a
+    // second gauge report at the same millisecond replaces the delivered point with the mean.
+    post_metrics(
+        &server.url,
+        json!([
+            counter("install-1", t(0), t(3), 9),
+            {"name": "queue_depth", "unit": "{item}", "gauge": {"dataPoints": [
+                {"timeUnixNano": (t(2) * 1_000_000).to_string(), "asDouble": 8.0}
+            ]}}
+        ]),
+    );
+    wait_for("the new points follow", || {
+        let queue = points_final("metric = 'queue_depth'");
+        (points_final("1").len() == 5 && queue[0]["value"] == 6).then_some(())
+    });
+    let rows = points_final("install_id = 'install-1'");
+    let increases: Vec<&Value> = rows.iter().map(|r| &r["value"]).collect();
+    assert_eq!(increases, [&json!(3), &json!(6)]);
+    let queue = points_final("metric = 'queue_depth'");
+    assert_eq!(
+        (&queue[0]["value"], &queue[0]["count"]),
+        (&json!(6), &json!("2"))
+    );
+    let status = wait_for("the sink reports the points delivered", || {
+        let status = sink_status(&server.url);
+        (status["points_lag"] == 0 && status["points_copying"] == false).then_some(status)
+    });
+    assert!(
+        status["points_delivered_total"].as_u64().unwrap() >= 6,
+        "{status}"
+    );
+
+    // Erasing install-1 deletes its points in ClickHouse too; install-2's stay.
+    let resp = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/install-1", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json()["sinks"],
+        json!([{"sink": "warehouse", "confirmed": true}])
+    );
+    assert_eq!(
+        clickhouse.number(&format!(
+            "SELECT count() FROM {DATABASE}.metric_points WHERE install_id = 'install-1'"
+        )),
+        0
+    );
+    assert_eq!(points_final("install_id = 'install-2'").len(), 1);
+    // The outbox is pruned behind the sink: what it delivered is not kept for it.
+    post_metrics(&server.url, json!([counter("install-2", t(0), t(4), 10)]));
+    wait_for("install-2's next increase arrives", || {
+        (points_final("install_id = 'install-2'").len() == 2).then_some(())
+    });
+}
+
+/// Two ClickHouse servers as the two shards of cluster `two`, the first also holding the
+/// `Distributed` tables the sink inserts into; every table made with the sink's own DDL.
+fn two_shards() -> (ClickHouse, ClickHouse) {
+    let (tcp1, tcp2) = (free_port(), free_port());
+    let replica = |port: u16| {
+        format!("<shard><replica><host>127.0.0.1</host><port>{port}</port><user>default</user><password>{PASSWORD}</password></replica></shard>")
+    };
+    let cluster = format!(
+        "\n  <remote_servers><two>{}{}</two></remote_servers>",
+        replica(tcp1),
+        replica(tcp2)
+    );
+    let first = ClickHouse::start_with(tcp1, &cluster);
+    let second = ClickHouse::start_with(tcp2, "");
+    let local: telemetryd::config::SinkConfig = toml::from_str(&format!(
+        "name = \"local\"\nkind = \"clickhouse\"\ndatabase = \"{DATABASE}\"\ntable = \"events_local\"\npoints_table = \"points_local\""
+    ))
+    .unwrap();
+    let ddl = telemetryd::sinks::clickhouse::ClickHouse::new(&local).unwrap();
+    for shard in [&first, &second] {
+        shard.query(&format!("CREATE DATABASE {DATABASE}"));
+        shard.query(&ddl.create_table_sql());
+        shard.query(&ddl.create_points_table_sql());
+    }
+    first.query(&format!("CREATE TABLE {DATABASE}.events AS {DATABASE}.events_local ENGINE = Distributed(two, {DATABASE}, events_local, cityHash64(toString(id)))"));
+    first.query(&format!("CREATE TABLE {DATABASE}.metric_points AS {DATABASE}.points_local ENGINE = Distributed(two, {DATABASE}, points_local, series_id)"));
+    (first, second)
+}
+
+#[test]
+fn on_two_shards_erasure_and_retention_reach_every_shard() {
+    let (first, second) = two_shards();
+    let sink = format!(
+        "{}shards = [\"{}\", \"{}\"]\nshard_table = \"events_local\"\nshard_points_table = \"points_local\"\n",
+        sink_toml(&first, 100),
+        first.url(),
+        second.url()
+    );
+    let server = TestServer::start(&otlp_config(&sink), &[]);
+    let (_, body) = batch("inst", 40);
+    assert_eq!(
+        server.post_events("?product=dictation-app", &body).json()["accepted"],
+        40
+    );
+    let target = "inst-erased";
+    let erased: Vec<Value> = (0..6)
+        .map(|_| json!({"id": uuid::Uuid::new_v4().to_string(), "eventName": "app_opened", "installId": target}))
+        .collect();
+    assert_eq!(
+        server
+            .post_events(
+                "?product=dictation-app",
+                &json!({"events": erased}).to_string()
+            )
+            .json()["accepted"],
+        6
+    );
+    let now = telemetryd::model::now_ms() - 60_000;
+    post_metrics(&server.url, json!([counter(target, now - 120_000, now, 5)]));
+    // Distinct events or points (a point may be both copied and followed; duplicates go when
+    // ClickHouse merges parts).
+    let local = |shard: &ClickHouse, table: &str, filter: &str| {
+        let key = if table.starts_with("events") {
+            "id"
+        } else {
+            "series_id, time_ms"
+        };
+        shard.number(&format!(
+            "SELECT uniqExact({key}) FROM {DATABASE}.{table} WHERE {filter}"
+        ))
+    };
+    wait_for("both shards hold the events and the point", || {
+        let events = local(&first, "events_local", "1") + local(&second, "events_local", "1");
+        let points = local(&first, "points_local", "1") + local(&second, "points_local", "1");
+        (events == 46 && points == 1).then_some(())
+    });
+    assert!(
+        local(&first, "events_local", "1") > 0 && local(&second, "events_local", "1") > 0,
+        "sharded by id"
+    );
+
+    let resp = request(
+        "DELETE",
+        &format!("{}/api/v1/subjects/install/{target}", server.url),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json()["sinks"],
+        json!([{"sink": "warehouse", "confirmed": true}])
+    );
+    for shard in [&first, &second] {
+        assert_eq!(
+            local(shard, "events_local", &format!("install_id = '{target}'")),
+            0
+        );
+        assert_eq!(
+            local(shard, "points_local", &format!("install_id = '{target}'")),
+            0
+        );
+    }
+    assert_eq!(
+        local(&first, "events_local", "1") + local(&second, "events_local", "1"),
+        40
+    );
+
+    // Retention: a day past dictation-app's 30 days on each shard goes from both.
+    let old = telemetryd::model::now_ms() / 1000 - 120 * 86_400;
+    for shard in [&first, &second] {
+        shard.query(&format!(
+            "INSERT INTO {DATABASE}.events_local (id, product, name, time, timestamp_ms, received_at_ms, level, sample_rate, source) VALUES ('{}', 'dictation-app', 'old', {old}, {}, {}, 'info', 1, 'native')",
+            uuid::Uuid::new_v4(),
+            old * 1000,
+            old * 1000
+        ));
+    }
+    let report = server.state.retention.sweep().expect("sweep");
+    assert_eq!(report.sink_partitions_dropped, 2);
+    for shard in [&first, &second] {
+        assert_eq!(local(shard, "events_local", "name = 'old'"), 0);
+    }
+    assert_eq!(
+        local(&first, "events_local", "1") + local(&second, "events_local", "1"),
+        40
+    );
+}
+
+#[test]
+fn a_sharded_sink_waits_for_the_cluster_tables() {
+    let (first, second) = (ClickHouse::start(), ClickHouse::start());
+    let sink = format!(
+        "{}shards = [\"{}\", \"{}\"]\nshard_table = \"events_local\"\n",
+        sink_toml(&first, 100),
+        first.url(),
+        second.url()
+    );
+    let server = TestServer::start(&otlp_config(&sink), &[]);
+    let status = wait_for("the sink says what is missing", || {
+        let status = sink_status(&server.url);
+        status["last_error"].as_str().is_some().then_some(status)
+    });
+    let error = status["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "table {DATABASE}.events does not exist at {}",
+            first.url()
+        )),
+        "{error}"
+    );
+    assert!(!first.table_exists(), "a sharded sink creates no table");
 }
 
 /// A config file for the real binary with the sink, on `port`, data under `dir`.

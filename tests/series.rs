@@ -625,8 +625,9 @@ fn retention_and_erasure_remove_points() {
             .state
             .writer
             .exclusive_blocking(move |store| {
-                store
-                    .write(|txn| series::store::apply(txn, "dictation-app", &metrics, vec![sample]))
+                store.write(|txn| {
+                    series::store::apply(txn, "dictation-app", &metrics, vec![sample], false)
+                })
             })
             .unwrap();
     };

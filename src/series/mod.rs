@@ -203,6 +203,8 @@ pub struct Series {
     /// The ingest rate limiter: exports per client address, and the product's per-second cap
     /// shared with its events.
     limiter: Arc<RateLimiter>,
+    /// Note every point write in the outbox (export sinks are configured).
+    outbox: bool,
 }
 
 impl Series {
@@ -213,6 +215,7 @@ impl Series {
         metrics: Arc<Metrics>,
         pii: PiiDetector,
         limiter: Arc<RateLimiter>,
+        outbox: bool,
     ) -> Series {
         Series {
             store,
@@ -221,6 +224,7 @@ impl Series {
             metrics,
             pii,
             limiter,
+            outbox,
         }
     }
 
@@ -313,10 +317,11 @@ impl Series {
         if !samples.is_empty() {
             let product_id = product.id.clone();
             let metrics = mapped.metrics;
+            let outbox = self.outbox;
             let applied = self
                 .writer
                 .try_ingest_blocking(move |store| {
-                    store.write(|txn| store::apply(txn, &product_id, &metrics, samples))
+                    store.write(|txn| store::apply(txn, &product_id, &metrics, samples, outbox))
                 })
                 .map_err(|e| match e {
                     SubmitError::Full => SeriesError::Overloaded,

@@ -29,6 +29,15 @@ pub const INSTALL_SERIES: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("series_installs");
 /// The id the next new series gets (in the store's `meta` table).
 pub const META_NEXT_SERIES_ID: &str = "next_series_id";
+/// Outbox position → (series id, time in ms): every point write in order, for the export
+/// sinks, which read the point's current value when they deliver. Written only while sinks are
+/// configured; pruned once every sink has delivered it.
+pub const OUTBOX: TableDefinition<u64, (u64, i64)> = TableDefinition::new("series_outbox");
+/// The outbox position the next point write gets (in `meta`; positions start at 1).
+pub const META_OUTBOX_NEXT: &str = "series_outbox_next";
+/// The lowest outbox position from which the outbox is complete (in `meta`): a sink whose
+/// position is below it missed point writes and must copy every point again.
+pub const META_OUTBOX_FLOOR: &str = "series_outbox_floor";
 
 /// Creates the series tables (at store open, so reads and backups always find them).
 pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -38,6 +47,7 @@ pub fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(POINTS)?;
     txn.open_table(STREAMS)?;
     txn.open_table(INSTALL_SERIES)?;
+    txn.open_table(OUTBOX)?;
     Ok(())
 }
 
@@ -57,6 +67,7 @@ struct Tables<'t> {
     points: Table<'t, (u64, i64), &'static [u8]>,
     streams: Table<'t, (u64, u64), &'static [u8]>,
     installs: Table<'t, (&'static str, u64), ()>,
+    outbox: Table<'t, u64, (u64, i64)>,
 }
 
 impl<'t> Tables<'t> {
@@ -68,6 +79,7 @@ impl<'t> Tables<'t> {
             points: txn.open_table(POINTS)?,
             streams: txn.open_table(STREAMS)?,
             installs: txn.open_table(INSTALL_SERIES)?,
+            outbox: txn.open_table(OUTBOX)?,
         })
     }
 
@@ -153,12 +165,14 @@ pub struct Applied {
 
 /// Writes a request's samples for `product` in the caller's transaction: the metric and
 /// series definitions (created as needed), each cumulative stream's state and the points
-/// (merged into any point already at the same millisecond). Samples are taken in time order.
+/// (merged into any point already at the same millisecond), each point write noted in the
+/// outbox when `outbox` (export sinks are configured). Samples are taken in time order.
 pub fn apply(
     txn: &WriteTransaction,
     product: &str,
     metrics: &[MetricInfo],
     mut samples: Vec<Sample>,
+    outbox: bool,
 ) -> Result<Applied, StoreError> {
     samples.sort_by_key(|s| s.time_ns);
     let mut tables = Tables::open(txn)?;
@@ -167,6 +181,7 @@ pub fn apply(
         .get(META_NEXT_SERIES_ID)?
         .map(|v| v.value())
         .unwrap_or(1);
+    let mut next_outbox = meta.get(META_OUTBOX_NEXT)?.map_or(1, |v| v.value());
     let mut metric_defs: HashMap<String, MetricDef> = HashMap::new();
     let mut series_defs: HashMap<String, SeriesDef> = HashMap::new();
     let mut applied = Applied::default();
@@ -297,6 +312,10 @@ pub fn apply(
                 point = merged;
             }
             tables.points.insert(at, point.encode()?.as_slice())?;
+            if outbox {
+                tables.outbox.insert(next_outbox, at)?;
+                next_outbox += 1;
+            }
             applied.points_written += 1;
         }
         applied.accepted += 1;
@@ -308,7 +327,186 @@ pub fn apply(
         tables.put_series(def)?;
     }
     meta.insert(META_NEXT_SERIES_ID, next_id)?;
+    if outbox {
+        meta.insert(META_OUTBOX_NEXT, next_outbox)?;
+    }
     Ok(applied)
+}
+
+/// The outbox's floor and next position: `[floor, next)` is what it holds.
+pub fn outbox_bounds(txn: &ReadTransaction) -> Result<(u64, u64), StoreError> {
+    let meta = txn.open_table(META)?;
+    let floor = meta.get(META_OUTBOX_FLOOR)?.map_or(0, |v| v.value());
+    let next = meta.get(META_OUTBOX_NEXT)?.map_or(1, |v| v.value());
+    Ok((floor, next))
+}
+
+/// Deletes the outbox below `below` (every sink has delivered it) and raises the floor to it.
+pub fn prune_outbox(txn: &WriteTransaction, below: u64) -> Result<u64, StoreError> {
+    let pruned = drain(
+        txn.open_table(OUTBOX)?
+            .extract_from_if(..below, |_, _| true)?,
+    )?;
+    let mut meta = txn.open_table(META)?;
+    let floor = meta.get(META_OUTBOX_FLOOR)?.map_or(0, |v| v.value());
+    if below > floor {
+        meta.insert(META_OUTBOX_FLOOR, below)?;
+    }
+    Ok(pruned)
+}
+
+/// Empties the outbox when no sink is configured, moving next and floor one past what was
+/// there: point writes from now on are not noted, and any sink position from before is below
+/// the floor, so a sink configured again later copies every point instead of missing some.
+pub fn close_outbox(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let next = {
+        let meta = txn.open_table(META)?;
+        let next = meta.get(META_OUTBOX_NEXT)?.map_or(1, |v| v.value());
+        next + 1
+    };
+    prune_outbox(txn, next)?;
+    txn.open_table(META)?.insert(META_OUTBOX_NEXT, next)?;
+    Ok(())
+}
+
+/// One point as an export sink delivers it: its series and metric, and a version that orders
+/// the deliveries of one point (a later version was read after every change an earlier one saw).
+#[derive(Debug, Clone)]
+pub struct PointRecord {
+    pub version: u64,
+    pub series: std::sync::Arc<SeriesDef>,
+    pub metric: std::sync::Arc<MetricDef>,
+    pub time_ms: i64,
+    pub point: Point,
+}
+
+/// Series and metric definitions read once per batch.
+struct Definitions<'t> {
+    txn: &'t ReadTransaction,
+    series: HashMap<u64, Option<std::sync::Arc<SeriesDef>>>,
+    metrics: HashMap<String, Option<std::sync::Arc<MetricDef>>>,
+}
+
+impl<'t> Definitions<'t> {
+    fn new(txn: &'t ReadTransaction) -> Definitions<'t> {
+        Definitions {
+            txn,
+            series: HashMap::new(),
+            metrics: HashMap::new(),
+        }
+    }
+
+    /// The series and its metric, when both are still stored.
+    #[allow(clippy::type_complexity)]
+    fn of(
+        &mut self,
+        id: u64,
+    ) -> Result<Option<(std::sync::Arc<SeriesDef>, std::sync::Arc<MetricDef>)>, StoreError> {
+        if !self.series.contains_key(&id) {
+            let table = self.txn.open_table(SERIES)?;
+            let def = table
+                .get(id)?
+                .map(|v| serde_json::from_slice::<SeriesDef>(v.value()).map_err(codec))
+                .transpose()?
+                .map(std::sync::Arc::new);
+            self.series.insert(id, def);
+        }
+        let Some(Some(series)) = self.series.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let key = metric_key(&series.product, &series.name);
+        if !self.metrics.contains_key(&key) {
+            let table = self.txn.open_table(METRICS)?;
+            let def = table
+                .get(key.as_str())?
+                .map(|v| serde_json::from_slice::<MetricDef>(v.value()).map_err(codec))
+                .transpose()?
+                .map(std::sync::Arc::new);
+            self.metrics.insert(key.clone(), def);
+        }
+        Ok(self.metrics[&key].clone().map(|metric| (series, metric)))
+    }
+}
+
+/// Up to `limit` outbox entries from position `from`, as the points' current values (points
+/// and series deleted since are left out; a point written twice in the range is read once),
+/// and the position after the last entry read.
+pub fn outbox_points(
+    store: &Store,
+    from: u64,
+    limit: usize,
+) -> Result<(Vec<PointRecord>, u64), StoreError> {
+    let txn = store.begin_read()?;
+    let outbox = txn.open_table(OUTBOX)?;
+    let points = txn.open_table(POINTS)?;
+    let mut definitions = Definitions::new(&txn);
+    let mut latest: HashMap<(u64, i64), u64> = HashMap::new();
+    let mut below = from;
+    for row in outbox.range(from..)?.take(limit) {
+        let (seq, at) = row?;
+        latest.insert(at.value(), seq.value());
+        below = seq.value() + 1;
+    }
+    let mut records = Vec::with_capacity(latest.len());
+    for (at, version) in latest {
+        let Some(point) = points
+            .get(at)?
+            .map(|v| Point::decode(v.value()))
+            .transpose()?
+        else {
+            continue;
+        };
+        if let Some((series, metric)) = definitions.of(at.0)? {
+            records.push(PointRecord {
+                version,
+                series,
+                metric,
+                time_ms: at.1,
+                point,
+            });
+        }
+    }
+    records.sort_by_key(|r| r.version);
+    Ok((records, below))
+}
+
+/// Up to `limit` stored points after the point key `after` (all points in key order: a sink's
+/// first copy), versioned with the last outbox position of the snapshot they were read in (so
+/// they replace the deliveries of every earlier write, and a later write replaces them), and
+/// the key to go on after (`None` when the last point was read).
+#[allow(clippy::type_complexity)]
+pub fn stored_points(
+    store: &Store,
+    after: Option<(u64, i64)>,
+    limit: usize,
+) -> Result<(Vec<PointRecord>, Option<(u64, i64)>), StoreError> {
+    let txn = store.begin_read()?;
+    let version = outbox_bounds(&txn)?.1 - 1;
+    let points = txn.open_table(POINTS)?;
+    let mut definitions = Definitions::new(&txn);
+    let rows = match after {
+        Some(key) => points.range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))?,
+        None => points.range::<(u64, i64)>(..)?,
+    };
+    let mut records = Vec::new();
+    let mut last = None;
+    let mut read = 0;
+    for row in rows.take(limit) {
+        let (key, value) = row?;
+        let (id, time_ms) = key.value();
+        last = Some((id, time_ms));
+        read += 1;
+        if let Some((series, metric)) = definitions.of(id)? {
+            records.push(PointRecord {
+                version,
+                series,
+                metric,
+                time_ms,
+                point: Point::decode(value.value())?,
+            });
+        }
+    }
+    Ok((records, if read == limit { last } else { None }))
 }
 
 /// Every metric definition, of one product or of all, ordered by product and name.
@@ -566,6 +764,7 @@ mod tests {
                         sample("cli", None, 100, 130, 5.0),
                         sample("web", None, 100, 130, 1.0),
                     ],
+                    false,
                 )
             })
             .unwrap();
@@ -588,6 +787,7 @@ mod tests {
                         sample("cli", None, 170, 190, 4.0),
                         sample("cli", None, 100, 160, 7.0),
                     ],
+                    false,
                 )
             })
             .unwrap();
@@ -622,7 +822,7 @@ mod tests {
         let mut g = sample("cli", None, 0, 200, 1.0);
         g.data = Data::Value(1.0);
         let applied = store
-            .write(|txn| apply(txn, "app", &gauge, vec![g]))
+            .write(|txn| apply(txn, "app", &gauge, vec![g], false))
             .unwrap();
         assert_eq!((applied.accepted, applied.rejected.count()), (0, 1));
         assert!(applied
@@ -630,6 +830,66 @@ mod tests {
             .message()
             .contains("the metric is stored as a counter and this point is a gauge"));
         assert_eq!(points(&store, "app", "events").len(), 4);
+    }
+
+    #[test]
+    fn the_outbox_notes_point_writes_for_the_sinks_and_is_pruned_behind_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = [info("events", Kind::Counter)];
+        let write = |samples: Vec<Sample>, outbox: bool| {
+            store
+                .write(|txn| apply(txn, "app", &metrics, samples, outbox))
+                .unwrap()
+        };
+        let bounds = || outbox_bounds(&store.begin_read().unwrap()).unwrap();
+        assert_eq!(bounds(), (0, 1));
+        // Without sinks nothing is noted.
+        write(vec![sample("cli", None, 100, 110, 1.0)], false);
+        assert_eq!(bounds(), (0, 1));
+        // With sinks every point write is; one point written twice is read once, at its
+        // latest value and version.
+        write(
+            vec![
+                sample("cli", None, 100, 120, 3.0),
+                sample("web", None, 100, 120, 2.0),
+            ],
+            true,
+        );
+        write(vec![sample("web", None, 130, 120, 5.0)], true);
+        assert_eq!(bounds(), (0, 4));
+        let (records, below) = outbox_points(&store, 1, 10).unwrap();
+        assert_eq!(below, 4);
+        let read: Vec<(u64, &str, Point)> = records
+            .iter()
+            .map(|r| {
+                let surface = r.series.identity.attributes["surface"].as_str();
+                (r.version, surface, r.point.clone())
+            })
+            .collect();
+        assert_eq!(
+            read,
+            vec![
+                (1, "cli", Point::Increase(2.0)),
+                (3, "web", Point::Increase(7.0)),
+            ]
+        );
+        assert_eq!(records[0].metric.kind, Kind::Counter);
+        assert_eq!(outbox_points(&store, 2, 1).unwrap().1, 3);
+        // The copy of every stored point pages by key, versioned by its snapshot.
+        let (first, after) = stored_points(&store, None, 2).unwrap();
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|r| r.version == 3));
+        let (rest, end) = stored_points(&store, after, 2).unwrap();
+        assert_eq!((rest.len(), end), (1, None));
+        // Pruning raises the floor; closing (no sinks any more) empties the outbox and puts
+        // every earlier position below the floor.
+        store.write(|txn| prune_outbox(txn, 3)).unwrap();
+        assert_eq!(bounds(), (3, 4));
+        assert_eq!(outbox_points(&store, 0, 10).unwrap().0.len(), 1);
+        store.write(close_outbox).unwrap();
+        assert_eq!(bounds(), (5, 5));
+        assert!(outbox_points(&store, 0, 10).unwrap().0.is_empty());
     }
 
     #[test]
@@ -649,6 +909,7 @@ mod tests {
                         sample("cli", None, 5, 20, 3.0),
                         sample("cli", None, 25, 30, 4.0),
                     ],
+                    false,
                 )
             })
             .unwrap();
@@ -698,6 +959,7 @@ mod tests {
                         sample("cli", None, 25, 40, 6.0),
                         sample("cli", None, 35, 40, 1.0),
                     ],
+                    false,
                 )
             })
             .unwrap();
@@ -726,6 +988,7 @@ mod tests {
                         sample("web", Some("i-1"), 5, 20, 3.0),
                         sample("cli", Some("i-2"), 5, 10, 7.0),
                     ],
+                    false,
                 )
             })
             .unwrap();

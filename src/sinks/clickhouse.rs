@@ -1,10 +1,12 @@
 //! The ClickHouse destination, over ClickHouse's HTTP interface (`ureq`, `JSONEachRow`): the
-//! table it creates (one row per event, every event field a column, dimensions and metrics as
-//! parallel key/value arrays, partitioned by product and UTC day, a ReplacingMergeTree whose
-//! sorting key ends in the event id so a batch delivered twice leaves one row once merged),
+//! tables it creates (events: one row per event, every event field a column, dimensions and
+//! metrics as parallel key/value arrays, a ReplacingMergeTree whose sorting key ends in the
+//! event id so a batch delivered twice leaves one row once merged; metric points: one row per
+//! point of a series, replaced by a later version; both partitioned by product and UTC day),
 //! deliveries, subject deletes (a mutation, confirmed through `system.mutations`) and retention
-//! (dropping whole product-day partitions). The SQL runs on ClickHouse 18.16 (Debian's) and
-//! on current releases. The password never appears in a log line or an error.
+//! (dropping whole product-day partitions) — on every shard of a sharded cluster. The SQL runs
+//! on ClickHouse 18.16 (Debian's) and on current releases. The password never appears in a log
+//! line or an error.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::SinkConfig;
 use crate::model::{DimValue, Event};
 use crate::privacy::SubjectKind;
+use crate::series::model::Point;
+use crate::series::store::PointRecord;
 use crate::sinks::{Destination, SinkError, SubjectDelete};
 
 /// How long a subject delete may take to finish before the erasure answers "not confirmed".
@@ -69,6 +73,132 @@ const COLUMNS: &str = "
 const ENGINE: &str = "ENGINE = ReplacingMergeTree()
 PARTITION BY (product, toYYYYMMDD(time))
 ORDER BY (product, name, time, id)";
+
+/// The metric points table's columns, in the order of [`PointRow`]. `value` is a counter's
+/// increase or a gauge's value; histograms and summaries fill `count` and `sum` (a gauge's
+/// `count` is how many reports its value averages) and their buckets or quantiles.
+const POINT_COLUMNS: &str = "
+    product String,
+    metric String,
+    kind String,
+    unit String,
+    series_id UInt64,
+    time DateTime('UTC'),
+    time_ms Int64,
+    install_id Nullable(String),
+    attribute_keys Array(String),
+    attribute_values Array(String),
+    value Nullable(Float64),
+    count UInt64,
+    sum Nullable(Float64),
+    min Nullable(Float64),
+    max Nullable(Float64),
+    bucket_bounds Array(Float64),
+    bucket_counts Array(UInt64),
+    quantiles Array(Float64),
+    quantile_values Array(Float64),
+    version UInt64";
+
+/// The points engine: the row of a point with the highest version stays once parts merge.
+const POINT_ENGINE: &str = "ENGINE = ReplacingMergeTree(version)
+PARTITION BY (product, toYYYYMMDD(time))
+ORDER BY (product, metric, series_id, time_ms)";
+
+/// One metric point as a `JSONEachRow` line.
+#[derive(Serialize)]
+struct PointRow<'a> {
+    product: &'a str,
+    metric: &'a str,
+    kind: &'static str,
+    unit: &'a str,
+    series_id: u64,
+    time: i64,
+    time_ms: i64,
+    install_id: Option<&'a str>,
+    attribute_keys: Vec<&'a str>,
+    attribute_values: Vec<&'a str>,
+    value: Option<f64>,
+    count: u64,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    bucket_bounds: &'a [f64],
+    bucket_counts: &'a [u64],
+    quantiles: Vec<f64>,
+    quantile_values: Vec<f64>,
+    version: u64,
+}
+
+/// A float JSON can carry (an infinite sum or value becomes NULL).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+impl<'a> PointRow<'a> {
+    fn of(r: &'a PointRecord) -> PointRow<'a> {
+        let series = &*r.series;
+        let mut row = PointRow {
+            product: &series.product,
+            metric: &series.name,
+            kind: r.metric.kind.as_str(),
+            unit: &r.metric.unit,
+            series_id: series.id,
+            time: r.time_ms.div_euclid(1000),
+            time_ms: r.time_ms,
+            install_id: series.identity.install.as_deref(),
+            attribute_keys: series
+                .identity
+                .attributes
+                .keys()
+                .map(String::as_str)
+                .collect(),
+            attribute_values: series
+                .identity
+                .attributes
+                .values()
+                .map(String::as_str)
+                .collect(),
+            value: None,
+            count: 0,
+            sum: None,
+            min: None,
+            max: None,
+            bucket_bounds: &[],
+            bucket_counts: &[],
+            quantiles: Vec::new(),
+            quantile_values: Vec::new(),
+            version: r.version,
+        };
+        match &r.point {
+            Point::Increase(increase) => row.value = finite(*increase),
+            Point::Value { mean, n } => {
+                row.value = finite(*mean);
+                row.count = u64::from(*n);
+            }
+            Point::Histogram(h) => {
+                row.count = h.count;
+                row.sum = finite(h.sum);
+                row.min = h.min.and_then(finite);
+                row.max = h.max.and_then(finite);
+                if !h.buckets.is_empty() {
+                    row.bucket_bounds = &series.identity.bounds;
+                    row.bucket_counts = &h.buckets;
+                }
+            }
+            Point::Summary(q) => {
+                row.count = q.count;
+                row.sum = finite(q.sum);
+                for (quantile, value) in &q.quantiles {
+                    if let (Some(quantile), Some(value)) = (finite(*quantile), finite(*value)) {
+                        row.quantiles.push(quantile);
+                        row.quantile_values.push(value);
+                    }
+                }
+            }
+        }
+        row
+    }
+}
 
 /// One event as a `JSONEachRow` line.
 #[derive(Serialize)]
@@ -172,12 +302,24 @@ impl<'a> Row<'a> {
     }
 }
 
-/// A ClickHouse server, database and table.
+/// A server and the events and points tables the sink's deletes and partition drops run on.
+struct Target {
+    url: String,
+    table: String,
+    points_table: String,
+}
+
+/// A ClickHouse server (or cluster), database and tables.
 pub struct ClickHouse {
     agent: ureq::Agent,
+    /// Where inserts go, and where the tables are created when not sharded.
     url: String,
     database: String,
     table: String,
+    points_table: String,
+    /// Where deletes and partition drops run: every shard's local tables, or `url`'s tables.
+    targets: Vec<Target>,
+    sharded: bool,
     user: String,
     password: Option<String>,
 }
@@ -192,39 +334,67 @@ impl ClickHouse {
                 .user_agent(concat!("telemetryd/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .into(),
-            url: format!("{}/", config.url.trim_end_matches('/')),
+            url: base_url(&config.url),
             database: config.database.clone(),
             table: config.table.clone(),
+            points_table: config.points_table.clone(),
+            targets: if config.shards.is_empty() {
+                vec![Target {
+                    url: base_url(&config.url),
+                    table: config.table.clone(),
+                    points_table: config.points_table.clone(),
+                }]
+            } else {
+                config
+                    .shards
+                    .iter()
+                    .map(|url| Target {
+                        url: base_url(url),
+                        table: config.shard_table.clone().unwrap_or(config.table.clone()),
+                        points_table: config
+                            .shard_points_table
+                            .clone()
+                            .unwrap_or(config.points_table.clone()),
+                    })
+                    .collect()
+            },
+            sharded: !config.shards.is_empty(),
             user: config.user.clone(),
             password: config.password()?,
         })
     }
 
     /// `database.table` (both validated as identifiers by the config).
-    fn qualified(&self) -> String {
-        format!("{}.{}", self.database, self.table)
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{table}", self.database)
     }
 
-    /// The `CREATE TABLE` statement of the sink's table.
+    /// The `CREATE TABLE` statement of the sink's events table.
     pub fn create_table_sql(&self) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({COLUMNS}\n)\n{ENGINE}",
-            self.qualified()
+            self.qualified(&self.table)
         )
     }
 
-    /// Runs `sql` (in the URL when `body` carries data, else as the body); the answer's text.
-    /// `secret` (a subject id) is blanked out of any error, as is the password.
+    /// The `CREATE TABLE` statement of the sink's metric points table.
+    pub fn create_points_table_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({POINT_COLUMNS}\n)\n{POINT_ENGINE}",
+            self.qualified(&self.points_table)
+        )
+    }
+
+    /// Runs `sql` at `url` (in the URL when `body` carries data, else as the body); the
+    /// answer's text. `secret` (a subject id) is blanked out of any error, as is the password.
     fn run(
         &self,
+        url: &str,
         sql: &str,
         body: Option<&[u8]>,
         secret: Option<&str>,
     ) -> Result<String, SinkError> {
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .header("X-ClickHouse-User", &self.user);
+        let mut request = self.agent.post(url).header("X-ClickHouse-User", &self.user);
         if let Some(password) = &self.password {
             request = request.header("X-ClickHouse-Key", password);
         }
@@ -262,9 +432,13 @@ impl ClickHouse {
         text
     }
 
-    /// Rows of a `JSONEachRow` answer.
-    fn select<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Result<Vec<T>, SinkError> {
-        let text = self.run(&format!("{sql} FORMAT JSONEachRow"), None, None)?;
+    /// Rows of a `JSONEachRow` answer from `url`.
+    fn select<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &str,
+        sql: &str,
+    ) -> Result<Vec<T>, SinkError> {
+        let text = self.run(url, &format!("{sql} FORMAT JSONEachRow"), None, None)?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
@@ -276,32 +450,74 @@ impl ClickHouse {
             .collect()
     }
 
-    /// Waits until the table has no unfinished mutation.
-    fn mutations_done(&self) -> Result<(), SinkError> {
+    /// Waits until the target's tables have no unfinished mutation.
+    fn mutations_done(&self, target: &Target) -> Result<(), SinkError> {
         #[derive(Deserialize)]
         struct Pending {
             #[serde(deserialize_with = "number_or_text")]
             pending: u64,
         }
         let sql = format!(
-            "SELECT count() AS pending FROM system.mutations WHERE database = '{}' AND table = '{}' AND is_done = 0",
-            self.database, self.table
+            "SELECT count() AS pending FROM system.mutations WHERE database = '{}' AND table IN ('{}', '{}') AND is_done = 0",
+            self.database, target.table, target.points_table
         );
         let started = Instant::now();
         loop {
-            let rows: Vec<Pending> = self.select(&sql)?;
+            let rows: Vec<Pending> = self.select(&target.url, &sql)?;
             if rows.first().is_none_or(|r| r.pending == 0) {
                 return Ok(());
             }
             if started.elapsed() >= MUTATION_CONFIRM_TIMEOUT {
                 return Err(SinkError::Unconfirmed(format!(
-                    "the delete was still running after {} s",
+                    "the delete was still running at {} after {} s",
+                    target.url,
                     MUTATION_CONFIRM_TIMEOUT.as_secs()
                 )));
             }
             std::thread::sleep(MUTATION_POLL);
         }
     }
+
+    /// Inserts `JSONEachRow` lines into `table` at the insert URL.
+    fn insert<R: Serialize>(
+        &self,
+        table: &str,
+        rows: impl Iterator<Item = R>,
+    ) -> Result<(), SinkError> {
+        let mut body = Vec::with_capacity(64 * 1024);
+        for row in rows {
+            serde_json::to_writer(&mut body, &row).map_err(|e| SinkError::Rejected {
+                status: 0,
+                message: format!("cannot encode a row: {e}"),
+            })?;
+            body.push(b'\n');
+        }
+        let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.qualified(table));
+        self.run(&self.url, &sql, Some(&body), None)?;
+        Ok(())
+    }
+
+    /// Fails unless `table` exists at `url` (a cluster's tables are created by its operator).
+    fn require_table(&self, url: &str, table: &str) -> Result<(), SinkError> {
+        let answer = self.run(
+            url,
+            &format!("EXISTS TABLE {}", self.qualified(table)),
+            None,
+            None,
+        )?;
+        if answer.trim() == "1" {
+            return Ok(());
+        }
+        Err(SinkError::NotReady(format!(
+            "table {} does not exist at {url}; on a sharded cluster create it first (README, \"Scaling out\")",
+            self.qualified(table)
+        )))
+    }
+}
+
+/// `url` with one trailing slash.
+fn base_url(url: &str) -> String {
+    format!("{}/", url.trim_end_matches('/'))
 }
 
 /// ClickHouse writes 64-bit integers as JSON strings by default.
@@ -363,27 +579,28 @@ fn yyyymmdd(ms: i64) -> u32 {
 
 impl Destination for ClickHouse {
     fn prepare(&self) -> Result<(), SinkError> {
-        self.run(
-            &format!("CREATE DATABASE IF NOT EXISTS {}", self.database),
-            None,
-            None,
-        )?;
-        self.run(&self.create_table_sql(), None, None)?;
+        if self.sharded {
+            self.require_table(&self.url, &self.table)?;
+            self.require_table(&self.url, &self.points_table)?;
+            for target in &self.targets {
+                self.require_table(&target.url, &target.table)?;
+                self.require_table(&target.url, &target.points_table)?;
+            }
+            return Ok(());
+        }
+        let create_database = format!("CREATE DATABASE IF NOT EXISTS {}", self.database);
+        self.run(&self.url, &create_database, None, None)?;
+        self.run(&self.url, &self.create_table_sql(), None, None)?;
+        self.run(&self.url, &self.create_points_table_sql(), None, None)?;
         Ok(())
     }
 
     fn deliver(&self, events: &[(u64, Event)]) -> Result<(), SinkError> {
-        let mut body = Vec::with_capacity(events.len() * 512);
-        for (_, event) in events {
-            serde_json::to_writer(&mut body, &Row::of(event)).map_err(|e| SinkError::Rejected {
-                status: 0,
-                message: format!("cannot encode an event: {e}"),
-            })?;
-            body.push(b'\n');
-        }
-        let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.qualified());
-        self.run(&sql, Some(&body), None)?;
-        Ok(())
+        self.insert(&self.table, events.iter().map(|(_, e)| Row::of(e)))
+    }
+
+    fn deliver_points(&self, points: &[PointRecord]) -> Result<(), SinkError> {
+        self.insert(&self.points_table, points.iter().map(PointRow::of))
     }
 
     fn delete_subject(&self, delete: &SubjectDelete) -> Result<(), SinkError> {
@@ -394,48 +611,68 @@ impl Destination for ClickHouse {
             SubjectKind::Install => "install_id",
             SubjectKind::User => "user_id",
         };
-        let products: Vec<String> = delete.products.iter().map(|p| quote(p)).collect();
-        let sql = format!(
-            "ALTER TABLE {} DELETE WHERE {column} = {} AND product IN ({}) AND received_at_ms <= {}",
-            self.qualified(),
-            quote(&delete.id),
-            products.join(", "),
-            delete.received_until_ms
-        );
-        self.run(&sql, None, Some(&delete.id))?;
-        self.mutations_done()
+        let products = delete
+            .products
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let id = quote(&delete.id);
+        // Every shard first, then the confirmations: the shards' mutations run side by side.
+        for target in &self.targets {
+            let events = format!(
+                "ALTER TABLE {} DELETE WHERE {column} = {id} AND product IN ({products}) AND received_at_ms <= {}",
+                self.qualified(&target.table),
+                delete.received_until_ms
+            );
+            self.run(&target.url, &events, None, Some(&delete.id))?;
+            if let (SubjectKind::Install, Some(below)) = (delete.kind, delete.points_below) {
+                let points = format!(
+                    "ALTER TABLE {} DELETE WHERE install_id = {id} AND product IN ({products}) AND version < {below}",
+                    self.qualified(&target.points_table),
+                );
+                self.run(&target.url, &points, None, Some(&delete.id))?;
+            }
+        }
+        for target in &self.targets {
+            self.mutations_done(target)?;
+        }
+        Ok(())
     }
 
     fn apply_retention(&self, cutoffs: &[(String, i64)]) -> Result<u64, SinkError> {
         #[derive(Deserialize)]
         struct Part {
+            table: String,
             partition_id: String,
             partition: String,
         }
-        let parts: Vec<Part> = self.select(&format!(
-            "SELECT DISTINCT partition_id, partition FROM system.parts WHERE database = '{}' AND table = '{}' AND active",
-            self.database, self.table
-        ))?;
         let mut dropped = 0;
-        for part in parts {
-            let Some((product, day)) = parse_partition(&part.partition) else {
-                continue;
-            };
-            let Some((_, cutoff)) = cutoffs.iter().find(|(p, _)| *p == product) else {
-                continue;
-            };
-            // A day goes when all of it is older than the cutoff.
-            if day < yyyymmdd(*cutoff) {
-                self.run(
-                    &format!(
+        for target in &self.targets {
+            let parts: Vec<Part> = self.select(
+                &target.url,
+                &format!(
+                    "SELECT DISTINCT table, partition_id, partition FROM system.parts WHERE database = '{}' AND table IN ('{}', '{}') AND active",
+                    self.database, target.table, target.points_table
+                ),
+            )?;
+            for part in parts {
+                let Some((product, day)) = parse_partition(&part.partition) else {
+                    continue;
+                };
+                let Some((_, cutoff)) = cutoffs.iter().find(|(p, _)| *p == product) else {
+                    continue;
+                };
+                // A day goes when all of it is older than the cutoff.
+                if day < yyyymmdd(*cutoff) {
+                    let sql = format!(
                         "ALTER TABLE {} DROP PARTITION ID {}",
-                        self.qualified(),
+                        self.qualified(&part.table),
                         quote(&part.partition_id)
-                    ),
-                    None,
-                    None,
-                )?;
-                dropped += 1;
+                    );
+                    self.run(&target.url, &sql, None, None)?;
+                    dropped += 1;
+                }
             }
         }
         Ok(dropped)

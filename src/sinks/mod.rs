@@ -7,7 +7,9 @@
 //! thread). Positions the store no longer holds when the sink reaches them (deleted by
 //! retention or erasure first) are reported as skipped. Erasure and retention are carried to
 //! the destination; an erasure the destination did not confirm is kept in a file and retried
-//! until it is.
+//! until it is. OTLP metric points go too, to their own table: a sink first copies every stored
+//! point, then follows the store's points outbox (every point write, in order) from the
+//! position it copied at; the outbox is pruned below the lowest position any sink still needs.
 
 pub mod clickhouse;
 
@@ -24,7 +26,9 @@ use crate::config::{ConfigError, SinkConfig, SinkKind};
 use crate::error::StoreError;
 use crate::model::{now_ms, Event};
 use crate::privacy::SubjectKind;
+use crate::series::store::{self as series_store, PointRecord};
 use crate::store::subscribers::{CommitSubscriber, Committed};
+use crate::store::writer::Writer;
 use crate::store::Store;
 
 /// The first wait after a failed delivery; it doubles up to [`BACKOFF_MAX`].
@@ -34,6 +38,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const SKIPPED_KEPT: usize = 20;
 /// The window the delivery rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// The points outbox is pruned when the sinks moved this far past the last prune, or after
+/// [`OUTBOX_PRUNE_INTERVAL`].
+const OUTBOX_PRUNE_STEP: u64 = 100_000;
+const OUTBOX_PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The sinks directory inside the data dir.
 pub const SINKS_DIR: &str = "sinks";
@@ -46,6 +54,9 @@ pub enum SinkError {
     /// The destination answered with an error.
     #[error("rejected (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
+    /// The destination lacks something the sink does not create (a cluster's tables).
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The destination accepted a delete but did not finish it in time.
     #[error("not confirmed: {0}")]
     Unconfirmed(String),
@@ -59,13 +70,16 @@ pub enum SinkError {
 
 /// The rows of one subject to delete at a destination: those of `kind` = `id` in `products`,
 /// received up to `received_until_ms` (so events sent after the erasure are not touched when
-/// it is retried later).
+/// it is retried later), and, for an install, its metric points of versions below
+/// `points_below` (the outbox position at the erasure; set by the sinks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubjectDelete {
     pub kind: SubjectKind,
     pub id: String,
     pub products: Vec<String>,
     pub received_until_ms: i64,
+    #[serde(default)]
+    pub points_below: Option<u64>,
 }
 
 /// Where a sink delivers: one implementation per kind.
@@ -74,7 +88,11 @@ pub trait Destination: Send + Sync {
     fn prepare(&self) -> Result<(), SinkError>;
     /// Stores the events; `Ok` only when the destination confirmed all of them.
     fn deliver(&self, events: &[(u64, Event)]) -> Result<(), SinkError>;
-    /// Deletes the subject's rows; `Ok` only when the destination finished the delete.
+    /// Stores metric points; a point delivered again with a higher version replaces the
+    /// earlier row. `Ok` only when the destination confirmed all of them.
+    fn deliver_points(&self, points: &[PointRecord]) -> Result<(), SinkError>;
+    /// Deletes the subject's rows (events, and metric points when `points_below` is set);
+    /// `Ok` only when the destination finished the delete.
     fn delete_subject(&self, delete: &SubjectDelete) -> Result<(), SinkError>;
     /// Deletes what is older than each product's retention (`(product, cutoff_ms)`); says how
     /// many units (partitions) it dropped.
@@ -111,6 +129,14 @@ pub struct SinkStatus {
     pub skipped: Vec<SkippedRange>,
     /// Subject deletes not yet confirmed by the destination (retried).
     pub pending_erasures: usize,
+    /// The metric points outbox position delivered up to.
+    pub points_position: u64,
+    /// Point writes not delivered yet (outbox entries, plus the copy when one runs).
+    pub points_lag: u64,
+    /// True while the sink copies every stored point (its first start, or after it fell
+    /// below the outbox's floor).
+    pub points_copying: bool,
+    pub points_delivered_total: u64,
 }
 
 /// A sink's answer for one erasure.
@@ -133,11 +159,83 @@ struct Progress {
     failures_total: u64,
     skipped_total: u64,
     skipped: VecDeque<SkippedRange>,
+    points_delivered_total: u64,
+}
+
+/// Where a sink is in the metric points: copying every stored point (after the point key
+/// `after`), then following the outbox from `resume_at`; or following it from `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PointsCursor {
+    Copying {
+        resume_at: u64,
+        after: Option<(u64, i64)>,
+    },
+    Following {
+        position: u64,
+    },
+}
+
+impl PointsCursor {
+    /// The lowest outbox position the sink still needs.
+    fn needs(self) -> u64 {
+        match self {
+            PointsCursor::Copying { resume_at, .. } => resume_at,
+            PointsCursor::Following { position } => position,
+        }
+    }
+}
+
+/// The points outbox as the sinks share it: the position each still needs, and pruning below
+/// the lowest of them (through the store writer).
+struct Outbox {
+    writer: Arc<Writer>,
+    needed: Mutex<Vec<u64>>,
+    pruned: Mutex<(u64, Instant)>,
+}
+
+impl Outbox {
+    fn note(&self, sink: usize, needs: u64) {
+        if let Some(slot) = self
+            .needed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(sink)
+        {
+            *slot = needs;
+        }
+    }
+
+    /// Prunes below the lowest needed position when it moved far enough or long enough ago.
+    fn prune(&self) -> Result<(), SinkError> {
+        let Some(low) = self
+            .needed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .min()
+        else {
+            return Ok(());
+        };
+        let (below, at) = *self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+        if low <= below || (low - below < OUTBOX_PRUNE_STEP && at.elapsed() < OUTBOX_PRUNE_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.writer.exclusive_blocking(move |store| {
+            store.write(|txn| series_store::prune_outbox(txn, low))
+        })?;
+        *self.pruned.lock().unwrap_or_else(|p| p.into_inner()) = (low, Instant::now());
+        Ok(())
+    }
 }
 
 /// One configured sink: its position, its thread's state, its destination.
 pub struct Sink {
     name: &'static str,
+    /// Its place in the outbox's `needed`.
+    index: usize,
     kind: SinkKind,
     store: Store,
     destination: Box<dyn Destination>,
@@ -145,7 +243,10 @@ pub struct Sink {
     flush_interval: Duration,
     position_file: PathBuf,
     erasures_file: PathBuf,
+    points_file: PathBuf,
     progress: Mutex<Progress>,
+    points: Mutex<PointsCursor>,
+    outbox: Arc<Outbox>,
     /// Held while a batch is read and delivered, and while an erasure runs, so an erasure
     /// never races a batch holding the subject's events.
     delivery: Mutex<()>,
@@ -156,22 +257,42 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// The sink of `config` over `destination`, with its position and pending erasures read
-    /// from `dir`.
-    pub fn new(
+    /// The sink of `config` over `destination`, with its positions and pending erasures read
+    /// from `dir`. A sink without a points position, or one below the outbox's floor (points
+    /// were written while it was not configured), starts by copying every stored point.
+    fn new(
         config: &SinkConfig,
         destination: Box<dyn Destination>,
         store: Store,
         dir: &Path,
+        (index, outbox): (usize, Arc<Outbox>),
     ) -> Result<Sink, SinkError> {
         std::fs::create_dir_all(dir).map_err(|e| state_error(dir, e))?;
         let position_file = dir.join(format!("{}.position", config.name));
         let erasures_file = dir.join(format!("{}.erasures.json", config.name));
+        let points_file = dir.join(format!("{}.points.json", config.name));
         let position = read_state::<u64>(&position_file)?.unwrap_or(0);
         let pending = read_state::<Vec<SubjectDelete>>(&erasures_file)?.unwrap_or_default();
+        let (floor, next) = series_store::outbox_bounds(&store.begin_read()?)?;
+        let points = match read_state::<PointsCursor>(&points_file)? {
+            Some(cursor) if cursor.needs() >= floor => cursor,
+            stale => {
+                if stale.is_some() {
+                    tracing::warn!(sink = %config.name, "sink: metric points were written while the sink was not configured; copying every stored point again");
+                }
+                let fresh = PointsCursor::Copying {
+                    resume_at: next,
+                    after: None,
+                };
+                write_state(&points_file, &fresh)?;
+                fresh
+            }
+        };
+        outbox.note(index, points.needs());
         Ok(Sink {
             // One leak per configured sink, at start: subscriber names are `&'static str`.
             name: Box::leak(config.name.clone().into_boxed_str()),
+            index,
             kind: config.kind,
             store,
             destination,
@@ -179,10 +300,13 @@ impl Sink {
             flush_interval: Duration::from_millis(config.flush_interval_ms),
             position_file,
             erasures_file,
+            points_file,
             progress: Mutex::new(Progress {
                 position,
                 ..Progress::default()
             }),
+            points: Mutex::new(points),
+            outbox,
             delivery: Mutex::new(()),
             pending_erasures: Mutex::new(pending),
             woken: Mutex::new(false),
@@ -228,6 +352,12 @@ impl Sink {
             progress.recent.pop_front();
         }
         let in_window: u64 = progress.recent.iter().map(|(_, n)| n).sum();
+        let points = *self.points.lock().unwrap_or_else(|p| p.into_inner());
+        let outbox_next = self
+            .store
+            .begin_read()
+            .and_then(|txn| series_store::outbox_bounds(&txn))
+            .map_or(0, |(_, next)| next);
         SinkStatus {
             name: self.name.to_string(),
             kind: match self.kind {
@@ -245,6 +375,10 @@ impl Sink {
             skipped_total: progress.skipped_total,
             skipped: progress.skipped.iter().cloned().collect(),
             pending_erasures,
+            points_position: points.needs(),
+            points_lag: outbox_next.saturating_sub(points.needs()),
+            points_copying: matches!(points, PointsCursor::Copying { .. }),
+            points_delivered_total: progress.points_delivered_total,
         }
     }
 
@@ -287,7 +421,9 @@ impl Sink {
         let mut prepared = false;
         while !self.stopping.load(Ordering::SeqCst) {
             let step = if prepared {
-                self.retry_erasures().and_then(|()| self.deliver_batch())
+                self.retry_erasures()
+                    .and_then(|()| self.deliver_batch())
+                    .and_then(|events| Ok(events.and(self.deliver_points()?)))
             } else {
                 self.destination.prepare().map(|()| {
                     prepared = true;
@@ -295,6 +431,9 @@ impl Sink {
                     Step::Delivered(0)
                 })
             };
+            if let Err(error) = self.outbox.prune() {
+                tracing::warn!(sink = self.name, error = %error, "sink: cannot prune the metric points outbox");
+            }
             let go_on = match step {
                 Ok(Step::Idle) => {
                     backoff = BACKOFF_INITIAL;
@@ -356,6 +495,59 @@ impl Sink {
         progress.last_delivery_at = Some(now_ms());
         progress.last_error = None;
         Ok(Step::Delivered(batch.len()))
+    }
+
+    /// Delivers the next metric points: a chunk of the copy of every stored point while it
+    /// runs, else the next outbox entries.
+    fn deliver_points(&self) -> Result<Step, SinkError> {
+        let _delivering = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
+        let cursor = *self.points.lock().unwrap_or_else(|p| p.into_inner());
+        let (records, next) = match cursor {
+            PointsCursor::Copying { resume_at, after } => {
+                let (records, last) =
+                    series_store::stored_points(&self.store, after, self.batch_size)?;
+                let next = match last {
+                    Some(after) => PointsCursor::Copying {
+                        resume_at,
+                        after: Some(after),
+                    },
+                    None => {
+                        tracing::info!(
+                            sink = self.name,
+                            "sink: every stored metric point copied; following the outbox"
+                        );
+                        PointsCursor::Following {
+                            position: resume_at,
+                        }
+                    }
+                };
+                (records, next)
+            }
+            PointsCursor::Following { position } => {
+                let (records, below) =
+                    series_store::outbox_points(&self.store, position, self.batch_size)?;
+                (records, PointsCursor::Following { position: below })
+            }
+        };
+        if next == cursor {
+            return Ok(Step::Idle);
+        }
+        if !records.is_empty() {
+            self.destination.deliver_points(&records)?;
+        }
+        write_state(&self.points_file, &next)?;
+        *self.points.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        self.outbox.note(self.index, next.needs());
+        self.progress().points_delivered_total += records.len() as u64;
+        // A full read (copy chunk or outbox entries) means more may follow at once.
+        let read = match (cursor, next) {
+            (PointsCursor::Following { position: a }, PointsCursor::Following { position: b }) => {
+                (b - a) as usize
+            }
+            (_, PointsCursor::Copying { .. }) => self.batch_size,
+            _ => records.len(),
+        };
+        Ok(Step::Delivered(read))
     }
 
     /// Moves the position over `[from, below)`, which the store no longer holds.
@@ -438,9 +630,21 @@ impl Sink {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Step {
     Idle,
     Delivered(usize),
+}
+
+impl Step {
+    /// Two steps of one round together: the larger delivery decides how soon the next round.
+    fn and(self, other: Step) -> Step {
+        match (self, other) {
+            (Step::Idle, other) => other,
+            (this, Step::Idle) => this,
+            (Step::Delivered(a), Step::Delivered(b)) => Step::Delivered(a.max(b)),
+        }
+    }
 }
 
 impl CommitSubscriber for Sink {
@@ -469,15 +673,26 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Builds a sink per `[[sinks]]` entry, with its state under `data_dir/sinks`.
+    /// Builds a sink per `[[sinks]]` entry, with its state under `data_dir/sinks`. Without
+    /// sinks, the points outbox is closed (see `series::store::close_outbox`).
     pub fn open(
         configs: &[SinkConfig],
         store: &Store,
+        writer: &Arc<Writer>,
         data_dir: &Path,
     ) -> Result<Sinks, SinkError> {
+        if configs.is_empty() {
+            // At start, before ingest (so directly, not through the writer).
+            store.write(series_store::close_outbox)?;
+        }
         let dir = data_dir.join(SINKS_DIR);
+        let outbox = Arc::new(Outbox {
+            writer: writer.clone(),
+            needed: Mutex::new(vec![0; configs.len()]),
+            pruned: Mutex::new((0, Instant::now())),
+        });
         let mut sinks = Vec::new();
-        for config in configs {
+        for (index, config) in configs.iter().enumerate() {
             let destination: Box<dyn Destination> = match config.kind {
                 SinkKind::Clickhouse => Box::new(clickhouse::ClickHouse::new(config)?),
             };
@@ -486,6 +701,7 @@ impl Sinks {
                 destination,
                 store.clone(),
                 &dir,
+                (index, outbox.clone()),
             )?));
         }
         Ok(Sinks {
@@ -543,10 +759,20 @@ impl Sinks {
             .iter()
             .map(|s| s.delivery.lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
+        let mut delete = delete.clone();
+        if delete.kind == SubjectKind::Install && !self.sinks.is_empty() {
+            // Points read from here on are read after the store's erasure: they are not its.
+            delete.points_below = self
+                .sinks
+                .first()
+                .and_then(|s| s.store.begin_read().ok())
+                .and_then(|txn| series_store::outbox_bounds(&txn).ok())
+                .map(|(_, next)| next);
+        }
         let answers: Vec<SinkErasure> = self
             .sinks
             .iter()
-            .map(|sink| sink.erase_held(delete))
+            .map(|sink| sink.erase_held(&delete))
             .collect();
         (erase_in_store(&answers), answers)
     }
