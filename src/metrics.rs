@@ -500,13 +500,15 @@ type SinkFigure = (
 
 /// The export sinks' figures, one series per sink.
 fn render_sinks(out: &mut String, sinks: &[crate::sinks::SinkStatus]) {
-    let figures: [SinkFigure; 6] = [
+    let figures: [SinkFigure; 8] = [
         ("telemetryd_sink_lag_events", "gauge", "Stored events an export sink has not delivered yet.", |s| s.lag_events as f64),
         ("telemetryd_sink_lag_seconds", "gauge", "Age of the oldest event an export sink has not delivered yet.", |s| s.lag_seconds),
         ("telemetryd_sink_delivered_total", "counter", "Events an export sink delivered (since start).", |s| s.delivered_total as f64),
         ("telemetryd_sink_failures_total", "counter", "Failed deliveries and deletes of an export sink (since start).", |s| s.failures_total as f64),
         ("telemetryd_sink_skipped_total", "counter", "Positions an export sink skipped because the store had deleted them (retention or erasure) before delivery.", |s| s.skipped_total as f64),
         ("telemetryd_sink_pending_erasures", "gauge", "Subject deletes an export sink's destination has not confirmed yet.", |s| s.pending_erasures as f64),
+        ("telemetryd_sink_points_lag", "gauge", "Metric point writes an export sink has not delivered yet.", |s| s.points_lag as f64),
+        ("telemetryd_sink_points_delivered_total", "counter", "Metric points an export sink delivered (since start).", |s| s.points_delivered_total as f64),
     ];
     for (name, kind, help, value) in figures {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -118,7 +118,8 @@ fn readyz(args: &HealthcheckArgs) -> Result<(String, Vec<u8>), OpsError> {
 }
 
 /// `telemetryd sink status`: prints each export sink of the running server (from `/readyz`)
-/// with its position, lag, deliveries, skipped positions, pending erasures and last error.
+/// with its position, lag, deliveries, skipped positions, pending erasures, metric points lag
+/// and last error.
 pub fn sink_status(args: &HealthcheckArgs) -> Result<(), OpsError> {
     let (url, body) = readyz(args)?;
     let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| OpsError::Http {
@@ -131,14 +132,23 @@ pub fn sink_status(args: &HealthcheckArgs) -> Result<(), OpsError> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}  last error",
-        "sink", "kind", "position", "lag", "lag s", "delivered", "per s", "skipped", "erasures"
+        "{:<16} {:<10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8} {:>10}  last error",
+        "sink",
+        "kind",
+        "position",
+        "lag",
+        "lag s",
+        "delivered",
+        "per s",
+        "skipped",
+        "erasures",
+        "points lag"
     );
     for sink in &sinks {
         let n = |key: &str| sink[key].as_u64().unwrap_or(0);
         let f = |key: &str| sink[key].as_f64().unwrap_or(0.0);
         println!(
-            "{:<16} {:<10} {:>10} {:>10} {:>8.1} {:>10} {:>8.1} {:>8} {:>8}  {}",
+            "{:<16} {:<10} {:>10} {:>10} {:>8.1} {:>10} {:>8.1} {:>8} {:>8} {:>10}  {}",
             sink["name"].as_str().unwrap_or("?"),
             sink["kind"].as_str().unwrap_or("?"),
             n("position"),
@@ -148,6 +158,11 @@ pub fn sink_status(args: &HealthcheckArgs) -> Result<(), OpsError> {
             f("delivered_per_second"),
             n("skipped_total"),
             n("pending_erasures"),
+            if sink["points_copying"] == true {
+                "copying".to_string()
+            } else {
+                n("points_lag").to_string()
+            },
             sink["last_error"].as_str().unwrap_or("-"),
         );
     }

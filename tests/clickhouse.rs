@@ -938,5 +938,6 @@ fn sigkill_mid_delivery_then_restart_leaves_one_row_per_event() {
     assert_eq!(columns[1], "clickhouse");
     assert_eq!(columns[2], acknowledged.to_string(), "position: {text}");
     assert_eq!(columns[3], "0", "lag: {text}");
-    assert_eq!(columns[9], "-", "last error: {text}");
+    assert_eq!(columns[9], "0", "points lag: {text}");
+    assert_eq!(columns[10], "-", "last error: {text}");
 }

@@ -103,15 +103,18 @@ function renderTotals(s) {
   ];
 }
 
-/** Export sinks ([[sinks]]): how far each is behind the store, its deliveries and last error. */
+/** Export sinks ([[sinks]]): how far each is behind the store (events and metric points), its
+ * deliveries and last error. */
 function renderSinks(sinks) {
   if (!sinks.length) return panel('Export sinks', emptyState('No export sink is configured ([[sinks]] in the config streams events to ClickHouse).'));
   const columns = [{ label: 'Sink' }, { label: 'Kind' }, { label: 'Position', num: true }, { label: 'Lag (events)', num: true },
     { label: 'Lag (s)', num: true }, { label: 'Delivered', num: true }, { label: 'Per second', num: true },
-    { label: 'Skipped', num: true }, { label: 'Erasures pending', num: true }, { label: 'Last error' }];
+    { label: 'Skipped', num: true }, { label: 'Erasures pending', num: true },
+    { label: 'Metric points lag', num: true }, { label: 'Points delivered', num: true }, { label: 'Last error' }];
   const rows = sinks.map((k) => [h('code', {}, k.name), k.kind, fmtNumber(k.position), fmtNumber(k.lag_events),
     (k.lag_seconds || 0).toFixed(1), fmtNumber(k.delivered_total), (k.delivered_per_second || 0).toFixed(1),
-    fmtNumber(k.skipped_total), fmtNumber(k.pending_erasures), k.last_error || '—']);
+    fmtNumber(k.skipped_total), fmtNumber(k.pending_erasures),
+    k.points_copying ? 'copying' : fmtNumber(k.points_lag), fmtNumber(k.points_delivered_total), k.last_error || '—']);
   return h('div', { id: 'metrics-sinks' }, panel('Export sinks', table(columns, rows)));
 }
 
