@@ -220,7 +220,17 @@ impl AppState {
         )?);
         tracing::info!(webhooks = config.alerts.webhooks.len(), "clusters loaded");
         subscribers.register(clusters.clone());
-        let sinks = Arc::new(Sinks::open(&config.sinks, &store, &writer, &data_dir)?);
+        let sinks = Arc::new(Sinks::open(
+            &config.sinks,
+            &config
+                .products
+                .iter()
+                .map(|p| (p.id.clone(), p.retention_days))
+                .collect::<Vec<_>>(),
+            &store,
+            &writer,
+            &data_dir,
+        )?);
         for sink in sinks.all() {
             tracing::info!(sink = sink.name(), "sink");
             subscribers.register(sink.clone());

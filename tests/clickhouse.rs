@@ -361,6 +361,14 @@ fn events_arrive_with_their_fields_and_erasure_reaches_clickhouse() {
     assert_eq!(row["metric_values"], json!([3021]));
     assert_eq!(row["sample_rate"], 1);
 
+    // ClickHouse 18.16 has no table TTLs: the sink sets none (and checks again next start).
+    assert!(!server.dir.path().join("sinks/warehouse.ttl").exists());
+    assert!(!clickhouse
+        .query(&format!(
+            "SELECT engine_full FROM system.tables WHERE database = '{DATABASE}' AND name = 'events'"
+        ))
+        .contains("TTL"));
+
     // The operator's view: lag 0, deliveries counted, in the stats, /readyz and /metrics.
     let status = wait_for("the sink reports it caught up", || caught_up(&server.url));
     assert_eq!(status["name"], "warehouse");
@@ -702,7 +710,8 @@ fn two_shards() -> (ClickHouse, ClickHouse) {
         "name = \"local\"\nkind = \"clickhouse\"\ndatabase = \"{DATABASE}\"\ntable = \"events_local\"\npoints_table = \"points_local\""
     ))
     .unwrap();
-    let ddl = telemetryd::sinks::clickhouse::ClickHouse::new(&local).unwrap();
+    let ddl =
+        telemetryd::sinks::clickhouse::ClickHouse::new(&local, &[], first.dir.path()).unwrap();
     for shard in [&first, &second] {
         shard.query(&format!("CREATE DATABASE {DATABASE}"));
         shard.query(&ddl.create_table_sql());

@@ -4,9 +4,9 @@
 //! event id so a batch delivered twice leaves one row once merged; metric points: one row per
 //! point of a series, replaced by a later version; both partitioned by product and UTC day),
 //! deliveries, subject deletes (a mutation, confirmed through `system.mutations`) and retention
-//! (dropping whole product-day partitions) — on every shard of a sharded cluster. The SQL runs
-//! on ClickHouse 18.16 (Debian's) and on current releases. The password never appears in a log
-//! line or an error.
+//! (dropping whole product-day partitions, and a table TTL from each product's retention where
+//! the server has TTLs) — on every shard of a sharded cluster. The SQL runs on ClickHouse 18.16
+//! (Debian's) and on current releases. The password never appears in a log line or an error.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,11 @@ const MUTATION_CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 const MUTATION_POLL: Duration = Duration::from_millis(100);
 /// The longest piece of an error answer kept.
 const ERROR_TEXT_MAX: usize = 300;
+/// The first ClickHouse release with table TTLs.
+const TTL_SINCE: (u32, u32) = (19, 6);
+/// Rows of products the config does not name are kept this long by the TTL (the sweep leaves
+/// them alone too).
+const TTL_UNKNOWN_PRODUCT_DAYS: u32 = 36_500;
 
 /// The table's columns and types, in the order of [`Row`]. The README's "Scaling out" section
 /// shows the same DDL.
@@ -311,6 +316,9 @@ struct Target {
 
 /// A ClickHouse server (or cluster), database and tables.
 pub struct ClickHouse {
+    /// The TTL expression of each product's retention, and the file keeping the one last set.
+    ttl: String,
+    ttl_file: std::path::PathBuf,
     agent: ureq::Agent,
     /// Where inserts go, and where the tables are created when not sharded.
     url: String,
@@ -325,8 +333,16 @@ pub struct ClickHouse {
 }
 
 impl ClickHouse {
-    pub fn new(config: &SinkConfig) -> Result<ClickHouse, SinkError> {
+    /// The destination of `config`; `retention` is each product's `retention_days`, and
+    /// `state_dir` keeps the TTL last set (`NAME.ttl`).
+    pub fn new(
+        config: &SinkConfig,
+        retention: &[(String, u32)],
+        state_dir: &std::path::Path,
+    ) -> Result<ClickHouse, SinkError> {
         Ok(ClickHouse {
+            ttl: ttl_expression(retention),
+            ttl_file: state_dir.join(format!("{}.ttl", config.name)),
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
@@ -497,6 +513,44 @@ impl ClickHouse {
         Ok(())
     }
 
+    /// Whether the server at `url` has table TTLs.
+    fn has_ttl(&self, url: &str) -> Result<bool, SinkError> {
+        let version = self.run(url, "SELECT version()", None, None)?;
+        Ok(version_at_least(version.trim(), TTL_SINCE))
+    }
+
+    /// Sets the retention TTL on every target's tables that has TTLs, unless it is the one
+    /// set last (so a restart does not make ClickHouse re-evaluate the TTL of every part).
+    fn apply_ttl(&self) -> Result<(), SinkError> {
+        let applied = std::fs::read_to_string(&self.ttl_file).unwrap_or_default();
+        if applied == self.ttl {
+            return Ok(());
+        }
+        // Kept only when every target took it: a server upgraded to TTLs later gets it then.
+        let mut everywhere = true;
+        for target in &self.targets {
+            if !self.has_ttl(&target.url)? {
+                everywhere = false;
+                continue;
+            }
+            for table in [&target.table, &target.points_table] {
+                let sql = format!(
+                    "ALTER TABLE {} MODIFY TTL {}",
+                    self.qualified(table),
+                    self.ttl
+                );
+                self.run(&target.url, &sql, None, None)?;
+            }
+        }
+        if !everywhere {
+            return Ok(());
+        }
+        std::fs::write(&self.ttl_file, &self.ttl).map_err(|e| SinkError::State {
+            path: self.ttl_file.clone(),
+            message: e.to_string(),
+        })
+    }
+
     /// Fails unless `table` exists at `url` (a cluster's tables are created by its operator).
     fn require_table(&self, url: &str, table: &str) -> Result<(), SinkError> {
         let answer = self.run(
@@ -513,6 +567,24 @@ impl ClickHouse {
             self.qualified(table)
         )))
     }
+}
+
+/// A row's expiry: its time plus its product's retention in days.
+fn ttl_expression(retention: &[(String, u32)]) -> String {
+    let products: Vec<String> = retention.iter().map(|(p, _)| quote(p)).collect();
+    let days: Vec<String> = retention.iter().map(|(_, d)| d.to_string()).collect();
+    format!(
+        "time + toIntervalDay(transform(product, [{}], [{}], {TTL_UNKNOWN_PRODUCT_DAYS}))",
+        products.join(", "),
+        days.join(", ")
+    )
+}
+
+/// Whether a `SELECT version()` answer (`18.16.1`, `24.8.4.13`) is at least `major.minor`.
+fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
 }
 
 /// `url` with one trailing slash.
@@ -586,13 +658,13 @@ impl Destination for ClickHouse {
                 self.require_table(&target.url, &target.table)?;
                 self.require_table(&target.url, &target.points_table)?;
             }
-            return Ok(());
+            return self.apply_ttl();
         }
         let create_database = format!("CREATE DATABASE IF NOT EXISTS {}", self.database);
         self.run(&self.url, &create_database, None, None)?;
         self.run(&self.url, &self.create_table_sql(), None, None)?;
         self.run(&self.url, &self.create_points_table_sql(), None, None)?;
-        Ok(())
+        self.apply_ttl()
     }
 
     fn deliver(&self, events: &[(u64, Event)]) -> Result<(), SinkError> {
@@ -701,6 +773,19 @@ mod tests {
         assert_eq!(yyyymmdd(0), 19700101);
         assert_eq!(yyyymmdd(1_700_000_000_123), 20231114);
         assert_eq!(yyyymmdd(-1), 19691231);
+    }
+
+    #[test]
+    fn ttls_come_with_19_6_and_follow_each_products_retention() {
+        assert!(!version_at_least("18.16.1", TTL_SINCE));
+        assert!(!version_at_least("19.5.3.8", TTL_SINCE));
+        assert!(version_at_least("19.6.2.11", TTL_SINCE));
+        assert!(version_at_least("24.8.4.13", TTL_SINCE));
+        assert!(!version_at_least("garbage", TTL_SINCE));
+        assert_eq!(
+            ttl_expression(&[("voice-sdk".into(), 90), ("it's".into(), 30)]),
+            "time + toIntervalDay(transform(product, ['voice-sdk', 'it\\'s'], [90, 30], 36500))"
+        );
     }
 
     #[test]

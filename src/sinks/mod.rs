@@ -675,8 +675,10 @@ pub struct Sinks {
 impl Sinks {
     /// Builds a sink per `[[sinks]]` entry, with its state under `data_dir/sinks`. Without
     /// sinks, the points outbox is closed (see `series::store::close_outbox`).
+    /// `retention` is each product's `retention_days` (a destination's TTL).
     pub fn open(
         configs: &[SinkConfig],
+        retention: &[(String, u32)],
         store: &Store,
         writer: &Arc<Writer>,
         data_dir: &Path,
@@ -694,7 +696,10 @@ impl Sinks {
         let mut sinks = Vec::new();
         for (index, config) in configs.iter().enumerate() {
             let destination: Box<dyn Destination> = match config.kind {
-                SinkKind::Clickhouse => Box::new(clickhouse::ClickHouse::new(config)?),
+                SinkKind::Clickhouse => {
+                    std::fs::create_dir_all(&dir).map_err(|e| state_error(&dir, e))?;
+                    Box::new(clickhouse::ClickHouse::new(config, retention, &dir)?)
+                }
             };
             sinks.push(Arc::new(Sink::new(
                 config,

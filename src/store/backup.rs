@@ -58,6 +58,7 @@ const TABLES: &[&dyn TableCopy] = &[
     &crate::series::store::POINTS,
     &crate::series::store::STREAMS,
     &crate::series::store::INSTALL_SERIES,
+    &crate::series::store::OUTBOX,
 ];
 
 /// One table, by its typed definition: copy it between databases, count its rows.
