@@ -1,4 +1,4 @@
-//! The ClickHouse destination, over ClickHouse's HTTP interface (`ureq`, `JSONEachRow`): the
+//! The ClickHouse destination, over ClickHouse's HTTP interface (`ureq`, `RowBinary`): the
 //! tables it creates (events: one row per event, every event field a column, dimensions and
 //! metrics as parallel key/value arrays, a ReplacingMergeTree whose sorting key ends in the
 //! event id so a batch delivered twice leaves one row once merged; metric points: one row per
@@ -17,7 +17,7 @@ use crate::model::{DimValue, Event};
 use crate::privacy::SubjectKind;
 use crate::series::model::Point;
 use crate::series::store::PointRecord;
-use crate::sinks::{Destination, SinkError, SubjectDelete};
+use crate::sinks::{row_binary, Destination, SinkError, SubjectDelete};
 
 /// How long a subject delete may take to finish before the erasure answers "not confirmed".
 const MUTATION_CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
@@ -109,7 +109,7 @@ const POINT_ENGINE: &str = "ENGINE = ReplacingMergeTree(version)
 PARTITION BY (product, toYYYYMMDD(time))
 ORDER BY (product, metric, series_id, time_ms)";
 
-/// One metric point as a `JSONEachRow` line.
+/// One metric point as a `RowBinary` row (fields in the order of [`POINT_COLUMNS`]).
 #[derive(Serialize)]
 struct PointRow<'a> {
     product: &'a str,
@@ -117,7 +117,7 @@ struct PointRow<'a> {
     kind: &'static str,
     unit: &'a str,
     series_id: u64,
-    time: i64,
+    time: u32,
     time_ms: i64,
     install_id: Option<&'a str>,
     attribute_keys: Vec<&'a str>,
@@ -134,7 +134,21 @@ struct PointRow<'a> {
     version: u64,
 }
 
-/// A float JSON can carry (an infinite sum or value becomes NULL).
+/// A `DateTime` column's value (seconds, within its range) of a time in milliseconds.
+fn date_time(ms: i64) -> u32 {
+    u32::try_from(ms.div_euclid(1000).max(0)).unwrap_or(u32::MAX)
+}
+
+/// The column names of a column list (`COLUMNS`, `POINT_COLUMNS`), comma-separated, in order.
+fn column_names(columns: &str) -> String {
+    columns
+        .split(",\n")
+        .filter_map(|c| c.split_whitespace().next())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A float as the sink stores it (an infinite sum or value becomes NULL).
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
@@ -148,7 +162,7 @@ impl<'a> PointRow<'a> {
             kind: r.metric.kind.as_str(),
             unit: &r.metric.unit,
             series_id: series.id,
-            time: r.time_ms.div_euclid(1000),
+            time: date_time(r.time_ms),
             time_ms: r.time_ms,
             install_id: series.identity.install.as_deref(),
             attribute_keys: series
@@ -205,13 +219,13 @@ impl<'a> PointRow<'a> {
     }
 }
 
-/// One event as a `JSONEachRow` line.
+/// One event as a `RowBinary` row (fields in the order of [`COLUMNS`]).
 #[derive(Serialize)]
 struct Row<'a> {
-    id: uuid::Uuid,
+    id: (u64, u64),
     product: &'a str,
     name: &'a str,
-    time: i64,
+    time: u32,
     timestamp_ms: i64,
     received_at_ms: i64,
     level: &'static str,
@@ -256,10 +270,10 @@ impl<'a> Row<'a> {
             error.and_then(|i| f(i).as_deref())
         };
         Row {
-            id: e.id,
+            id: row_binary::uuid(&e.id),
             product: &e.product,
             name: &e.name,
-            time: e.timestamp.div_euclid(1000),
+            time: date_time(e.timestamp),
             timestamp_ms: e.timestamp,
             received_at_ms: e.received_at,
             level: e.level.as_str(),
@@ -494,21 +508,25 @@ impl ClickHouse {
         }
     }
 
-    /// Inserts `JSONEachRow` lines into `table` at the insert URL.
+    /// Inserts `RowBinary` rows into `table`'s `columns` at the insert URL.
     fn insert<R: Serialize>(
         &self,
         table: &str,
+        columns: &str,
         rows: impl Iterator<Item = R>,
     ) -> Result<(), SinkError> {
-        let mut body = Vec::with_capacity(64 * 1024);
+        let mut body = Vec::with_capacity(256 * 1024);
         for row in rows {
-            serde_json::to_writer(&mut body, &row).map_err(|e| SinkError::Rejected {
+            row_binary::append(&mut body, &row).map_err(|e| SinkError::Rejected {
                 status: 0,
                 message: format!("cannot encode a row: {e}"),
             })?;
-            body.push(b'\n');
         }
-        let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.qualified(table));
+        let sql = format!(
+            "INSERT INTO {} ({}) FORMAT RowBinary",
+            self.qualified(table),
+            column_names(columns)
+        );
         self.run(&self.url, &sql, Some(&body), None)?;
         Ok(())
     }
@@ -668,11 +686,15 @@ impl Destination for ClickHouse {
     }
 
     fn deliver(&self, events: &[(u64, Event)]) -> Result<(), SinkError> {
-        self.insert(&self.table, events.iter().map(|(_, e)| Row::of(e)))
+        self.insert(&self.table, COLUMNS, events.iter().map(|(_, e)| Row::of(e)))
     }
 
     fn deliver_points(&self, points: &[PointRecord]) -> Result<(), SinkError> {
-        self.insert(&self.points_table, points.iter().map(PointRow::of))
+        self.insert(
+            &self.points_table,
+            POINT_COLUMNS,
+            points.iter().map(PointRow::of),
+        )
     }
 
     fn delete_subject(&self, delete: &SubjectDelete) -> Result<(), SinkError> {
@@ -755,6 +777,72 @@ impl Destination for ClickHouse {
 mod tests {
     use super::*;
 
+    /// RowBinary rows carry no names: a row's members must come in its table's column order.
+    fn assert_in_column_order(json: &str, columns: &str) {
+        let names = column_names(columns);
+        let positions: Vec<usize> = names
+            .split(", ")
+            .map(|name| {
+                json.find(&format!("\"{name}\":"))
+                    .unwrap_or_else(|| panic!("no member {name} in {json}"))
+            })
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "the members are not in the order of the columns {names}: {json}"
+        );
+    }
+
+    #[test]
+    fn point_rows_follow_the_points_table() {
+        use crate::series::model::{HistogramPoint, Identity, Kind, MetricDef, SeriesDef};
+        let series = SeriesDef {
+            id: 7,
+            product: "p".into(),
+            name: "m".into(),
+            identity: Identity {
+                attributes: [("surface".to_string(), "cli".to_string())].into(),
+                install: Some("i".into()),
+                bounds: vec![0.1, 0.5],
+            },
+            first_ms: 0,
+            last_ms: 0,
+            counted_from_ns: 0,
+        };
+        let metric = MetricDef {
+            product: "p".into(),
+            name: "m".into(),
+            kind: Kind::Histogram,
+            unit: "s".into(),
+            description: String::new(),
+            series: 1,
+            attribute_keys: Default::default(),
+            first_ms: 0,
+            last_ms: 0,
+        };
+        let record = PointRecord {
+            version: 3,
+            series: std::sync::Arc::new(series),
+            metric: std::sync::Arc::new(metric),
+            time_ms: 1_700_000_000_123,
+            point: Point::Histogram(HistogramPoint {
+                count: 3,
+                sum: f64::INFINITY,
+                min: Some(0.05),
+                max: None,
+                buckets: vec![1, 2, 0],
+            }),
+        };
+        let row = PointRow::of(&record);
+        assert_eq!((row.time, row.count, row.sum), (1_700_000_000, 3, None));
+        assert_eq!(
+            (row.bucket_bounds, row.bucket_counts),
+            (&[0.1, 0.5][..], &[1, 2, 0][..])
+        );
+        assert_in_column_order(&serde_json::to_string(&row).unwrap(), POINT_COLUMNS);
+        assert_eq!(date_time(-5), 0);
+    }
+
     #[test]
     fn partitions_parse_as_system_parts_writes_them() {
         assert_eq!(
@@ -809,6 +897,7 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(keys, columns, "the row's members are the table's columns");
+        assert_in_column_order(&serde_json::to_string(&Row::of(&event)).unwrap(), COLUMNS);
         for (member, value) in serde_json::to_value(&event).unwrap().as_object().unwrap() {
             let carried = match member.as_str() {
                 "timestamp" => vec!["timestamp_ms", "time"],

@@ -12,6 +12,7 @@
 //! position it copied at; the outbox is pruned below the lowest position any sink still needs.
 
 pub mod clickhouse;
+mod row_binary;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
