@@ -123,7 +123,7 @@ fn default_sink_user() -> String {
     "default".into()
 }
 fn default_sink_batch_size() -> usize {
-    10_000
+    50_000
 }
 fn default_sink_flush_interval_ms() -> u64 {
     1_000
@@ -1210,7 +1210,7 @@ mod tests {
         );
         assert_eq!(
             (sink.batch_size, sink.flush_interval_ms, sink.timeout_ms),
-            (10_000, 1_000, 10_000)
+            (50_000, 1_000, 10_000)
         );
         assert_eq!(sink.password().unwrap(), None);
         for (extra, key) in [

@@ -284,6 +284,18 @@ fn sink_status(url: &str) -> Value {
     resp.json()["store"]["sinks"][0].clone()
 }
 
+/// Erases an install through the API of the server at `url`; the erasure's sink answers.
+fn erase_install(url: &str, install: &str) -> Value {
+    let resp = request(
+        "DELETE",
+        &format!("{url}/api/v1/subjects/install/{install}"),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()["sinks"].clone()
+}
+
 fn caught_up(url: &str) -> Option<Value> {
     let status = sink_status(url);
     (status["lag_events"] == 0 && status["last_error"].is_null()).then_some(status)
@@ -387,17 +399,8 @@ fn events_arrive_with_their_fields_and_erasure_reaches_clickhouse() {
 
     // Erasure: the subject's rows leave ClickHouse before the answer, which says so, and
     // so does the audit entry.
-    let resp = request(
-        "DELETE",
-        &format!("{}/api/v1/subjects/install/inst-1", server.url),
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        None,
-    );
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(
-        resp.json()["sinks"],
-        json!([{"sink": "warehouse", "confirmed": true}])
-    );
+    let sinks = erase_install(&server.url, "inst-1");
+    assert_eq!(sinks, json!([{"sink": "warehouse", "confirmed": true}]));
     assert_eq!(
         clickhouse.number(&format!(
             "SELECT count() FROM {DATABASE}.events WHERE install_id = 'inst-1'"
@@ -487,14 +490,8 @@ fn clickhouse_down_leaves_ingest_alone_and_the_sink_catches_up() {
         &json!({ "events": gone }).to_string(),
     );
     assert_eq!(resp.json()["accepted"], 5);
-    let resp = request(
-        "DELETE",
-        &format!("{}/api/v1/subjects/install/gone", server.url),
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        None,
-    );
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    let answer = &resp.json()["sinks"][0];
+    let sinks = erase_install(&server.url, "gone");
+    let answer = &sinks[0];
     assert_eq!(answer["confirmed"], false, "{answer}");
     assert!(answer["error"].as_str().unwrap().starts_with("unreachable"));
     assert!(!answer["error"].as_str().unwrap().contains("gone"));
@@ -667,17 +664,8 @@ fn metric_points_are_copied_then_followed_into_their_own_table_and_erased_with_t
     );
 
     // Erasing install-1 deletes its points in ClickHouse too; install-2's stay.
-    let resp = request(
-        "DELETE",
-        &format!("{}/api/v1/subjects/install/install-1", server.url),
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        None,
-    );
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(
-        resp.json()["sinks"],
-        json!([{"sink": "warehouse", "confirmed": true}])
-    );
+    let sinks = erase_install(&server.url, "install-1");
+    assert_eq!(sinks, json!([{"sink": "warehouse", "confirmed": true}]));
     assert_eq!(
         clickhouse.number(&format!(
             "SELECT count() FROM {DATABASE}.metric_points WHERE install_id = 'install-1'"
@@ -774,17 +762,8 @@ fn on_two_shards_erasure_and_retention_reach_every_shard() {
         "sharded by id"
     );
 
-    let resp = request(
-        "DELETE",
-        &format!("{}/api/v1/subjects/install/{target}", server.url),
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        None,
-    );
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(
-        resp.json()["sinks"],
-        json!([{"sink": "warehouse", "confirmed": true}])
-    );
+    let sinks = erase_install(&server.url, target);
+    assert_eq!(sinks, json!([{"sink": "warehouse", "confirmed": true}]));
     for shard in [&first, &second] {
         assert_eq!(
             local(shard, "events_local", &format!("install_id = '{target}'")),
