@@ -5,6 +5,7 @@
 //! transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -20,6 +21,8 @@ pub const METRICS: TableDefinition<&str, &[u8]> = TableDefinition::new("series_m
 pub const SERIES_KEYS: TableDefinition<&str, u64> = TableDefinition::new("series_keys");
 /// Series id → JSON [`SeriesDef`].
 pub const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
+/// A point's key: (series id, time in ms).
+pub type PointKey = (u64, i64);
 /// (series id, time in ms) → JSON [`Point`].
 pub const POINTS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("series_points");
 /// (series id, stream key) → JSON [`StreamState`]: the last report of each cumulative stream.
@@ -374,41 +377,42 @@ pub fn close_outbox(txn: &WriteTransaction) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct PointRecord {
     pub version: u64,
-    pub series: std::sync::Arc<SeriesDef>,
-    pub metric: std::sync::Arc<MetricDef>,
+    pub series: Arc<SeriesDef>,
+    pub metric: Arc<MetricDef>,
     pub time_ms: i64,
     pub point: Point,
 }
 
+/// A point's series and its metric.
+type SeriesAndMetric = (Arc<SeriesDef>, Arc<MetricDef>);
+
 /// Series and metric definitions read once per batch.
-struct Definitions<'t> {
-    txn: &'t ReadTransaction,
-    series: HashMap<u64, Option<std::sync::Arc<SeriesDef>>>,
-    metrics: HashMap<String, Option<std::sync::Arc<MetricDef>>>,
+struct Definitions {
+    series_table: redb::ReadOnlyTable<u64, &'static [u8]>,
+    metrics_table: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    series: HashMap<u64, Option<Arc<SeriesDef>>>,
+    metrics: HashMap<String, Option<Arc<MetricDef>>>,
 }
 
-impl<'t> Definitions<'t> {
-    fn new(txn: &'t ReadTransaction) -> Definitions<'t> {
-        Definitions {
-            txn,
+impl Definitions {
+    fn new(txn: &ReadTransaction) -> Result<Definitions, StoreError> {
+        Ok(Definitions {
+            series_table: txn.open_table(SERIES)?,
+            metrics_table: txn.open_table(METRICS)?,
             series: HashMap::new(),
             metrics: HashMap::new(),
-        }
+        })
     }
 
     /// The series and its metric, when both are still stored.
-    #[allow(clippy::type_complexity)]
-    fn of(
-        &mut self,
-        id: u64,
-    ) -> Result<Option<(std::sync::Arc<SeriesDef>, std::sync::Arc<MetricDef>)>, StoreError> {
+    fn of(&mut self, id: u64) -> Result<Option<SeriesAndMetric>, StoreError> {
         if !self.series.contains_key(&id) {
-            let table = self.txn.open_table(SERIES)?;
-            let def = table
+            let def = self
+                .series_table
                 .get(id)?
                 .map(|v| serde_json::from_slice::<SeriesDef>(v.value()).map_err(codec))
                 .transpose()?
-                .map(std::sync::Arc::new);
+                .map(Arc::new);
             self.series.insert(id, def);
         }
         let Some(Some(series)) = self.series.get(&id).cloned() else {
@@ -416,12 +420,12 @@ impl<'t> Definitions<'t> {
         };
         let key = metric_key(&series.product, &series.name);
         if !self.metrics.contains_key(&key) {
-            let table = self.txn.open_table(METRICS)?;
-            let def = table
+            let def = self
+                .metrics_table
                 .get(key.as_str())?
                 .map(|v| serde_json::from_slice::<MetricDef>(v.value()).map_err(codec))
                 .transpose()?
-                .map(std::sync::Arc::new);
+                .map(Arc::new);
             self.metrics.insert(key.clone(), def);
         }
         Ok(self.metrics[&key].clone().map(|metric| (series, metric)))
@@ -439,7 +443,7 @@ pub fn outbox_points(
     let txn = store.begin_read()?;
     let outbox = txn.open_table(OUTBOX)?;
     let points = txn.open_table(POINTS)?;
-    let mut definitions = Definitions::new(&txn);
+    let mut definitions = Definitions::new(&txn)?;
     let mut latest: HashMap<(u64, i64), u64> = HashMap::new();
     let mut below = from;
     for row in outbox.range(from..)?.take(limit) {
@@ -474,16 +478,15 @@ pub fn outbox_points(
 /// first copy), versioned with the last outbox position of the snapshot they were read in (so
 /// they replace the deliveries of every earlier write, and a later write replaces them), and
 /// the key to go on after (`None` when the last point was read).
-#[allow(clippy::type_complexity)]
 pub fn stored_points(
     store: &Store,
-    after: Option<(u64, i64)>,
+    after: Option<PointKey>,
     limit: usize,
-) -> Result<(Vec<PointRecord>, Option<(u64, i64)>), StoreError> {
+) -> Result<(Vec<PointRecord>, Option<PointKey>), StoreError> {
     let txn = store.begin_read()?;
     let version = outbox_bounds(&txn)?.1 - 1;
     let points = txn.open_table(POINTS)?;
-    let mut definitions = Definitions::new(&txn);
+    let mut definitions = Definitions::new(&txn)?;
     let rows = match after {
         Some(key) => points.range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))?,
         None => points.range::<(u64, i64)>(..)?,

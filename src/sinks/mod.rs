@@ -268,7 +268,6 @@ impl Sink {
         dir: &Path,
         (index, outbox): (usize, Arc<Outbox>),
     ) -> Result<Sink, SinkError> {
-        std::fs::create_dir_all(dir).map_err(|e| state_error(dir, e))?;
         let position_file = dir.join(format!("{}.position", config.name));
         let erasures_file = dir.join(format!("{}.erasures.json", config.name));
         let points_file = dir.join(format!("{}.points.json", config.name));
@@ -503,10 +502,12 @@ impl Sink {
     fn deliver_points(&self) -> Result<Step, SinkError> {
         let _delivering = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let cursor = *self.points.lock().unwrap_or_else(|p| p.into_inner());
-        let (records, next) = match cursor {
+        // Whether the read was full, so more may follow at once.
+        let (records, next, full) = match cursor {
             PointsCursor::Copying { resume_at, after } => {
                 let (records, last) =
                     series_store::stored_points(&self.store, after, self.batch_size)?;
+                let full = last.is_some();
                 let next = match last {
                     Some(after) => PointsCursor::Copying {
                         resume_at,
@@ -522,12 +523,13 @@ impl Sink {
                         }
                     }
                 };
-                (records, next)
+                (records, next, full)
             }
             PointsCursor::Following { position } => {
                 let (records, below) =
                     series_store::outbox_points(&self.store, position, self.batch_size)?;
-                (records, PointsCursor::Following { position: below })
+                let full = below - position == self.batch_size as u64;
+                (records, PointsCursor::Following { position: below }, full)
             }
         };
         if next == cursor {
@@ -540,15 +542,11 @@ impl Sink {
         *self.points.lock().unwrap_or_else(|p| p.into_inner()) = next;
         self.outbox.note(self.index, next.needs());
         self.progress().points_delivered_total += records.len() as u64;
-        // A full read (copy chunk or outbox entries) means more may follow at once.
-        let read = match (cursor, next) {
-            (PointsCursor::Following { position: a }, PointsCursor::Following { position: b }) => {
-                (b - a) as usize
-            }
-            (_, PointsCursor::Copying { .. }) => self.batch_size,
-            _ => records.len(),
-        };
-        Ok(Step::Delivered(read))
+        Ok(Step::Delivered(if full {
+            self.batch_size
+        } else {
+            records.len()
+        }))
     }
 
     /// Moves the position over `[from, below)`, which the store no longer holds.
@@ -689,6 +687,9 @@ impl Sinks {
             store.write(series_store::close_outbox)?;
         }
         let dir = data_dir.join(SINKS_DIR);
+        if !configs.is_empty() {
+            std::fs::create_dir_all(&dir).map_err(|e| state_error(&dir, e))?;
+        }
         let outbox = Arc::new(Outbox {
             writer: writer.clone(),
             needed: Mutex::new(vec![0; configs.len()]),
@@ -698,7 +699,6 @@ impl Sinks {
         for (index, config) in configs.iter().enumerate() {
             let destination: Box<dyn Destination> = match config.kind {
                 SinkKind::Clickhouse => {
-                    std::fs::create_dir_all(&dir).map_err(|e| state_error(&dir, e))?;
                     Box::new(clickhouse::ClickHouse::new(config, retention, &dir)?)
                 }
             };
