@@ -1,15 +1,13 @@
 //! Distribution: percentiles and a histogram of one metric, grouped by up to two fields.
 
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use serde::{Deserialize, Serialize};
 
-use super::groups::{label, select, Candidate, OTHER};
+use super::distinct::Distinct;
+use super::groups::{dense_keys, label, select, Candidate, OTHER};
 use super::stats::{histogram, summarize, Bin, Summary};
 use super::{
     estimated, filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range,
 };
-use crate::search::NO_VALUE;
 
 /// The most histogram bins.
 const MAX_BINS: usize = 200;
@@ -45,11 +43,10 @@ pub struct DistributionAnswer {
     pub suppressed_groups: usize,
 }
 
-/// The values of one group: weighted events, distinct installs, (value, weight) pairs.
+/// The values of one group: weighted events, (value, weight) pairs.
 #[derive(Default)]
 struct Values {
     weight: f64,
-    installs: FxHashSet<u32>,
     values: Vec<(f64, f64)>,
 }
 
@@ -76,55 +73,62 @@ pub fn run(
         &columns,
         Some(&spec.metric),
     )?;
-    let key_of = |i: usize| -> [u32; 2] {
-        let mut key = [NO_VALUE; 2];
-        for (slot, column) in scanned.columns[1..].iter().enumerate() {
-            key[slot] = column.ids[i];
-        }
-        key
-    };
-    let mut per_key: FxHashMap<[u32; 2], Values> = FxHashMap::default();
+    let installs = &scanned.columns[0];
+    let keys = dense_keys(scanned.len(), &scanned.columns[1..]);
+    let mut per_key: Vec<Values> = keys.keys.iter().map(|_| Values::default()).collect();
+    let mut key_installs = Distinct::new(keys.keys.len(), installs.dictionary.len());
     let mut weights = Vec::new();
     for i in 0..scanned.len() {
         let value = scanned.metric[i];
         if value.is_nan() {
             continue;
         }
-        let entry = per_key.entry(key_of(i)).or_default();
+        let key = keys.of_row[i] as usize;
+        let entry = &mut per_key[key];
         entry.weight += scanned.weights[i];
-        if scanned.columns[0].ids[i] != NO_VALUE {
-            entry.installs.insert(scanned.columns[0].ids[i]);
-        }
         entry.values.push((value, scanned.weights[i]));
+        key_installs.insert(key, installs.ids[i]);
         weights.push(scanned.weights[i]);
     }
     let selection = select(
-        per_key
+        keys.keys
             .iter()
-            .map(|(key, group)| Candidate {
+            .enumerate()
+            .filter(|(n, _)| !per_key[*n].values.is_empty())
+            .map(|(n, key)| Candidate {
                 key: *key,
-                weight: group.weight,
-                installs: group.installs.len(),
+                weight: per_key[n].weight,
+                installs: key_installs.count(n) as usize,
             })
             .collect(),
         limit,
         context.min_group_installs,
     );
-    let mut slots: Vec<Values> = (0..selection.slots()).map(|_| Values::default()).collect();
+    let slot_of_key: Vec<usize> = keys.keys.iter().map(|k| selection.slot(k)).collect();
+    let mut slot_installs = Distinct::new(selection.slots(), installs.dictionary.len());
+    for i in 0..scanned.len() {
+        if !scanned.metric[i].is_nan() {
+            slot_installs.insert(slot_of_key[keys.of_row[i] as usize], installs.ids[i]);
+        }
+    }
+    let mut slots: Vec<Vec<(f64, f64)>> = vec![Vec::new(); selection.slots()];
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (key, group) in per_key {
-        let slot = &mut slots[selection.slot(&key)];
+    for (key, group) in per_key.into_iter().enumerate() {
         for (value, _) in &group.values {
             min = min.min(*value);
             max = max.max(*value);
         }
-        slot.installs.extend(group.installs);
-        slot.values.extend(group.values);
+        let slot = &mut slots[slot_of_key[key]];
+        if slot.is_empty() {
+            *slot = group.values;
+        } else {
+            slot.extend(group.values);
+        }
     }
     let groups = slots
         .into_iter()
         .enumerate()
-        .map(|(slot, mut group)| DistributionGroup {
+        .map(|(slot, mut values)| DistributionGroup {
             group: match selection.kept.get(slot) {
                 Some(key) => scanned.columns[1..]
                     .iter()
@@ -133,9 +137,9 @@ pub fn run(
                     .collect(),
                 None => vec![OTHER.to_string()],
             },
-            installs: group.installs.len() as u64,
-            histogram: histogram(&group.values, min, max, bins),
-            summary: summarize(&mut group.values),
+            installs: slot_installs.count(slot),
+            histogram: histogram(&values, min, max, bins),
+            summary: summarize(&mut values),
         })
         .collect();
     Ok(DistributionAnswer {

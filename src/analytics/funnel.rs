@@ -11,11 +11,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::groups::{select, through, Candidate, Interner, OTHER};
+use super::groups::{select, Candidate, Interner, OTHER};
 use super::stats::weighted_percentile;
 use super::{duration, estimated, filter, group_limit, time_range, AnalyticsError, Context, Range};
 use crate::fields::EventField;
-use crate::search::NO_VALUE;
+use crate::search::{Filter, NO_VALUE};
 use crate::timespan::DAY_MS;
 
 /// Errors listed per step.
@@ -162,21 +162,21 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         .with(EventField::Name, step.name.clone());
         let scanned = context.index.scan(&step_filter, &columns, None)?;
         weights_seen |= estimated(&scanned.weights);
-        let unit_ids = units.translate(&scanned.columns[0]);
-        let install_ids = installs.translate(&scanned.columns[1]);
-        let group_ids = scanned.columns.get(2).map(|c| groups.translate(c));
+        let unit_ids = units.ids(&scanned.columns[0]);
+        let install_ids = installs.ids(&scanned.columns[1]);
+        let group_ids = scanned.columns.get(2).map(|c| groups.ids(c));
         let mut by_unit: FxHashMap<u32, Vec<Occurrence>> = FxHashMap::default();
         for i in 0..scanned.len() {
-            let unit = through(&unit_ids, scanned.columns[0].ids[i]);
+            let unit = unit_ids[i];
             if unit == NO_VALUE {
                 continue;
             }
             by_unit.entry(unit).or_default().push(Occurrence {
                 ts: scanned.timestamps[i],
                 weight: scanned.weights[i],
-                install: through(&install_ids, scanned.columns[1].ids[i]),
+                install: install_ids[i],
                 group: match &group_ids {
-                    Some(table) => through(table, scanned.columns[2].ids[i]),
+                    Some(ids) => ids[i],
                     None => NO_VALUE,
                 },
             });
@@ -331,18 +331,20 @@ fn dropped_errors(
         Unit::Install => "install_id",
         Unit::Session => "session_id",
     };
-    let scanned = context.index.scan(
-        &filter(
+    let errors = Filter {
+        present: vec![EventField::ErrorCode, EventField::Fingerprint],
+        ..filter(
             context,
             Some(from),
             to.saturating_add(window),
             spec.range.q.as_deref(),
             None,
-        ),
-        &[unit_column, "error_code", "fingerprint"],
-        None,
-    )?;
-    let unit_ids = units.translate(&scanned.columns[0]);
+        )
+    };
+    let scanned = context
+        .index
+        .scan(&errors, &[unit_column, "error_code", "fingerprint"], None)?;
+    let unit_ids = units.ids(&scanned.columns[0]);
     // (step, code id, fingerprint id) → (units, weighted events)
     let mut tally: FxHashMap<(usize, u32, u32), (FxHashSet<u32>, f64)> = FxHashMap::default();
     for i in 0..scanned.len() {
@@ -350,7 +352,7 @@ fn dropped_errors(
         if code == NO_VALUE && print == NO_VALUE {
             continue;
         }
-        let unit = through(&unit_ids, scanned.columns[0].ids[i]);
+        let unit = unit_ids[i];
         let Some((step, at)) = stopped.get(&unit) else {
             continue;
         };

@@ -3,9 +3,11 @@
 //! interner that gives values from separate scans one id space.
 
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::hash::Hash;
+use std::sync::Arc;
 
-use crate::search::{ScanColumn, NO_VALUE};
+use crate::search::{Dictionary, ScanColumn, NO_VALUE};
 
 /// The label of the folded group.
 pub const OTHER: &str = "other";
@@ -79,49 +81,156 @@ pub fn select<K: Eq + Hash + Clone + Ord>(
     }
 }
 
-/// Gives the values of several scans' columns one id space.
+/// One id space for a column across several scans. Scans of a column share their global ids
+/// (see [`Dictionary::generation`]), so their ids are taken as they are; only when the
+/// column's dictionary was rebuilt between two scans are the later scan's ids translated by
+/// value.
 #[derive(Default)]
 pub struct Interner {
-    ids: FxHashMap<String, u32>,
-    pub values: Vec<String>,
+    /// The dictionary of this interner's ids (the largest seen of its generation).
+    dictionary: Option<Arc<Dictionary>>,
+    /// Values of rebuilt dictionaries, by value: ids beyond `dictionary`'s values.
+    by_value: FxHashMap<String, u32>,
+    extra: Vec<String>,
 }
 
 impl Interner {
-    /// The id of every value of `column` (index = the column's id), in this interner.
-    pub fn translate(&mut self, column: &ScanColumn) -> Vec<u32> {
-        column
-            .values
+    /// Every row's id of `column` in this interner.
+    pub fn ids<'a>(&mut self, column: &'a ScanColumn) -> Cow<'a, [u32]> {
+        let Some(mine) = &self.dictionary else {
+            self.dictionary = Some(column.dictionary.clone());
+            return Cow::Borrowed(&column.ids);
+        };
+        if mine.generation == column.dictionary.generation {
+            // The same ids; a later dictionary of a generation extends the earlier ones (unless
+            // translated values took the ids beyond this one's).
+            if column.dictionary.len() <= mine.len() {
+                return Cow::Borrowed(&column.ids);
+            }
+            if self.extra.is_empty() {
+                self.dictionary = Some(column.dictionary.clone());
+                return Cow::Borrowed(&column.ids);
+            }
+        }
+        if self.by_value.is_empty() {
+            for id in 0..mine.len() as u32 {
+                if let Some(value) = mine.value(id) {
+                    self.by_value.insert(value.to_string(), id);
+                }
+            }
+        }
+        let base = mine.len() as u32;
+        let mut table: FxHashMap<u32, u32> = FxHashMap::default();
+        let ids = column
+            .ids
             .iter()
-            .map(|value| match self.ids.get(value) {
-                Some(id) => *id,
-                None => {
-                    let id = self.values.len() as u32;
-                    self.ids.insert(value.clone(), id);
-                    self.values.push(value.clone());
-                    id
+            .map(|id| match (*id, column.value(*id)) {
+                (NO_VALUE, _) | (_, None) => NO_VALUE,
+                (id, Some(value)) => {
+                    *table
+                        .entry(id)
+                        .or_insert_with(|| match self.by_value.get(value) {
+                            Some(mine) => *mine,
+                            None => {
+                                let new = base + self.extra.len() as u32;
+                                self.by_value.insert(value.to_string(), new);
+                                self.extra.push(value.to_string());
+                                new
+                            }
+                        })
                 }
             })
-            .collect()
+            .collect();
+        Cow::Owned(ids)
     }
 
     /// The label of `id` ([`NONE`] for no value).
     pub fn label(&self, id: u32) -> String {
-        label(self.values.get(id as usize).map(String::as_str))
+        let base = self.dictionary.as_ref().map_or(0, |d| d.len() as u32);
+        let value = match &self.dictionary {
+            Some(dictionary) if id < base => dictionary.value(id),
+            _ => id
+                .checked_sub(base)
+                .and_then(|i| self.extra.get(i as usize))
+                .map(String::as_str),
+        };
+        label(value)
     }
+}
+
+/// The group keys of a scan's rows, numbered densely: per row the number of its key, and per
+/// number the key (up to two columns' ids, [`NO_VALUE`] where a row has none; no columns give
+/// every row key 0).
+pub struct DenseKeys {
+    pub of_row: Vec<u32>,
+    pub keys: Vec<[u32; 2]>,
+}
+
+/// Above this many (value, value) combinations, two columns' keys are numbered through a map.
+const MAX_KEY_TABLE: usize = 1 << 22;
+
+pub fn dense_keys(rows: usize, columns: &[ScanColumn]) -> DenseKeys {
+    if columns.is_empty() {
+        return DenseKeys {
+            of_row: vec![0; rows],
+            keys: if rows > 0 {
+                vec![[NO_VALUE; 2]]
+            } else {
+                Vec::new()
+            },
+        };
+    }
+    let mut keys: Vec<[u32; 2]> = Vec::new();
+    // A column's id with "no value" as the last slot.
+    let slot = |column: &ScanColumn, id: u32| -> usize {
+        if id == NO_VALUE {
+            column.dictionary.len()
+        } else {
+            id as usize
+        }
+    };
+    let mut number = |key: [u32; 2], entry: &mut u32| -> u32 {
+        if *entry == NO_VALUE {
+            *entry = keys.len() as u32;
+            keys.push(key);
+        }
+        *entry
+    };
+    let of_row: Vec<u32> = match columns {
+        [] => Vec::new(),
+        [a] => {
+            let mut table = vec![NO_VALUE; a.dictionary.len() + 1];
+            a.ids
+                .iter()
+                .map(|id| number([*id, NO_VALUE], &mut table[slot(a, *id)]))
+                .collect()
+        }
+        [a, b, ..] => {
+            let width = b.dictionary.len() + 1;
+            let size = (a.dictionary.len() + 1).saturating_mul(width);
+            if size <= MAX_KEY_TABLE {
+                let mut table = vec![NO_VALUE; size];
+                a.ids
+                    .iter()
+                    .zip(&b.ids)
+                    .map(|(x, y)| number([*x, *y], &mut table[slot(a, *x) * width + slot(b, *y)]))
+                    .collect()
+            } else {
+                let mut map: FxHashMap<[u32; 2], u32> = FxHashMap::default();
+                a.ids
+                    .iter()
+                    .zip(&b.ids)
+                    .map(|(x, y)| number([*x, *y], map.entry([*x, *y]).or_insert(NO_VALUE)))
+                    .collect()
+            }
+        }
+    };
+    DenseKeys { of_row, keys }
 }
 
 /// The label of a value (or of its absence).
 pub fn label(value: Option<&str>) -> String {
     value.unwrap_or(NONE).to_string()
-}
-
-/// `id` through a translation table from [`Interner::translate`].
-pub fn through(table: &[u32], id: u32) -> u32 {
-    if id == NO_VALUE {
-        NO_VALUE
-    } else {
-        table.get(id as usize).copied().unwrap_or(NO_VALUE)
-    }
 }
 
 #[cfg(test)]
@@ -154,6 +263,28 @@ mod tests {
         assert_eq!(selection.slot(&"b".to_string()), 2);
         assert_eq!(selection.slot(&"d".to_string()), 1);
         assert_eq!(selection.slots(), 3);
+    }
+
+    fn column(generation: u64, values: &[&str], ids: &[u32]) -> ScanColumn {
+        ScanColumn {
+            ids: ids.to_vec(),
+            dictionary: Arc::new(Dictionary::of(generation, values)),
+        }
+    }
+
+    #[test]
+    fn scans_of_one_generation_keep_their_ids_and_a_rebuilt_one_is_translated() {
+        let mut interner = Interner::default();
+        let first = column(1, &["a", "b"], &[0, 1, NO_VALUE]);
+        assert_eq!(&*interner.ids(&first), &[0, 1, NO_VALUE]);
+        // The same generation, grown by a new value: the same ids.
+        let grown = column(1, &["a", "b", "c"], &[2, 0]);
+        assert_eq!(&*interner.ids(&grown), &[2, 0]);
+        // Rebuilt: "c" is now 0 and "d" new; translated by value.
+        let rebuilt = column(2, &["c", "d", "a"], &[0, 1, 2, 1, NO_VALUE]);
+        assert_eq!(&*interner.ids(&rebuilt), &[2, 3, 0, 3, NO_VALUE]);
+        let labels: Vec<String> = [0, 2, 3, NO_VALUE].map(|id| interner.label(id)).to_vec();
+        assert_eq!(labels, ["a", "c", "d", NONE]);
     }
 
     #[test]

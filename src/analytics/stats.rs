@@ -4,31 +4,55 @@
 use serde::Serialize;
 
 /// The `q`-quantile (0..=1) of weighted values: the smallest value whose cumulative weight
-/// reaches `q` × the total weight. Sorts `values` by value. `None` when empty.
+/// (in value order) reaches `q` × the total weight. Reorders `values`. `None` when empty.
 pub fn weighted_percentile(values: &mut [(f64, f64)], q: f64) -> Option<f64> {
-    sort_values(values);
-    percentile_of_sorted(values, q)
+    weighted_percentiles(values, &[q])[0]
 }
 
-fn sort_values(values: &mut [(f64, f64)]) {
-    values.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-}
-
-/// [`weighted_percentile`] of values already sorted by value.
-fn percentile_of_sorted(values: &[(f64, f64)], q: f64) -> Option<f64> {
+/// [`weighted_percentile`] for each of `qs` (ascending), by selection rather than sorting: each
+/// quantile narrows the part of `values` the next one is looked for in, so all of them cost
+/// about two passes over the values.
+pub fn weighted_percentiles(values: &mut [(f64, f64)], qs: &[f64]) -> Vec<Option<f64>> {
     let total: f64 = values.iter().map(|(_, w)| w).sum();
     if values.is_empty() || total <= 0.0 {
-        return None;
+        return vec![None; qs.len()];
     }
-    let wanted = q.clamp(0.0, 1.0) * total;
-    let mut cumulative = 0.0;
-    for (value, weight) in values {
-        cumulative += weight;
-        if cumulative >= wanted - total * 1e-12 {
-            return Some(*value);
-        }
-    }
-    values.last().map(|(v, _)| *v)
+    let by_value = |a: &(f64, f64), b: &(f64, f64)| a.0.total_cmp(&b.0);
+    // values[..lo] are no greater than values[lo..], and weigh `before`.
+    let (mut lo, mut before) = (0, 0.0);
+    qs.iter()
+        .map(|q| {
+            let wanted = q.clamp(0.0, 1.0) * total - total * 1e-12;
+            let mut hi = values.len();
+            loop {
+                if hi - lo <= 16 {
+                    let part = &mut values[lo..hi];
+                    part.sort_unstable_by(by_value);
+                    let mut cumulative = before;
+                    let last = part.len() - 1;
+                    for (n, (value, weight)) in part.iter().enumerate() {
+                        if cumulative + weight >= wanted || n == last {
+                            (lo, before) = (lo + n, cumulative);
+                            return Some(*value);
+                        }
+                        cumulative += weight;
+                    }
+                }
+                let mid = lo + (hi - lo) / 2;
+                values[lo..hi].select_nth_unstable_by(mid - lo, by_value);
+                let left: f64 = values[lo..mid].iter().map(|(_, w)| w).sum();
+                let through_mid = before + left + values[mid].1;
+                if before + left >= wanted {
+                    hi = mid;
+                } else if through_mid >= wanted {
+                    (lo, before) = (mid, before + left);
+                    return Some(values[mid].0);
+                } else {
+                    (lo, before) = (mid + 1, through_mid);
+                }
+            }
+        })
+        .collect()
 }
 
 /// The summary of a set of weighted values.
@@ -53,21 +77,26 @@ pub fn summarize(values: &mut [(f64, f64)]) -> Option<Summary> {
     if values.is_empty() {
         return None;
     }
-    sort_values(values);
     let count: f64 = values.iter().map(|(_, w)| w).sum();
     let sum: f64 = values.iter().map(|(v, w)| v * w).sum();
-    let pct = |q| percentile_of_sorted(values, q).unwrap_or(f64::NAN);
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (v, _)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let pct = weighted_percentiles(values, &[0.50, 0.90, 0.95, 0.99]);
+    let pct = |n: usize| pct[n].unwrap_or(f64::NAN);
     Some(Summary {
         count,
         raw_count: values.len() as u64,
         sum,
         avg: if count > 0.0 { sum / count } else { f64::NAN },
-        min: values[0].0,
-        max: values[values.len() - 1].0,
-        p50: pct(0.50),
-        p90: pct(0.90),
-        p95: pct(0.95),
-        p99: pct(0.99),
+        min,
+        max,
+        p50: pct(0),
+        p90: pct(1),
+        p95: pct(2),
+        p99: pct(3),
     })
 }
 
@@ -120,6 +149,48 @@ mod tests {
         assert_eq!(weighted_percentile(&mut values, 0.95), Some(95.0));
         assert_eq!(weighted_percentile(&mut values, 0.99), Some(99.0));
         assert_eq!(weighted_percentile(&mut [], 0.5), None);
+    }
+
+    /// The definition, by sorting: the first value whose cumulative weight reaches q × total.
+    fn by_sorting(values: &[(f64, f64)], q: f64) -> Option<f64> {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total: f64 = sorted.iter().map(|(_, w)| w).sum();
+        let wanted = q * total - total * 1e-12;
+        let mut cumulative = 0.0;
+        for (value, weight) in &sorted {
+            cumulative += weight;
+            if cumulative >= wanted {
+                return Some(*value);
+            }
+        }
+        sorted.last().map(|(v, _)| *v)
+    }
+
+    #[test]
+    fn selection_finds_what_sorting_finds() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let n = 1 + (next() % [5, 40, 3000][round % 3]) as usize;
+            let values: Vec<(f64, f64)> = (0..n)
+                .map(|_| {
+                    let value = (next() % 50) as f64 * 1.5;
+                    let weight = [1.0, 4.0, 10.0, 1.0 / 0.3][(next() % 4) as usize];
+                    (value, weight)
+                })
+                .collect();
+            let qs = [0.0, 0.1, 0.5, 0.5, 0.9, 0.95, 0.99, 1.0];
+            let found = weighted_percentiles(&mut values.clone(), &qs);
+            for (q, found) in qs.iter().zip(found) {
+                assert_eq!(found, by_sorting(&values, *q), "q {q}, n {n}");
+            }
+        }
     }
 
     #[test]

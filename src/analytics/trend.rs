@@ -1,16 +1,14 @@
 //! Trend: one measure per time bucket, grouped by up to two fields (top N plus "other").
 
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use serde::{Deserialize, Serialize};
 
-use super::groups::{label, select, Candidate, OTHER};
+use super::distinct::Distinct;
+use super::groups::{dense_keys, label, select, Candidate, OTHER};
 use super::stats::{summarize, weighted_percentile};
 use super::{
     duration, estimated, filter, group_fields, group_limit, time_range, AnalyticsError, Context,
     Range, MAX_BUCKETS,
 };
-use crate::search::NO_VALUE;
 use crate::timespan::{bucket_count, bucket_start, DAY_MS};
 
 /// What a trend counts per bucket.
@@ -98,8 +96,42 @@ pub struct TrendAnswer {
 struct Cell {
     weight: f64,
     raw: u64,
-    distinct: FxHashSet<u32>,
     values: Vec<(f64, f64)>,
+}
+
+/// The bucket of a timestamp, remembering the last bucket's bounds (rows come roughly in time
+/// order, so most need no division).
+struct Buckets {
+    first: i64,
+    width: i64,
+    current: (i64, i64, i64),
+}
+
+impl Buckets {
+    fn new(first: i64, width: i64) -> Buckets {
+        Buckets {
+            first,
+            width,
+            current: (0, 0, -1),
+        }
+    }
+
+    /// The bucket number of `ts` counted from `first`, `None` before it.
+    #[inline]
+    fn of(&mut self, ts: i64) -> Option<i64> {
+        let (lo, hi, n) = self.current;
+        if lo <= ts && ts < hi {
+            return Some(n);
+        }
+        if ts < self.first {
+            return None;
+        }
+        // Past i64 (a far future event against a range from the far past): beyond any bucket.
+        let n = ts.checked_sub(self.first)? / self.width;
+        let lo = self.first + n * self.width;
+        self.current = (lo, lo.saturating_add(self.width), n);
+        Some(n)
+    }
 }
 
 pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, AnalyticsError> {
@@ -138,62 +170,55 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         metric,
     )?;
     let installs = &scanned.columns[0].ids;
-    let distinct = &scanned.columns[first_group - 1].ids;
-    let key_of = |i: usize| -> [u32; 2] {
-        let mut key = [NO_VALUE; 2];
-        for (slot, column) in scanned.columns[first_group..].iter().enumerate() {
-            key[slot] = column.ids[i];
-        }
-        key
-    };
+    let install_ids = scanned.columns[0].dictionary.len();
+    let distinct = &scanned.columns[first_group - 1];
+    let keys = dense_keys(scanned.len(), &scanned.columns[first_group..]);
 
     // Which groups are shown: weighted events and distinct installs per key.
-    let mut per_key: FxHashMap<[u32; 2], (f64, FxHashSet<u32>)> = FxHashMap::default();
-    for (i, install) in installs.iter().enumerate() {
-        let entry = per_key.entry(key_of(i)).or_default();
-        entry.0 += scanned.weights[i];
-        if *install != NO_VALUE {
-            entry.1.insert(*install);
-        }
+    let mut key_weight = vec![0.0; keys.keys.len()];
+    let mut key_installs = Distinct::new(keys.keys.len(), install_ids);
+    for (i, key) in keys.of_row.iter().enumerate() {
+        key_weight[*key as usize] += scanned.weights[i];
+        key_installs.insert(*key as usize, installs[i]);
     }
     let selection = select(
-        per_key
+        keys.keys
             .iter()
-            .map(|(key, (weight, installs))| Candidate {
+            .enumerate()
+            .map(|(n, key)| Candidate {
                 key: *key,
-                weight: *weight,
-                installs: installs.len(),
+                weight: key_weight[n],
+                installs: key_installs.count(n) as usize,
             })
             .collect(),
         limit,
         context.min_group_installs,
     );
     let slots = selection.slots();
-    let slot_of: FxHashMap<[u32; 2], usize> =
-        per_key.keys().map(|k| (*k, selection.slot(k))).collect();
+    let slot_of_key: Vec<usize> = keys.keys.iter().map(|k| selection.slot(k)).collect();
 
-    let mut cells: Vec<Cell> = (0..count as usize * slots)
-        .map(|_| Cell::default())
-        .collect();
-    let mut slot_installs: Vec<FxHashSet<u32>> = vec![FxHashSet::default(); slots];
+    let cell_count = count as usize * slots;
+    let mut cells: Vec<Cell> = (0..cell_count).map(|_| Cell::default()).collect();
+    let mut cell_distinct = match spec.measure.distinct_column() {
+        Some(_) => Distinct::new(cell_count, distinct.dictionary.len()),
+        None => Distinct::new(0, 0),
+    };
+    let mut slot_installs = Distinct::new(slots, install_ids);
     let mut slot_weight = vec![0.0; slots];
+    let mut buckets = Buckets::new(first, bucket_ms);
     for i in 0..scanned.len() {
-        let bucket = (bucket_start(scanned.timestamps[i], bucket_ms) - first) / bucket_ms;
-        if !(0..count).contains(&bucket) {
+        let Some(bucket) = buckets.of(scanned.timestamps[i]).filter(|b| *b < count) else {
             continue;
-        }
-        let slot = slot_of[&key_of(i)];
+        };
+        let slot = slot_of_key[keys.of_row[i] as usize];
         let weight = scanned.weights[i];
-        let cell = &mut cells[bucket as usize * slots + slot];
+        let at = bucket as usize * slots + slot;
+        let cell = &mut cells[at];
         cell.weight += weight;
         cell.raw += 1;
         slot_weight[slot] += weight;
-        if installs[i] != NO_VALUE {
-            slot_installs[slot].insert(installs[i]);
-        }
-        if spec.measure.distinct_column().is_some() && distinct[i] != NO_VALUE {
-            cell.distinct.insert(distinct[i]);
-        }
+        slot_installs.insert(slot, installs[i]);
+        cell_distinct.insert(at, distinct.ids[i]);
         if metric.is_some() && !scanned.metric[i].is_nan() {
             cell.values.push((scanned.metric[i], weight));
         }
@@ -213,8 +238,9 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         .map(|slot| {
             let (values, raw_events) = (0..count as usize)
                 .map(|bucket| {
-                    let cell = &mut cells[bucket * slots + slot];
-                    (value(spec.measure, cell), cell.raw)
+                    let at = bucket * slots + slot;
+                    let cell = &mut cells[at];
+                    (value(spec.measure, cell, cell_distinct.count(at)), cell.raw)
                 })
                 .unzip();
             TrendSeries {
@@ -222,7 +248,7 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
                 values,
                 raw_events,
                 events: slot_weight[slot],
-                installs: slot_installs[slot].len() as u64,
+                installs: slot_installs.count(slot),
             }
         })
         .collect();
@@ -238,10 +264,10 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     })
 }
 
-fn value(measure: Measure, cell: &mut Cell) -> Option<f64> {
+fn value(measure: Measure, cell: &mut Cell, distinct: u64) -> Option<f64> {
     match measure {
         Measure::Events => Some(cell.weight),
-        Measure::Installs | Measure::Sessions | Measure::Users => Some(cell.distinct.len() as f64),
+        Measure::Installs | Measure::Sessions | Measure::Users => Some(distinct as f64),
         Measure::Sum => Some(cell.values.iter().map(|(v, w)| v * w).sum()),
         Measure::Avg | Measure::Min | Measure::Max => {
             let summary = summarize(&mut cell.values)?;

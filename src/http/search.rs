@@ -145,6 +145,7 @@ impl FilterParams {
             to_ms: time("to", &self.to)?,
             q: self.q.clone().filter(|v| !v.trim().is_empty()),
             scope,
+            present: Vec::new(),
         })
     }
 

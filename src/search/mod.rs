@@ -29,12 +29,14 @@ mod collect;
 #[cfg(test)]
 mod filter_tests;
 mod indexer;
+mod ordinals;
 pub mod query;
 mod scan;
 mod schema;
 #[cfg(test)]
 mod tests;
 mod timerange;
+mod whole_segment;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,9 +49,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, Query};
-use tantivy::{Index, IndexReader, ReloadPolicy, Searcher};
+use tantivy::{Executor, Index, IndexReader, ReloadPolicy, Searcher};
 
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
+pub use ordinals::Dictionary;
 pub use query::parse_time_param;
 pub use scan::{ScanColumn, Scanned, NO_VALUE};
 
@@ -215,6 +218,8 @@ pub struct Filter {
     pub q: Option<String>,
     /// Only events of these products (a token's scope); every product by default.
     pub scope: Scope,
+    /// Only events with a value in at least one of these column fields (none: no condition).
+    pub present: Vec<EventField>,
 }
 
 impl Filter {
@@ -260,6 +265,10 @@ impl Serialize for Filter {
         if let Some(products) = self.scope.products() {
             map.serialize_entry("products", products)?;
         }
+        if !self.present.is_empty() {
+            let names: Vec<&str> = self.present.iter().map(|f| f.name()).collect();
+            map.serialize_entry("present", &names)?;
+        }
         map.end()
     }
 }
@@ -288,6 +297,16 @@ impl<'de> Deserialize<'de> for Filter {
                         "products" => {
                             let products: Vec<String> = map.next_value()?;
                             filter.scope = Scope::only(products);
+                        }
+                        "present" => {
+                            for name in map.next_value::<Vec<String>>()? {
+                                let field = EventField::lookup(&name)
+                                    .filter(|f| f.has(Use::Column))
+                                    .ok_or_else(|| {
+                                        A::Error::custom(format!("unknown column field `{name}`"))
+                                    })?;
+                                filter.present.push(field);
+                            }
                         }
                         name => {
                             let Some(field) =
@@ -411,6 +430,10 @@ pub(crate) struct Shared {
     queued: QueueBudget,
     /// Asks a running catch-up to stop early (close).
     stop: AtomicBool,
+    /// The string columns' global ids, for analytics scans.
+    ordinals: ordinals::GlobalOrdinals,
+    /// Runs a scan's segments on both cores.
+    scan_executor: Executor,
 }
 
 impl Shared {
@@ -502,6 +525,8 @@ impl SearchIndex {
             dropped_batches: AtomicU64::new(0),
             queued: QueueBudget::new(options.queue_events),
             stop: AtomicBool::new(false),
+            ordinals: ordinals::GlobalOrdinals::default(),
+            scan_executor: scan_executor(),
         });
         let (sender, receiver) = sync_channel(options.queue_capacity.max(1));
         let indexer = Indexer::new(shared.clone(), source, options, writer, position);
@@ -580,6 +605,16 @@ impl SearchIndex {
     }
 
     fn compile(&self, searcher: &Searcher, filter: &Filter) -> Result<Box<dyn Query>, SearchError> {
+        self.compile_with(searcher, filter, false)
+    }
+
+    /// [`Self::compile`]; with `time_checked_by_collector`, the time range only skips segments.
+    fn compile_with(
+        &self,
+        searcher: &Searcher,
+        filter: &Filter,
+        time_checked_by_collector: bool,
+    ) -> Result<Box<dyn Query>, SearchError> {
         let tokenizer = self
             .shared()
             .index
@@ -592,6 +627,7 @@ impl SearchIndex {
             tokenizer,
             now_ms: now_ms(),
             time_bounds: timestamp_bounds(searcher)?,
+            time_checked_by_collector,
         };
         context.filter_query(filter)
     }
@@ -881,16 +917,33 @@ impl SearchIndex {
         metric: Option<&str>,
     ) -> Result<Scanned, SearchError> {
         let searcher = self.searcher();
-        let columns = columns
-            .iter()
-            .map(|field| column_of(&searcher, field, Use::Column))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut sources = Vec::with_capacity(columns.len());
+        for field in columns {
+            let name = column_of(&searcher, field, Use::Column)?;
+            let (dictionary, tables) = self.shared().ordinals.tables(&searcher, &name)?;
+            sources.push(scan::ScanSource {
+                name,
+                dictionary,
+                tables,
+            });
+        }
         let metric = metric.map(|name| {
             let key = name.strip_prefix("metrics.").unwrap_or(name);
             format!("metrics.{}", escape_json_key(key))
         });
-        let query = self.compile(&searcher, filter)?;
-        Ok(searcher.search(query.as_ref(), &scan::Scan { columns, metric })?)
+        let query = self.compile_with(&searcher, filter, true)?;
+        let scan = scan::Scan {
+            columns: sources,
+            metric,
+            from_ms: filter.from_ms.unwrap_or(i64::MIN),
+            to_ms: filter.to_ms.unwrap_or(i64::MAX),
+        };
+        Ok(searcher.search_with_executor(
+            query.as_ref(),
+            &scan,
+            &self.shared().scan_executor,
+            tantivy::query::EnableScoring::disabled_from_searcher(&searcher),
+        )?)
     }
 
     /// Document count, segments, bytes on disk, position and last commit time.
@@ -926,6 +979,17 @@ impl SearchIndex {
 
 /// The fast column of `field`: a catalogue field with `usage` (by name or alias), or a
 /// dimension as `dims.NAME` or `NAME` (a bare name must exist in the index).
+/// A pool with a thread per core (at most four) for scans, or this thread alone.
+fn scan_executor() -> Executor {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if threads > 1 {
+        if let Ok(executor) = Executor::multi_thread(threads, "scan-") {
+            return executor;
+        }
+    }
+    Executor::single_thread()
+}
+
 fn column_of(searcher: &Searcher, field: &str, usage: Use) -> Result<String, SearchError> {
     match exact_field(field) {
         Some(f) if f.has(usage) => Ok(f.name().to_string()),

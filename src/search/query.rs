@@ -45,14 +45,15 @@
 use std::ops::Bound;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, Occur, PhraseQuery, Query, RangeQuery,
 };
-use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::schema::Field;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
 
 use super::schema::{escape_json_key, exact_field, IndexFields};
-pub use super::timerange::time_range_query;
+pub use super::timerange::{segments_in_range, time_range_query};
+use super::whole_segment::term_query;
 use super::{Filter, SearchError};
 use crate::fields::{EventField, Use};
 use crate::model::Level;
@@ -566,6 +567,9 @@ pub struct QueryContext<'a> {
     pub now_ms: i64,
     /// The index's smallest and largest timestamp (see [`super::timestamp_bounds`]).
     pub time_bounds: Option<(i64, i64)>,
+    /// The filter's time range only skips segments wholly outside it; the collector checks
+    /// each document's timestamp itself (scans, which read every timestamp anyway).
+    pub time_checked_by_collector: bool,
 }
 
 /// Whether a dimension or metric column named `root.key` exists in any segment.
@@ -608,10 +612,6 @@ fn known_field_names(searcher: &Searcher) -> Vec<String> {
 
 fn all_query() -> Box<dyn Query> {
     Box::new(AllQuery)
-}
-
-fn term_query(term: Term) -> Box<dyn Query> {
-    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
 }
 
 /// `NOT inner`: everything except `inner`.
@@ -891,6 +891,19 @@ impl QueryContext<'_> {
                 .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(should))));
         }
+        if !filter.present.is_empty() {
+            let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for field in &filter.present {
+                if !field.has(Use::Column) {
+                    return Err(SearchError::InvalidRequest(format!(
+                        "\"{field}\" is not kept as a column"
+                    )));
+                }
+                let exists = ExistsQuery::new(field.name().to_string(), false);
+                any.push((Occur::Should, Box::new(exists)));
+            }
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
         if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
             if from >= to {
                 return Ok(Box::new(EmptyQuery));
@@ -899,7 +912,11 @@ impl QueryContext<'_> {
         if filter.from_ms.is_some() || filter.to_ms.is_some() {
             clauses.push((
                 Occur::Must,
-                time_range_query(self.fields, filter.from_ms, filter.to_ms, self.time_bounds),
+                if self.time_checked_by_collector {
+                    segments_in_range(filter.from_ms, filter.to_ms)
+                } else {
+                    time_range_query(self.fields, filter.from_ms, filter.to_ms, self.time_bounds)
+                },
             ));
         }
         if let Some(q) = filter.q.as_deref() {

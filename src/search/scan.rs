@@ -2,34 +2,36 @@
 //! (1 / effective sample rate), the values of a few string columns as small integer ids, and
 //! optionally one metric — read from the fast columns segment by segment, never from the store.
 //!
-//! Per document the segment collector only pushes numbers onto vectors (column ordinals, no
-//! strings); at harvest each segment resolves the ordinals it saw in one pass over its
-//! dictionaries, and the merge re-numbers them into one id space per column.
+//! Per block of documents the segment collector reads each column in one call and pushes
+//! numbers onto vectors: string values become global ids through the segment's table
+//! ([`super::ordinals`]), so no strings are touched and the merge only concatenates.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
+use tantivy::columnar::{Cardinality, Column, StrColumn};
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
+use super::ordinals::{Dictionary, SegmentTables};
 use super::schema::{SAMPLE_RATE, TIMESTAMP};
 use crate::model::weight_of_rate;
 
 /// The id of "no value" in a [`ScanColumn`].
 pub const NO_VALUE: u32 = u32::MAX;
 
-/// One string column of a scan: an id per scanned event ([`NO_VALUE`] when the event has none)
-/// and the value of each id.
+/// One string column of a scan: a global id per scanned event ([`NO_VALUE`] when the event has
+/// none) and the column's dictionary. Scans of the same column whose dictionaries have the same
+/// generation share their ids.
 #[derive(Debug, Default)]
 pub struct ScanColumn {
     pub ids: Vec<u32>,
-    pub values: Vec<String>,
+    pub dictionary: Arc<Dictionary>,
 }
 
 impl ScanColumn {
     /// The value of `id`, or `None` for [`NO_VALUE`].
     pub fn value(&self, id: u32) -> Option<&str> {
-        self.values.get(id as usize).map(String::as_str)
+        self.dictionary.value(id)
     }
 }
 
@@ -55,30 +57,43 @@ impl Scanned {
     }
 }
 
-/// Collects [`Scanned`] over resolved fast-column names (`platform`, `dims.carrier`) and a
-/// metric column (`metrics.stt_latency_ms`).
+/// Collects [`Scanned`]: per column its resolved fast-column name (`platform`, `dims.carrier`),
+/// dictionary and per-segment tables, and a metric column (`metrics.stt_latency_ms`).
 pub struct Scan {
-    pub columns: Vec<String>,
+    pub columns: Vec<ScanSource>,
     pub metric: Option<String>,
+    /// Only documents with `from_ms <= timestamp < to_ms` (the query skips whole segments
+    /// only).
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// A string column to scan, with its global ordinals.
+pub struct ScanSource {
+    pub name: String,
+    pub dictionary: Arc<Dictionary>,
+    pub tables: SegmentTables,
 }
 
 pub struct ScanSegment {
-    columns: Vec<Option<StrColumn>>,
+    /// Per column: the segment's column and its ordinal → global id table.
+    columns: Vec<Option<(StrColumn, Arc<[u32]>)>>,
     /// Integral and fractional values of the metric live in separate columns.
     metric_i64: Option<Column<i64>>,
     metric_f64: Option<Column<f64>>,
     with_metric: bool,
     timestamps: Column<i64>,
-    rates: Option<Column<f64>>,
-    out_timestamps: Vec<i64>,
-    out_weights: Vec<f64>,
-    /// Segment ordinals per column ([`NO_VALUE`] for none).
-    out_ords: Vec<Vec<u32>>,
-    out_metric: Vec<f64>,
+    from_ms: i64,
+    to_ms: i64,
+    rates: Rates,
+    out: Scanned,
+    /// Reused per block.
+    kept_docs: Vec<DocId>,
+    kept_timestamps: Vec<i64>,
+    block_i64: Vec<Option<i64>>,
+    block_f64: Vec<Option<f64>>,
+    block_u64: Vec<Option<u64>>,
 }
-
-/// A segment's part: like [`Scanned`], with ids local to the segment.
-type SegmentFruit = Result<Scanned, TantivyError>;
 
 impl Collector for Scan {
     type Fruit = Scanned;
@@ -86,30 +101,51 @@ impl Collector for Scan {
 
     fn for_segment(
         &self,
-        _segment_local_id: SegmentOrdinal,
+        segment_local_id: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<ScanSegment> {
         let fast = segment.fast_fields();
-        let columns = self
-            .columns
-            .iter()
-            .map(|name| fast.str(name))
-            .collect::<tantivy::Result<Vec<_>>>()?;
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for source in &self.columns {
+            let table = source
+                .tables
+                .get(segment_local_id as usize)
+                .cloned()
+                .flatten();
+            columns.push(match (fast.str(&source.name)?, table) {
+                (Some(column), Some(table)) => Some((column, table)),
+                _ => None,
+            });
+        }
         let (metric_i64, metric_f64) = match &self.metric {
             Some(name) => (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?),
             None => (None, None),
         };
         Ok(ScanSegment {
-            out_ords: vec![Vec::new(); columns.len()],
+            out: Scanned {
+                columns: self
+                    .columns
+                    .iter()
+                    .map(|source| ScanColumn {
+                        ids: Vec::new(),
+                        dictionary: source.dictionary.clone(),
+                    })
+                    .collect(),
+                ..Scanned::default()
+            },
             columns,
             metric_i64,
             metric_f64,
             with_metric: self.metric.is_some(),
             timestamps: fast.i64(TIMESTAMP)?,
-            rates: fast.column_opt::<f64>(SAMPLE_RATE)?,
-            out_timestamps: Vec::new(),
-            out_weights: Vec::new(),
-            out_metric: Vec::new(),
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            rates: Rates::of(fast.column_opt::<f64>(SAMPLE_RATE)?),
+            kept_docs: Vec::new(),
+            kept_timestamps: Vec::new(),
+            block_i64: Vec::new(),
+            block_f64: Vec::new(),
+            block_u64: Vec::new(),
         })
     }
 
@@ -117,120 +153,163 @@ impl Collector for Scan {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<Scanned> {
+    fn merge_fruits(&self, fruits: Vec<tantivy::Result<Scanned>>) -> tantivy::Result<Scanned> {
+        let parts = fruits.into_iter().collect::<tantivy::Result<Vec<_>>>()?;
+        let total: usize = parts.iter().map(Scanned::len).sum();
+        let with_metric = self.metric.is_some();
         let mut all = Scanned {
-            columns: self.columns.iter().map(|_| ScanColumn::default()).collect(),
-            ..Scanned::default()
+            timestamps: Vec::with_capacity(total),
+            weights: Vec::with_capacity(total),
+            columns: self
+                .columns
+                .iter()
+                .map(|source| ScanColumn {
+                    ids: Vec::with_capacity(total),
+                    dictionary: source.dictionary.clone(),
+                })
+                .collect(),
+            metric: Vec::with_capacity(if with_metric { total } else { 0 }),
         };
-        let mut interned: Vec<HashMap<String, u32>> = vec![HashMap::new(); self.columns.len()];
-        for fruit in fruits {
-            let part = fruit?;
+        for part in parts {
             all.timestamps.extend_from_slice(&part.timestamps);
             all.weights.extend_from_slice(&part.weights);
             all.metric.extend_from_slice(&part.metric);
-            for ((target, ids), column) in
-                all.columns.iter_mut().zip(&mut interned).zip(part.columns)
-            {
-                let global: Vec<u32> = column
-                    .values
-                    .into_iter()
-                    .map(|value| {
-                        let next = target.values.len() as u32;
-                        *ids.entry(value).or_insert_with_key(|value| {
-                            target.values.push(value.clone());
-                            next
-                        })
-                    })
-                    .collect();
-                target.ids.extend(
-                    column
-                        .ids
-                        .iter()
-                        .map(|id| global.get(*id as usize).copied().unwrap_or(NO_VALUE)),
-                );
+            for (target, column) in all.columns.iter_mut().zip(&part.columns) {
+                target.ids.extend_from_slice(&column.ids);
             }
         }
         Ok(all)
     }
 }
 
-impl SegmentCollector for ScanSegment {
-    type Fruit = SegmentFruit;
+impl ScanSegment {
+    fn in_range(&self, ts: i64) -> bool {
+        self.from_ms <= ts && ts < self.to_ms
+    }
 
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        let Some(ts) = self.timestamps.first(doc) else {
-            return;
-        };
-        self.out_timestamps.push(ts);
-        let rate = self
-            .rates
-            .as_ref()
-            .and_then(|c| c.first(doc))
-            .unwrap_or(1.0);
-        self.out_weights.push(weight_of_rate(rate));
-        for (column, ords) in self.columns.iter().zip(&mut self.out_ords) {
-            let ord = column
-                .as_ref()
-                .and_then(|c| c.term_ords(doc).next())
-                .map_or(NO_VALUE, |ord| u32::try_from(ord).unwrap_or(NO_VALUE));
-            ords.push(ord);
+    /// Adds the documents `docs` (in range, with these timestamps), each column read once for
+    /// all of them.
+    fn rows(&mut self, docs: &[DocId], timestamps: &[i64]) {
+        let n = docs.len();
+        self.out.timestamps.extend_from_slice(timestamps);
+        let mut floats = std::mem::take(&mut self.block_f64);
+        match &self.rates {
+            Rates::Column(rates) => {
+                fill(&mut floats, n);
+                rates.first_vals(docs, &mut floats);
+                self.out
+                    .weights
+                    .extend(floats.iter().map(|r| weight_of_rate(r.unwrap_or(1.0))));
+            }
+            Rates::Same(weight) => self.out.weights.extend(std::iter::repeat_n(*weight, n)),
+        }
+        let mut ords = std::mem::take(&mut self.block_u64);
+        for (column, out) in self.columns.iter().zip(&mut self.out.columns) {
+            match column {
+                Some((column, table)) => {
+                    fill(&mut ords, n);
+                    column.ords().first_vals(docs, &mut ords);
+                    out.ids
+                        .extend(ords.iter().map(|ord| global_id(table, *ord)));
+                }
+                None => out.ids.extend(std::iter::repeat_n(NO_VALUE, n)),
+            }
         }
         if self.with_metric {
-            let value = self
-                .metric_i64
-                .as_ref()
-                .and_then(|c| c.first(doc))
-                .map(|v| v as f64)
-                .or_else(|| self.metric_f64.as_ref().and_then(|c| c.first(doc)))
-                .unwrap_or(f64::NAN);
-            self.out_metric.push(value);
+            let mut integers = std::mem::take(&mut self.block_i64);
+            fill(&mut integers, n);
+            if let Some(column) = &self.metric_i64 {
+                column.first_vals(docs, &mut integers);
+            }
+            fill(&mut floats, n);
+            if let Some(column) = &self.metric_f64 {
+                column.first_vals(docs, &mut floats);
+            }
+            self.out.metric.extend(
+                integers
+                    .iter()
+                    .zip(&floats)
+                    .map(|(i, f)| metric_value(*i, *f)),
+            );
+            self.block_i64 = integers;
         }
+        self.block_f64 = floats;
+        self.block_u64 = ords;
+    }
+}
+
+/// A segment's sample rates: one for every document (no column, or one value in a full
+/// column: the usual unsampled segment) as its weight, or per document.
+enum Rates {
+    Same(f64),
+    Column(Column<f64>),
+}
+
+impl Rates {
+    fn of(column: Option<Column<f64>>) -> Rates {
+        match column {
+            None => Rates::Same(1.0),
+            Some(c)
+                if c.get_cardinality() == Cardinality::Full && c.min_value() == c.max_value() =>
+            {
+                Rates::Same(weight_of_rate(c.min_value()))
+            }
+            Some(c) => Rates::Column(c),
+        }
+    }
+}
+
+/// The global id of a segment ordinal.
+fn global_id(table: &[u32], ord: Option<u64>) -> u32 {
+    ord.and_then(|ord| table.get(ord as usize).copied())
+        .unwrap_or(NO_VALUE)
+}
+
+/// A metric's value from its integral or fractional column, NaN for none.
+fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f64 {
+    integral
+        .map(|v| v as f64)
+        .or(fractional)
+        .unwrap_or(f64::NAN)
+}
+
+impl SegmentCollector for ScanSegment {
+    type Fruit = tantivy::Result<Scanned>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.collect_block(&[doc]);
     }
 
-    /// Renumbers each column's ordinals densely (0..n in ordinal order) and resolves the
-    /// values in one sorted pass over the dictionary.
-    fn harvest(self) -> SegmentFruit {
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for (column, mut ords) in self.columns.into_iter().zip(self.out_ords) {
-            let Some(column) = column else {
-                columns.push(ScanColumn {
-                    ids: ords,
-                    values: Vec::new(),
-                });
-                continue;
-            };
-            // Which ordinals occur, then their dense numbers in ordinal order: one pass over
-            // the documents and one over the dictionary's ordinals, no sorting or hashing.
-            let mut dense = vec![NO_VALUE; column.dictionary().num_terms()];
-            for ord in &ords {
-                if let Some(slot) = dense.get_mut(*ord as usize) {
-                    *slot = 0;
-                }
+    /// Reads the block's timestamps, keeps the documents in range, then reads each other
+    /// column once for all of them.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let mut timestamps = std::mem::take(&mut self.block_i64);
+        fill(&mut timestamps, docs.len());
+        self.timestamps.first_vals(docs, &mut timestamps);
+        let mut kept_docs = std::mem::take(&mut self.kept_docs);
+        let mut kept_timestamps = std::mem::take(&mut self.kept_timestamps);
+        kept_docs.clear();
+        kept_timestamps.clear();
+        // Documents without a timestamp (none are written so) are skipped too.
+        for (doc, ts) in docs.iter().zip(&timestamps) {
+            if let Some(ts) = ts.filter(|ts| self.in_range(*ts)) {
+                kept_docs.push(*doc);
+                kept_timestamps.push(ts);
             }
-            let mut used: Vec<u64> = Vec::new();
-            for (ord, slot) in dense.iter_mut().enumerate() {
-                if *slot == 0 {
-                    *slot = used.len() as u32;
-                    used.push(ord as u64);
-                }
-            }
-            for ord in &mut ords {
-                *ord = dense.get(*ord as usize).copied().unwrap_or(NO_VALUE);
-            }
-            let mut values = Vec::with_capacity(used.len());
-            column
-                .dictionary()
-                .sorted_ords_to_term_cb(&used, |bytes| {
-                    values.push(String::from_utf8_lossy(bytes).into_owned())
-                })
-                .map_err(|e| TantivyError::InternalError(e.to_string()))?;
-            columns.push(ScanColumn { ids: ords, values });
         }
-        Ok(Scanned {
-            timestamps: self.out_timestamps,
-            weights: self.out_weights,
-            columns,
-            metric: self.out_metric,
-        })
+        self.block_i64 = timestamps;
+        self.rows(&kept_docs, &kept_timestamps);
+        self.kept_docs = kept_docs;
+        self.kept_timestamps = kept_timestamps;
     }
+
+    fn harvest(self) -> Self::Fruit {
+        Ok(self.out)
+    }
+}
+
+/// `buffer` as `n` Nones (`first_vals` leaves a document without a value untouched).
+fn fill<T>(buffer: &mut Vec<Option<T>>, n: usize) {
+    buffer.clear();
+    buffer.resize_with(n, || None);
 }

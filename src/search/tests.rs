@@ -2081,3 +2081,83 @@ fn sampled_events_are_weighted_in_every_aggregation() {
         ]
     );
 }
+
+/// A scan's string values are global ids: the same value has the same id in every segment and
+/// in later scans; the time range is cut exactly inside segments; `present` keeps the events
+/// with a value in one of its fields.
+#[test]
+fn scans_share_ids_across_segments_and_cut_time_exactly() {
+    let events: Vec<Event> = (0..300).map(dictation_event).collect();
+    let source = MemSource::new(events[..100].to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_indexed(dir.path(), source.clone());
+    index.notify_committed(source.append(events[100..200].to_vec()));
+    assert!(index.wait_indexed(source.next(), WAIT));
+    let rows = |scanned: &Scanned| -> Vec<(i64, Option<String>, Option<String>)> {
+        let mut rows: Vec<_> = (0..scanned.len())
+            .map(|i| {
+                let value = |c: &ScanColumn| c.value(c.ids[i]).map(str::to_string);
+                let (platform, code) = (&scanned.columns[0], &scanned.columns[1]);
+                (scanned.timestamps[i], value(platform), value(code))
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let expected = |from: i64, to: i64, only_errors: bool| {
+        let mut rows: Vec<_> = source
+            .all()
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| from <= e.timestamp && e.timestamp < to)
+            .filter(|e| !only_errors || e.error.is_some())
+            .map(|e| {
+                let code = e.error.and_then(|err| err.code);
+                (e.timestamp, e.platform, code)
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let columns = ["platform", "error_code"];
+    let first = index.scan(&Filter::default(), &columns, None).unwrap();
+    assert_eq!(rows(&first), expected(i64::MIN, i64::MAX, false));
+    let ids_of = |scanned: &Scanned| -> BTreeMap<String, BTreeSet<u32>> {
+        let platform = &scanned.columns[0];
+        let mut ids: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        for id in &platform.ids {
+            ids.entry(platform.value(*id).unwrap().to_string())
+                .or_default()
+                .insert(*id);
+        }
+        ids
+    };
+    let before = ids_of(&first);
+    assert_eq!(before.len(), 4);
+    assert!(before.values().all(|ids| ids.len() == 1), "{before:?}");
+
+    index.notify_committed(source.append(events[200..].to_vec()));
+    assert!(index.wait_indexed(source.next(), WAIT));
+    let (from, to) = (BASE + 30 * 45_000 + 7, BASE + 250 * 45_000 + 7);
+    let cut = Filter {
+        from_ms: Some(from),
+        to_ms: Some(to),
+        ..Filter::default()
+    };
+    let later = index.scan(&cut, &columns, None).unwrap();
+    assert_eq!(rows(&later), expected(from, to, false));
+    assert_eq!(ids_of(&later), before);
+    assert_eq!(
+        later.columns[0].dictionary.generation,
+        first.columns[0].dictionary.generation
+    );
+
+    let errors = Filter {
+        present: vec![EventField::ErrorCode],
+        ..cut
+    };
+    let scanned = index.scan(&errors, &columns, None).unwrap();
+    assert!(!scanned.is_empty());
+    assert_eq!(rows(&scanned), expected(from, to, true));
+    index.close();
+}

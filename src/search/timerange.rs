@@ -4,13 +4,18 @@
 //! hours (`time_day`/`time_hour` terms: posting lists that intersect cheaply with the rest of a
 //! query) and, at its ends, by an hour's posting list filtered on the exact timestamp, one
 //! candidate at a time.
+//!
+//! Per segment, the range is first checked against the segment's own time span: a segment
+//! wholly inside it matches every document (no posting lists read at all), one wholly outside
+//! matches none.
 
 use std::ops::Bound;
 
+use tantivy::columnar::Cardinality;
 use tantivy::columnar::Column;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Explanation, Occur, Query, RangeQuery,
-    Scorer, TermQuery, Weight,
+    AllQuery, AllScorer, BooleanQuery, EmptyQuery, EmptyScorer, EnableScoring, Explanation, Occur,
+    Query, RangeQuery, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, Score, SegmentReader, Term, TERMINATED};
@@ -41,7 +46,7 @@ pub fn time_range_query(
     if lo == min_ts && hi == end {
         return Box::new(AllQuery);
     }
-    match pieces(fields, lo, hi) {
+    let inner: Box<dyn Query> = match pieces(fields, lo, hi) {
         Some(mut pieces) if pieces.len() == 1 => pieces.remove(0),
         Some(pieces) => Box::new(BooleanQuery::new(
             pieces.into_iter().map(|p| (Occur::Should, p)).collect(),
@@ -50,6 +55,74 @@ pub fn time_range_query(
             Bound::Included(Term::from_field_i64(fields.timestamp, lo)),
             Bound::Excluded(Term::from_field_i64(fields.timestamp, hi)),
         )),
+    };
+    Box::new(BySegment { inner, lo, hi })
+}
+
+/// Every document of the segments whose time span meets `[from, to)` (either end open): the
+/// time range of a scan that checks each document's timestamp itself.
+pub fn segments_in_range(from: Option<i64>, to: Option<i64>) -> Box<dyn Query> {
+    Box::new(BySegment {
+        inner: Box::new(AllQuery),
+        lo: from.unwrap_or(i64::MIN),
+        hi: to.unwrap_or(i64::MAX),
+    })
+}
+
+/// `inner` (the documents with `lo <= timestamp < hi`), skipped in segments whose time span
+/// lies wholly inside or outside the range.
+#[derive(Debug)]
+struct BySegment {
+    inner: Box<dyn Query>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Clone for BySegment {
+    fn clone(&self) -> Self {
+        BySegment {
+            inner: self.inner.box_clone(),
+            lo: self.lo,
+            hi: self.hi,
+        }
+    }
+}
+
+impl Query for BySegment {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(BySegmentWeight {
+            inner: self.inner.weight(scoring)?,
+            lo: self.lo,
+            hi: self.hi,
+        }))
+    }
+}
+
+struct BySegmentWeight {
+    inner: Box<dyn Weight>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Weight for BySegmentWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let timestamps = reader.fast_fields().i64(TIMESTAMP)?;
+        if timestamps.values.num_vals() == 0 {
+            return Ok(Box::new(EmptyScorer));
+        }
+        let (min, max) = (timestamps.min_value(), timestamps.max_value());
+        if max < self.lo || min >= self.hi {
+            return Ok(Box::new(EmptyScorer));
+        }
+        // Every document has one timestamp (a full column), and all of them are in range.
+        if timestamps.get_cardinality() == Cardinality::Full && self.lo <= min && max < self.hi {
+            return Ok(Box::new(AllScorer::new(reader.max_doc())));
+        }
+        self.inner.scorer(reader, boost)
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.inner.explain(reader, doc)
     }
 }
 
