@@ -203,7 +203,16 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         Some(_) => Distinct::new(cell_count, distinct.dictionary.len()),
         None => Distinct::new(0, 0),
     };
-    let mut slot_installs = Distinct::new(slots, install_ids);
+    // A kept group's installs are its key's; only "other" unites several keys' installs.
+    let other = selection.kept.len();
+    let mut key_of_slot = vec![0; other];
+    for (key, slot) in slot_of_key.iter().enumerate() {
+        if *slot < other {
+            key_of_slot[*slot] = key;
+        }
+    }
+    let mut other_installs = Distinct::new(1, install_ids);
+    let counts_distinct = spec.measure.distinct_column().is_some();
     let mut slot_weight = vec![0.0; slots];
     let mut buckets = Buckets::new(first, bucket_ms);
     for i in 0..scanned.len() {
@@ -217,8 +226,12 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         cell.weight += weight;
         cell.raw += 1;
         slot_weight[slot] += weight;
-        slot_installs.insert(slot, installs[i]);
-        cell_distinct.insert(at, distinct.ids[i]);
+        if slot == other {
+            other_installs.insert(0, installs[i]);
+        }
+        if counts_distinct {
+            cell_distinct.insert(at, distinct.ids[i]);
+        }
         if metric.is_some() && !scanned.metric[i].is_nan() {
             cell.values.push((scanned.metric[i], weight));
         }
@@ -248,7 +261,10 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
                 values,
                 raw_events,
                 events: slot_weight[slot],
-                installs: slot_installs.count(slot),
+                installs: match key_of_slot.get(slot) {
+                    Some(key) => key_installs.count(*key),
+                    None => other_installs.count(0),
+                },
             }
         })
         .collect();

@@ -157,10 +157,11 @@ impl GlobalOrdinals {
                 .columns
                 .insert(column.to_string(), ColumnOrdinals::new(generation));
         }
-        let entry = state
-            .columns
-            .get_mut(column)
-            .expect("the column's entry was just made");
+        let Some(entry) = state.columns.get_mut(column) else {
+            return Err(TantivyError::InternalError(format!(
+                "the global ordinals of {column} are missing"
+            )));
+        };
         entry.last_used = clock;
         entry
             .segments
