@@ -103,12 +103,64 @@ pub struct FunnelAnswer {
 }
 
 /// One step event of a unit.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Occurrence {
     ts: i64,
     weight: f64,
     install: u32,
     group: u32,
+}
+
+/// One step's occurrences by unit, in one list: unit `u`'s, in time order, are
+/// `list[start[u]..start[u + 1]]` (units are dense ids, so no map).
+struct ByUnit {
+    start: Vec<usize>,
+    list: Vec<Occurrence>,
+}
+
+impl ByUnit {
+    /// From (unit, occurrence) pairs; pairs without a unit ([`NO_VALUE`]) are left out.
+    fn new(pairs: impl Iterator<Item = (u32, Occurrence)>) -> ByUnit {
+        let pairs: Vec<(u32, Occurrence)> = pairs.filter(|(u, _)| *u != NO_VALUE).collect();
+        let units = pairs
+            .iter()
+            .map(|(u, _)| *u as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut start = vec![0usize; units + 1];
+        for (unit, _) in &pairs {
+            start[*unit as usize + 1] += 1;
+        }
+        for u in 0..units {
+            start[u + 1] += start[u];
+        }
+        let mut next = start.clone();
+        let mut list = vec![Occurrence::default(); pairs.len()];
+        for (unit, occurrence) in pairs {
+            list[next[unit as usize]] = occurrence;
+            next[unit as usize] += 1;
+        }
+        for u in 0..units {
+            list[start[u]..start[u + 1]].sort_by_key(|o| o.ts);
+        }
+        ByUnit { start, list }
+    }
+
+    /// The occurrences of `unit`, in time order (none for a unit it does not know).
+    fn of(&self, unit: u32) -> &[Occurrence] {
+        let u = unit as usize;
+        match (self.start.get(u), self.start.get(u + 1)) {
+            (Some(a), Some(b)) => &self.list[*a..*b],
+            _ => &[],
+        }
+    }
+
+    /// Each unit with occurrences, with them.
+    fn units(&self) -> impl Iterator<Item = (u32, &[Occurrence])> {
+        (0..self.start.len().saturating_sub(1))
+            .map(|u| (u as u32, self.of(u as u32)))
+            .filter(|(_, list)| !list.is_empty())
+    }
 }
 
 /// How far one unit got.
@@ -136,7 +188,12 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         Unit::Install => "install_id",
         Unit::Session => "session_id",
     };
-    let mut columns = vec![unit_column, "install_id"];
+    // Per install, the unit is the install: its column is read once.
+    let mut columns = vec![unit_column];
+    if spec.per != Unit::Install {
+        columns.push("install_id");
+    }
+    let install_column = columns.len() - 1;
     if let Some(field) = &spec.breakdown {
         columns.push(field);
     }
@@ -145,7 +202,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
     let mut groups = Interner::default();
     let mut weights_seen = false;
     // Per step, per unit: its occurrences.
-    let mut occurrences: Vec<FxHashMap<u32, Vec<Occurrence>>> = Vec::new();
+    let mut occurrences: Vec<ByUnit> = Vec::new();
     for (n, step) in spec.steps.iter().enumerate() {
         let step_to = if n == 0 {
             to
@@ -163,15 +220,13 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         let scanned = context.index.scan(&step_filter, &columns, None)?;
         weights_seen |= estimated(&scanned.weights);
         let unit_ids = units.ids(&scanned.columns[0]);
-        let install_ids = installs.ids(&scanned.columns[1]);
-        let group_ids = scanned.columns.get(2).map(|c| groups.ids(c));
-        let mut by_unit: FxHashMap<u32, Vec<Occurrence>> = FxHashMap::default();
-        for i in 0..scanned.len() {
-            let unit = unit_ids[i];
-            if unit == NO_VALUE {
-                continue;
-            }
-            by_unit.entry(unit).or_default().push(Occurrence {
+        let install_ids = installs.ids(&scanned.columns[install_column]);
+        let group_ids = scanned
+            .columns
+            .get(install_column + 1)
+            .map(|c| groups.ids(c));
+        occurrences.push(ByUnit::new(unit_ids.iter().enumerate().map(|(i, unit)| {
+            let occurrence = Occurrence {
                 ts: scanned.timestamps[i],
                 weight: scanned.weights[i],
                 install: install_ids[i],
@@ -179,18 +234,15 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
                     Some(ids) => ids[i],
                     None => NO_VALUE,
                 },
-            });
-        }
-        for list in by_unit.values_mut() {
-            list.sort_by_key(|o| o.ts);
-        }
-        occurrences.push(by_unit);
+            };
+            (*unit, occurrence)
+        })));
     }
+    let path_units: Vec<u32> = occurrences[0].units().map(|(unit, _)| unit).collect();
     let paths: Vec<Path> = occurrences[0]
-        .iter()
-        .map(|(unit, starts)| best_path(*unit, starts, &occurrences[1..], window))
+        .units()
+        .map(|(unit, starts)| best_path(unit, starts, &occurrences[1..], window))
         .collect();
-    let path_units: Vec<u32> = occurrences[0].keys().copied().collect();
 
     let dropped = dropped_errors(
         context,
@@ -260,22 +312,17 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
 }
 
 /// The path of one unit from the start that gets furthest (earliest on ties).
-fn best_path(
-    unit: u32,
-    starts: &[Occurrence],
-    later: &[FxHashMap<u32, Vec<Occurrence>>],
-    window: i64,
-) -> Path {
+fn best_path(unit: u32, starts: &[Occurrence], later: &[ByUnit], window: i64) -> Path {
     let mut best: Option<Vec<(i64, f64)>> = None;
     for start in starts {
         let deadline = start.ts.saturating_add(window);
         let mut reached = vec![(start.ts, start.weight)];
         let mut at = start.ts;
         for step in later {
-            let next = step.get(&unit).and_then(|list| {
-                let from = list.partition_point(|o| o.ts < at);
-                list[from..].first().filter(|o| o.ts <= deadline)
-            });
+            let list = step.of(unit);
+            let next = list[list.partition_point(|o| o.ts < at)..]
+                .first()
+                .filter(|o| o.ts <= deadline);
             match next {
                 Some(o) => {
                     at = o.ts;
@@ -430,4 +477,33 @@ fn figures(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occurrences_are_grouped_by_unit_in_time_order() {
+        let at = |ts: i64| Occurrence {
+            ts,
+            weight: 1.0,
+            install: 0,
+            group: NO_VALUE,
+        };
+        let pairs = [
+            (3, at(30)),
+            (1, at(20)),
+            (NO_VALUE, at(5)),
+            (3, at(10)),
+            (1, at(15)),
+        ];
+        let by_unit = ByUnit::new(pairs.into_iter());
+        let times = |unit: u32| -> Vec<i64> { by_unit.of(unit).iter().map(|o| o.ts).collect() };
+        assert_eq!(times(1), [15, 20]);
+        assert_eq!(times(3), [10, 30]);
+        assert!(times(0).is_empty() && times(2).is_empty() && times(99).is_empty());
+        let units: Vec<u32> = by_unit.units().map(|(u, _)| u).collect();
+        assert_eq!(units, [1, 3]);
+    }
 }
