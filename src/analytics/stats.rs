@@ -167,28 +167,19 @@ mod tests {
         sorted.last().map(|(v, _)| *v)
     }
 
-    #[test]
-    fn selection_finds_what_sorting_finds() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for round in 0..200 {
-            let n = 1 + (next() % [5, 40, 3000][round % 3]) as usize;
-            let values: Vec<(f64, f64)> = (0..n)
-                .map(|_| {
-                    let value = (next() % 50) as f64 * 1.5;
-                    let weight = [1.0, 4.0, 10.0, 1.0 / 0.3][(next() % 4) as usize];
-                    (value, weight)
-                })
-                .collect();
+    proptest::proptest! {
+        #[test]
+        fn selection_finds_what_sorting_finds(
+            values in proptest::collection::vec(
+                (0u32..50, proptest::sample::select(vec![1.0, 4.0, 10.0, 1.0 / 0.3])),
+                1..3000,
+            ),
+        ) {
+            let values: Vec<(f64, f64)> = values.iter().map(|(v, w)| (*v as f64 * 1.5, *w)).collect();
             let qs = [0.0, 0.1, 0.5, 0.5, 0.9, 0.95, 0.99, 1.0];
             let found = weighted_percentiles(&mut values.clone(), &qs);
             for (q, found) in qs.iter().zip(found) {
-                assert_eq!(found, by_sorting(&values, *q), "q {q}, n {n}");
+                proptest::prop_assert_eq!(found, by_sorting(&values, *q), "q {}", q);
             }
         }
     }

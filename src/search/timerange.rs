@@ -56,74 +56,23 @@ pub fn time_range_query(
             Bound::Excluded(Term::from_field_i64(fields.timestamp, hi)),
         )),
     };
-    Box::new(BySegment { inner, lo, hi })
+    Box::new(InTime {
+        inner,
+        lo,
+        hi,
+        check: Check::Segments,
+    })
 }
 
 /// Every document of the segments whose time span meets `[from, to)` (either end open): the
 /// time range of a scan that checks each document's timestamp itself.
 pub fn segments_in_range(from: Option<i64>, to: Option<i64>) -> Box<dyn Query> {
-    Box::new(BySegment {
+    Box::new(InTime {
         inner: Box::new(AllQuery),
         lo: from.unwrap_or(i64::MIN),
         hi: to.unwrap_or(i64::MAX),
+        check: Check::Segments,
     })
-}
-
-/// `inner` (the documents with `lo <= timestamp < hi`), skipped in segments whose time span
-/// lies wholly inside or outside the range.
-#[derive(Debug)]
-struct BySegment {
-    inner: Box<dyn Query>,
-    lo: i64,
-    hi: i64,
-}
-
-impl Clone for BySegment {
-    fn clone(&self) -> Self {
-        BySegment {
-            inner: self.inner.box_clone(),
-            lo: self.lo,
-            hi: self.hi,
-        }
-    }
-}
-
-impl Query for BySegment {
-    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(BySegmentWeight {
-            inner: self.inner.weight(scoring)?,
-            lo: self.lo,
-            hi: self.hi,
-        }))
-    }
-}
-
-struct BySegmentWeight {
-    inner: Box<dyn Weight>,
-    lo: i64,
-    hi: i64,
-}
-
-impl Weight for BySegmentWeight {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let timestamps = reader.fast_fields().i64(TIMESTAMP)?;
-        if timestamps.values.num_vals() == 0 {
-            return Ok(Box::new(EmptyScorer));
-        }
-        let (min, max) = (timestamps.min_value(), timestamps.max_value());
-        if max < self.lo || min >= self.hi {
-            return Ok(Box::new(EmptyScorer));
-        }
-        // Every document has one timestamp (a full column), and all of them are in range.
-        if timestamps.get_cardinality() == Cardinality::Full && self.lo <= min && max < self.hi {
-            return Ok(Box::new(AllScorer::new(reader.max_doc())));
-        }
-        self.inner.scorer(reader, boost)
-    }
-
-    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        self.inner.explain(reader, doc)
-    }
 }
 
 /// `[lo, hi)` as whole days, whole hours and filtered partial hours, or `None` past
@@ -151,10 +100,11 @@ fn pieces(fields: &IndexFields, lo: i64, hi: i64) -> Option<Vec<Box<dyn Query>>>
             t += HOUR_MS;
         } else {
             let end = (t.div_euclid(HOUR_MS) + 1).saturating_mul(HOUR_MS).min(hi);
-            pieces.push(Box::new(TimeFilter {
+            pieces.push(Box::new(InTime {
                 inner: hour,
                 lo: t,
                 hi: end,
+                check: Check::Documents,
             }));
             t = end;
         }
@@ -162,51 +112,82 @@ fn pieces(fields: &IndexFields, lo: i64, hi: i64) -> Option<Vec<Box<dyn Query>>>
     Some(pieces)
 }
 
-/// The documents of `inner` whose timestamp lies in `[lo, hi)`, checked one candidate at a
-/// time on the fast field.
+/// `inner` limited to the documents with `lo <= timestamp < hi`, checked as `check` says.
 #[derive(Debug)]
-struct TimeFilter {
+struct InTime {
     inner: Box<dyn Query>,
     lo: i64,
     hi: i64,
+    check: Check,
 }
 
-impl Clone for TimeFilter {
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// Per segment: one wholly outside the range matches nothing, one wholly inside every
+    /// document, any other what `inner` matches (`inner` is already the range, or the
+    /// collector checks each timestamp).
+    Segments,
+    /// Each candidate of `inner`, on the timestamp column.
+    Documents,
+}
+
+impl Clone for InTime {
     fn clone(&self) -> Self {
-        TimeFilter {
+        InTime {
             inner: self.inner.box_clone(),
-            lo: self.lo,
-            hi: self.hi,
+            ..*self
         }
     }
 }
 
-impl Query for TimeFilter {
+impl Query for InTime {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(TimeFilterWeight {
+        Ok(Box::new(InTimeWeight {
             inner: self.inner.weight(scoring)?,
             lo: self.lo,
             hi: self.hi,
+            check: self.check,
         }))
     }
 }
 
-struct TimeFilterWeight {
+struct InTimeWeight {
     inner: Box<dyn Weight>,
     lo: i64,
     hi: i64,
+    check: Check,
 }
 
-impl Weight for TimeFilterWeight {
+impl Weight for InTimeWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let mut scorer = TimeFilterScorer {
-            inner: self.inner.scorer(reader, boost)?,
-            timestamps: reader.fast_fields().i64(TIMESTAMP)?,
-            lo: self.lo,
-            hi: self.hi,
-        };
-        scorer.settle();
-        Ok(Box::new(scorer))
+        let timestamps = reader.fast_fields().i64(TIMESTAMP)?;
+        match self.check {
+            Check::Segments => {
+                if timestamps.values.num_vals() == 0 {
+                    return Ok(Box::new(EmptyScorer));
+                }
+                let (min, max) = (timestamps.min_value(), timestamps.max_value());
+                if max < self.lo || min >= self.hi {
+                    return Ok(Box::new(EmptyScorer));
+                }
+                // Every document has one timestamp (a full column), all of them in range.
+                let full = timestamps.get_cardinality() == Cardinality::Full;
+                if full && self.lo <= min && max < self.hi {
+                    return Ok(Box::new(AllScorer::new(reader.max_doc())));
+                }
+                self.inner.scorer(reader, boost)
+            }
+            Check::Documents => {
+                let mut scorer = TimeFilterScorer {
+                    inner: self.inner.scorer(reader, boost)?,
+                    timestamps,
+                    lo: self.lo,
+                    hi: self.hi,
+                };
+                scorer.settle();
+                Ok(Box::new(scorer))
+            }
+        }
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
