@@ -6,7 +6,8 @@
 //! dictionary, and kept while the segment is live: analytics scans then never touch strings.
 //! Ids are handed out in first-seen order and are stable, except that a column whose dictionary
 //! holds far more values than its live segments (after retention or erasure dropped many) is
-//! rebuilt from scratch under a new [`Dictionary::generation`].
+//! rebuilt from scratch under a new [`Dictionary::generation`]. A column of more than a million
+//! values is not kept between scans, and all columns together keep at most about two million.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,11 @@ use tantivy::{Searcher, TantivyError};
 const MAX_COLUMNS: usize = 64;
 /// A dictionary is rebuilt when it holds more than twice its live segments' terms plus this.
 const REBUILD_SLACK: usize = 10_000;
+/// A column with more distinct values (a per-event id) is not kept between scans: its
+/// dictionary serves the scan that built it and is then dropped.
+const MAX_KEPT_VALUES: usize = 1 << 20;
+/// The values kept over all columns; the least recently scanned columns go first beyond it.
+const MAX_KEPT_TOTAL: usize = 1 << 21;
 
 /// The values of one column by global id, as of one scan.
 #[derive(Debug, Clone, Default)]
@@ -56,9 +62,17 @@ impl Dictionary {
 pub type SegmentTables = Vec<Option<Arc<[u32]>>>;
 
 /// The global ordinals of every scanned column of one index.
-#[derive(Default)]
 pub struct GlobalOrdinals {
     state: Mutex<State>,
+    /// [`MAX_KEPT_VALUES`] and [`MAX_KEPT_TOTAL`] (smaller in tests).
+    max_kept_values: usize,
+    max_kept_total: usize,
+}
+
+impl Default for GlobalOrdinals {
+    fn default() -> Self {
+        GlobalOrdinals::with_limits(MAX_KEPT_VALUES, MAX_KEPT_TOTAL)
+    }
 }
 
 #[derive(Default)]
@@ -118,6 +132,15 @@ impl ColumnOrdinals {
 }
 
 impl GlobalOrdinals {
+    /// Keeping columns of at most `max_kept_values` values, `max_kept_total` in all.
+    pub fn with_limits(max_kept_values: usize, max_kept_total: usize) -> GlobalOrdinals {
+        GlobalOrdinals {
+            state: Mutex::default(),
+            max_kept_values,
+            max_kept_total,
+        }
+    }
+
     /// The tables of `column` for every segment of `searcher` and the dictionary their ids
     /// point into.
     pub fn tables(
@@ -182,6 +205,23 @@ impl GlobalOrdinals {
             };
             tables.push(Some(table));
         }
-        Ok((entry.dictionary.clone(), tables))
+        let dictionary = entry.dictionary.clone();
+        if dictionary.len() > self.max_kept_values {
+            state.columns.remove(column);
+        }
+        loop {
+            let kept: usize = state.columns.values().map(|c| c.dictionary.len()).sum();
+            let oldest = state
+                .columns
+                .iter()
+                .filter(|(name, _)| name.as_str() != column)
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(name, _)| name.clone());
+            match oldest {
+                Some(oldest) if kept > self.max_kept_total => state.columns.remove(&oldest),
+                _ => break,
+            };
+        }
+        Ok((dictionary, tables))
     }
 }

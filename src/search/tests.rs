@@ -2161,3 +2161,26 @@ fn scans_share_ids_across_segments_and_cut_time_exactly() {
     assert_eq!(rows(&scanned), expected(from, to, true));
     index.close();
 }
+
+/// Global ordinals keep a column's ids between scans, except a column of more values than the
+/// per-column bound, and drop the least recently scanned columns past the total bound.
+#[test]
+fn global_ordinals_keep_small_columns_within_their_bounds() {
+    let source = MemSource::new((0..300).map(dictation_event).collect());
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_indexed(dir.path(), source);
+    let searcher = index.searcher();
+    // platform has 4 values, module 3, install_id 12.
+    let ordinals = ordinals::GlobalOrdinals::with_limits(5, 6);
+    let generation = |column: &str| ordinals.tables(&searcher, column).unwrap().0.generation;
+    let platform = generation("platform");
+    assert_eq!(generation("platform"), platform);
+    let installs = generation("install_id");
+    assert_ne!(generation("install_id"), installs, "12 values are not kept");
+    assert_eq!(generation("platform"), platform);
+    // module (3) and platform (4) are more than 6: platform, scanned longer ago, goes.
+    let module = generation("module");
+    assert_eq!(generation("module"), module);
+    assert_ne!(generation("platform"), platform);
+    index.close();
+}
