@@ -272,28 +272,27 @@ fn sink_toml(clickhouse: &ClickHouse, batch_size: usize) -> String {
     )
 }
 
-/// The sink's entry in `/api/v1/stats` of the server at `url`.
-fn sink_status(url: &str) -> Value {
+/// The JSON answer of an admin call to `path` of the server at `url`, which must be 200.
+fn admin_call(method: &str, url: &str, path: &str) -> Value {
     let resp = request(
-        "GET",
-        &format!("{url}/api/v1/stats"),
+        method,
+        &format!("{url}{path}"),
         &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
         None,
     );
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.json()["store"]["sinks"][0].clone()
+    assert_eq!(resp.status, 200, "{method} {path}: {}", resp.text());
+    resp.json()
+}
+
+/// The sink's entry in `/api/v1/stats` of the server at `url`.
+fn sink_status(url: &str) -> Value {
+    admin_call("GET", url, "/api/v1/stats")["store"]["sinks"][0].clone()
 }
 
 /// Erases an install through the API of the server at `url`; the erasure's sink answers.
 fn erase_install(url: &str, install: &str) -> Value {
-    let resp = request(
-        "DELETE",
-        &format!("{url}/api/v1/subjects/install/{install}"),
-        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-        None,
-    );
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.json()["sinks"].clone()
+    let path = format!("/api/v1/subjects/install/{install}");
+    admin_call("DELETE", url, &path)["sinks"].clone()
 }
 
 fn caught_up(url: &str) -> Option<Value> {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::distinct::Distinct;
-use super::groups::{dense_keys, label, select, Candidate, OTHER};
+use super::groups::{dense_keys, label, select, slots_of, Candidate, Slots, OTHER};
 use super::stats::{histogram, summarize, Bin, Summary};
 use super::{
     estimated, filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range,
@@ -104,13 +104,12 @@ pub fn run(
         limit,
         context.min_group_installs,
     );
-    let slot_of_key: Vec<usize> = keys.keys.iter().map(|k| selection.slot(k)).collect();
-    let mut slot_installs = Distinct::new(selection.slots(), installs.dictionary.len());
-    for i in 0..scanned.len() {
-        if !scanned.metric[i].is_nan() {
-            slot_installs.insert(slot_of_key[keys.of_row[i] as usize], installs.ids[i]);
-        }
-    }
+    let Slots {
+        of_key: slot_of_key,
+        installs: slot_installs,
+    } = slots_of(&selection, &keys, &key_installs, installs, |i| {
+        !scanned.metric[i].is_nan()
+    });
     let mut slots: Vec<Vec<(f64, f64)>> = vec![Vec::new(); selection.slots()];
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
     for (key, group) in per_key.into_iter().enumerate() {
@@ -137,7 +136,7 @@ pub fn run(
                     .collect(),
                 None => vec![OTHER.to_string()],
             },
-            installs: slot_installs.count(slot),
+            installs: slot_installs[slot],
             histogram: histogram(&values, min, max, bins),
             summary: summarize(&mut values),
         })

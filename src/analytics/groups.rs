@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use super::distinct::Distinct;
 use crate::search::{Dictionary, ScanColumn, NO_VALUE};
 
 /// The label of the folded group.
@@ -164,6 +165,46 @@ impl Interner {
 pub struct DenseKeys {
     pub of_row: Vec<u32>,
     pub keys: Vec<[u32; 2]>,
+}
+
+/// The output slot of each key of a selection, and each slot's distinct installs.
+pub struct Slots {
+    /// Per key number of [`DenseKeys`].
+    pub of_key: Vec<usize>,
+    pub installs: Vec<u64>,
+}
+
+/// The slots of `selection` over `keys`: a kept group's installs are its key's
+/// (`key_installs`, counted over the rows where `counted` holds); "other" unites those of the
+/// counted rows whose key folds into it.
+pub fn slots_of(
+    selection: &Selection<[u32; 2]>,
+    keys: &DenseKeys,
+    key_installs: &Distinct,
+    installs: &ScanColumn,
+    counted: impl Fn(usize) -> bool,
+) -> Slots {
+    let of_key: Vec<usize> = keys.keys.iter().map(|k| selection.slot(k)).collect();
+    let other = selection.kept.len();
+    let mut per_slot = vec![0; selection.slots()];
+    for (key, slot) in of_key.iter().enumerate() {
+        if *slot < other {
+            per_slot[*slot] = key_installs.count(key);
+        }
+    }
+    if selection.has_other() {
+        let mut united = Distinct::new(1, installs.dictionary.len());
+        for (i, key) in keys.of_row.iter().enumerate() {
+            if of_key[*key as usize] == other && counted(i) {
+                united.insert(0, installs.ids[i]);
+            }
+        }
+        per_slot[other] = united.count(0);
+    }
+    Slots {
+        of_key,
+        installs: per_slot,
+    }
 }
 
 /// Above this many (value, value) combinations, two columns' keys are numbered through a map.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::distinct::Distinct;
-use super::groups::{dense_keys, label, select, Candidate, OTHER};
+use super::groups::{dense_keys, label, select, slots_of, Candidate, Slots, OTHER};
 use super::stats::{summarize, weighted_percentile};
 use super::{
     duration, estimated, filter, group_fields, group_limit, time_range, AnalyticsError, Context,
@@ -195,7 +195,16 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         context.min_group_installs,
     );
     let slots = selection.slots();
-    let slot_of_key: Vec<usize> = keys.keys.iter().map(|k| selection.slot(k)).collect();
+    let Slots {
+        of_key: slot_of_key,
+        installs: slot_installs,
+    } = slots_of(
+        &selection,
+        &keys,
+        &key_installs,
+        &scanned.columns[0],
+        |_| true,
+    );
 
     let cell_count = count as usize * slots;
     let mut cells: Vec<Cell> = (0..cell_count).map(|_| Cell::default()).collect();
@@ -203,15 +212,6 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         Some(_) => Distinct::new(cell_count, distinct.dictionary.len()),
         None => Distinct::new(0, 0),
     };
-    // A kept group's installs are its key's; only "other" unites several keys' installs.
-    let other = selection.kept.len();
-    let mut key_of_slot = vec![0; other];
-    for (key, slot) in slot_of_key.iter().enumerate() {
-        if *slot < other {
-            key_of_slot[*slot] = key;
-        }
-    }
-    let mut other_installs = Distinct::new(1, install_ids);
     let counts_distinct = spec.measure.distinct_column().is_some();
     let mut slot_weight = vec![0.0; slots];
     let mut buckets = Buckets::new(first, bucket_ms);
@@ -226,9 +226,6 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         cell.weight += weight;
         cell.raw += 1;
         slot_weight[slot] += weight;
-        if slot == other {
-            other_installs.insert(0, installs[i]);
-        }
         if counts_distinct {
             cell_distinct.insert(at, distinct.ids[i]);
         }
@@ -261,10 +258,7 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
                 values,
                 raw_events,
                 events: slot_weight[slot],
-                installs: match key_of_slot.get(slot) {
-                    Some(key) => key_installs.count(*key),
-                    None => other_installs.count(0),
-                },
+                installs: slot_installs[slot],
             }
         })
         .collect();

@@ -53,6 +53,21 @@ fn round_trip_by_canonical_names() {
 }
 
 #[test]
+fn present_fields_round_trip_and_must_be_columns() {
+    let filter = Filter {
+        present: vec![EventField::ErrorCode, EventField::Fingerprint],
+        ..Filter::default()
+    };
+    let json = serde_json::to_value(&filter).unwrap();
+    assert_eq!(
+        json["present"],
+        serde_json::json!(["error_code", "fingerprint"])
+    );
+    assert_eq!(serde_json::from_value::<Filter>(json).unwrap(), filter);
+    assert!(serde_json::from_str::<Filter>(r#"{"present":["nonsense"]}"#).is_err());
+}
+
+#[test]
 fn unknown_or_repeated_fields_are_refused() {
     // A filter that silently lost a member would match more: refuse instead.
     for bad in [

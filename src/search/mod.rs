@@ -921,11 +921,7 @@ impl SearchIndex {
         for field in columns {
             let name = column_of(&searcher, field, Use::Column)?;
             let (dictionary, tables) = self.shared().ordinals.tables(&searcher, &name)?;
-            sources.push(scan::ScanSource {
-                name,
-                dictionary,
-                tables,
-            });
+            sources.push(scan::ScanSource { dictionary, tables });
         }
         let metric = metric.map(|name| {
             let key = name.strip_prefix("metrics.").unwrap_or(name);

@@ -57,9 +57,9 @@ impl Dictionary {
     }
 }
 
-/// Per segment of a searcher (by segment ordinal), its term ordinal → global id table, or
-/// `None` where the segment lacks the column.
-pub type SegmentTables = Vec<Option<Arc<[u32]>>>;
+/// Per segment of a searcher (by segment ordinal), its column and the column's term ordinal →
+/// global id table, or `None` where the segment lacks the column.
+pub type SegmentTables = Vec<Option<(StrColumn, Arc<[u32]>)>>;
 
 /// The global ordinals of every scanned column of one index.
 pub struct GlobalOrdinals {
@@ -159,16 +159,6 @@ impl GlobalOrdinals {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.clock += 1;
         let clock = state.clock;
-        if !state.columns.contains_key(column) && state.columns.len() >= MAX_COLUMNS {
-            let oldest = state
-                .columns
-                .iter()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(name, _)| name.clone());
-            if let Some(oldest) = oldest {
-                state.columns.remove(&oldest);
-            }
-        }
         let stale = state
             .columns
             .get(column)
@@ -203,14 +193,16 @@ impl GlobalOrdinals {
                     table
                 }
             };
-            tables.push(Some(table));
+            tables.push(Some((found.clone(), table)));
         }
         let dictionary = entry.dictionary.clone();
         if dictionary.len() > self.max_kept_values {
             state.columns.remove(column);
         }
+        // The least recently scanned other columns go while there are too many or too large.
         loop {
             let kept: usize = state.columns.values().map(|c| c.dictionary.len()).sum();
+            let over = state.columns.len() > MAX_COLUMNS || kept > self.max_kept_total;
             let oldest = state
                 .columns
                 .iter()
@@ -218,7 +210,7 @@ impl GlobalOrdinals {
                 .min_by_key(|(_, c)| c.last_used)
                 .map(|(name, _)| name.clone());
             match oldest {
-                Some(oldest) if kept > self.max_kept_total => state.columns.remove(&oldest),
+                Some(oldest) if over => state.columns.remove(&oldest),
                 _ => break,
             };
         }

@@ -57,8 +57,8 @@ impl Scanned {
     }
 }
 
-/// Collects [`Scanned`]: per column its resolved fast-column name (`platform`, `dims.carrier`),
-/// dictionary and per-segment tables, and a metric column (`metrics.stt_latency_ms`).
+/// Collects [`Scanned`]: per string column its dictionary and per-segment columns and tables,
+/// and a metric column (`metrics.stt_latency_ms`).
 pub struct Scan {
     pub columns: Vec<ScanSource>,
     pub metric: Option<String>,
@@ -70,7 +70,6 @@ pub struct Scan {
 
 /// A string column to scan, with its global ordinals.
 pub struct ScanSource {
-    pub name: String,
     pub dictionary: Arc<Dictionary>,
     pub tables: SegmentTables,
 }
@@ -105,18 +104,17 @@ impl Collector for Scan {
         segment: &SegmentReader,
     ) -> tantivy::Result<ScanSegment> {
         let fast = segment.fast_fields();
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for source in &self.columns {
-            let table = source
-                .tables
-                .get(segment_local_id as usize)
-                .cloned()
-                .flatten();
-            columns.push(match (fast.str(&source.name)?, table) {
-                (Some(column), Some(table)) => Some((column, table)),
-                _ => None,
-            });
-        }
+        let columns = self
+            .columns
+            .iter()
+            .map(|source| {
+                source
+                    .tables
+                    .get(segment_local_id as usize)
+                    .cloned()
+                    .flatten()
+            })
+            .collect();
         let (metric_i64, metric_f64) = match &self.metric {
             Some(name) => (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?),
             None => (None, None),
