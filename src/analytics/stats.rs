@@ -18,6 +18,10 @@ pub fn weighted_percentiles(values: &mut [(f64, f64)], qs: &[f64]) -> Vec<Option
         return vec![None; qs.len()];
     }
     let by_value = |a: &(f64, f64), b: &(f64, f64)| a.0.total_cmp(&b.0);
+    let weight = values[0].1;
+    if values.iter().all(|(_, w)| *w == weight) {
+        return equal_weight_percentiles(values, qs, weight);
+    }
     // values[..lo] are no greater than values[lo..], and weigh `before`.
     let (mut lo, mut before) = (0, 0.0);
     qs.iter()
@@ -51,6 +55,35 @@ pub fn weighted_percentiles(values: &mut [(f64, f64)], qs: &[f64]) -> Vec<Option
                     (lo, before) = (mid + 1, through_mid);
                 }
             }
+        })
+        .collect()
+}
+
+/// [`weighted_percentiles`] when every value weighs `weight` (no sampling, the usual case):
+/// the quantile is the value of rank ⌈q × n⌉, found by one selection each.
+fn equal_weight_percentiles(
+    values: &mut [(f64, f64)],
+    qs: &[f64],
+    weight: f64,
+) -> Vec<Option<f64>> {
+    let n = values.len();
+    let total = weight * n as f64;
+    let mut lo = 0;
+    qs.iter()
+        .map(|q| {
+            let wanted = q.clamp(0.0, 1.0) * total - total * 1e-12;
+            // The fewest values whose weight reaches `wanted`, at least one.
+            let mut rank = ((wanted / weight).ceil().max(1.0) as usize).min(n);
+            while rank > 1 && (rank - 1) as f64 * weight >= wanted {
+                rank -= 1;
+            }
+            while rank < n && (rank as f64) * weight < wanted {
+                rank += 1;
+            }
+            let at = (rank - 1).max(lo);
+            values[lo..].select_nth_unstable_by(at - lo, |a, b| a.0.total_cmp(&b.0));
+            lo = at;
+            Some(values[at].0)
         })
         .collect()
 }
@@ -176,6 +209,22 @@ mod tests {
             ),
         ) {
             let values: Vec<(f64, f64)> = values.iter().map(|(v, w)| (*v as f64 * 1.5, *w)).collect();
+            let qs = [0.0, 0.1, 0.5, 0.5, 0.9, 0.95, 0.99, 1.0];
+            let found = weighted_percentiles(&mut values.clone(), &qs);
+            for (q, found) in qs.iter().zip(found) {
+                proptest::prop_assert_eq!(found, by_sorting(&values, *q), "q {}", q);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Equal weights (any one weight) take the rank path; it finds what sorting finds.
+        #[test]
+        fn equal_weights_find_what_sorting_finds(
+            values in proptest::collection::vec(0u32..50, 1..3000),
+            weight in proptest::sample::select(vec![1.0, 4.0, 1.0 / 0.3, 1.0 / 0.07]),
+        ) {
+            let values: Vec<(f64, f64)> = values.iter().map(|v| (*v as f64 * 1.5, weight)).collect();
             let qs = [0.0, 0.1, 0.5, 0.5, 0.9, 0.95, 0.99, 1.0];
             let found = weighted_percentiles(&mut values.clone(), &qs);
             for (q, found) in qs.iter().zip(found) {
