@@ -274,6 +274,8 @@ pub struct SearchConfig {
     /// Committed events waiting in memory for the indexer; beyond it the indexer reads them
     /// back from the store instead (bounds the queue's memory).
     pub queue_events: usize,
+    /// Memory analytics scans keep decoded columns in (MiB; 0 = none).
+    pub scan_cache_mb: usize,
 }
 
 impl Default for SearchConfig {
@@ -282,6 +284,7 @@ impl Default for SearchConfig {
             commit_interval_ms: 1000,
             writer_memory_mb: 96,
             queue_events: 50_000,
+            scan_cache_mb: 1024,
         }
     }
 }
@@ -887,6 +890,12 @@ impl Config {
             return Err(invalid(
                 "search.writer_memory_mb",
                 "must be between 16 and 4096",
+            ));
+        }
+        if self.search.scan_cache_mb > 1 << 20 {
+            return Err(invalid(
+                "search.scan_cache_mb",
+                "must be at most 1048576 (1 TiB)",
             ));
         }
         check_schedule("retention.schedule", &self.retention.schedule)?;

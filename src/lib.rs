@@ -194,6 +194,7 @@ impl AppState {
                 commit_interval: std::time::Duration::from_millis(config.search.commit_interval_ms),
                 writer_memory_bytes: config.search.writer_memory_mb * 1024 * 1024,
                 queue_events: config.search.queue_events,
+                scan_cache_mb: config.search.scan_cache_mb,
                 ..SearchOptions::default()
             },
         )?);
@@ -400,6 +401,7 @@ impl Figures {
             index_size_bytes: index.size_bytes,
             index_lag: next_seq.saturating_sub(index.indexed_position),
             index_queue_events: index.queued_events,
+            scan_cache_bytes: index.scan_cache_bytes,
             alerts: self
                 .clusters
                 .dispatcher

@@ -122,6 +122,7 @@ pub struct Gauges {
     pub index_lag: u64,
     /// Committed events waiting in memory for the indexer.
     pub index_queue_events: u64,
+    pub scan_cache_bytes: u64,
     /// Webhook deliveries (cumulative, from the alert dispatcher).
     pub alerts: crate::clusters::AlertStats,
     /// Each commit subscriber's position and lag behind the store.
@@ -386,6 +387,11 @@ impl Metrics {
                 "index_queue_events",
                 "Committed events waiting in memory for the indexer.",
                 gauges.index_queue_events,
+            ),
+            (
+                "scan_cache_bytes",
+                "Memory held by columns decoded for analytics scans ([search] scan_cache_mb).",
+                gauges.scan_cache_bytes,
             ),
         ];
         let alerts = &gauges.alerts;

@@ -26,6 +26,7 @@
 
 mod aggregate;
 mod collect;
+mod decoded;
 #[cfg(test)]
 mod filter_tests;
 mod indexer;
@@ -54,7 +55,7 @@ use tantivy::{Executor, Index, IndexReader, ReloadPolicy, Searcher};
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
 pub use ordinals::Dictionary;
 pub use query::parse_time_param;
-pub use scan::{ScanColumn, Scanned, NO_VALUE};
+pub use scan::{Fold, Rows, ScanColumn, Scanned, NO_VALUE};
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};
@@ -187,6 +188,8 @@ pub struct SearchOptions {
     /// Events those batches may hold in all before it starts dropping them (the queue's
     /// memory bound; dropped batches are read back from the store).
     pub queue_events: usize,
+    /// Memory scans may keep decoded columns in (MiB; 0: none).
+    pub scan_cache_mb: usize,
 }
 
 impl Default for SearchOptions {
@@ -197,6 +200,7 @@ impl Default for SearchOptions {
             merge_threads: 1,
             queue_capacity: 1024,
             queue_events: 50_000,
+            scan_cache_mb: 1024,
         }
     }
 }
@@ -382,6 +386,8 @@ pub struct IndexStats {
     pub dropped_batches: u64,
     /// Committed events waiting in the indexer's queue.
     pub queued_events: u64,
+    /// Memory held by decoded columns for scans.
+    pub scan_cache_bytes: u64,
 }
 
 /// The smallest and largest timestamp in the index (deleted documents included), if any.
@@ -434,6 +440,8 @@ pub(crate) struct Shared {
     ordinals: ordinals::GlobalOrdinals,
     /// Runs a scan's segments on both cores.
     scan_executor: Executor,
+    /// Scanned columns decoded per document.
+    decoded: decoded::Decoded,
 }
 
 impl Shared {
@@ -527,6 +535,7 @@ impl SearchIndex {
             stop: AtomicBool::new(false),
             ordinals: ordinals::GlobalOrdinals::default(),
             scan_executor: scan_executor(),
+            decoded: decoded::Decoded::new(options.scan_cache_mb.saturating_mul(1 << 20)),
         });
         let (sender, receiver) = sync_channel(options.queue_capacity.max(1));
         let indexer = Indexer::new(shared.clone(), source, options, writer, position);
@@ -916,13 +925,39 @@ impl SearchIndex {
         columns: &[&str],
         metric: Option<&str>,
     ) -> Result<Scanned, SearchError> {
+        let parts = self.fold(filter, columns, metric, Scanned::of)?;
+        Ok(Scanned::concat(parts))
+    }
+
+    /// The rows [`Index::scan`] reads, folded on the scan's threads into copies of the fold
+    /// `start` makes from the columns' dictionaries: one copy per thread that scanned, for the
+    /// caller to merge (at least one).
+    pub fn fold<F: Fold>(
+        &self,
+        filter: &Filter,
+        columns: &[&str],
+        metric: Option<&str>,
+        start: impl FnOnce(&[Arc<Dictionary>]) -> F,
+    ) -> Result<Vec<F>, SearchError> {
         let searcher = self.searcher();
+        let mut dictionaries = Vec::with_capacity(columns.len());
         let mut sources = Vec::with_capacity(columns.len());
         for field in columns {
             let name = column_of(&searcher, field, Use::Column)?;
             let (dictionary, tables) = self.shared().ordinals.tables(&searcher, &name)?;
-            sources.push(scan::ScanSource { dictionary, tables });
+            sources.push(scan::Source {
+                name,
+                generation: dictionary.generation,
+                tables,
+            });
+            dictionaries.push(dictionary);
         }
+        let decoded = &self.shared().decoded;
+        let generations: Vec<(&str, u64)> = sources
+            .iter()
+            .map(|s| (s.name.as_str(), s.generation))
+            .collect();
+        decoded.prune(&searcher, &generations);
         let metric = metric.map(|name| {
             let key = name.strip_prefix("metrics.").unwrap_or(name);
             format!("metrics.{}", escape_json_key(key))
@@ -930,16 +965,29 @@ impl SearchIndex {
         let query = self.compile_with(&searcher, filter, true)?;
         let scan = scan::Scan {
             columns: sources,
+            decoded,
             metric,
             from_ms: filter.from_ms.unwrap_or(i64::MIN),
             to_ms: filter.to_ms.unwrap_or(i64::MAX),
+            start: start(&dictionaries),
+            folds: Default::default(),
         };
-        Ok(searcher.search_with_executor(
+        searcher.search_with_executor(
             query.as_ref(),
             &scan,
             &self.shared().scan_executor,
             tantivy::query::EnableScoring::disabled_from_searcher(&searcher),
-        )?)
+        )?;
+        let mut folds = std::mem::take(
+            &mut *scan
+                .folds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if folds.is_empty() {
+            folds.push(scan.start);
+        }
+        Ok(folds)
     }
 
     /// Document count, segments, bytes on disk, position and last commit time.
@@ -963,6 +1011,7 @@ impl SearchIndex {
             last_commit_ms: self.shared().last_commit_ms.load(Ordering::Relaxed),
             dropped_batches: self.shared().dropped_batches.load(Ordering::Relaxed),
             queued_events: self.shared().queued.queued() as u64,
+            scan_cache_bytes: self.shared().decoded.bytes() as u64,
         }
     }
 

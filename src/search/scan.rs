@@ -2,16 +2,18 @@
 //! (1 / effective sample rate), the values of a few string columns as small integer ids, and
 //! optionally one metric — read from the fast columns segment by segment, never from the store.
 //!
-//! Per block of documents the segment collector reads each column in one call and pushes
-//! numbers onto vectors: string values become global ids through the segment's table
-//! ([`super::ordinals`]), so no strings are touched and the merge only concatenates.
+//! Per block of documents the segment collector reads each column in one call and hands the
+//! rows to a [`Fold`]: string values become global ids through the segment's table
+//! ([`super::ordinals`]), so no strings are touched. [`Scanned`] keeps every row; analytics
+//! folds aggregate them on the scan's threads instead.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
+use super::decoded::Decoded;
 use super::ordinals::{Dictionary, SegmentTables};
 use super::schema::{SAMPLE_RATE, TIMESTAMP};
 use crate::model::weight_of_rate;
@@ -22,7 +24,7 @@ pub const NO_VALUE: u32 = u32::MAX;
 /// One string column of a scan: a global id per scanned event ([`NO_VALUE`] when the event has
 /// none) and the column's dictionary. Scans of the same column whose dictionaries have the same
 /// generation share their ids.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ScanColumn {
     pub ids: Vec<u32>,
     pub dictionary: Arc<Dictionary>,
@@ -36,7 +38,7 @@ impl ScanColumn {
 }
 
 /// What a scan returns, one entry per matching event in every vector (in no particular order).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Scanned {
     pub timestamps: Vec<i64>,
     /// 1 / the event's effective sample rate (1 for a rate that is missing or not in (0, 1]).
@@ -57,116 +59,27 @@ impl Scanned {
     }
 }
 
-/// Collects [`Scanned`]: per string column its dictionary and per-segment columns and tables,
-/// and a metric column (`metrics.stt_latency_ms`).
-pub struct Scan {
-    pub columns: Vec<ScanSource>,
-    pub metric: Option<String>,
-    /// Only documents with `from_ms <= timestamp < to_ms` (the query skips whole segments
-    /// only).
-    pub from_ms: i64,
-    pub to_ms: i64,
-}
-
-/// A string column to scan, with its global ordinals.
-pub struct ScanSource {
-    pub dictionary: Arc<Dictionary>,
-    pub tables: SegmentTables,
-}
-
-pub struct ScanSegment {
-    /// Per column: the segment's column and its ordinal → global id table.
-    columns: Vec<Option<(StrColumn, Arc<[u32]>)>>,
-    /// Integral and fractional values of the metric live in separate columns.
-    metric_i64: Option<Column<i64>>,
-    metric_f64: Option<Column<f64>>,
-    with_metric: bool,
-    timestamps: Column<i64>,
-    from_ms: i64,
-    to_ms: i64,
-    rates: Rates,
-    out: Scanned,
-    /// Reused per block.
-    kept_docs: Vec<DocId>,
-    kept_timestamps: Vec<i64>,
-    block_i64: Vec<Option<i64>>,
-    block_f64: Vec<Option<f64>>,
-    block_u64: Vec<Option<u64>>,
-}
-
-impl Collector for Scan {
-    type Fruit = Scanned;
-    type Child = ScanSegment;
-
-    fn for_segment(
-        &self,
-        segment_local_id: SegmentOrdinal,
-        segment: &SegmentReader,
-    ) -> tantivy::Result<ScanSegment> {
-        let fast = segment.fast_fields();
-        let columns = self
-            .columns
-            .iter()
-            .map(|source| {
-                source
-                    .tables
-                    .get(segment_local_id as usize)
-                    .cloned()
-                    .flatten()
-            })
-            .collect();
-        let (metric_i64, metric_f64) = match &self.metric {
-            Some(name) => (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?),
-            None => (None, None),
-        };
-        Ok(ScanSegment {
-            out: Scanned {
-                columns: self
-                    .columns
-                    .iter()
-                    .map(|source| ScanColumn {
-                        ids: Vec::new(),
-                        dictionary: source.dictionary.clone(),
-                    })
-                    .collect(),
-                ..Scanned::default()
-            },
-            columns,
-            metric_i64,
-            metric_f64,
-            with_metric: self.metric.is_some(),
-            timestamps: fast.i64(TIMESTAMP)?,
-            from_ms: self.from_ms,
-            to_ms: self.to_ms,
-            rates: Rates::of(fast.column_opt::<f64>(SAMPLE_RATE)?),
-            kept_docs: Vec::new(),
-            kept_timestamps: Vec::new(),
-            block_i64: Vec::new(),
-            block_f64: Vec::new(),
-            block_u64: Vec::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<tantivy::Result<Scanned>>) -> tantivy::Result<Scanned> {
-        let parts = fruits.into_iter().collect::<tantivy::Result<Vec<_>>>()?;
-        let total: usize = parts.iter().map(Scanned::len).sum();
-        let with_metric = self.metric.is_some();
-        let mut all = Scanned {
-            timestamps: Vec::with_capacity(total),
-            weights: Vec::with_capacity(total),
-            columns: self
-                .columns
+impl Scanned {
+    /// An empty scan of columns with these dictionaries (the fold [`super::Index::scan`]
+    /// starts from).
+    pub fn of(dictionaries: &[Arc<Dictionary>]) -> Scanned {
+        Scanned {
+            columns: dictionaries
                 .iter()
-                .map(|source| ScanColumn {
-                    ids: Vec::with_capacity(total),
-                    dictionary: source.dictionary.clone(),
+                .map(|dictionary| ScanColumn {
+                    ids: Vec::new(),
+                    dictionary: dictionary.clone(),
                 })
                 .collect(),
-            metric: Vec::with_capacity(if with_metric { total } else { 0 }),
+            ..Scanned::default()
+        }
+    }
+
+    /// The parts of a scan as one.
+    pub fn concat(parts: Vec<Scanned>) -> Scanned {
+        let mut parts = parts.into_iter();
+        let Some(mut all) = parts.next() else {
+            return Scanned::default();
         };
         for part in parts {
             all.timestamps.extend_from_slice(&part.timestamps);
@@ -176,63 +89,246 @@ impl Collector for Scan {
                 target.ids.extend_from_slice(&column.ids);
             }
         }
-        Ok(all)
+        all
     }
 }
 
-impl ScanSegment {
-    fn in_range(&self, ts: i64) -> bool {
-        self.from_ms <= ts && ts < self.to_ms
+/// A block of scanned rows: every slice has one entry per row (`metric` is empty when the
+/// scan has no metric).
+pub struct Rows<'a> {
+    pub timestamps: &'a [i64],
+    /// 1 / the event's effective sample rate (1 for a rate that is missing or not in (0, 1]).
+    pub weights: &'a [f64],
+    /// Per scanned column, in the order asked for: the rows' global ids ([`NO_VALUE`] for none).
+    pub columns: &'a [Vec<u32>],
+    /// NaN where the event lacks the metric.
+    pub metric: &'a [f64],
+}
+
+/// What a scan does with the rows it reads. Every scan thread folds into its own copy of the
+/// scan's starting fold (segments on one thread share it); the caller merges the copies.
+pub trait Fold: Clone + Send + Sync + 'static {
+    fn rows(&mut self, rows: &Rows<'_>);
+}
+
+/// Keeps every row.
+impl Fold for Scanned {
+    fn rows(&mut self, rows: &Rows<'_>) {
+        self.timestamps.extend_from_slice(rows.timestamps);
+        self.weights.extend_from_slice(rows.weights);
+        self.metric.extend_from_slice(rows.metric);
+        for (column, ids) in self.columns.iter_mut().zip(rows.columns) {
+            column.ids.extend_from_slice(ids);
+        }
+    }
+}
+
+/// Reads per string column its per-segment columns and tables, and a metric column
+/// (`metrics.stt_latency_ms`), into copies of `start`.
+pub struct Scan<'a, F> {
+    pub columns: Vec<Source>,
+    /// Decoded timestamps and ids, where kept.
+    pub decoded: &'a Decoded,
+    pub metric: Option<String>,
+    /// Only documents with `from_ms <= timestamp < to_ms` (the query skips whole segments
+    /// only).
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub start: F,
+    /// The folds of threads that finished a segment, for the next segment to continue.
+    pub folds: Arc<Mutex<Vec<F>>>,
+}
+
+/// A string column to scan: its name, its dictionary's generation and its segments' tables.
+pub struct Source {
+    pub name: String,
+    pub generation: u64,
+    pub tables: SegmentTables,
+}
+
+/// A segment's global ids of a column: decoded per document, or its column and ordinal → id
+/// table.
+enum Ids {
+    Decoded(Arc<[u32]>),
+    Column(StrColumn, Arc<[u32]>),
+}
+
+/// A segment's timestamps: decoded per document, or its column.
+enum Times {
+    Decoded(Arc<[i64]>),
+    Column(Column<i64>),
+}
+
+pub struct ScanSegment<F: Fold> {
+    /// Per column: its ids, `None` where the segment lacks the column.
+    columns: Vec<Option<Ids>>,
+    /// Integral and fractional values of the metric live in separate columns.
+    metric_i64: Option<Column<i64>>,
+    metric_f64: Option<Column<f64>>,
+    with_metric: bool,
+    timestamps: Times,
+    from_ms: i64,
+    to_ms: i64,
+    rates: Rates,
+    fold: F,
+    folds: Arc<Mutex<Vec<F>>>,
+    /// Reused per block.
+    block: Block,
+    /// Documents collected one by one, not yet folded.
+    pending: Vec<DocId>,
+}
+
+/// The buffers a segment reads a block into.
+#[derive(Default)]
+struct Block {
+    docs: Vec<DocId>,
+    timestamps: Vec<i64>,
+    weights: Vec<f64>,
+    columns: Vec<Vec<u32>>,
+    metric: Vec<f64>,
+    read_i64: Vec<Option<i64>>,
+    read_f64: Vec<Option<f64>>,
+    read_u64: Vec<Option<u64>>,
+}
+
+impl<F: Fold> Collector for Scan<'_, F> {
+    type Fruit = ();
+    type Child = ScanSegment<F>;
+
+    fn for_segment(
+        &self,
+        segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<ScanSegment<F>> {
+        let fast = segment.fast_fields();
+        let (id, docs) = (segment.segment_id(), segment.max_doc());
+        let columns = self
+            .columns
+            .iter()
+            .map(|source| {
+                let (column, table) = source
+                    .tables
+                    .get(segment_local_id as usize)
+                    .cloned()
+                    .flatten()?;
+                let decoded =
+                    self.decoded
+                        .ids(id, &source.name, source.generation, &column, &table, docs);
+                Some(match decoded {
+                    Some(ids) => Ids::Decoded(ids),
+                    None => Ids::Column(column, table),
+                })
+            })
+            .collect();
+        let timestamps = fast.i64(TIMESTAMP)?;
+        let timestamps = match self.decoded.timestamps(id, &timestamps, docs) {
+            Some(decoded) => Times::Decoded(decoded),
+            None => Times::Column(timestamps),
+        };
+        let (metric_i64, metric_f64) = match &self.metric {
+            Some(name) => (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?),
+            None => (None, None),
+        };
+        let fold = self
+            .folds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| self.start.clone());
+        Ok(ScanSegment {
+            columns,
+            metric_i64,
+            metric_f64,
+            with_metric: self.metric.is_some(),
+            timestamps,
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            rates: Rates::of(fast.column_opt::<f64>(SAMPLE_RATE)?),
+            fold,
+            folds: self.folds.clone(),
+            block: Block {
+                columns: vec![Vec::new(); self.columns.len()],
+                ..Block::default()
+            },
+            pending: Vec::with_capacity(PENDING_BLOCK),
+        })
     }
 
-    /// Adds the documents `docs` (in range, with these timestamps), each column read once for
-    /// all of them.
-    fn rows(&mut self, docs: &[DocId], timestamps: &[i64]) {
-        let n = docs.len();
-        self.out.timestamps.extend_from_slice(timestamps);
-        let mut floats = std::mem::take(&mut self.block_f64);
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, _: Vec<()>) -> tantivy::Result<()> {
+        Ok(())
+    }
+}
+
+/// Documents collected one at a time are folded in blocks of this many.
+const PENDING_BLOCK: usize = 64;
+
+impl<F: Fold> ScanSegment<F> {
+    fn collect_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.collect_block(&pending);
+            self.pending = pending;
+            self.pending.clear();
+        }
+    }
+
+    /// Reads the block's other columns for its documents (in range, their timestamps read),
+    /// each column once for all of them.
+    fn read_columns(&mut self) {
+        let block = &mut self.block;
+        let n = block.docs.len();
+        let docs = &block.docs;
+        block.weights.clear();
         match &self.rates {
             Rates::Column(rates) => {
-                fill(&mut floats, n);
-                rates.first_vals(docs, &mut floats);
-                self.out
-                    .weights
-                    .extend(floats.iter().map(|r| weight_of_rate(r.unwrap_or(1.0))));
+                fill(&mut block.read_f64, n);
+                rates.first_vals(docs, &mut block.read_f64);
+                block.weights.extend(
+                    block
+                        .read_f64
+                        .iter()
+                        .map(|r| weight_of_rate(r.unwrap_or(1.0))),
+                );
             }
-            Rates::Same(weight) => self.out.weights.extend(std::iter::repeat_n(*weight, n)),
+            Rates::Same(weight) => block.weights.resize(n, *weight),
         }
-        let mut ords = std::mem::take(&mut self.block_u64);
-        for (column, out) in self.columns.iter().zip(&mut self.out.columns) {
+        for (column, ids) in self.columns.iter().zip(&mut block.columns) {
+            ids.clear();
             match column {
-                Some((column, table)) => {
-                    fill(&mut ords, n);
-                    column.ords().first_vals(docs, &mut ords);
-                    out.ids
-                        .extend(ords.iter().map(|ord| global_id(table, *ord)));
+                Some(Ids::Decoded(decoded)) => match contiguous(docs) {
+                    Some(run) => ids.extend_from_slice(&decoded[run]),
+                    None => ids.extend(docs.iter().map(|doc| decoded[*doc as usize])),
+                },
+                Some(Ids::Column(column, table)) => {
+                    fill(&mut block.read_u64, n);
+                    column.ords().first_vals(docs, &mut block.read_u64);
+                    ids.extend(block.read_u64.iter().map(|ord| global_id(table, *ord)));
                 }
-                None => out.ids.extend(std::iter::repeat_n(NO_VALUE, n)),
+                None => ids.resize(n, NO_VALUE),
             }
         }
+        block.metric.clear();
         if self.with_metric {
-            let mut integers = std::mem::take(&mut self.block_i64);
-            fill(&mut integers, n);
+            fill(&mut block.read_i64, n);
             if let Some(column) = &self.metric_i64 {
-                column.first_vals(docs, &mut integers);
+                column.first_vals(docs, &mut block.read_i64);
             }
-            fill(&mut floats, n);
+            fill(&mut block.read_f64, n);
             if let Some(column) = &self.metric_f64 {
-                column.first_vals(docs, &mut floats);
+                column.first_vals(docs, &mut block.read_f64);
             }
-            self.out.metric.extend(
-                integers
+            block.metric.extend(
+                block
+                    .read_i64
                     .iter()
-                    .zip(&floats)
+                    .zip(&block.read_f64)
                     .map(|(i, f)| metric_value(*i, *f)),
             );
-            self.block_i64 = integers;
         }
-        self.block_f64 = floats;
-        self.block_u64 = ords;
     }
 }
 
@@ -271,39 +367,79 @@ fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-impl SegmentCollector for ScanSegment {
-    type Fruit = tantivy::Result<Scanned>;
+impl<F: Fold> SegmentCollector for ScanSegment<F> {
+    type Fruit = ();
 
+    /// One document at a time (a segment with deleted documents): gathered into blocks.
     fn collect(&mut self, doc: DocId, _score: Score) {
-        self.collect_block(&[doc]);
+        self.pending.push(doc);
+        if self.pending.len() == PENDING_BLOCK {
+            self.collect_pending();
+        }
     }
 
-    /// Reads the block's timestamps, keeps the documents in range, then reads each other
-    /// column once for all of them.
+    /// Reads the block's timestamps, keeps the documents in range, reads each other column
+    /// once for all of them and folds the rows.
     fn collect_block(&mut self, docs: &[DocId]) {
-        let mut timestamps = std::mem::take(&mut self.block_i64);
-        fill(&mut timestamps, docs.len());
-        self.timestamps.first_vals(docs, &mut timestamps);
-        let mut kept_docs = std::mem::take(&mut self.kept_docs);
-        let mut kept_timestamps = std::mem::take(&mut self.kept_timestamps);
-        kept_docs.clear();
-        kept_timestamps.clear();
-        // Documents without a timestamp (none are written so) are skipped too.
-        for (doc, ts) in docs.iter().zip(&timestamps) {
-            if let Some(ts) = ts.filter(|ts| self.in_range(*ts)) {
-                kept_docs.push(*doc);
-                kept_timestamps.push(ts);
+        let block = &mut self.block;
+        block.docs.clear();
+        block.timestamps.clear();
+        let (from, to) = (self.from_ms, self.to_ms);
+        match &self.timestamps {
+            Times::Decoded(decoded) => match contiguous(docs).map(|run| &decoded[run]) {
+                // A run of documents all in range (the usual block): copied whole.
+                Some(run) if run.iter().all(|ts| from <= *ts && *ts < to) => {
+                    block.docs.extend_from_slice(docs);
+                    block.timestamps.extend_from_slice(run);
+                }
+                _ => {
+                    for doc in docs {
+                        let ts = decoded[*doc as usize];
+                        if from <= ts && ts < to {
+                            block.docs.push(*doc);
+                            block.timestamps.push(ts);
+                        }
+                    }
+                }
+            },
+            Times::Column(column) => {
+                fill(&mut block.read_i64, docs.len());
+                column.first_vals(docs, &mut block.read_i64);
+                // Documents without a timestamp (none are written so) are skipped.
+                for (doc, ts) in docs.iter().zip(&block.read_i64) {
+                    if let Some(ts) = ts.filter(|ts| from <= *ts && *ts < to) {
+                        block.docs.push(*doc);
+                        block.timestamps.push(ts);
+                    }
+                }
             }
         }
-        self.block_i64 = timestamps;
-        self.rows(&kept_docs, &kept_timestamps);
-        self.kept_docs = kept_docs;
-        self.kept_timestamps = kept_timestamps;
+        if block.docs.is_empty() {
+            return;
+        }
+        self.read_columns();
+        let block = &self.block;
+        self.fold.rows(&Rows {
+            timestamps: &block.timestamps,
+            weights: &block.weights,
+            columns: &block.columns,
+            metric: &block.metric,
+        });
     }
 
-    fn harvest(self) -> Self::Fruit {
-        Ok(self.out)
+    fn harvest(mut self) {
+        self.collect_pending();
+        self.folds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.fold);
     }
+}
+
+/// The document range `docs` covers when it is one run of consecutive documents.
+fn contiguous(docs: &[DocId]) -> Option<std::ops::Range<usize>> {
+    let (first, last) = (*docs.first()? as usize, *docs.last()? as usize);
+    (last.checked_sub(first)? + 1 == docs.len()).then_some(first..last + 1)
 }
 
 /// `buffer` as `n` Nones (`first_vals` leaves a document without a value untouched).

@@ -280,6 +280,7 @@ fn options() -> SearchOptions {
         merge_threads: 1,
         queue_capacity: 64,
         queue_events: 100_000,
+        scan_cache_mb: 64,
     }
 }
 
@@ -2084,13 +2085,29 @@ fn sampled_events_are_weighted_in_every_aggregation() {
 
 /// A scan's string values are global ids: the same value has the same id in every segment and
 /// in later scans; the time range is cut exactly inside segments; `present` keeps the events
-/// with a value in one of its fields.
+/// with a value in one of its fields. The same with columns decoded per document and kept, and
+/// read from the fast columns each time (no memory for them).
 #[test]
 fn scans_share_ids_across_segments_and_cut_time_exactly() {
+    for scan_cache_mb in [64, 0] {
+        scan_ids_and_time_cuts(scan_cache_mb);
+    }
+}
+
+fn scan_ids_and_time_cuts(scan_cache_mb: usize) {
     let events: Vec<Event> = (0..300).map(dictation_event).collect();
     let source = MemSource::new(events[..100].to_vec());
     let dir = tempfile::tempdir().unwrap();
-    let index = open_indexed(dir.path(), source.clone());
+    let index = SearchIndex::open(
+        dir.path(),
+        source.clone(),
+        SearchOptions {
+            scan_cache_mb,
+            ..options()
+        },
+    )
+    .unwrap();
+    assert!(index.wait_indexed(source.next(), WAIT));
     index.notify_committed(source.append(events[100..200].to_vec()));
     assert!(index.wait_indexed(source.next(), WAIT));
     let rows = |scanned: &Scanned| -> Vec<(i64, Option<String>, Option<String>)> {
@@ -2159,6 +2176,23 @@ fn scans_share_ids_across_segments_and_cut_time_exactly() {
     let scanned = index.scan(&errors, &columns, None).unwrap();
     assert!(!scanned.is_empty());
     assert_eq!(rows(&scanned), expected(from, to, true));
+    // Segments with deleted documents: those are skipped.
+    let early = BASE + 50 * 45_000;
+    let before_early = Filter {
+        to_ms: Some(early),
+        ..Filter::default()
+    };
+    assert_eq!(index.delete(&before_early, 0..u64::MAX).unwrap(), 50);
+    source.remove_where(|e| e.timestamp < early);
+    let rest = index.scan(&Filter::default(), &columns, None).unwrap();
+    assert_eq!(rest.len(), 250);
+    assert_eq!(rows(&rest), expected(i64::MIN, i64::MAX, false));
+    // Timestamps and two columns of 300 events, in whichever segments are live.
+    let kept = index.stats().scan_cache_bytes;
+    match scan_cache_mb {
+        0 => assert_eq!(kept, 0),
+        _ => assert!((300 * 16..=600 * 16).contains(&kept), "{kept} bytes"),
+    }
     index.close();
 }
 
