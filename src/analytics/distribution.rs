@@ -2,12 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::distinct::Distinct;
-use super::groups::{dense_keys, label, select, slots_of, Candidate, Slots, OTHER};
+use super::cube::{Cube, Shape};
 use super::stats::{histogram, summarize, Bin, Summary};
-use super::{
-    estimated, filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range,
-};
+use super::{filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range};
 
 /// The most histogram bins.
 const MAX_BINS: usize = 200;
@@ -43,13 +40,6 @@ pub struct DistributionAnswer {
     pub suppressed_groups: usize,
 }
 
-/// The values of one group: weighted events, (value, weight) pairs.
-#[derive(Default)]
-struct Values {
-    weight: f64,
-    values: Vec<(f64, f64)>,
-}
-
 pub fn run(
     context: &Context,
     spec: &DistributionSpec,
@@ -68,84 +58,47 @@ pub fn run(
     };
     let mut columns = vec!["install_id"];
     columns.extend(&group_by);
-    let scanned = context.index.scan(
+    let shape = Shape {
+        buckets: None,
+        bucket_count: 1,
+        distinct: None,
+        first_group: 1,
+        values: true,
+        only_with_metric: true,
+    };
+    let parts = context.index.fold(
         &filter(context, Some(from), to, spec.range.q.as_deref(), None),
         &columns,
         Some(&spec.metric),
+        |dictionaries| Cube::new(shape, dictionaries),
     )?;
-    let installs = &scanned.columns[0];
-    let keys = dense_keys(scanned.len(), &scanned.columns[1..]);
-    let mut per_key: Vec<Values> = keys.keys.iter().map(|_| Values::default()).collect();
-    let mut key_installs = Distinct::new(keys.keys.len(), installs.dictionary.len());
-    let mut weights = Vec::new();
-    for i in 0..scanned.len() {
-        let value = scanned.metric[i];
-        if value.is_nan() {
-            continue;
-        }
-        let key = keys.of_row[i] as usize;
-        let entry = &mut per_key[key];
-        entry.weight += scanned.weights[i];
-        entry.values.push((value, scanned.weights[i]));
-        key_installs.insert(key, installs.ids[i]);
-        weights.push(scanned.weights[i]);
-    }
-    let selection = select(
-        keys.keys
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| !per_key[*n].values.is_empty())
-            .map(|(n, key)| Candidate {
-                key: *key,
-                weight: per_key[n].weight,
-                installs: key_installs.count(n) as usize,
-            })
-            .collect(),
-        limit,
-        context.min_group_installs,
-    );
-    let Slots {
-        of_key: slot_of_key,
-        installs: slot_installs,
-    } = slots_of(&selection, &keys, &key_installs, installs, |i| {
-        !scanned.metric[i].is_nan()
-    });
-    let mut slots: Vec<Vec<(f64, f64)>> = vec![Vec::new(); selection.slots()];
+    let mut cube = Cube::merge(parts);
+    let grouping = cube.group(limit, context.min_group_installs);
+    let mut slots: Vec<Vec<(f64, f64)>> = grouping
+        .keys_of_slot
+        .iter()
+        .map(|keys| cube.take(keys, 0).values)
+        .collect();
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (key, group) in per_key.into_iter().enumerate() {
-        for (value, _) in &group.values {
-            min = min.min(*value);
-            max = max.max(*value);
-        }
-        let slot = &mut slots[slot_of_key[key]];
-        if slot.is_empty() {
-            *slot = group.values;
-        } else {
-            slot.extend(group.values);
-        }
+    for (value, _) in slots.iter().flatten() {
+        min = min.min(*value);
+        max = max.max(*value);
     }
     let groups = slots
-        .into_iter()
+        .iter_mut()
         .enumerate()
-        .map(|(slot, mut values)| DistributionGroup {
-            group: match selection.kept.get(slot) {
-                Some(key) => scanned.columns[1..]
-                    .iter()
-                    .enumerate()
-                    .map(|(n, column)| label(column.value(key[n])))
-                    .collect(),
-                None => vec![OTHER.to_string()],
-            },
-            installs: slot_installs[slot],
-            histogram: histogram(&values, min, max, bins),
-            summary: summarize(&mut values),
+        .map(|(slot, values)| DistributionGroup {
+            group: cube.labels(&grouping, slot),
+            installs: grouping.installs[slot],
+            histogram: histogram(values, min, max, bins),
+            summary: summarize(values),
         })
         .collect();
     Ok(DistributionAnswer {
         metric: spec.metric.clone(),
         group_by: spec.group_by.clone(),
         groups,
-        estimated: estimated(&weights),
-        suppressed_groups: selection.suppressed,
+        estimated: cube.weighted,
+        suppressed_groups: grouping.selection.suppressed,
     })
 }

@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::distinct::Distinct;
 use crate::search::{Dictionary, ScanColumn, NO_VALUE};
 
 /// The label of the folded group.
@@ -157,116 +156,6 @@ impl Interner {
         };
         label(value)
     }
-}
-
-/// The group keys of a scan's rows, numbered densely: per row the number of its key, and per
-/// number the key (up to two columns' ids, [`NO_VALUE`] where a row has none; no columns give
-/// every row key 0).
-pub struct DenseKeys {
-    pub of_row: Vec<u32>,
-    pub keys: Vec<[u32; 2]>,
-}
-
-/// The output slot of each key of a selection, and each slot's distinct installs.
-pub struct Slots {
-    /// Per key number of [`DenseKeys`].
-    pub of_key: Vec<usize>,
-    pub installs: Vec<u64>,
-}
-
-/// The slots of `selection` over `keys`: a kept group's installs are its key's
-/// (`key_installs`, counted over the rows where `counted` holds); "other" unites those of the
-/// counted rows whose key folds into it.
-pub fn slots_of(
-    selection: &Selection<[u32; 2]>,
-    keys: &DenseKeys,
-    key_installs: &Distinct,
-    installs: &ScanColumn,
-    counted: impl Fn(usize) -> bool,
-) -> Slots {
-    let of_key: Vec<usize> = keys.keys.iter().map(|k| selection.slot(k)).collect();
-    let other = selection.kept.len();
-    let mut per_slot = vec![0; selection.slots()];
-    for (key, slot) in of_key.iter().enumerate() {
-        if *slot < other {
-            per_slot[*slot] = key_installs.count(key);
-        }
-    }
-    if selection.has_other() {
-        let mut united = Distinct::new(1, installs.dictionary.len());
-        for (i, key) in keys.of_row.iter().enumerate() {
-            if of_key[*key as usize] == other && counted(i) {
-                united.insert(0, installs.ids[i]);
-            }
-        }
-        per_slot[other] = united.count(0);
-    }
-    Slots {
-        of_key,
-        installs: per_slot,
-    }
-}
-
-/// Above this many (value, value) combinations, two columns' keys are numbered through a map.
-const MAX_KEY_TABLE: usize = 1 << 22;
-
-pub fn dense_keys(rows: usize, columns: &[ScanColumn]) -> DenseKeys {
-    if columns.is_empty() {
-        return DenseKeys {
-            of_row: vec![0; rows],
-            keys: if rows > 0 {
-                vec![[NO_VALUE; 2]]
-            } else {
-                Vec::new()
-            },
-        };
-    }
-    let mut keys: Vec<[u32; 2]> = Vec::new();
-    // A column's id with "no value" as the last slot.
-    let slot = |column: &ScanColumn, id: u32| -> usize {
-        if id == NO_VALUE {
-            column.dictionary.len()
-        } else {
-            id as usize
-        }
-    };
-    let mut number = |key: [u32; 2], entry: &mut u32| -> u32 {
-        if *entry == NO_VALUE {
-            *entry = keys.len() as u32;
-            keys.push(key);
-        }
-        *entry
-    };
-    let of_row: Vec<u32> = match columns {
-        [] => Vec::new(),
-        [a] => {
-            let mut table = vec![NO_VALUE; a.dictionary.len() + 1];
-            a.ids
-                .iter()
-                .map(|id| number([*id, NO_VALUE], &mut table[slot(a, *id)]))
-                .collect()
-        }
-        [a, b, ..] => {
-            let width = b.dictionary.len() + 1;
-            let size = (a.dictionary.len() + 1).saturating_mul(width);
-            if size <= MAX_KEY_TABLE {
-                let mut table = vec![NO_VALUE; size];
-                a.ids
-                    .iter()
-                    .zip(&b.ids)
-                    .map(|(x, y)| number([*x, *y], &mut table[slot(a, *x) * width + slot(b, *y)]))
-                    .collect()
-            } else {
-                let mut map: FxHashMap<[u32; 2], u32> = FxHashMap::default();
-                a.ids
-                    .iter()
-                    .zip(&b.ids)
-                    .map(|(x, y)| number([*x, *y], map.entry([*x, *y]).or_insert(NO_VALUE)))
-                    .collect()
-            }
-        }
-    };
-    DenseKeys { of_row, keys }
 }
 
 /// The label of a value (or of its absence).

@@ -14,6 +14,7 @@
 //! - [`release_health`]: crash-free sessions and installs per app version (Sentry sessions).
 //! - [`saved`]: saved queries (a named spec of one product, pinned to its dashboard or not).
 
+mod cube;
 mod distinct;
 mod distribution;
 mod funnel;

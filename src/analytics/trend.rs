@@ -2,12 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::distinct::Distinct;
-use super::groups::{dense_keys, label, select, slots_of, Candidate, Slots, OTHER};
+use super::cube::{Cell, Cube, Shape};
 use super::stats::{summarize, weighted_percentile};
 use super::{
-    duration, estimated, filter, group_fields, group_limit, time_range, AnalyticsError, Context,
-    Range, MAX_BUCKETS,
+    duration, filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range,
+    MAX_BUCKETS,
 };
 use crate::timespan::{bucket_count, bucket_start, DAY_MS};
 
@@ -91,49 +90,6 @@ pub struct TrendAnswer {
     pub suppressed_groups: usize,
 }
 
-/// The cell of one bucket and group.
-#[derive(Default)]
-struct Cell {
-    weight: f64,
-    raw: u64,
-    values: Vec<(f64, f64)>,
-}
-
-/// The bucket of a timestamp, remembering the last bucket's bounds (rows come roughly in time
-/// order, so most need no division).
-struct Buckets {
-    first: i64,
-    width: i64,
-    current: (i64, i64, i64),
-}
-
-impl Buckets {
-    fn new(first: i64, width: i64) -> Buckets {
-        Buckets {
-            first,
-            width,
-            current: (0, 0, -1),
-        }
-    }
-
-    /// The bucket number of `ts` counted from `first`, `None` before it.
-    #[inline]
-    fn of(&mut self, ts: i64) -> Option<i64> {
-        let (lo, hi, n) = self.current;
-        if lo <= ts && ts < hi {
-            return Some(n);
-        }
-        if ts < self.first {
-            return None;
-        }
-        // Past i64 (a far future event against a range from the far past): beyond any bucket.
-        let n = ts.checked_sub(self.first)? / self.width;
-        let lo = self.first + n * self.width;
-        self.current = (lo, lo.saturating_add(self.width), n);
-        Some(n)
-    }
-}
-
 pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, AnalyticsError> {
     let (from, to) = time_range(context, &spec.range)?;
     let bucket_ms = duration("bucket", spec.bucket.as_deref(), DAY_MS)?;
@@ -163,102 +119,47 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     }
     let first_group = columns.len();
     columns.extend(&group_by);
-    let count = count as i64;
-    let scanned = context.index.scan(
+    let counts_distinct = spec.measure.distinct_column().is_some();
+    let shape = Shape {
+        buckets: Some((first, bucket_ms)),
+        bucket_count: count as usize,
+        distinct: counts_distinct.then_some(1),
+        first_group,
+        values: metric.is_some(),
+        only_with_metric: false,
+    };
+    let parts = context.index.fold(
         &filter(context, Some(from), to, spec.range.q.as_deref(), None),
         &columns,
         metric,
+        |dictionaries| Cube::new(shape, dictionaries),
     )?;
-    let installs = &scanned.columns[0].ids;
-    let install_ids = scanned.columns[0].dictionary.len();
-    let distinct = &scanned.columns[first_group - 1];
-    let keys = dense_keys(scanned.len(), &scanned.columns[first_group..]);
-
-    // Which groups are shown: weighted events and distinct installs per key.
-    let mut key_weight = vec![0.0; keys.keys.len()];
-    let mut key_installs = Distinct::new(keys.keys.len(), install_ids);
-    for (i, key) in keys.of_row.iter().enumerate() {
-        key_weight[*key as usize] += scanned.weights[i];
-        key_installs.insert(*key as usize, installs[i]);
-    }
-    let selection = select(
-        keys.keys
-            .iter()
-            .enumerate()
-            .map(|(n, key)| Candidate {
-                key: *key,
-                weight: key_weight[n],
-                installs: key_installs.count(n) as usize,
-            })
-            .collect(),
-        limit,
-        context.min_group_installs,
-    );
-    let slots = selection.slots();
-    let Slots {
-        of_key: slot_of_key,
-        installs: slot_installs,
-    } = slots_of(
-        &selection,
-        &keys,
-        &key_installs,
-        &scanned.columns[0],
-        |_| true,
-    );
-
-    let cell_count = count as usize * slots;
-    let mut cells: Vec<Cell> = (0..cell_count).map(|_| Cell::default()).collect();
-    let mut cell_distinct = match spec.measure.distinct_column() {
-        Some(_) => Distinct::new(cell_count, distinct.dictionary.len()),
-        None => Distinct::new(0, 0),
-    };
-    let counts_distinct = spec.measure.distinct_column().is_some();
-    let mut slot_weight = vec![0.0; slots];
-    let mut buckets = Buckets::new(first, bucket_ms);
-    for i in 0..scanned.len() {
-        let Some(bucket) = buckets.of(scanned.timestamps[i]).filter(|b| *b < count) else {
-            continue;
-        };
-        let slot = slot_of_key[keys.of_row[i] as usize];
-        let weight = scanned.weights[i];
-        let at = bucket as usize * slots + slot;
-        let cell = &mut cells[at];
-        cell.weight += weight;
-        cell.raw += 1;
-        slot_weight[slot] += weight;
-        if counts_distinct {
-            cell_distinct.insert(at, distinct.ids[i]);
-        }
-        if metric.is_some() && !scanned.metric[i].is_nan() {
-            cell.values.push((scanned.metric[i], weight));
-        }
-    }
-
-    let labels = |slot: usize| -> Vec<String> {
-        match selection.kept.get(slot) {
-            Some(key) => scanned.columns[first_group..]
-                .iter()
-                .enumerate()
-                .map(|(n, column)| label(column.value(key[n])))
-                .collect(),
-            None => vec![OTHER.to_string()],
-        }
-    };
-    let series = (0..slots)
-        .map(|slot| {
+    let mut cube = Cube::merge(parts);
+    let grouping = cube.group(limit, context.min_group_installs);
+    let series = grouping
+        .keys_of_slot
+        .iter()
+        .enumerate()
+        .map(|(slot, keys)| {
+            let mut events = 0.0;
             let (values, raw_events) = (0..count as usize)
                 .map(|bucket| {
-                    let at = bucket * slots + slot;
-                    let cell = &mut cells[at];
-                    (value(spec.measure, cell, cell_distinct.count(at)), cell.raw)
+                    let mut cell = cube.take(keys, bucket);
+                    events += cell.weight;
+                    let distinct = if counts_distinct {
+                        cube.distinct(keys, bucket)
+                    } else {
+                        0
+                    };
+                    (value(spec.measure, &mut cell, distinct), cell.raw)
                 })
                 .unzip();
             TrendSeries {
-                group: labels(slot),
+                group: cube.labels(&grouping, slot),
                 values,
                 raw_events,
-                events: slot_weight[slot],
-                installs: slot_installs[slot],
+                events,
+                installs: grouping.installs[slot],
             }
         })
         .collect();
@@ -267,10 +168,10 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
         metric: metric.map(str::to_string),
         group_by: spec.group_by.clone(),
         bucket_ms,
-        buckets: (0..count).map(|b| first + b * bucket_ms).collect(),
+        buckets: (0..count as i64).map(|b| first + b * bucket_ms).collect(),
         series,
-        estimated: estimated(&scanned.weights),
-        suppressed_groups: selection.suppressed,
+        estimated: cube.weighted,
+        suppressed_groups: grouping.selection.suppressed,
     })
 }
 
