@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::cube::{Cube, Shape};
 use super::stats::{histogram, summarize, Bin, Summary};
-use super::{filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range};
+use super::{
+    filter, group_fields, group_limit, in_parallel, time_range, AnalyticsError, Context, Range,
+};
 
 /// The most histogram bins.
 const MAX_BINS: usize = 200;
@@ -74,26 +76,35 @@ pub fn run(
     )?;
     let mut cube = Cube::merge(parts);
     let grouping = cube.group(limit, context.min_group_installs);
-    let mut slots: Vec<Vec<(f64, f64)>> = grouping
+    let slots: Vec<Vec<(f64, f64)>> = grouping
         .keys_of_slot
         .iter()
         .map(|keys| cube.take(keys, 0).values)
         .collect();
-    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (value, _) in slots.iter().flatten() {
-        min = min.min(*value);
-        max = max.max(*value);
-    }
-    let groups = slots
-        .iter_mut()
-        .enumerate()
-        .map(|(slot, values)| DistributionGroup {
-            group: cube.labels(&grouping, slot),
-            installs: grouping.installs[slot],
-            histogram: histogram(values, min, max, bins),
-            summary: summarize(values),
-        })
-        .collect();
+    // Each group's summary (its min and max among them), then the histograms over the range
+    // of all groups, the groups spread over the cores.
+    let summarized = in_parallel(slots, |mut values| {
+        let summary = summarize(&mut values);
+        (values, summary)
+    });
+    let (min, max) = summarized
+        .iter()
+        .filter_map(|(_, summary)| summary.as_ref())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+            (lo.min(s.min), hi.max(s.max))
+        });
+    let groups = in_parallel(summarized, |(values, summary)| {
+        (histogram(&values, min, max, bins), summary)
+    })
+    .into_iter()
+    .enumerate()
+    .map(|(slot, (histogram, summary))| DistributionGroup {
+        group: cube.labels(&grouping, slot),
+        installs: grouping.installs[slot],
+        histogram,
+        summary,
+    })
+    .collect();
     Ok(DistributionAnswer {
         metric: spec.metric.clone(),
         group_by: spec.group_by.clone(),

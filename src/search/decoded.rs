@@ -14,7 +14,7 @@ use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::index::SegmentId;
 use tantivy::{DocId, Searcher};
 
-use super::scan::NO_VALUE;
+use super::scan::{metric_value, NO_VALUE};
 
 /// Documents decoded per call.
 const CHUNK: usize = 4096;
@@ -24,12 +24,14 @@ enum Key {
     Timestamps(SegmentId),
     /// A column's ids under one dictionary generation.
     Ids(SegmentId, String, u64),
+    /// A metric's values (its fast column's name).
+    Metric(SegmentId, String),
 }
 
 impl Key {
     fn segment(&self) -> SegmentId {
         match self {
-            Key::Timestamps(segment) | Key::Ids(segment, ..) => *segment,
+            Key::Timestamps(segment) | Key::Ids(segment, ..) | Key::Metric(segment, _) => *segment,
         }
     }
 }
@@ -38,6 +40,7 @@ impl Key {
 enum Array {
     Timestamps(Arc<[i64]>),
     Ids(Arc<[u32]>),
+    Metric(Arc<[f64]>),
 }
 
 impl Array {
@@ -45,6 +48,7 @@ impl Array {
         match self {
             Array::Timestamps(values) => values.len() * 8,
             Array::Ids(values) => values.len() * 4,
+            Array::Metric(values) => values.len() * 8,
         }
     }
 }
@@ -91,7 +95,7 @@ impl Decoded {
                     Key::Ids(_, name, kept) => columns
                         .iter()
                         .all(|(column, generation)| name != column || kept == generation),
-                    Key::Timestamps(_) => true,
+                    Key::Timestamps(_) | Key::Metric(..) => true,
                 }
         });
         if state.entries.len() != before {
@@ -119,7 +123,7 @@ impl Decoded {
         })?;
         match array {
             Array::Timestamps(values) => Some(values),
-            Array::Ids(_) => None,
+            _ => None,
         }
     }
 
@@ -160,7 +164,47 @@ impl Decoded {
         })?;
         match array {
             Array::Ids(values) => Some(values),
-            Array::Timestamps(_) => None,
+            _ => None,
+        }
+    }
+
+    /// A segment's values of the metric column `name` by document (NaN where a document has
+    /// none), from its `integral` and `fractional` columns (integral first, as a scan reads).
+    pub fn metric(
+        &self,
+        segment: SegmentId,
+        name: &str,
+        integral: Option<&Column<i64>>,
+        fractional: Option<&Column<f64>>,
+        docs: u32,
+    ) -> Option<Arc<[f64]>> {
+        let key = Key::Metric(segment, name.to_string());
+        let array = self.get_or_decode(key, docs as usize * 8, || {
+            let mut values = Vec::with_capacity(docs as usize);
+            let doc_ids: Vec<DocId> = (0..docs).collect();
+            let (mut whole, mut part) = (vec![None; CHUNK], vec![None; CHUNK]);
+            for chunk in doc_ids.chunks(CHUNK) {
+                let (whole, part) = (&mut whole[..chunk.len()], &mut part[..chunk.len()]);
+                whole.fill(None);
+                part.fill(None);
+                if let Some(column) = integral {
+                    column.first_vals(chunk, whole);
+                }
+                if let Some(column) = fractional {
+                    column.first_vals(chunk, part);
+                }
+                values.extend(
+                    whole
+                        .iter()
+                        .zip(part.iter())
+                        .map(|(i, f)| metric_value(*i, *f)),
+                );
+            }
+            Array::Metric(values.into())
+        })?;
+        match array {
+            Array::Metric(values) => Some(values),
+            _ => None,
         }
     }
 

@@ -972,11 +972,17 @@ impl SearchIndex {
             start: start(&dictionaries),
             folds: Default::default(),
         };
-        searcher.search_with_executor(
-            query.as_ref(),
-            &scan,
-            &self.shared().scan_executor,
-            tantivy::query::EnableScoring::disabled_from_searcher(&searcher),
+        let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+            &searcher,
+        ))?;
+        let executor = &self.shared().scan_executor;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        executor.map(
+            |(ordinal, docs)| {
+                let segment = searcher.segment_reader(ordinal);
+                scan.collect_piece(weight.as_ref(), ordinal, segment, docs)
+            },
+            scan::pieces(&searcher, threads).into_iter(),
         )?;
         let mut folds = std::mem::take(
             &mut *scan

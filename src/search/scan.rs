@@ -7,11 +7,15 @@
 //! ([`super::ordinals`]), so no strings are touched. [`Scanned`] keeps every row; analytics
 //! folds aggregate them on the scan's threads instead.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Cardinality, Column, StrColumn};
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::query::Weight;
+use tantivy::{
+    DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader, COLLECT_BLOCK_BUFFER_LEN,
+};
 
 use super::decoded::Decoded;
 use super::ordinals::{Dictionary, SegmentTables};
@@ -153,6 +157,14 @@ enum Ids {
     Column(StrColumn, Arc<[u32]>),
 }
 
+/// A segment's values of the scan's metric: none asked for, decoded per document (NaN for
+/// none), or its integral and fractional columns (a metric's values live in either).
+enum Metric {
+    None,
+    Decoded(Arc<[f64]>),
+    Columns(Option<Column<i64>>, Option<Column<f64>>),
+}
+
 /// A segment's timestamps: decoded per document, or its column.
 enum Times {
     Decoded(Arc<[i64]>),
@@ -162,10 +174,7 @@ enum Times {
 pub struct ScanSegment<F: Fold> {
     /// Per column: its ids, `None` where the segment lacks the column.
     columns: Vec<Option<Ids>>,
-    /// Integral and fractional values of the metric live in separate columns.
-    metric_i64: Option<Column<i64>>,
-    metric_f64: Option<Column<f64>>,
-    with_metric: bool,
+    metric: Metric,
     timestamps: Times,
     from_ms: i64,
     to_ms: i64,
@@ -174,8 +183,6 @@ pub struct ScanSegment<F: Fold> {
     folds: Arc<Mutex<Vec<F>>>,
     /// Reused per block.
     block: Block,
-    /// Documents collected one by one, not yet folded.
-    pending: Vec<DocId>,
 }
 
 /// The buffers a segment reads a block into.
@@ -189,6 +196,68 @@ struct Block {
     read_i64: Vec<Option<i64>>,
     read_f64: Vec<Option<f64>>,
     read_u64: Vec<Option<u64>>,
+}
+
+impl<F: Fold> Scan<'_, F> {
+    /// Folds the documents of `docs` (a range of the segment's) that `weight` matches and that
+    /// are not deleted, in blocks.
+    pub fn collect_piece(
+        &self,
+        weight: &dyn Weight,
+        ordinal: SegmentOrdinal,
+        segment: &SegmentReader,
+        docs: Range<DocId>,
+    ) -> tantivy::Result<()> {
+        let mut collector = self.for_segment(ordinal, segment)?;
+        let mut scorer = weight.scorer(segment, 1.0)?;
+        if scorer.doc() < docs.start {
+            scorer.seek(docs.start);
+        }
+        let alive = segment.alive_bitset();
+        let mut found = [0; COLLECT_BLOCK_BUFFER_LEN];
+        let mut kept = Vec::with_capacity(COLLECT_BLOCK_BUFFER_LEN);
+        loop {
+            let n = scorer.fill_buffer(&mut found);
+            let within = found[..n].partition_point(|doc| *doc < docs.end);
+            match alive {
+                None => collector.collect_block(&found[..within]),
+                Some(alive) => {
+                    kept.clear();
+                    kept.extend(found[..within].iter().filter(|doc| alive.is_alive(**doc)));
+                    collector.collect_block(&kept);
+                }
+            }
+            if within < found.len() {
+                break;
+            }
+        }
+        collector.harvest();
+        Ok(())
+    }
+}
+
+/// The fewest documents of a piece of a segment (a few in unit tests, so that their small
+/// segments are cut too).
+const MIN_PIECE: u64 = if cfg!(test) { 16 } else { 1 << 16 };
+
+/// Every segment's documents as ranges of at most an equal share of all documents per scan
+/// thread and a quarter (at least [`MIN_PIECE`]), largest first: a large segment no longer
+/// keeps one thread busy while the others are done.
+pub fn pieces(searcher: &Searcher, threads: usize) -> Vec<(SegmentOrdinal, Range<DocId>)> {
+    let readers = searcher.segment_readers();
+    let total: u64 = readers.iter().map(|r| u64::from(r.max_doc())).sum();
+    let size = (total / (threads.max(1) as u64 * 4)).clamp(MIN_PIECE, u64::from(u32::MAX)) as u32;
+    let mut pieces = Vec::new();
+    for (ordinal, reader) in readers.iter().enumerate() {
+        let mut start = 0;
+        while start < reader.max_doc() {
+            let end = start.saturating_add(size).min(reader.max_doc());
+            pieces.push((ordinal as SegmentOrdinal, start..end));
+            start = end;
+        }
+    }
+    pieces.sort_by_key(|(_, docs)| std::cmp::Reverse(docs.len()));
+    pieces
 }
 
 impl<F: Fold> Collector for Scan<'_, F> {
@@ -225,9 +294,20 @@ impl<F: Fold> Collector for Scan<'_, F> {
             Some(decoded) => Times::Decoded(decoded),
             None => Times::Column(timestamps),
         };
-        let (metric_i64, metric_f64) = match &self.metric {
-            Some(name) => (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?),
-            None => (None, None),
+        let metric = match &self.metric {
+            Some(name) => {
+                let (integral, fractional) =
+                    (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?);
+                let lacking = integral.is_none() && fractional.is_none();
+                match (!lacking).then(|| {
+                    self.decoded
+                        .metric(id, name, integral.as_ref(), fractional.as_ref(), docs)
+                }) {
+                    Some(Some(decoded)) => Metric::Decoded(decoded),
+                    _ => Metric::Columns(integral, fractional),
+                }
+            }
+            None => Metric::None,
         };
         let fold = self
             .folds
@@ -237,9 +317,7 @@ impl<F: Fold> Collector for Scan<'_, F> {
             .unwrap_or_else(|| self.start.clone());
         Ok(ScanSegment {
             columns,
-            metric_i64,
-            metric_f64,
-            with_metric: self.metric.is_some(),
+            metric,
             timestamps,
             from_ms: self.from_ms,
             to_ms: self.to_ms,
@@ -250,7 +328,6 @@ impl<F: Fold> Collector for Scan<'_, F> {
                 columns: vec![Vec::new(); self.columns.len()],
                 ..Block::default()
             },
-            pending: Vec::with_capacity(PENDING_BLOCK),
         })
     }
 
@@ -263,19 +340,7 @@ impl<F: Fold> Collector for Scan<'_, F> {
     }
 }
 
-/// Documents collected one at a time are folded in blocks of this many.
-const PENDING_BLOCK: usize = 64;
-
 impl<F: Fold> ScanSegment<F> {
-    fn collect_pending(&mut self) {
-        if !self.pending.is_empty() {
-            let pending = std::mem::take(&mut self.pending);
-            self.collect_block(&pending);
-            self.pending = pending;
-            self.pending.clear();
-        }
-    }
-
     /// Reads the block's other columns for its documents (in range, their timestamps read),
     /// each column once for all of them.
     fn read_columns(&mut self) {
@@ -312,22 +377,31 @@ impl<F: Fold> ScanSegment<F> {
             }
         }
         block.metric.clear();
-        if self.with_metric {
-            fill(&mut block.read_i64, n);
-            if let Some(column) = &self.metric_i64 {
-                column.first_vals(docs, &mut block.read_i64);
+        match &self.metric {
+            Metric::None => {}
+            Metric::Decoded(decoded) => match contiguous(docs) {
+                Some(run) => block.metric.extend_from_slice(&decoded[run]),
+                None => block
+                    .metric
+                    .extend(docs.iter().map(|doc| decoded[*doc as usize])),
+            },
+            Metric::Columns(integral, fractional) => {
+                fill(&mut block.read_i64, n);
+                if let Some(column) = integral {
+                    column.first_vals(docs, &mut block.read_i64);
+                }
+                fill(&mut block.read_f64, n);
+                if let Some(column) = fractional {
+                    column.first_vals(docs, &mut block.read_f64);
+                }
+                block.metric.extend(
+                    block
+                        .read_i64
+                        .iter()
+                        .zip(&block.read_f64)
+                        .map(|(i, f)| metric_value(*i, *f)),
+                );
             }
-            fill(&mut block.read_f64, n);
-            if let Some(column) = &self.metric_f64 {
-                column.first_vals(docs, &mut block.read_f64);
-            }
-            block.metric.extend(
-                block
-                    .read_i64
-                    .iter()
-                    .zip(&block.read_f64)
-                    .map(|(i, f)| metric_value(*i, *f)),
-            );
         }
     }
 }
@@ -360,7 +434,7 @@ fn global_id(table: &[u32], ord: Option<u64>) -> u32 {
 }
 
 /// A metric's value from its integral or fractional column, NaN for none.
-fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f64 {
+pub(super) fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f64 {
     integral
         .map(|v| v as f64)
         .or(fractional)
@@ -370,12 +444,8 @@ fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f64 {
 impl<F: Fold> SegmentCollector for ScanSegment<F> {
     type Fruit = ();
 
-    /// One document at a time (a segment with deleted documents): gathered into blocks.
     fn collect(&mut self, doc: DocId, _score: Score) {
-        self.pending.push(doc);
-        if self.pending.len() == PENDING_BLOCK {
-            self.collect_pending();
-        }
+        self.collect_block(&[doc]);
     }
 
     /// Reads the block's timestamps, keeps the documents in range, reads each other column
@@ -427,8 +497,7 @@ impl<F: Fold> SegmentCollector for ScanSegment<F> {
         });
     }
 
-    fn harvest(mut self) {
-        self.collect_pending();
+    fn harvest(self) {
         self.folds
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -2187,11 +2187,31 @@ fn scan_ids_and_time_cuts(scan_cache_mb: usize) {
     let rest = index.scan(&Filter::default(), &columns, None).unwrap();
     assert_eq!(rest.len(), 250);
     assert_eq!(rows(&rest), expected(i64::MIN, i64::MAX, false));
-    // Timestamps and two columns of 300 events, in whichever segments are live.
+    // A metric's values, and one no event has.
+    let with_metric = index
+        .scan(&Filter::default(), &columns, Some("audio_seconds"))
+        .unwrap();
+    let mut values: Vec<(i64, u64)> = (0..with_metric.len())
+        .map(|i| (with_metric.timestamps[i], with_metric.metric[i].to_bits()))
+        .collect();
+    values.sort();
+    let mut wanted: Vec<(i64, u64)> = source
+        .all()
+        .into_iter()
+        .map(|(_, e)| (e.timestamp, e.metrics["audio_seconds"].to_bits()))
+        .collect();
+    wanted.sort();
+    assert_eq!(values, wanted);
+    let missing = index
+        .scan(&Filter::default(), &columns, Some("not_sent"))
+        .unwrap();
+    assert_eq!(missing.len(), 250);
+    assert!(missing.metric.iter().all(|v| v.is_nan()));
+    // Timestamps, two columns and a metric of 300 events, in whichever segments are live.
     let kept = index.stats().scan_cache_bytes;
     match scan_cache_mb {
         0 => assert_eq!(kept, 0),
-        _ => assert!((300 * 16..=600 * 16).contains(&kept), "{kept} bytes"),
+        _ => assert!((300 * 24..=600 * 24).contains(&kept), "{kept} bytes"),
     }
     index.close();
 }
