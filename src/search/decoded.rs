@@ -1,6 +1,6 @@
-//! Decoded columns for scans: per live segment, its timestamps and a string column's global ids
-//! per document, decoded once from the fast columns into plain arrays and kept within a memory
-//! budget (`[search] scan_cache_mb`). A scan then reads `timestamps[doc]` instead of unpacking
+//! Decoded columns for scans: per live segment, its timestamps, a string column's global ids and
+//! a metric's values per document, decoded once from the fast columns into plain arrays and kept
+//! within a memory budget (`[search] scan_cache_mb`). A scan then reads `timestamps[doc]` instead of unpacking
 //! bits and translating ordinals for every document it meets, every time.
 //!
 //! Entries die with their segment (merged away, or all its events deleted) or with their
