@@ -4,9 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cube::{Cube, Shape};
 use super::stats::{histogram, summarize, Bin, Summary};
-use super::{
-    filter, group_fields, group_limit, in_parallel, time_range, AnalyticsError, Context, Range,
-};
+use super::{filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range};
 
 /// The most histogram bins.
 const MAX_BINS: usize = 200;
@@ -83,7 +81,7 @@ pub fn run(
         .collect();
     // Each group's summary (its min and max among them), then the histograms over the range
     // of all groups, the groups spread over the cores.
-    let summarized = in_parallel(slots, |mut values| {
+    let summarized = context.index.in_parallel(slots, |mut values| {
         let summary = summarize(&mut values);
         (values, summary)
     });
@@ -93,18 +91,20 @@ pub fn run(
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
             (lo.min(s.min), hi.max(s.max))
         });
-    let groups = in_parallel(summarized, |(values, summary)| {
-        (histogram(&values, min, max, bins), summary)
-    })
-    .into_iter()
-    .enumerate()
-    .map(|(slot, (histogram, summary))| DistributionGroup {
-        group: cube.labels(&grouping, slot),
-        installs: grouping.installs[slot],
-        histogram,
-        summary,
-    })
-    .collect();
+    let groups = context
+        .index
+        .in_parallel(summarized, |(values, summary)| {
+            (histogram(&values, min, max, bins), summary)
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(slot, (histogram, summary))| DistributionGroup {
+            group: cube.labels(&grouping, slot),
+            installs: grouping.installs[slot],
+            histogram,
+            summary,
+        })
+        .collect();
     Ok(DistributionAnswer {
         metric: spec.metric.clone(),
         group_by: spec.group_by.clone(),

@@ -253,45 +253,6 @@ fn group_limit(limit: Option<usize>) -> Result<usize, AnalyticsError> {
     }
 }
 
-/// `f` of each item, in order, the items shared out among a thread per core as each finishes
-/// its last (for per-group work such as percentiles over millions of values).
-fn in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || items.len() < 2 {
-        return items.into_iter().map(f).collect();
-    }
-    let count = items.len();
-    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.min(count))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let next = queue
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .next();
-                        let Some((n, item)) = next else { break };
-                        done.push((n, f(item)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    done.sort_by_key(|(n, _)| *n);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Whether any weight is not 1 (the figures are estimates).
 fn estimated(weights: &[f64]) -> bool {
     weights.iter().any(|w| *w != 1.0)
@@ -301,14 +262,6 @@ fn estimated(weights: &[f64]) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn in_parallel_keeps_the_order_and_every_item() {
-        let items: Vec<u64> = (0..1000).collect();
-        let squares = in_parallel(items, |n| n * n);
-        assert_eq!(squares, (0..1000).map(|n| n * n).collect::<Vec<u64>>());
-        assert_eq!(in_parallel(Vec::<u8>::new(), |n| n), Vec::<u8>::new());
-    }
 
     fn member_of(spec: serde_json::Value) -> Option<String> {
         match Query::from_json(spec) {

@@ -7,14 +7,16 @@
 //! column's dictionary generation; beyond the budget the least recently scanned go first, and a
 //! segment that does not fit is read from the fast columns as before.
 
+use std::any::Any;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::FxHashMap;
 use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::index::SegmentId;
-use tantivy::{DocId, Searcher};
+use tantivy::Searcher;
 
-use super::scan::{metric_value, NO_VALUE};
+use super::scan::{global_id, metric_value};
 
 /// Documents decoded per call.
 const CHUNK: usize = 4096;
@@ -36,25 +38,10 @@ impl Key {
     }
 }
 
-#[derive(Clone)]
-enum Array {
-    Timestamps(Arc<[i64]>),
-    Ids(Arc<[u32]>),
-    Metric(Arc<[f64]>),
-}
-
-impl Array {
-    fn bytes(&self) -> usize {
-        match self {
-            Array::Timestamps(values) => values.len() * 8,
-            Array::Ids(values) => values.len() * 4,
-            Array::Metric(values) => values.len() * 8,
-        }
-    }
-}
-
 struct Entry {
-    array: Array,
+    /// The decoded `Arc<[T]>`, of the type its key decodes to.
+    array: Box<dyn Any + Send + Sync>,
+    bytes: usize,
     last_used: u64,
 }
 
@@ -99,7 +86,7 @@ impl Decoded {
                 }
         });
         if state.entries.len() != before {
-            state.bytes = state.entries.values().map(|e| e.array.bytes()).sum();
+            state.bytes = state.entries.values().map(|e| e.bytes).sum();
         }
     }
 
@@ -113,22 +100,17 @@ impl Decoded {
         if column.get_cardinality() != Cardinality::Full {
             return None;
         }
-        let key = Key::Timestamps(segment);
-        let array = self.get_or_decode(key, docs as usize * 8, || {
+        self.get_or_decode(Key::Timestamps(segment), docs, || {
             let mut values = vec![0; docs as usize];
             for (n, chunk) in values.chunks_mut(CHUNK).enumerate() {
                 column.values.get_range((n * CHUNK) as u64, chunk);
             }
-            Array::Timestamps(values.into())
-        })?;
-        match array {
-            Array::Timestamps(values) => Some(values),
-            _ => None,
-        }
+            values
+        })
     }
 
     /// A segment's global ids of `column` (named `name`, ids of dictionary `generation`, through
-    /// the segment's ordinal → id `table`) by document, [`NO_VALUE`] where a document has none.
+    /// the segment's ordinal → id `table`) by document, `NO_VALUE` where a document has none.
     pub fn ids(
         &self,
         segment: SegmentId,
@@ -139,37 +121,18 @@ impl Decoded {
         docs: u32,
     ) -> Option<Arc<[u32]>> {
         let key = Key::Ids(segment, name.to_string(), generation);
-        let array = self.get_or_decode(key, docs as usize * 4, || {
-            let ords = column.ords();
-            let id = |ord: u64| table.get(ord as usize).copied().unwrap_or(NO_VALUE);
+        self.get_or_decode(key, docs, || {
             let mut ids = Vec::with_capacity(docs as usize);
-            if ords.get_cardinality() == Cardinality::Full {
-                let mut chunk = vec![0u64; CHUNK];
-                for start in (0..docs as usize).step_by(CHUNK) {
-                    let chunk = &mut chunk[..CHUNK.min(docs as usize - start)];
-                    ords.values.get_range(start as u64, chunk);
-                    ids.extend(chunk.iter().map(|ord| id(*ord)));
-                }
-            } else {
-                let mut found = vec![None; CHUNK];
-                let doc_ids: Vec<DocId> = (0..docs).collect();
-                for chunk in doc_ids.chunks(CHUNK) {
-                    let found = &mut found[..chunk.len()];
-                    found.fill(None);
-                    ords.first_vals(chunk, found);
-                    ids.extend(found.iter().map(|ord| ord.map_or(NO_VALUE, id)));
-                }
-            }
-            Array::Ids(ids.into())
-        })?;
-        match array {
-            Array::Ids(values) => Some(values),
-            _ => None,
-        }
+            each_chunk(column.ords(), docs, |ords| {
+                ids.extend(ords.iter().map(|ord| global_id(table, *ord)));
+            });
+            ids
+        })
     }
 
     /// A segment's values of the metric column `name` by document (NaN where a document has
-    /// none), from its `integral` and `fractional` columns (integral first, as a scan reads).
+    /// none), from its `integral` and `fractional` columns (integral first, as a scan reads);
+    /// `None` when the segment has neither.
     pub fn metric(
         &self,
         segment: SegmentId,
@@ -178,44 +141,44 @@ impl Decoded {
         fractional: Option<&Column<f64>>,
         docs: u32,
     ) -> Option<Arc<[f64]>> {
-        let key = Key::Metric(segment, name.to_string());
-        let array = self.get_or_decode(key, docs as usize * 8, || {
-            let mut values = Vec::with_capacity(docs as usize);
-            let doc_ids: Vec<DocId> = (0..docs).collect();
-            let (mut whole, mut part) = (vec![None; CHUNK], vec![None; CHUNK]);
-            for chunk in doc_ids.chunks(CHUNK) {
-                let (whole, part) = (&mut whole[..chunk.len()], &mut part[..chunk.len()]);
-                whole.fill(None);
-                part.fill(None);
-                if let Some(column) = integral {
-                    column.first_vals(chunk, whole);
-                }
-                if let Some(column) = fractional {
-                    column.first_vals(chunk, part);
-                }
-                values.extend(
-                    whole
-                        .iter()
-                        .zip(part.iter())
-                        .map(|(i, f)| metric_value(*i, *f)),
-                );
-            }
-            Array::Metric(values.into())
-        })?;
-        match array {
-            Array::Metric(values) => Some(values),
-            _ => None,
+        if integral.is_none() && fractional.is_none() {
+            return None;
         }
+        self.get_or_decode(Key::Metric(segment, name.to_string()), docs, || {
+            let mut values = vec![f64::NAN; docs as usize];
+            if let Some(column) = fractional {
+                let mut at = 0;
+                each_chunk(column, docs, |found| {
+                    for (value, found) in values[at..].iter_mut().zip(found) {
+                        *value = metric_value(None, *found);
+                    }
+                    at += found.len();
+                });
+            }
+            if let Some(column) = integral {
+                let mut at = 0;
+                each_chunk(column, docs, |found| {
+                    for (value, found) in values[at..].iter_mut().zip(found) {
+                        if found.is_some() {
+                            *value = metric_value(*found, None);
+                        }
+                    }
+                    at += found.len();
+                });
+            }
+            values
+        })
     }
 
-    /// The array of `key`, decoded and kept (room made by dropping the least recently used)
-    /// when missing; `None` when its `bytes` alone exceed the budget.
-    fn get_or_decode(
+    /// The array of `key` (`docs` values of `T`), decoded and kept (room made by dropping the
+    /// least recently used) when missing; `None` when it alone would exceed the budget.
+    fn get_or_decode<T: Send + Sync + 'static>(
         &self,
         key: Key,
-        bytes: usize,
-        decode: impl FnOnce() -> Array,
-    ) -> Option<Array> {
+        docs: u32,
+        decode: impl FnOnce() -> Vec<T>,
+    ) -> Option<Arc<[T]>> {
+        let bytes = docs as usize * std::mem::size_of::<T>();
         if bytes > self.budget_bytes {
             return None;
         }
@@ -225,11 +188,11 @@ impl Decoded {
             let clock = state.clock;
             if let Some(entry) = state.entries.get_mut(&key) {
                 entry.last_used = clock;
-                return Some(entry.array.clone());
+                return entry.array.downcast_ref::<Arc<[T]>>().cloned();
             }
         }
         // Decoded outside the lock: scans of other segments go on meanwhile.
-        let array = decode();
+        let array: Arc<[T]> = decode().into();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while state.bytes + bytes > self.budget_bytes {
             let Some(oldest) = state
@@ -241,18 +204,17 @@ impl Decoded {
                 break;
             };
             if let Some(entry) = state.entries.remove(&oldest) {
-                state.bytes -= entry.array.bytes();
+                state.bytes -= entry.bytes;
             }
         }
         let clock = state.clock;
-        if let Some(previous) = state.entries.insert(
-            key,
-            Entry {
-                array: array.clone(),
-                last_used: clock,
-            },
-        ) {
-            state.bytes -= previous.array.bytes();
+        let entry = Entry {
+            array: Box::new(array.clone()),
+            bytes,
+            last_used: clock,
+        };
+        if let Some(previous) = state.entries.insert(key, entry) {
+            state.bytes -= previous.bytes;
         }
         state.bytes += bytes;
         Some(array)
@@ -264,5 +226,22 @@ impl Decoded {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .bytes
+    }
+}
+
+/// Calls `f` with the first values of documents `0..docs` of `column`, [`CHUNK`] at a time.
+fn each_chunk<T>(column: &Column<T>, docs: u32, mut f: impl FnMut(&[Option<T>]))
+where
+    T: PartialOrd + Copy + Debug + Send + Sync + 'static,
+{
+    let mut found = [None; CHUNK];
+    let mut doc_ids = Vec::with_capacity(CHUNK);
+    for start in (0..docs).step_by(CHUNK) {
+        doc_ids.clear();
+        doc_ids.extend(start..docs.min(start.saturating_add(CHUNK as u32)));
+        let found = &mut found[..doc_ids.len()];
+        found.fill(None);
+        column.first_vals(&doc_ids, found);
+        f(found);
     }
 }

@@ -976,24 +976,31 @@ impl SearchIndex {
             &searcher,
         ))?;
         let executor = &self.shared().scan_executor;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         executor.map(
             |(ordinal, docs)| {
                 let segment = searcher.segment_reader(ordinal);
                 scan.collect_piece(weight.as_ref(), ordinal, segment, docs)
             },
-            scan::pieces(&searcher, threads).into_iter(),
+            scan::pieces(&searcher, scan_threads()).into_iter(),
         )?;
-        let mut folds = std::mem::take(
-            &mut *scan
-                .folds
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if folds.is_empty() {
-            folds.push(scan.start);
+        Ok(scan.into_folds())
+    }
+
+    /// `f` of each item, in order, on the scan threads (per-group work of an analytics answer,
+    /// such as percentiles over millions of values).
+    pub fn in_parallel<T: Send, R: Send>(
+        &self,
+        items: Vec<T>,
+        f: impl Fn(T) -> R + Sync,
+    ) -> Vec<R> {
+        let done = self
+            .shared()
+            .scan_executor
+            .map(|item| Ok(f(item)), items.into_iter());
+        match done {
+            Ok(done) => done,
+            Err(_) => unreachable!("the work has no error to return"),
         }
-        Ok(folds)
     }
 
     /// Document count, segments, bytes on disk, position and last commit time.
@@ -1030,9 +1037,14 @@ impl SearchIndex {
 
 /// The fast column of `field`: a catalogue field with `usage` (by name or alias), or a
 /// dimension as `dims.NAME` or `NAME` (a bare name must exist in the index).
-/// A pool with a thread per core (at most four) for scans, or this thread alone.
+/// A thread per core, at most four.
+fn scan_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// A pool with [`scan_threads`] threads for scans, or this thread alone.
 fn scan_executor() -> Executor {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let threads = scan_threads();
     if threads > 1 {
         if let Ok(executor) = Executor::multi_thread(threads, "scan-") {
             return executor;

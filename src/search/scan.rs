@@ -1,21 +1,19 @@
 //! The columnar scan behind analytics: for every matching event, its timestamp, its weight
 //! (1 / effective sample rate), the values of a few string columns as small integer ids, and
-//! optionally one metric — read from the fast columns segment by segment, never from the store.
+//! optionally one metric — read from the fast columns, never from the store.
 //!
-//! Per block of documents the segment collector reads each column in one call and hands the
-//! rows to a [`Fold`]: string values become global ids through the segment's table
-//! ([`super::ordinals`]), so no strings are touched. [`Scanned`] keeps every row; analytics
-//! folds aggregate them on the scan's threads instead.
+//! Segments are cut into pieces run on the scan threads ([`pieces`]). Per block of matching
+//! documents a piece reads each column once — from the decoded arrays ([`super::decoded`])
+//! where kept, else from the fast columns, string values becoming global ids through the
+//! segment's table ([`super::ordinals`]) — and hands the rows to a [`Fold`]. [`Scanned`] keeps
+//! every row; analytics folds aggregate them on the scan's threads instead.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::query::Weight;
-use tantivy::{
-    DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader, COLLECT_BLOCK_BUFFER_LEN,
-};
+use tantivy::{DocId, DocSet, Searcher, SegmentOrdinal, SegmentReader, COLLECT_BLOCK_BUFFER_LEN};
 
 use super::decoded::Decoded;
 use super::ordinals::{Dictionary, SegmentTables};
@@ -128,7 +126,7 @@ impl Fold for Scanned {
 }
 
 /// Reads per string column its per-segment columns and tables, and a metric column
-/// (`metrics.stt_latency_ms`), into copies of `start`.
+/// (`metrics.stt_latency_ms`), over pieces of segments into copies of `start`.
 pub struct Scan<'a, F> {
     pub columns: Vec<Source>,
     /// Decoded timestamps and ids, where kept.
@@ -139,8 +137,8 @@ pub struct Scan<'a, F> {
     pub from_ms: i64,
     pub to_ms: i64,
     pub start: F,
-    /// The folds of threads that finished a segment, for the next segment to continue.
-    pub folds: Arc<Mutex<Vec<F>>>,
+    /// The folds of threads that finished a piece, for the next piece to continue.
+    pub folds: Mutex<Vec<F>>,
 }
 
 /// A string column to scan: its name, its dictionary's generation and its segments' tables.
@@ -180,7 +178,6 @@ pub struct ScanSegment<F: Fold> {
     to_ms: i64,
     rates: Rates,
     fold: F,
-    folds: Arc<Mutex<Vec<F>>>,
     /// Reused per block.
     block: Block,
 }
@@ -208,7 +205,13 @@ impl<F: Fold> Scan<'_, F> {
         segment: &SegmentReader,
         docs: Range<DocId>,
     ) -> tantivy::Result<()> {
-        let mut collector = self.for_segment(ordinal, segment)?;
+        let fold = self
+            .folds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| self.start.clone());
+        let mut collector = self.segment(ordinal, segment, fold)?;
         let mut scorer = weight.scorer(segment, 1.0)?;
         if scorer.doc() < docs.start {
             scorer.seek(docs.start);
@@ -231,8 +234,23 @@ impl<F: Fold> Scan<'_, F> {
                 break;
             }
         }
-        collector.harvest();
+        self.folds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(collector.fold);
         Ok(())
+    }
+
+    /// The folds the pieces left (at least one).
+    pub fn into_folds(self) -> Vec<F> {
+        let mut folds = self
+            .folds
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        if folds.is_empty() {
+            folds.push(self.start);
+        }
+        folds
     }
 }
 
@@ -260,14 +278,13 @@ pub fn pieces(searcher: &Searcher, threads: usize) -> Vec<(SegmentOrdinal, Range
     pieces
 }
 
-impl<F: Fold> Collector for Scan<'_, F> {
-    type Fruit = ();
-    type Child = ScanSegment<F>;
-
-    fn for_segment(
+impl<F: Fold> Scan<'_, F> {
+    /// The columns of one segment, read into `fold`.
+    fn segment(
         &self,
         segment_local_id: SegmentOrdinal,
         segment: &SegmentReader,
+        fold: F,
     ) -> tantivy::Result<ScanSegment<F>> {
         let fast = segment.fast_fields();
         let (id, docs) = (segment.segment_id(), segment.max_doc());
@@ -298,23 +315,16 @@ impl<F: Fold> Collector for Scan<'_, F> {
             Some(name) => {
                 let (integral, fractional) =
                     (fast.column_opt::<i64>(name)?, fast.column_opt::<f64>(name)?);
-                let lacking = integral.is_none() && fractional.is_none();
-                match (!lacking).then(|| {
-                    self.decoded
-                        .metric(id, name, integral.as_ref(), fractional.as_ref(), docs)
-                }) {
-                    Some(Some(decoded)) => Metric::Decoded(decoded),
-                    _ => Metric::Columns(integral, fractional),
+                match self
+                    .decoded
+                    .metric(id, name, integral.as_ref(), fractional.as_ref(), docs)
+                {
+                    Some(decoded) => Metric::Decoded(decoded),
+                    None => Metric::Columns(integral, fractional),
                 }
             }
             None => Metric::None,
         };
-        let fold = self
-            .folds
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_else(|| self.start.clone());
         Ok(ScanSegment {
             columns,
             metric,
@@ -323,20 +333,11 @@ impl<F: Fold> Collector for Scan<'_, F> {
             to_ms: self.to_ms,
             rates: Rates::of(fast.column_opt::<f64>(SAMPLE_RATE)?),
             fold,
-            folds: self.folds.clone(),
             block: Block {
                 columns: vec![Vec::new(); self.columns.len()],
                 ..Block::default()
             },
         })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, _: Vec<()>) -> tantivy::Result<()> {
-        Ok(())
     }
 }
 
@@ -364,10 +365,7 @@ impl<F: Fold> ScanSegment<F> {
         for (column, ids) in self.columns.iter().zip(&mut block.columns) {
             ids.clear();
             match column {
-                Some(Ids::Decoded(decoded)) => match contiguous(docs) {
-                    Some(run) => ids.extend_from_slice(&decoded[run]),
-                    None => ids.extend(docs.iter().map(|doc| decoded[*doc as usize])),
-                },
+                Some(Ids::Decoded(decoded)) => gather(decoded, docs, ids),
                 Some(Ids::Column(column, table)) => {
                     fill(&mut block.read_u64, n);
                     column.ords().first_vals(docs, &mut block.read_u64);
@@ -379,12 +377,7 @@ impl<F: Fold> ScanSegment<F> {
         block.metric.clear();
         match &self.metric {
             Metric::None => {}
-            Metric::Decoded(decoded) => match contiguous(docs) {
-                Some(run) => block.metric.extend_from_slice(&decoded[run]),
-                None => block
-                    .metric
-                    .extend(docs.iter().map(|doc| decoded[*doc as usize])),
-            },
+            Metric::Decoded(decoded) => gather(decoded, docs, &mut block.metric),
             Metric::Columns(integral, fractional) => {
                 fill(&mut block.read_i64, n);
                 if let Some(column) = integral {
@@ -428,7 +421,7 @@ impl Rates {
 }
 
 /// The global id of a segment ordinal.
-fn global_id(table: &[u32], ord: Option<u64>) -> u32 {
+pub(super) fn global_id(table: &[u32], ord: Option<u64>) -> u32 {
     ord.and_then(|ord| table.get(ord as usize).copied())
         .unwrap_or(NO_VALUE)
 }
@@ -441,13 +434,7 @@ pub(super) fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f6
         .unwrap_or(f64::NAN)
 }
 
-impl<F: Fold> SegmentCollector for ScanSegment<F> {
-    type Fruit = ();
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        self.collect_block(&[doc]);
-    }
-
+impl<F: Fold> ScanSegment<F> {
     /// Reads the block's timestamps, keeps the documents in range, reads each other column
     /// once for all of them and folds the rows.
     fn collect_block(&mut self, docs: &[DocId]) {
@@ -496,17 +483,19 @@ impl<F: Fold> SegmentCollector for ScanSegment<F> {
             metric: &block.metric,
         });
     }
+}
 
-    fn harvest(self) {
-        self.folds
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(self.fold);
+/// The values of `docs` in a decoded array, appended to `out` (a run of consecutive documents
+/// as one slice).
+fn gather<T: Copy>(decoded: &[T], docs: &[DocId], out: &mut Vec<T>) {
+    match contiguous(docs) {
+        Some(run) => out.extend_from_slice(&decoded[run]),
+        None => out.extend(docs.iter().map(|doc| decoded[*doc as usize])),
     }
 }
 
 /// The document range `docs` covers when it is one run of consecutive documents.
-fn contiguous(docs: &[DocId]) -> Option<std::ops::Range<usize>> {
+fn contiguous(docs: &[DocId]) -> Option<Range<usize>> {
     let (first, last) = (*docs.first()? as usize, *docs.last()? as usize);
     (last.checked_sub(first)? + 1 == docs.len()).then_some(first..last + 1)
 }

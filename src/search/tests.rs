@@ -2216,6 +2216,18 @@ fn scan_ids_and_time_cuts(scan_cache_mb: usize) {
     index.close();
 }
 
+#[test]
+fn in_parallel_keeps_the_order_and_every_item() {
+    let source = MemSource::new(Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let index = open_indexed(dir.path(), source);
+    let items: Vec<u64> = (0..1000).collect();
+    let squares = index.in_parallel(items, |n| n * n);
+    assert_eq!(squares, (0..1000).map(|n| n * n).collect::<Vec<u64>>());
+    assert_eq!(index.in_parallel(Vec::<u8>::new(), |n| n), Vec::<u8>::new());
+    index.close();
+}
+
 /// Global ordinals keep a column's ids between scans, except a column of more values than the
 /// per-column bound, and drop the least recently scanned columns past the total bound.
 #[test]
