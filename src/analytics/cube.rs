@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::distinct::Distinct;
 use super::groups::{label, select, Candidate, Selection, OTHER};
+use super::stats::Values;
 use crate::search::{Dictionary, Fold, Rows, NO_VALUE};
 
 /// Above this many (value, value) combinations, group keys are numbered through a map.
@@ -38,14 +39,14 @@ pub struct Shape {
 pub struct Cell {
     pub weight: f64,
     pub raw: u64,
-    pub values: Vec<(f64, f64)>,
+    pub values: Values,
 }
 
 impl Cell {
-    fn add(&mut self, other: &Cell) {
+    fn add(&mut self, other: Cell) {
         self.weight += other.weight;
         self.raw += other.raw;
-        self.values.extend_from_slice(&other.values);
+        self.values.append(other.values);
     }
 }
 
@@ -173,11 +174,12 @@ impl Cube {
         let mut parts = parts.into_iter();
         let mut all = parts.next().expect("a fold yields at least one part");
         let buckets = all.shape.bucket_count;
-        for part in parts {
+        for mut part in parts {
             let into: Vec<usize> = part.keys.iter().map(|key| all.number(*key)).collect();
             for (from, to) in into.iter().enumerate() {
                 for bucket in 0..buckets {
-                    all.cells[to * buckets + bucket].add(&part.cells[from * buckets + bucket]);
+                    let cell = std::mem::take(&mut part.cells[from * buckets + bucket]);
+                    all.cells[to * buckets + bucket].add(cell);
                 }
             }
             all.installs.absorb(&part.installs, |key| into[key]);
@@ -235,7 +237,7 @@ impl Cube {
             .map(|key| std::mem::take(&mut self.cells[key * buckets + bucket]))
             .unwrap_or_default();
         for key in keys {
-            cell.add(&self.cells[key * buckets + bucket]);
+            cell.add(std::mem::take(&mut self.cells[key * buckets + bucket]));
         }
         cell
     }
@@ -278,9 +280,7 @@ impl Fold for Cube {
             ..
         } = self.shape;
         let n = rows.timestamps.len();
-        if !self.weighted {
-            self.weighted = rows.weights.iter().any(|w| *w != 1.0);
-        }
+        self.weighted |= rows.weighted;
         let kept = |i: usize| !only_with_metric || !rows.metric[i].is_nan();
         let mut keys = std::mem::take(&mut self.row_keys);
         keys.clear();
@@ -288,7 +288,7 @@ impl Fold for Cube {
             rows.columns.get(first_group),
             rows.columns.get(first_group + 1),
         ) {
-            (None, _) if (0..n).all(kept) => {
+            (None, _) if !only_with_metric => {
                 let key = self.number([NO_VALUE; 2]);
                 keys.resize(n, key);
             }
@@ -306,10 +306,11 @@ impl Fold for Cube {
         }
         let mut cells = std::mem::take(&mut self.row_cells);
         cells.clear();
+        let bucket_of = &self.bucket_of;
         cells.extend(keys.iter().zip(rows.timestamps).map(|(key, ts)| {
-            match (*key, self.bucket_of.of(*ts)) {
-                (NO_CELL, _) | (_, None) => NO_CELL,
-                (key, Some(bucket)) => key * buckets + bucket,
+            match (*key, bucket_of.of(*ts)) {
+                (NO_CELL, _) | (_, NO_CELL) => NO_CELL,
+                (key, bucket) => key * buckets + bucket,
             }
         }));
         for (at, weight) in cells.iter().zip(rows.weights) {
@@ -318,22 +319,26 @@ impl Fold for Cube {
                 cell.raw += 1;
             }
         }
-        for ((key, at), install) in keys.iter().zip(&cells).zip(&rows.columns[0]) {
-            if *at != NO_CELL {
-                self.installs.insert(*key, *install);
-            }
-        }
+        self.installs.insert_each(
+            keys.iter()
+                .zip(&cells)
+                .zip(&rows.columns[0])
+                .filter(|((_, at), _)| **at != NO_CELL)
+                .map(|((key, _), install)| (*key, *install)),
+        );
         if let Some(column) = distinct {
-            for (at, id) in cells.iter().zip(&rows.columns[column]) {
-                if *at != NO_CELL {
-                    self.distinct.insert(*at, *id);
-                }
-            }
+            self.distinct.insert_each(
+                cells
+                    .iter()
+                    .zip(&rows.columns[column])
+                    .filter(|(at, _)| **at != NO_CELL)
+                    .map(|(at, id)| (*at, *id)),
+            );
         }
         if values {
             for ((at, value), weight) in cells.iter().zip(rows.metric).zip(rows.weights) {
                 if let (Some(cell), false) = (self.cells.get_mut(*at), value.is_nan()) {
-                    cell.values.push((*value, *weight));
+                    cell.values.push(*value, *weight);
                 }
             }
         }
@@ -350,7 +355,7 @@ struct BucketOf {
     first: i64,
     shift: u32,
     /// Per stretch: its first offset's bucket and the offset the next bucket starts at.
-    stretches: Vec<(usize, i64)>,
+    stretches: Vec<(usize, u64)>,
     /// The offset past the last bucket.
     end: i64,
     /// One bucket for every timestamp.
@@ -364,7 +369,7 @@ impl BucketOf {
             return BucketOf {
                 first: i64::MIN,
                 shift: 63,
-                stretches: vec![(0, i64::MAX)],
+                stretches: vec![(0, u64::MAX)],
                 end: i64::MAX,
                 single: true,
             };
@@ -374,7 +379,7 @@ impl BucketOf {
         let stretches = (0..=(end >> shift))
             .map(|n| {
                 let bucket = (n << shift) / width;
-                (bucket as usize, (bucket + 1).saturating_mul(width))
+                (bucket as usize, (bucket + 1).saturating_mul(width) as u64)
             })
             .collect();
         BucketOf {
@@ -386,16 +391,19 @@ impl BucketOf {
         }
     }
 
+    /// The bucket of `ts`, [`NO_CELL`] outside the buckets.
     #[inline]
-    fn of(&self, ts: i64) -> Option<usize> {
+    fn of(&self, ts: i64) -> usize {
         if self.single {
-            return Some(0);
+            return 0;
         }
-        let offset = ts
-            .checked_sub(self.first)
-            .filter(|d| *d >= 0 && *d < self.end)?;
+        // Before `first` wraps to far beyond `end`.
+        let offset = ts.wrapping_sub(self.first) as u64;
+        if offset >= self.end as u64 {
+            return NO_CELL;
+        }
         let (bucket, next) = self.stretches[(offset >> self.shift) as usize];
-        Some(bucket + usize::from(offset >= next))
+        bucket + usize::from(offset >= next)
     }
 }
 
@@ -421,6 +429,7 @@ mod tests {
         cube.rows(&Rows {
             timestamps: &timestamps,
             weights: &weights,
+            weighted: weights.iter().any(|w| *w != 1.0),
             columns: &columns,
             metric: &metric,
         });
@@ -434,9 +443,10 @@ mod tests {
             .map(|n| {
                 let cells = (0..cube.shape.bucket_count)
                     .map(|b| {
-                        let mut cell = cube.clone().take(&[n], b);
-                        cell.values.sort_by(|x, y| x.partial_cmp(y).unwrap());
-                        (cell.weight, cell.raw, cell.values, cube.distinct(&[n], b))
+                        let cell = cube.clone().take(&[n], b);
+                        let mut values: Vec<(f64, f64)> = cell.values.iter().copied().collect();
+                        values.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                        (cell.weight, cell.raw, values, cube.distinct(&[n], b))
                     })
                     .collect();
                 (cube.keys[n], cells, cube.installs.count(n))
@@ -455,17 +465,18 @@ mod tests {
             offset in -10_000_000i64..100_000_000_000,
             count in 1usize..1000,
         ) {
-            proptest::prop_assert_eq!(BucketOf::new(None, 1).of(first + offset), Some(0));
+            let of = |buckets: &BucketOf, ts: i64| Some(buckets.of(ts)).filter(|b| *b != NO_CELL);
+            proptest::prop_assert_eq!(of(&BucketOf::new(None, 1), first + offset), Some(0));
             let buckets = BucketOf::new(Some((first, width)), count);
             let expected = (offset >= 0)
                 .then(|| (offset / width) as usize)
                 .filter(|b| *b < count);
-            proptest::prop_assert_eq!(buckets.of(first + offset), expected);
+            proptest::prop_assert_eq!(of(&buckets, first + offset), expected);
             // Bucket edges exactly.
             for b in [0, count - 1, count] {
                 let edge = first + b as i64 * width;
-                proptest::prop_assert_eq!(buckets.of(edge), (b < count).then_some(b));
-                proptest::prop_assert_eq!(buckets.of(edge - 1), b.checked_sub(1));
+                proptest::prop_assert_eq!(of(&buckets, edge), (b < count).then_some(b));
+                proptest::prop_assert_eq!(of(&buckets, edge - 1), b.checked_sub(1));
             }
         }
 

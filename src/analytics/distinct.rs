@@ -1,11 +1,9 @@
 //! Distinct ids per key (installs per group, sessions per bucket): a bit per (key, id) when
 //! that fits in [`MAX_BITS`], else a hash set of the pairs. Keys and ids are small dense
 //! integers (slots, buckets, global ordinals), so the bits are the usual case and an insert is
-//! one bit test.
+//! one bit set; counts are taken when asked.
 
 use rustc_hash::FxHashSet;
-
-use crate::search::NO_VALUE;
 
 /// The most bits (keys × ids) kept as a bitmap: 64 MiB.
 const MAX_BITS: usize = 1 << 29;
@@ -15,6 +13,9 @@ pub struct Distinct {
     ids: usize,
     /// Words per key: each key's bits start on a word.
     stride: usize,
+    /// Keys made room for.
+    keys: usize,
+    /// Per key its distinct ids, kept with pairs only (bits are counted when asked).
     counts: Vec<u32>,
     seen: Seen,
 }
@@ -31,6 +32,7 @@ impl Distinct {
         let mut distinct = Distinct {
             ids,
             stride: ids.div_ceil(64),
+            keys: 0,
             counts: Vec::new(),
             seen: Seen::Bits(Vec::new()),
         };
@@ -40,18 +42,23 @@ impl Distinct {
 
     /// Makes room for keys up to `keys` (bits while they fit in [`MAX_BITS`], then pairs).
     pub fn grow(&mut self, keys: usize) {
-        if keys <= self.counts.len() {
+        if keys <= self.keys {
             return;
         }
         let words = keys.saturating_mul(self.stride);
-        if let Seen::Bits(bits) = &mut self.seen {
-            if words.saturating_mul(64) <= MAX_BITS {
-                bits.resize(words, 0);
-            } else {
+        let fits = words.saturating_mul(64) <= MAX_BITS;
+        match &mut self.seen {
+            Seen::Bits(bits) if fits => bits.resize(words, 0),
+            Seen::Bits(_) => {
+                self.counts = (0..self.keys).map(|key| self.count(key) as u32).collect();
                 self.seen = Seen::Pairs(self.pairs());
             }
+            Seen::Pairs(_) => {}
         }
-        self.counts.resize(keys, 0);
+        if let Seen::Pairs(_) = self.seen {
+            self.counts.resize(keys, 0);
+        }
+        self.keys = keys;
     }
 
     /// Every (key, id) noted, as `key << 32 | id`.
@@ -60,7 +67,7 @@ impl Distinct {
             Seen::Pairs(pairs) => pairs.clone(),
             Seen::Bits(_) => {
                 let mut pairs = FxHashSet::default();
-                for key in 0..self.counts.len() {
+                for key in 0..self.keys {
                     self.each_id(key, |id| {
                         pairs.insert(((key as u64) << 32) | id as u64);
                     });
@@ -84,55 +91,58 @@ impl Distinct {
         }
     }
 
-    /// Notes `id` under `key`; [`NO_VALUE`] and ids out of range are not counted.
+    /// Notes `id` under `key`; `NO_VALUE` and ids out of range are not counted.
     #[inline]
     pub fn insert(&mut self, key: usize, id: u32) {
-        if id == NO_VALUE || id as usize >= self.ids || key >= self.counts.len() {
-            return;
-        }
-        let new = match &mut self.seen {
+        self.insert_each(std::iter::once((key, id)));
+    }
+
+    /// Notes each (key, id) as [`Distinct::insert`] does, deciding between bits and pairs once.
+    #[inline]
+    pub fn insert_each(&mut self, pairs: impl Iterator<Item = (usize, u32)>) {
+        let (ids, keys, stride) = (self.ids, self.keys, self.stride);
+        // NO_VALUE is out of range too.
+        let pairs = pairs.filter(|(key, id)| (*id as usize) < ids && *key < keys);
+        match &mut self.seen {
             Seen::Bits(bits) => {
-                let word = &mut bits[key * self.stride + id as usize / 64];
-                let mask = 1u64 << (id % 64);
-                let new = *word & mask == 0;
-                *word |= mask;
-                new
+                for (key, id) in pairs {
+                    bits[key * stride + id as usize / 64] |= 1u64 << (id % 64);
+                }
             }
-            Seen::Pairs(pairs) => pairs.insert(((key as u64) << 32) | id as u64),
-        };
-        if new {
-            self.counts[key] += 1;
+            Seen::Pairs(seen) => {
+                for (key, id) in pairs {
+                    if seen.insert(((key as u64) << 32) | id as u64) {
+                        self.counts[key] += 1;
+                    }
+                }
+            }
         }
     }
 
     /// Notes everything `other` (over the same ids) noted, its key `k` as `key_of(k)`.
     pub fn absorb(&mut self, other: &Distinct, key_of: impl Fn(usize) -> usize) {
-        let keys = (0..other.counts.len())
-            .map(&key_of)
-            .max()
-            .map_or(0, |k| k + 1);
+        let keys = (0..other.keys).map(&key_of).max().map_or(0, |k| k + 1);
         self.grow(keys);
         match (&mut self.seen, &other.seen) {
             (Seen::Bits(mine), Seen::Bits(theirs)) => {
-                for key in 0..other.counts.len() {
+                for key in 0..other.keys {
                     let into = key_of(key);
                     let from = &theirs[key * other.stride..(key + 1) * other.stride];
                     let to = &mut mine[into * self.stride..(into + 1) * self.stride];
-                    let mut count = 0;
                     for (to, from) in to.iter_mut().zip(from) {
                         *to |= from;
-                        count += to.count_ones();
                     }
-                    self.counts[into] = count;
                 }
             }
             (_, Seen::Pairs(theirs)) => {
-                for pair in theirs {
-                    self.insert(key_of((pair >> 32) as usize), *pair as u32);
-                }
+                self.insert_each(
+                    theirs
+                        .iter()
+                        .map(|pair| (key_of((pair >> 32) as usize), *pair as u32)),
+                );
             }
             (Seen::Pairs(_), Seen::Bits(_)) => {
-                for key in 0..other.counts.len() {
+                for key in 0..other.keys {
                     let into = key_of(key);
                     other.each_id(key, |id| self.insert(into, id));
                 }
@@ -142,12 +152,19 @@ impl Distinct {
 
     /// Distinct ids noted under `key`.
     pub fn count(&self, key: usize) -> u64 {
-        self.counts.get(key).copied().unwrap_or(0) as u64
+        match &self.seen {
+            _ if key >= self.keys => 0,
+            Seen::Bits(bits) => bits[key * self.stride..(key + 1) * self.stride]
+                .iter()
+                .map(|word| u64::from(word.count_ones()))
+                .sum(),
+            Seen::Pairs(_) => u64::from(self.counts[key]),
+        }
     }
 
     /// Distinct ids noted under any of `keys`.
     pub fn count_union(&self, keys: impl IntoIterator<Item = usize>) -> u64 {
-        let keys = keys.into_iter().filter(|k| *k < self.counts.len());
+        let keys = keys.into_iter().filter(|k| *k < self.keys);
         match &self.seen {
             Seen::Bits(bits) => {
                 let mut union = vec![0u64; self.stride];
@@ -175,6 +192,7 @@ impl Distinct {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::NO_VALUE;
 
     #[test]
     fn bits_and_pairs_count_the_same() {

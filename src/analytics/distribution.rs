@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cube::{Cube, Shape};
-use super::stats::{histogram, summarize, Bin, Summary};
+use super::stats::{histogram, Bin, Summary, Values};
 use super::{filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range};
 
 /// The most histogram bins.
@@ -74,15 +74,15 @@ pub fn run(
     )?;
     let mut cube = Cube::merge(parts);
     let grouping = cube.group(limit, context.min_group_installs);
-    let slots: Vec<Vec<(f64, f64)>> = grouping
+    let slots: Vec<Values> = grouping
         .keys_of_slot
         .iter()
         .map(|keys| cube.take(keys, 0).values)
         .collect();
     // Each group's summary (its min and max among them), then the histograms over the range
     // of all groups, the groups spread over the cores.
-    let summarized = context.index.in_parallel(slots, |mut values| {
-        let summary = summarize(&mut values);
+    let summarized = context.index.in_parallel(slots, |values| {
+        let summary = values.summary();
         (values, summary)
     });
     let (min, max) = summarized

@@ -20,7 +20,7 @@ pub fn weighted_percentiles(values: &mut [(f64, f64)], qs: &[f64]) -> Vec<Option
     let by_value = |a: &(f64, f64), b: &(f64, f64)| a.0.total_cmp(&b.0);
     let weight = values[0].1;
     if values.iter().all(|(_, w)| *w == weight) {
-        return equal_weight_percentiles(values, qs, weight);
+        return equal_weight_percentiles(&[values], qs, weight);
     }
     // values[..lo] are no greater than values[lo..], and weigh `before`.
     let (mut lo, mut before) = (0, 0.0);
@@ -59,33 +59,201 @@ pub fn weighted_percentiles(values: &mut [(f64, f64)], qs: &[f64]) -> Vec<Option
         .collect()
 }
 
-/// [`weighted_percentiles`] when every value weighs `weight` (no sampling, the usual case):
-/// the quantile is the value of rank ⌈q × n⌉, found by one selection each.
-fn equal_weight_percentiles(
-    values: &mut [(f64, f64)],
-    qs: &[f64],
-    weight: f64,
-) -> Vec<Option<f64>> {
-    let n = values.len();
+/// The fewest values whose weight (each `weight`, `n` of them) reaches the `q`-quantile's share
+/// of the total, at least one: the 1-based rank of the `q`-quantile.
+fn rank_of(q: f64, n: usize, weight: f64) -> usize {
     let total = weight * n as f64;
-    let mut lo = 0;
-    qs.iter()
-        .map(|q| {
-            let wanted = q.clamp(0.0, 1.0) * total - total * 1e-12;
-            // The fewest values whose weight reaches `wanted`, at least one.
-            let mut rank = ((wanted / weight).ceil().max(1.0) as usize).min(n);
-            while rank > 1 && (rank - 1) as f64 * weight >= wanted {
-                rank -= 1;
-            }
-            while rank < n && (rank as f64) * weight < wanted {
-                rank += 1;
-            }
-            let at = (rank - 1).max(lo);
-            values[lo..].select_nth_unstable_by(at - lo, |a, b| a.0.total_cmp(&b.0));
-            lo = at;
-            Some(values[at].0)
+    let wanted = q.clamp(0.0, 1.0) * total - total * 1e-12;
+    let mut rank = ((wanted / weight).ceil().max(1.0) as usize).min(n);
+    while rank > 1 && (rank - 1) as f64 * weight >= wanted {
+        rank -= 1;
+    }
+    while rank < n && (rank as f64) * weight < wanted {
+        rank += 1;
+    }
+    rank
+}
+
+/// A value's place in `f64::total_cmp` order, as an unsigned integer.
+fn order_key(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// Leading bits of [`order_key`] that a radix pass counts by.
+const RADIX_BITS: u32 = 16;
+
+/// The percentiles of values that all weigh `weight`, spread over `parts`: the value of rank
+/// ⌈q × n⌉ (see [`rank_of`]) for each of `qs`. Without sorting or moving the values: one pass
+/// counts them by their leading bits, a second gathers those in the few buckets holding a
+/// wanted rank, and a selection among these finds it.
+fn equal_weight_percentiles(parts: &[&[(f64, f64)]], qs: &[f64], weight: f64) -> Vec<Option<f64>> {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    if n == 0 {
+        return vec![None; qs.len()];
+    }
+    let bucket = |value: f64| (order_key(value) >> (64 - RADIX_BITS)) as usize;
+    let mut counts = vec![0u32; 1 << RADIX_BITS];
+    for (value, _) in parts.iter().copied().flatten() {
+        counts[bucket(*value)] += 1;
+    }
+    // Per wanted rank: its bucket and its rank among the bucket's values.
+    let ranks: Vec<usize> = qs.iter().map(|q| rank_of(*q, n, weight)).collect();
+    let mut order: Vec<usize> = (0..ranks.len()).collect();
+    order.sort_by_key(|i| ranks[*i]);
+    let mut within = vec![(0, 0); ranks.len()];
+    let (mut b, mut before) = (0, 0);
+    for i in order {
+        while before + (counts[b] as usize) < ranks[i] {
+            before += counts[b] as usize;
+            b += 1;
+        }
+        within[i] = (b, ranks[i] - before);
+    }
+    // The wanted buckets' values.
+    let mut slot_of = vec![u16::MAX; 1 << RADIX_BITS];
+    let mut gathered: Vec<Vec<f64>> = Vec::new();
+    for (b, _) in &within {
+        if slot_of[*b] == u16::MAX {
+            slot_of[*b] = gathered.len() as u16;
+            gathered.push(Vec::with_capacity(counts[*b] as usize));
+        }
+    }
+    for (value, _) in parts.iter().copied().flatten() {
+        if let Some(values) = gathered.get_mut(slot_of[bucket(*value)] as usize) {
+            values.push(*value);
+        }
+    }
+    within
+        .iter()
+        .map(|(b, rank)| {
+            let values = &mut gathered[slot_of[*b] as usize];
+            let (_, value, _) = values.select_nth_unstable_by(rank - 1, f64::total_cmp);
+            Some(*value)
         })
         .collect()
+}
+
+/// Values a part holds at most: past it a new part starts, rather than the last being copied
+/// into one twice its size.
+const PART: usize = 1 << 16;
+
+/// Weighted values gathered in parts (a part per scan thread and group, and per [`PART`]
+/// values): put together by moving parts, never by copying values.
+#[derive(Debug, Clone)]
+pub struct Values {
+    parts: Vec<Vec<(f64, f64)>>,
+    /// The first value's weight, and whether every value weighs it (the usual case: nothing
+    /// is sampled).
+    weight: f64,
+    equal: bool,
+}
+
+impl Default for Values {
+    fn default() -> Values {
+        Values {
+            parts: Vec::new(),
+            weight: 1.0,
+            equal: true,
+        }
+    }
+}
+
+impl Values {
+    #[inline]
+    pub fn push(&mut self, value: f64, weight: f64) {
+        match self.parts.last_mut() {
+            Some(part) if part.len() < PART => part.push((value, weight)),
+            _ => {
+                if self.parts.is_empty() {
+                    self.weight = weight;
+                }
+                let mut part = Vec::with_capacity(if self.parts.is_empty() { 16 } else { PART });
+                part.push((value, weight));
+                self.parts.push(part);
+            }
+        }
+        self.equal &= weight == self.weight;
+    }
+
+    /// `other`'s values added to these.
+    pub fn append(&mut self, other: Values) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.equal &= other.equal && other.weight == self.weight;
+        self.parts.extend(other.parts);
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(f64, f64)> {
+        self.parts.iter().flatten()
+    }
+
+    /// [`weighted_percentiles`] of these values.
+    pub fn percentiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
+        if self.equal {
+            let parts: Vec<&[(f64, f64)]> = self.parts.iter().map(|p| &p[..]).collect();
+            return equal_weight_percentiles(&parts, qs, self.weight);
+        }
+        weighted_percentiles(&mut self.iter().copied().collect::<Vec<_>>(), qs)
+    }
+
+    /// Weighted count, sum, mean and percentiles; min and max of the values. `None` when
+    /// empty.
+    pub fn summary(&self) -> Option<Summary> {
+        if self.is_empty() {
+            return None;
+        }
+        let (mut count, mut sum) = (0.0, 0.0);
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (value, weight) in self.iter() {
+            count += weight;
+            sum += value * weight;
+            min = min.min(*value);
+            max = max.max(*value);
+        }
+        let pct = self.percentiles(&[0.50, 0.90, 0.95, 0.99]);
+        let pct = |n: usize| pct[n].unwrap_or(f64::NAN);
+        Some(Summary {
+            count,
+            raw_count: self.len() as u64,
+            sum,
+            avg: if count > 0.0 { sum / count } else { f64::NAN },
+            min,
+            max,
+            p50: pct(0),
+            p90: pct(1),
+            p95: pct(2),
+            p99: pct(3),
+        })
+    }
+}
+
+impl From<Vec<(f64, f64)>> for Values {
+    fn from(values: Vec<(f64, f64)>) -> Values {
+        let weight = values.first().map_or(1.0, |(_, w)| *w);
+        Values {
+            equal: values.iter().all(|(_, w)| *w == weight),
+            weight,
+            parts: vec![values],
+        }
+    }
 }
 
 /// The summary of a set of weighted values.
@@ -105,34 +273,6 @@ pub struct Summary {
     pub p99: f64,
 }
 
-/// Weighted count, sum, mean and percentiles; min and max of the values. `None` when empty.
-pub fn summarize(values: &mut [(f64, f64)]) -> Option<Summary> {
-    if values.is_empty() {
-        return None;
-    }
-    let count: f64 = values.iter().map(|(_, w)| w).sum();
-    let sum: f64 = values.iter().map(|(v, w)| v * w).sum();
-    let (min, max) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (v, _)| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let pct = weighted_percentiles(values, &[0.50, 0.90, 0.95, 0.99]);
-    let pct = |n: usize| pct[n].unwrap_or(f64::NAN);
-    Some(Summary {
-        count,
-        raw_count: values.len() as u64,
-        sum,
-        avg: if count > 0.0 { sum / count } else { f64::NAN },
-        min,
-        max,
-        p50: pct(0),
-        p90: pct(1),
-        p95: pct(2),
-        p99: pct(3),
-    })
-}
-
 /// One histogram bin: `[lower, upper)`, the last one closed.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Bin {
@@ -144,7 +284,7 @@ pub struct Bin {
 }
 
 /// `bins` equal-width bins over `[min, max]` (one bin when min = max).
-pub fn histogram(values: &[(f64, f64)], min: f64, max: f64, bins: usize) -> Vec<Bin> {
+pub fn histogram(values: &Values, min: f64, max: f64, bins: usize) -> Vec<Bin> {
     let bins = if max > min { bins.max(1) } else { 1 };
     let width = if max > min {
         (max - min) / bins as f64
@@ -163,7 +303,7 @@ pub fn histogram(values: &[(f64, f64)], min: f64, max: f64, bins: usize) -> Vec<
             raw_count: 0,
         })
         .collect();
-    for (value, weight) in values {
+    for (value, weight) in values.iter() {
         let index = (((value - min) / width) as usize).min(bins - 1);
         out[index].count += weight;
         out[index].raw_count += 1;
@@ -233,6 +373,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Values spread over parts, equally weighted (the radix path) or not, with negative
+        /// values, zeros of both signs, infinities and long runs of one value: what sorting
+        /// finds.
+        #[test]
+        fn parts_find_what_sorting_finds(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -1e6f64..1e6,
+                    proptest::sample::select(vec![0.0, -0.0, 1.0, 250.0, f64::INFINITY, f64::NEG_INFINITY]),
+                ],
+                1..3000,
+            ),
+            cuts in proptest::collection::vec(0usize..3000, 0..4),
+            weighted in proptest::bool::ANY,
+        ) {
+            let values: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (*v, if weighted && i % 3 == 0 { 4.0 } else { 1.0 }))
+                .collect();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % values.len()).collect();
+            cuts.sort();
+            let mut parts = Values::default();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([values.len()]) {
+                parts.append(Values::from(values[start..cut.max(start)].to_vec()));
+                start = cut.max(start);
+            }
+            proptest::prop_assert_eq!(parts.len(), values.len());
+            let qs = [0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 1.0];
+            for (q, found) in qs.iter().zip(parts.percentiles(&qs)) {
+                let expected = by_sorting(&values, *q);
+                proptest::prop_assert_eq!(found.map(f64::to_bits), expected.map(f64::to_bits), "q {}", q);
+            }
+        }
+    }
+
     #[test]
     fn weights_move_percentiles() {
         // 10 stands for 4 events, 20 and 30 for one each: the median is 10.
@@ -240,7 +418,7 @@ mod tests {
         assert_eq!(weighted_percentile(&mut values, 0.5), Some(10.0));
         assert_eq!(weighted_percentile(&mut values, 0.7), Some(20.0));
         assert_eq!(weighted_percentile(&mut values, 0.9), Some(30.0));
-        let summary = summarize(&mut values).unwrap();
+        let summary = Values::from(values).summary().unwrap();
         assert_eq!(summary.count, 6.0);
         assert_eq!(summary.raw_count, 3);
         assert_eq!(summary.sum, 90.0);
@@ -250,7 +428,7 @@ mod tests {
 
     #[test]
     fn histogram_bins_cover_min_to_max() {
-        let values = vec![(0.0, 1.0), (5.0, 2.0), (10.0, 1.0)];
+        let values = Values::from(vec![(0.0, 1.0), (5.0, 2.0), (10.0, 1.0)]);
         let bins = histogram(&values, 0.0, 10.0, 2);
         assert_eq!(bins.len(), 2);
         assert_eq!(
@@ -262,7 +440,7 @@ mod tests {
             (5.0, 10.0, 3.0)
         );
         assert_eq!(bins[1].raw_count, 2);
-        let single = histogram(&[(3.0, 1.0)], 3.0, 3.0, 10);
+        let single = histogram(&Values::from(vec![(3.0, 1.0)]), 3.0, 3.0, 10);
         assert_eq!(single.len(), 1);
         assert_eq!(single[0].count, 1.0);
     }

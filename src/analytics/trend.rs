@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cube::{Cell, Cube, Shape};
-use super::stats::{summarize, weighted_percentile};
+
 use super::{
     duration, filter, group_fields, group_limit, time_range, AnalyticsError, Context, Range,
     MAX_BUCKETS,
@@ -144,14 +144,14 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
             let mut events = 0.0;
             let (values, raw_events) = (0..count as usize)
                 .map(|bucket| {
-                    let mut cell = cube.take(keys, bucket);
+                    let cell = cube.take(keys, bucket);
                     events += cell.weight;
                     let distinct = if counts_distinct {
                         cube.distinct(keys, bucket)
                     } else {
                         0
                     };
-                    (value(spec.measure, &mut cell, distinct), cell.raw)
+                    (value(spec.measure, &cell, distinct), cell.raw)
                 })
                 .unzip();
             TrendSeries {
@@ -175,22 +175,23 @@ pub fn run(context: &Context, spec: &TrendSpec) -> Result<TrendAnswer, Analytics
     })
 }
 
-fn value(measure: Measure, cell: &mut Cell, distinct: u64) -> Option<f64> {
+fn value(measure: Measure, cell: &Cell, distinct: u64) -> Option<f64> {
+    let percentile = |q: f64| cell.values.percentiles(&[q])[0];
     match measure {
         Measure::Events => Some(cell.weight),
         Measure::Installs | Measure::Sessions | Measure::Users => Some(distinct as f64),
         Measure::Sum => Some(cell.values.iter().map(|(v, w)| v * w).sum()),
         Measure::Avg | Measure::Min | Measure::Max => {
-            let summary = summarize(&mut cell.values)?;
+            let summary = cell.values.summary()?;
             Some(match measure {
                 Measure::Avg => summary.avg,
                 Measure::Min => summary.min,
                 _ => summary.max,
             })
         }
-        Measure::P50 => weighted_percentile(&mut cell.values, 0.50),
-        Measure::P90 => weighted_percentile(&mut cell.values, 0.90),
-        Measure::P95 => weighted_percentile(&mut cell.values, 0.95),
-        Measure::P99 => weighted_percentile(&mut cell.values, 0.99),
+        Measure::P50 => percentile(0.50),
+        Measure::P90 => percentile(0.90),
+        Measure::P95 => percentile(0.95),
+        Measure::P99 => percentile(0.99),
     }
 }

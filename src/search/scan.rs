@@ -101,6 +101,8 @@ pub struct Rows<'a> {
     pub timestamps: &'a [i64],
     /// 1 / the event's effective sample rate (1 for a rate that is missing or not in (0, 1]).
     pub weights: &'a [f64],
+    /// Whether some weight is other than 1 (the figures are estimates).
+    pub weighted: bool,
     /// Per scanned column, in the order asked for: the rows' global ids ([`NO_VALUE`] for none).
     pub columns: &'a [Vec<u32>],
     /// NaN where the event lacks the metric.
@@ -188,6 +190,7 @@ struct Block {
     docs: Vec<DocId>,
     timestamps: Vec<i64>,
     weights: Vec<f64>,
+    weighted: bool,
     columns: Vec<Vec<u32>>,
     metric: Vec<f64>,
     read_i64: Vec<Option<i64>>,
@@ -218,19 +221,24 @@ impl<F: Fold> Scan<'_, F> {
         }
         let alive = segment.alive_bitset();
         let mut found = [0; COLLECT_BLOCK_BUFFER_LEN];
-        let mut kept = Vec::with_capacity(COLLECT_BLOCK_BUFFER_LEN);
+        // The scorer hands over a few dozen documents at a time; the fold gets them in larger
+        // blocks, so that its per-block work is spread over more rows.
+        let mut kept = Vec::with_capacity(FOLD_BLOCK + COLLECT_BLOCK_BUFFER_LEN);
         loop {
             let n = scorer.fill_buffer(&mut found);
             let within = found[..n].partition_point(|doc| *doc < docs.end);
             match alive {
-                None => collector.collect_block(&found[..within]),
+                None => kept.extend_from_slice(&found[..within]),
                 Some(alive) => {
-                    kept.clear();
-                    kept.extend(found[..within].iter().filter(|doc| alive.is_alive(**doc)));
-                    collector.collect_block(&kept);
+                    kept.extend(found[..within].iter().filter(|doc| alive.is_alive(**doc)))
                 }
             }
-            if within < found.len() {
+            let done = within < found.len();
+            if kept.len() >= FOLD_BLOCK || (done && !kept.is_empty()) {
+                collector.collect_block(&kept);
+                kept.clear();
+            }
+            if done {
                 break;
             }
         }
@@ -253,6 +261,9 @@ impl<F: Fold> Scan<'_, F> {
         folds
     }
 }
+
+/// Documents a fold gets at once (at most this and one scorer buffer more).
+const FOLD_BLOCK: usize = 1024;
 
 /// The fewest documents of a piece of a segment (a few in unit tests, so that their small
 /// segments are cut too).
@@ -359,8 +370,12 @@ impl<F: Fold> ScanSegment<F> {
                         .iter()
                         .map(|r| weight_of_rate(r.unwrap_or(1.0))),
                 );
+                block.weighted = block.weights.iter().any(|w| *w != 1.0);
             }
-            Rates::Same(weight) => block.weights.resize(n, *weight),
+            Rates::Same(weight) => {
+                block.weights.resize(n, *weight);
+                block.weighted = *weight != 1.0;
+            }
         }
         for (column, ids) in self.columns.iter().zip(&mut block.columns) {
             ids.clear();
@@ -479,6 +494,7 @@ impl<F: Fold> ScanSegment<F> {
         self.fold.rows(&Rows {
             timestamps: &block.timestamps,
             weights: &block.weights,
+            weighted: block.weighted,
             columns: &block.columns,
             metric: &block.metric,
         });
