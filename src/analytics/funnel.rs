@@ -7,6 +7,8 @@
 //! of its first-step events the one that gets furthest counts (the earliest on ties). A unit
 //! counts with the weight of that first-step event at every step it reaches.
 
+use std::borrow::Cow;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use super::groups::{select, Candidate, Interner, OTHER};
 use super::stats::weighted_percentile;
 use super::{duration, estimated, filter, group_limit, time_range, AnalyticsError, Context, Range};
 use crate::fields::EventField;
-use crate::search::{Filter, NO_VALUE};
+use crate::search::{Filter, Scanned, NO_VALUE};
 use crate::timespan::DAY_MS;
 
 /// Errors listed per step.
@@ -121,12 +123,13 @@ struct ByUnit {
 impl ByUnit {
     /// From (unit, occurrence) pairs; pairs without a unit ([`NO_VALUE`]) are left out.
     fn new(pairs: impl Iterator<Item = (u32, Occurrence)>) -> ByUnit {
-        let pairs: Vec<(u32, Occurrence)> = pairs.filter(|(u, _)| *u != NO_VALUE).collect();
+        let mut pairs: Vec<(u32, Occurrence)> = pairs.filter(|(u, _)| *u != NO_VALUE).collect();
         let units = pairs
             .iter()
             .map(|(u, _)| *u as usize + 1)
             .max()
             .unwrap_or(0);
+        sort_by_unit(&mut pairs, units);
         let mut start = vec![0usize; units + 1];
         for (unit, _) in &pairs {
             start[*unit as usize + 1] += 1;
@@ -134,12 +137,7 @@ impl ByUnit {
         for u in 0..units {
             start[u + 1] += start[u];
         }
-        let mut next = start.clone();
-        let mut list = vec![Occurrence::default(); pairs.len()];
-        for (unit, occurrence) in pairs {
-            list[next[unit as usize]] = occurrence;
-            next[unit as usize] += 1;
-        }
+        let mut list: Vec<Occurrence> = pairs.into_iter().map(|(_, o)| o).collect();
         for u in 0..units {
             list[start[u]..start[u + 1]].sort_by_key(|o| o.ts);
         }
@@ -160,6 +158,35 @@ impl ByUnit {
         (0..self.start.len().saturating_sub(1))
             .map(|u| (u as u32, self.of(u as u32)))
             .filter(|(_, list)| !list.is_empty())
+    }
+}
+
+/// Bits of the unit a pass of [`sort_by_unit`] orders by.
+const RADIX_BITS: u32 = 11;
+
+/// Orders `pairs` by unit (all below `units`), keeping their order within a unit: a radix sort,
+/// [`RADIX_BITS`] of the unit per pass. Each pass writes to a few thousand places at once, which
+/// stay in cache, where placing each pair straight at its unit's place would miss the cache
+/// on nearly every pair once there are many units.
+fn sort_by_unit(pairs: &mut Vec<(u32, Occurrence)>, units: usize) {
+    let mut spare = vec![(0, Occurrence::default()); pairs.len()];
+    let mut shift = 0;
+    while shift == 0 || (units.saturating_sub(1) >> shift) > 0 {
+        let digit = |unit: u32| ((unit >> shift) & ((1 << RADIX_BITS) - 1)) as usize;
+        let mut next = vec![0usize; (1 << RADIX_BITS) + 1];
+        for (unit, _) in pairs.iter() {
+            next[digit(*unit) + 1] += 1;
+        }
+        for d in 0..1 << RADIX_BITS {
+            next[d + 1] += next[d];
+        }
+        for pair in pairs.iter() {
+            let at = &mut next[digit(pair.0)];
+            spare[*at] = *pair;
+            *at += 1;
+        }
+        std::mem::swap(pairs, &mut spare);
+        shift += RADIX_BITS;
     }
 }
 
@@ -201,8 +228,8 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
     let mut installs = Interner::default();
     let mut groups = Interner::default();
     let mut weights_seen = false;
-    // Per step, per unit: its occurrences.
-    let mut occurrences: Vec<ByUnit> = Vec::new();
+    // Per step: its scan, with the ids that the interners translated (where they did).
+    let mut scans = Vec::new();
     for (n, step) in spec.steps.iter().enumerate() {
         let step_to = if n == 0 {
             to
@@ -219,29 +246,50 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         .with(EventField::Name, step.name.clone());
         let scanned = context.index.scan(&step_filter, &columns, None)?;
         weights_seen |= estimated(&scanned.weights);
-        let unit_ids = units.ids(&scanned.columns[0]);
-        let install_ids = installs.ids(&scanned.columns[install_column]);
+        let translated = |ids: Cow<'_, [u32]>| match ids {
+            Cow::Owned(ids) => Some(ids),
+            Cow::Borrowed(_) => None,
+        };
+        let unit_ids = translated(units.ids(&scanned.columns[0]));
+        let install_ids = translated(installs.ids(&scanned.columns[install_column]));
         let group_ids = scanned
             .columns
             .get(install_column + 1)
-            .map(|c| groups.ids(c));
-        occurrences.push(ByUnit::new(unit_ids.iter().enumerate().map(|(i, unit)| {
-            let occurrence = Occurrence {
-                ts: scanned.timestamps[i],
-                weight: scanned.weights[i],
-                install: install_ids[i],
-                group: match &group_ids {
-                    Some(ids) => ids[i],
-                    None => NO_VALUE,
-                },
-            };
-            (*unit, occurrence)
-        })));
+            .and_then(|c| translated(groups.ids(c)));
+        scans.push((scanned, unit_ids, install_ids, group_ids));
     }
-    let path_units: Vec<u32> = occurrences[0].units().map(|(unit, _)| unit).collect();
-    let paths: Vec<Path> = occurrences[0]
-        .units()
-        .map(|(unit, starts)| best_path(unit, starts, &occurrences[1..], window))
+    // Per step, per unit: its occurrences (the steps on the scan threads).
+    let grouped = spec.breakdown.is_some();
+    let occurrences: Vec<ByUnit> =
+        context
+            .index
+            .in_parallel(scans, |(scanned, unit_ids, install_ids, group_ids)| {
+                ByUnit::new((0..scanned.len()).map(|i| {
+                    let occurrence = Occurrence {
+                        ts: scanned.timestamps[i],
+                        weight: scanned.weights[i],
+                        install: id_at(&scanned, &install_ids, install_column, i),
+                        group: match grouped {
+                            true => id_at(&scanned, &group_ids, install_column + 1, i),
+                            false => NO_VALUE,
+                        },
+                    };
+                    (id_at(&scanned, &unit_ids, 0, i), occurrence)
+                }))
+            });
+    // Each unit's path, the units in a few runs on the scan threads.
+    let starts: Vec<(u32, &[Occurrence])> = occurrences[0].units().collect();
+    let path_units: Vec<u32> = starts.iter().map(|(unit, _)| *unit).collect();
+    let run = starts.len().div_ceil(8).max(1);
+    let paths: Vec<Path> = context
+        .index
+        .in_parallel(starts.chunks(run).collect(), |run| {
+            run.iter()
+                .map(|(unit, starts)| best_path(*unit, starts, &occurrences[1..], window))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
         .collect();
 
     let dropped = dropped_errors(
@@ -309,6 +357,14 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         estimated: weights_seen,
         suppressed_groups,
     })
+}
+
+/// Row `i`'s id of `column`: as an interner translated it, where it did, else as scanned.
+fn id_at(scanned: &Scanned, translated: &Option<Vec<u32>>, column: usize, i: usize) -> u32 {
+    match translated {
+        Some(ids) => ids[i],
+        None => scanned.columns[column].ids[i],
+    }
 }
 
 /// The path of one unit from the start that gets furthest (earliest on ties).
@@ -497,6 +553,8 @@ mod tests {
             (NO_VALUE, at(5)),
             (3, at(10)),
             (1, at(15)),
+            // A unit past two radix passes' bits.
+            (1 << 22 | 1, at(7)),
         ];
         let by_unit = ByUnit::new(pairs.into_iter());
         let times = |unit: u32| -> Vec<i64> { by_unit.of(unit).iter().map(|o| o.ts).collect() };
@@ -504,6 +562,34 @@ mod tests {
         assert_eq!(times(3), [10, 30]);
         assert!(times(0).is_empty() && times(2).is_empty() && times(99).is_empty());
         let units: Vec<u32> = by_unit.units().map(|(u, _)| u).collect();
-        assert_eq!(units, [1, 3]);
+        assert_eq!(units, [1, 3, 1 << 22 | 1]);
+        assert_eq!(times(1 << 22 | 1), [7]);
+    }
+
+    proptest::proptest! {
+        /// Every unit's occurrences, in time order, whatever the units (one or two radix
+        /// passes) and their order.
+        #[test]
+        fn grouping_by_unit_keeps_every_occurrence(
+            pairs in proptest::collection::vec(
+                (proptest::prop_oneof![0u32..50, 0u32..1 << 13], 0i64..1000),
+                0..2000,
+            ),
+        ) {
+            let occurrence = |ts: i64| Occurrence { ts, weight: 1.0, install: 0, group: NO_VALUE };
+            let by_unit = ByUnit::new(pairs.iter().map(|(u, ts)| (*u, occurrence(*ts))));
+            let mut expected: std::collections::BTreeMap<u32, Vec<i64>> = Default::default();
+            for (unit, ts) in &pairs {
+                expected.entry(*unit).or_default().push(*ts);
+            }
+            let found: std::collections::BTreeMap<u32, Vec<i64>> = by_unit
+                .units()
+                .map(|(unit, list)| (unit, list.iter().map(|o| o.ts).collect()))
+                .collect();
+            for times in expected.values_mut() {
+                times.sort();
+            }
+            proptest::prop_assert_eq!(found, expected);
+        }
     }
 }
