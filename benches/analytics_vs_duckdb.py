@@ -176,12 +176,20 @@ class Api:
         return answer, statistics.median(times)
 
     def wait_indexed(self):
-        while True:
+        """Until every stored event is searchable and the index's merges have settled (its
+        size unchanged for 5 s, at most 3 minutes): merges after a load take the cores the
+        questions would be timed on."""
+        def gauge(name):
             text = urllib.request.urlopen(f"http://{self.host}:{self.port}/metrics").read().decode()
-            lag = next((l.split()[1] for l in text.splitlines() if l.startswith("telemetryd_index_lag_events")), "0")
-            if lag == "0":
-                return
+            return next((l.split()[1] for l in text.splitlines() if l.startswith(name + " ")), "0")
+        while gauge("telemetryd_index_lag_events") != "0":
             time.sleep(0.5)
+        size, same, deadline = None, 0, time.time() + 180
+        while same < 5 and time.time() < deadline:
+            time.sleep(1)
+            now = gauge("telemetryd_index_size_bytes")
+            same = same + 1 if now == size else 0
+            size = now
 
 
 def load(url, product, path, batch=1000, threads=4):
