@@ -207,7 +207,7 @@ impl Values {
 
     /// [`weighted_percentiles`] of these values.
     pub fn percentiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        if self.equal {
+        if self.equal && self.weight > 0.0 {
             let parts: Vec<&[(f64, f64)]> = self.parts.iter().map(|p| &p[..]).collect();
             return equal_weight_percentiles(&parts, qs, self.weight);
         }
