@@ -87,14 +87,29 @@ fn order_key(value: f64) -> u64 {
 /// Leading bits of [`order_key`] that a radix pass counts by.
 const RADIX_BITS: u32 = 16;
 
+/// The fewest values whose percentiles are found by counting (a few in unit tests, so that
+/// their small sets take that way too).
+const RADIX_FROM: usize = if cfg!(test) { 64 } else { 1 << 14 };
+
 /// The percentiles of values that all weigh `weight`, spread over `parts`: the value of rank
-/// ⌈q × n⌉ (see [`rank_of`]) for each of `qs`. Without sorting or moving the values: one pass
-/// counts them by their leading bits, a second gathers those in the few buckets holding a
+/// ⌈q × n⌉ (see [`rank_of`]) for each of `qs`. Many values are neither sorted nor moved: one
+/// pass counts them by their leading bits, a second gathers those in the few buckets holding a
 /// wanted rank, and a selection among these finds it.
 fn equal_weight_percentiles(parts: &[&[(f64, f64)]], qs: &[f64], weight: f64) -> Vec<Option<f64>> {
     let n: usize = parts.iter().map(|p| p.len()).sum();
     if n == 0 {
         return vec![None; qs.len()];
+    }
+    if n < RADIX_FROM {
+        // Few values (a trend's cell): selecting among them all costs less than the counts.
+        let mut values: Vec<f64> = parts.iter().copied().flatten().map(|(v, _)| *v).collect();
+        return qs
+            .iter()
+            .map(|q| {
+                let rank = rank_of(*q, n, weight);
+                Some(*values.select_nth_unstable_by(rank - 1, f64::total_cmp).1)
+            })
+            .collect();
     }
     let bucket = |value: f64| (order_key(value) >> (64 - RADIX_BITS)) as usize;
     let mut counts = vec![0u32; 1 << RADIX_BITS];
