@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::groups::{select, Candidate, Interner, OTHER};
 use super::stats::weighted_percentile;
-use super::{duration, estimated, filter, group_limit, time_range, AnalyticsError, Context, Range};
+use super::{duration, filter, group_limit, time_range, AnalyticsError, Context, Range};
 use crate::fields::EventField;
 use crate::search::{Filter, Scanned, NO_VALUE};
 use crate::timespan::DAY_MS;
@@ -245,11 +245,7 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         )
         .with(EventField::Name, step.name.clone());
         let scanned = context.index.scan(&step_filter, &columns, None)?;
-        weights_seen |= estimated(&scanned.weights);
-        let translated = |ids: Cow<'_, [u32]>| match ids {
-            Cow::Owned(ids) => Some(ids),
-            Cow::Borrowed(_) => None,
-        };
+        weights_seen |= scanned.weighted;
         let unit_ids = translated(units.ids(&scanned.columns[0]));
         let install_ids = translated(installs.ids(&scanned.columns[install_column]));
         let group_ids = scanned
@@ -357,6 +353,14 @@ pub fn run(context: &Context, spec: &FunnelSpec) -> Result<FunnelAnswer, Analyti
         estimated: weights_seen,
         suppressed_groups,
     })
+}
+
+/// The ids an interner translated, `None` where it kept the scan's.
+fn translated(ids: Cow<'_, [u32]>) -> Option<Vec<u32>> {
+    match ids {
+        Cow::Owned(ids) => Some(ids),
+        Cow::Borrowed(_) => None,
+    }
 }
 
 /// Row `i`'s id of `column`: as an interner translated it, where it did, else as scanned.

@@ -253,11 +253,6 @@ fn group_limit(limit: Option<usize>) -> Result<usize, AnalyticsError> {
     }
 }
 
-/// Whether any weight is not 1 (the figures are estimates).
-fn estimated(weights: &[f64]) -> bool {
-    weights.iter().any(|w| *w != 1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,14 +260,15 @@ impl Values {
     }
 }
 
+/// Values pushed one by one, for tests.
+#[cfg(test)]
 impl From<Vec<(f64, f64)>> for Values {
     fn from(values: Vec<(f64, f64)>) -> Values {
-        let weight = values.first().map_or(1.0, |(_, w)| *w);
-        Values {
-            equal: values.iter().all(|(_, w)| *w == weight),
-            weight,
-            parts: vec![values],
+        let mut out = Values::default();
+        for (value, weight) in values {
+            out.push(value, weight);
         }
+        out
     }
 }
 

@@ -1,7 +1,7 @@
 //! Decoded columns for scans: per live segment, its timestamps, a string column's global ids and
 //! a metric's values per document, decoded once from the fast columns into plain arrays and kept
-//! within a memory budget (`[search] scan_cache_mb`). A scan then reads `timestamps[doc]` instead of unpacking
-//! bits and translating ordinals for every document it meets, every time.
+//! within a memory budget (`[search] scan_cache_mb`). A scan then reads `timestamps[doc]` instead
+//! of unpacking bits and translating ordinals for every document it meets, every time.
 //!
 //! Entries die with their segment (merged away, or all its events deleted) or with their
 //! column's dictionary generation; beyond the budget the least recently scanned go first, and a

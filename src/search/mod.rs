@@ -1035,8 +1035,6 @@ impl SearchIndex {
     }
 }
 
-/// The fast column of `field`: a catalogue field with `usage` (by name or alias), or a
-/// dimension as `dims.NAME` or `NAME` (a bare name must exist in the index).
 /// A thread per core, at most four.
 fn scan_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
@@ -1053,6 +1051,8 @@ fn scan_executor() -> Executor {
     Executor::single_thread()
 }
 
+/// The fast column of `field`: a catalogue field with `usage` (by name or alias), or a
+/// dimension as `dims.NAME` or `NAME` (a bare name must exist in the index).
 fn column_of(searcher: &Searcher, field: &str, usage: Use) -> Result<String, SearchError> {
     match exact_field(field) {
         Some(f) if f.has(usage) => Ok(f.name().to_string()),

@@ -45,6 +45,8 @@ pub struct Scanned {
     pub timestamps: Vec<i64>,
     /// 1 / the event's effective sample rate (1 for a rate that is missing or not in (0, 1]).
     pub weights: Vec<f64>,
+    /// Whether some weight is other than 1 (the figures are estimates).
+    pub weighted: bool,
     /// In the order the columns were asked for.
     pub columns: Vec<ScanColumn>,
     /// The metric's value per event, NaN where the event lacks it (empty without a metric).
@@ -86,6 +88,7 @@ impl Scanned {
         for part in parts {
             all.timestamps.extend_from_slice(&part.timestamps);
             all.weights.extend_from_slice(&part.weights);
+            all.weighted |= part.weighted;
             all.metric.extend_from_slice(&part.metric);
             for (target, column) in all.columns.iter_mut().zip(&part.columns) {
                 target.ids.extend_from_slice(&column.ids);
@@ -120,6 +123,7 @@ impl Fold for Scanned {
     fn rows(&mut self, rows: &Rows<'_>) {
         self.timestamps.extend_from_slice(rows.timestamps);
         self.weights.extend_from_slice(rows.weights);
+        self.weighted |= rows.weighted;
         self.metric.extend_from_slice(rows.metric);
         for (column, ids) in self.columns.iter_mut().zip(rows.columns) {
             column.ids.extend_from_slice(ids);
