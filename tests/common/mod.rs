@@ -47,13 +47,27 @@ pub fn binary_config(path: &Path, listen: &str, data_dir: &Path, extra: &str) ->
     path.to_path_buf()
 }
 
-/// A port nothing listens on right now (for the real binary, which binds it itself).
+/// A port nothing listens on right now, for a server that binds it itself (the real binary,
+/// ClickHouse). No two calls in one test process give the same port, and the ports lie below
+/// the kernel's ephemeral range, so no `bind(0)` or outgoing connection of a parallel test
+/// takes one while the server that was given it is down (a test that stops and restarts a
+/// server relies on that). Each process starts at its own place in the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let (low, span) = (ephemeral_low / 2, ephemeral_low - ephemeral_low / 2);
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (low + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 pub fn tokens_toml() -> String {
