@@ -549,6 +549,17 @@ impl CompatFormat {
         }
     }
 
+    /// Where this format's SDKs send their key, for an error that names what is missing.
+    pub fn key_source(self) -> &'static str {
+        match self {
+            CompatFormat::PostHog => "a PostHog project token (`api_key` or `token`)",
+            CompatFormat::Aptabase => "an Aptabase app key in the App-Key header",
+            CompatFormat::Sentry => {
+                "a Sentry DSN's public key (X-Sentry-Auth, ?sentry_key= or the envelope's dsn)"
+            }
+        }
+    }
+
     /// A key as it is compared: Aptabase upper-cases app keys, so they match in any case; a
     /// Sentry DSN is compared as `PROJECT_ID:PUBLIC_KEY` (its host and scheme do not matter:
     /// the SDK reaches telemetryd under whatever name it is given).

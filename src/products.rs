@@ -50,6 +50,12 @@ pub enum ProductError {
     MissingKey(String),
     #[error("the ingest key is not valid for this product")]
     InvalidKey,
+    /// A request of another service's SDK with neither its key nor a product.
+    #[error("no product given: send {sent_as}, listed in `[products.compat] {config_key}`; or the product's ingest key in X-Telemetry-Key, or ?product=ID")]
+    MissingCompatKey {
+        sent_as: &'static str,
+        config_key: &'static str,
+    },
     /// A key of another service's SDK (a PostHog token, an Aptabase app key) no product lists.
     #[error("no product lists this key in `[products.compat] {config_key}`")]
     UnknownCompatKey { config_key: &'static str },
@@ -58,7 +64,7 @@ pub enum ProductError {
 impl ErrorCode for ProductError {
     fn error_code(&self) -> Code {
         match self {
-            ProductError::Missing => Code::MissingProduct,
+            ProductError::Missing | ProductError::MissingCompatKey { .. } => Code::MissingProduct,
             ProductError::Unknown(_) => Code::UnknownProduct,
             ProductError::MissingKey(_) => Code::MissingIngestKey,
             ProductError::InvalidKey | ProductError::UnknownCompatKey { .. } => {
@@ -184,7 +190,13 @@ impl Products {
         key: Option<&str>,
     ) -> Result<&Product, ProductError> {
         let Some(compat_key) = compat_key.filter(|k| !k.trim().is_empty()) else {
-            return self.resolve(param, key);
+            return self.resolve(param, key).map_err(|e| match e {
+                ProductError::Missing => ProductError::MissingCompatKey {
+                    sent_as: format.key_source(),
+                    config_key: format.config_key(),
+                },
+                other => other,
+            });
         };
         let product = self
             .by_compat
@@ -287,6 +299,12 @@ mod tests {
         // Without one, the product's own rules: its ingest key is required.
         let err = resolve(CompatFormat::PostHog, None, Some("backend")).unwrap_err();
         assert_eq!(err.error_code(), Code::MissingIngestKey);
+        // Neither a key nor a product: the error names the SDK's own key and where it is listed.
+        let err = resolve(CompatFormat::Aptabase, None, None).unwrap_err();
+        assert_eq!(err.error_code(), Code::MissingProduct);
+        let message = err.to_string();
+        assert!(message.contains("App-Key header"), "{message}");
+        assert!(message.contains("aptabase_app_keys"), "{message}");
     }
 
     #[test]
