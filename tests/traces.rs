@@ -1,7 +1,8 @@
 //! The trace API against a real server: a trace sent as native events (spans with
 //! `metrics.duration_ms`, an error span, a log) comes back as its events and its waterfall; ids
 //! are checked; both roles read it; a trace past the limit says it is truncated and keeps its
-//! oldest events; per-stage latency through search and the aggregations, as the README says.
+//! oldest events; per-stage latency through search and the aggregations, and per-stage
+//! percentiles through analytics, as the README says.
 
 mod common;
 
@@ -273,6 +274,74 @@ fn per_stage_latency_through_search_and_aggregations() {
         .json();
     assert_eq!(fast["total"], 1);
     assert_eq!(fast["events"][0]["trace_id"], OTHER);
+}
+
+/// The README's recipe for per-stage percentiles: a distribution of `duration_ms` by span name,
+/// and a p95 trend of one stage by a span attribute.
+#[test]
+fn per_stage_percentiles_through_analytics() {
+    let server = server();
+    seed(&server);
+    let query = |spec: Value| {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let resp = request(
+            "POST",
+            &format!("{}/api/v1/analytics/query", server.url),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            Some(spec.to_string().into_bytes()),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    };
+    let stages = query(
+        json!({"product": "agent", "kind": "distribution", "metric": "duration_ms",
+                              "from": "-7d", "group_by": ["name"]}),
+    );
+    let summaries: Vec<(String, f64, f64, f64, f64)> = stages["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let s = &g["summary"];
+            let f = |k: &str| s[k].as_f64().unwrap();
+            (
+                g["group"][0].as_str().unwrap().to_string(),
+                f("count"),
+                f("min"),
+                f("max"),
+                f("p95"),
+            )
+        })
+        .collect();
+    assert_eq!(summaries.len(), 3, "{stages}");
+    for expected in [
+        ("getpatter.turn", 2.0, 50.0, 812.5, 812.5),
+        ("getpatter.llm", 1.0, 400.25, 400.25, 400.25),
+        ("getpatter.stt", 1.0, 150.0, 150.0, 150.0),
+    ] {
+        let found = summaries.iter().find(|s| s.0 == expected.0);
+        let found = found.map(|s| (s.0.as_str(), s.1, s.2, s.3, s.4));
+        assert_eq!(found, Some(expected), "{stages}");
+    }
+
+    let llm = query(
+        json!({"product": "agent", "kind": "trend", "measure": "p95",
+                           "metric": "duration_ms", "from": "-7d", "q": "name:getpatter.llm",
+                           "group_by": ["provider"]}),
+    );
+    let series = llm["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{llm}");
+    assert_eq!(series[0]["group"], json!(["openai"]));
+    let values: Vec<f64> = series[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(values, [400.25]);
 }
 
 fn enc(q: &str) -> String {
