@@ -153,16 +153,7 @@ fn query(server: &TestServer, spec: Value) -> Value {
 
 fn query_resp(server: &TestServer, mut spec: Value) -> common::Resp {
     spec["product"] = json!(PRODUCT);
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    request(
-        "POST",
-        &format!("{}/api/v1/analytics/query", server.url),
-        &[
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-        ],
-        Some(spec.to_string().into_bytes()),
-    )
+    server.admin_request("POST", "/api/v1/analytics/query", Some(&spec))
 }
 
 #[test]

@@ -14,7 +14,7 @@
 mod common;
 
 use common::sdks::{self, Sent};
-use common::{gzip, request, Resp, TestServer, ADMIN_TOKEN};
+use common::{gzip, request, Resp, TestServer};
 use serde_json::{json, Value};
 
 const PRODUCT: &str = "web-app";
@@ -50,17 +50,7 @@ id = "other"
 }
 
 fn admin(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> Resp {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let mut headers = vec![("authorization", auth.as_str())];
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    request(
-        method,
-        &format!("{}{path}", server.url),
-        &headers,
-        body.map(|b| b.to_string().into_bytes()),
-    )
+    server.admin_request(method, path, body.as_ref())
 }
 
 /// Two policies: one for every client of the product, one for iOS only (so, for none here).

@@ -283,16 +283,7 @@ fn per_stage_percentiles_through_analytics() {
     let server = server();
     seed(&server);
     let query = |spec: Value| {
-        let auth = format!("Bearer {ADMIN_TOKEN}");
-        let resp = request(
-            "POST",
-            &format!("{}/api/v1/analytics/query", server.url),
-            &[
-                ("authorization", auth.as_str()),
-                ("content-type", "application/json"),
-            ],
-            Some(spec.to_string().into_bytes()),
-        );
+        let resp = server.admin_request("POST", "/api/v1/analytics/query", Some(&spec));
         assert_eq!(resp.status, 200, "{}", resp.text());
         resp.json()
     };

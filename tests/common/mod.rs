@@ -54,12 +54,16 @@ pub fn binary_config(path: &Path, listen: &str, data_dir: &Path, extra: &str) ->
 /// server relies on that). Each process starts at its own place in the range.
 pub fn free_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let (low, span) = (ephemeral_low / 2, ephemeral_low - ephemeral_low / 2);
-    let start = std::process::id().wrapping_mul(7_919) % span;
+    // The upper half of the ports below the ephemeral range, and this process's start in it.
+    static RANGE: std::sync::OnceLock<(u32, u32, u32)> = std::sync::OnceLock::new();
+    let (low, span, start) = *RANGE.get_or_init(|| {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768);
+        let (low, span) = (ephemeral_low / 2, ephemeral_low - ephemeral_low / 2);
+        (low, span, std::process::id().wrapping_mul(7_919) % span)
+    });
     for _ in 0..span {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let port = (low + (start + n) % span) as u16;
@@ -201,6 +205,21 @@ impl TestServer {
 
     pub fn admin_get(&self, path: &str) -> Resp {
         self.get_as(path, ADMIN_TOKEN)
+    }
+
+    /// `method` on `path` with the admin token and, if given, a JSON body.
+    pub fn admin_request(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let mut headers = vec![("authorization", auth.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        request(
+            method,
+            &format!("{}{path}", self.url),
+            &headers,
+            body.map(|b| b.to_string().into_bytes()),
+        )
     }
 
     pub fn get_as(&self, path: &str, token: &str) -> Resp {
