@@ -27,16 +27,43 @@ pub struct BlockBuilder {
 }
 
 impl BlockBuilder {
+    /// Adds an event already in its stored form (a block being rewritten).
     pub fn push(&mut self, seq: u64, json: &[u8]) {
+        let Ok(()) = self.append(seq, |raw| {
+            raw.extend_from_slice(json);
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
+
+    /// Encodes `event` straight into the block: no buffer per event, which the store writer
+    /// would allocate, grow and copy for every event it stores.
+    pub fn push_event(&mut self, seq: u64, event: &Event) -> Result<(), StoreError> {
+        self.append(seq, |raw| crate::store::encode_event_into(event, raw))
+    }
+
+    /// Appends `seq`, a length, and what `write` appends, with the length patched in after. On
+    /// an error the block is left as it was.
+    fn append<E>(
+        &mut self,
+        seq: u64,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.raw.is_empty() {
             self.raw.extend_from_slice(&0u32.to_le_bytes());
         }
-        self.first_seq.get_or_insert(seq);
+        let start = self.raw.len();
         self.raw.extend_from_slice(&seq.to_le_bytes());
-        self.raw
-            .extend_from_slice(&(json.len() as u32).to_le_bytes());
-        self.raw.extend_from_slice(json);
+        let len_at = self.raw.len();
+        self.raw.extend_from_slice(&0u32.to_le_bytes());
+        if let Err(err) = write(&mut self.raw) {
+            self.raw.truncate(start);
+            return Err(err);
+        }
+        let len = (self.raw.len() - len_at - 4) as u32;
+        self.raw[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        self.first_seq.get_or_insert(seq);
         self.count += 1;
+        Ok(())
     }
 
     pub fn is_full(&self) -> bool {
@@ -184,5 +211,19 @@ mod tests {
         assert_eq!(block.json(9), Some(&br#"{"b":2}"#[..]));
         assert_eq!(block.json(8), None);
         assert!(Block::decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn events_are_encoded_in_place() {
+        let mut builder = BlockBuilder::default();
+        let first = Event::new("app", "started");
+        let second = Event::new("app", "stopped");
+        builder.push_event(3, &first).unwrap();
+        builder.push_event(4, &second).unwrap();
+        let (key, bytes) = builder.finish().unwrap().unwrap();
+        assert_eq!(key, 3);
+        let block = Block::decode(&bytes).unwrap();
+        assert_eq!(block.event(3).unwrap(), Some(first));
+        assert_eq!(block.event(4).unwrap(), Some(second));
     }
 }

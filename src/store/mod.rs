@@ -115,8 +115,9 @@ pub fn install_key(product: &str, install_id: &str) -> String {
     format!("{product}\u{0}{install_id}")
 }
 
-pub fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(event).map_err(|e| StoreError::Codec(e.to_string()))
+/// Appends the stored form of `event` (JSON) to `out`.
+pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    serde_json::to_writer(out, event).map_err(|e| StoreError::Codec(e.to_string()))
 }
 
 pub fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {

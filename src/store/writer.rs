@@ -22,8 +22,8 @@ use crate::store::blocks::BlockBuilder;
 use crate::store::ids::{self, Folder};
 use crate::store::subscribers::Subscribers;
 use crate::store::{
-    decode_install, encode_event, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS,
-    META, META_EVENT_COUNT, META_NEXT_SEQ,
+    decode_install, install_key, InstallRecord, Store, EVENTS, EVENT_IDS, INSTALLS, META,
+    META_EVENT_COUNT, META_NEXT_SEQ,
 };
 
 /// Most events one transaction takes; the rest wait for the next one.
@@ -382,7 +382,7 @@ fn commit_group(
                 }
                 let seq = next_seq;
                 next_seq += 1;
-                block.push(seq, &encode_event(event)?);
+                block.push_event(seq, event)?;
                 if block.is_full() {
                     if let Some((first, bytes)) = block.finish()? {
                         events.insert(first, bytes.as_slice())?;
