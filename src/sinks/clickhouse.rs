@@ -8,6 +8,7 @@
 //! the server has TTLs) — on every shard of a sharded cluster. The SQL runs on ClickHouse 18.16
 //! (Debian's) and on current releases. The password never appears in a log line or an error.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -685,7 +686,7 @@ impl Destination for ClickHouse {
         self.apply_ttl()
     }
 
-    fn deliver(&self, events: &[(u64, Event)]) -> Result<(), SinkError> {
+    fn deliver(&self, events: &[(u64, Arc<Event>)]) -> Result<(), SinkError> {
         self.insert(&self.table, COLUMNS, events.iter().map(|(_, e)| Row::of(e)))
     }
 

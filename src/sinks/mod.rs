@@ -4,7 +4,9 @@
 //! events in batches from that position, delivers them, and moves the position only after the
 //! destination confirmed; when the destination is down it retries with capped exponential
 //! backoff and falls behind — ingest never waits for it (the writer's hint only wakes the
-//! thread). Positions the store no longer holds when the sink reaches them (deleted by
+//! thread). The events the writer commits are also handed to the sink in memory (up to two
+//! batches' worth): a sink that keeps up delivers them from there instead of reading and decoding
+//! them back from the store, which only it falls back to. Positions the store no longer holds when the sink reaches them (deleted by
 //! retention or erasure first) are reported as skipped. Erasure and retention are carried to
 //! the destination; an erasure the destination did not confirm is kept in a file and retried
 //! until it is. OTLP metric points go too, to their own table: a sink first copies every stored
@@ -88,7 +90,7 @@ pub trait Destination: Send + Sync {
     /// Creates what the destination needs (database, table) when it is missing.
     fn prepare(&self) -> Result<(), SinkError>;
     /// Stores the events; `Ok` only when the destination confirmed all of them.
-    fn deliver(&self, events: &[(u64, Event)]) -> Result<(), SinkError>;
+    fn deliver(&self, events: &[(u64, Arc<Event>)]) -> Result<(), SinkError>;
     /// Stores metric points; a point delivered again with a higher version replaces the
     /// earlier row. `Ok` only when the destination confirmed all of them.
     fn deliver_points(&self, points: &[PointRecord]) -> Result<(), SinkError>;
@@ -147,6 +149,43 @@ pub struct SinkErasure {
     pub confirmed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Committed events not yet delivered, as the writer handed them over, in position order.
+/// Bounded: a batch that does not fit is left to the store, and so is anything after a gap.
+struct Handed {
+    events: VecDeque<(u64, Arc<Event>)>,
+    limit: usize,
+}
+
+impl Handed {
+    fn new(limit: usize) -> Handed {
+        Handed {
+            events: VecDeque::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    fn push(&mut self, committed: &Committed) {
+        if self.events.len() + committed.len() <= self.limit {
+            self.events.extend(committed.iter().cloned());
+        }
+    }
+
+    /// Up to `most` events from `position` on, if the first of them is here; the run stops at
+    /// a gap. Events below `position` (read from the store meanwhile) are dropped.
+    fn take_from(&mut self, position: u64, most: usize) -> Option<Vec<(u64, Arc<Event>)>> {
+        while self.events.front().is_some_and(|(seq, _)| *seq < position) {
+            self.events.pop_front();
+        }
+        let mut run = Vec::new();
+        let mut expected = position;
+        while run.len() < most && self.events.front().is_some_and(|(seq, _)| *seq == expected) {
+            run.extend(self.events.pop_front());
+            expected += 1;
+        }
+        (!run.is_empty()).then_some(run)
+    }
 }
 
 #[derive(Default)]
@@ -252,6 +291,7 @@ pub struct Sink {
     /// never races a batch holding the subject's events.
     delivery: Mutex<()>,
     pending_erasures: Mutex<Vec<SubjectDelete>>,
+    handed: Mutex<Handed>,
     woken: Mutex<bool>,
     wake: Condvar,
     stopping: AtomicBool,
@@ -309,6 +349,7 @@ impl Sink {
             outbox,
             delivery: Mutex::new(()),
             pending_erasures: Mutex::new(pending),
+            handed: Mutex::new(Handed::new(config.batch_size.saturating_mul(2))),
             woken: Mutex::new(false),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -317,6 +358,10 @@ impl Sink {
 
     fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handed(&self) -> MutexGuard<'_, Handed> {
+        self.handed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn name(&self) -> &str {
@@ -462,7 +507,16 @@ impl Sink {
     fn deliver_batch(&self) -> Result<Step, SinkError> {
         let _delivering = self.delivery.lock().unwrap_or_else(|p| p.into_inner());
         let position = self.progress().position;
-        let batch = self.store.events_from(position, self.batch_size)?;
+        let handed = self.handed().take_from(position, self.batch_size);
+        let batch = match handed {
+            Some(batch) => batch,
+            None => self
+                .store
+                .events_from(position, self.batch_size)?
+                .into_iter()
+                .map(|(seq, event)| (seq, Arc::new(event)))
+                .collect(),
+        };
         let Some((first, _)) = batch.first() else {
             let next = self.store.next_seq()?;
             if next > position {
@@ -655,8 +709,9 @@ impl CommitSubscriber for Sink {
         Ok(self.progress().position)
     }
 
-    /// Only wakes the thread: it reads the events back from the store itself.
-    fn committed(&self, _events: &Committed) {
+    /// Hands the events over and wakes the thread.
+    fn committed(&self, events: &Committed) {
+        self.handed().push(events);
         if let Ok(mut woken) = self.woken.try_lock() {
             *woken = true;
         }
@@ -780,7 +835,13 @@ impl Sinks {
             .iter()
             .map(|sink| sink.erase_held(&delete))
             .collect();
-        (erase_in_store(&answers), answers)
+        let erased = erase_in_store(&answers);
+        // Events handed over before the store's erasure may be the subject's: from here on
+        // they are read from the store, which no longer holds them.
+        for sink in &self.sinks {
+            sink.handed().events.clear();
+        }
+        (erased, answers)
     }
 
     /// Carries the retention to every destination; errors are logged and shown in the sink's
@@ -842,4 +903,48 @@ fn write_state<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), Sink
         .and_then(|()| file.sync_all())
         .map_err(|e| state_error(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| state_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(seqs: std::ops::Range<u64>) -> Vec<(u64, Arc<Event>)> {
+        seqs.map(|seq| (seq, Arc::new(Event::new("app", "started"))))
+            .collect()
+    }
+
+    fn seqs(run: Option<Vec<(u64, Arc<Event>)>>) -> Option<Vec<u64>> {
+        run.map(|run| run.into_iter().map(|(seq, _)| seq).collect())
+    }
+
+    #[test]
+    fn handed_events_are_taken_in_order_up_to_a_batch() {
+        let mut handed = Handed::new(100);
+        handed.push(&committed(10..15));
+        handed.push(&committed(15..20));
+        assert_eq!(seqs(handed.take_from(10, 3)), Some(vec![10, 11, 12]));
+        assert_eq!(seqs(handed.take_from(13, 100)), Some((13..20).collect()));
+        assert_eq!(seqs(handed.take_from(20, 100)), None);
+    }
+
+    #[test]
+    fn what_is_not_handed_over_is_left_to_the_store() {
+        let mut handed = Handed::new(10);
+        handed.push(&committed(0..8));
+        // Over the limit: dropped, so positions 8..12 are missing.
+        handed.push(&committed(8..12));
+        assert_eq!(seqs(handed.take_from(0, 100)), Some((0..8).collect()));
+        handed.push(&committed(12..14));
+        // The position is not here: the sink reads from the store.
+        assert_eq!(seqs(handed.take_from(8, 100)), None);
+        // After the store read moved the position on, what is below it is dropped.
+        assert_eq!(seqs(handed.take_from(13, 100)), Some(vec![13]));
+        // A gap inside what was handed over ends the run.
+        handed.push(&committed(20..22));
+        handed.push(&committed(23..24));
+        assert_eq!(seqs(handed.take_from(20, 100)), Some(vec![20, 21]));
+        assert_eq!(seqs(handed.take_from(22, 100)), None);
+        assert_eq!(seqs(handed.take_from(23, 100)), Some(vec![23]));
+    }
 }
