@@ -3,7 +3,8 @@
 //!
 //! Everything that lists event fields derives from [`FIELDS`]:
 //! - the search index: one exact-match string field per [`Use::Exact`] entry (a fast column too
-//!   with [`Use::Column`]), and the free-text field fed by the [`Use::Text`] entries;
+//!   with [`Use::Column`], a number column beside it with [`Use::HexId`]), and the free-text
+//!   field fed by the [`Use::Text`] entries;
 //! - the query language (`field:value` for every exact field, by name or alias), the search
 //!   [`Filter`](crate::search::Filter) and the API's filter parameters ([`Use::Filter`]), and
 //!   the breakdowns ([`Use::Breakdown`]);
@@ -22,7 +23,7 @@
 //! below. A field clients may send also needs its [`model::Field`](crate::model::Field) variant
 //! and its place in the ingest pipeline's event; a field policies may target also needs its
 //! `Targeting` list. An index written before a change to the exact fields ([`Use::Exact`],
-//! [`Use::Column`]) has another schema and is rebuilt from the store on the next start; a change
+//! [`Use::Column`], [`Use::HexId`]) has another schema and is rebuilt from the store on the next start; a change
 //! to what feeds the free text ([`Use::Text`]) does not show in the schema and needs
 //! `search::schema::SCHEMA_VERSION` bumped for that.
 
@@ -54,6 +55,12 @@ pub enum Use {
     Exact,
     /// Also a fast (columnar) index field, needed to group by it. Needs [`Use::Exact`].
     Column,
+    /// A 64-bit id in hex, unique to nearly every event that has one (a span id): a value in
+    /// the canonical form (16 lowercase hex digits) is kept as a number in a fast column and
+    /// found by scanning it, not as a term of its own (a term per event made the index's term
+    /// dictionary the costliest part of indexing spans); any other value is an exact term.
+    /// Needs [`Use::Exact`], excludes [`Use::Column`].
+    HexId,
     /// Part of the free text that bare words and phrases search.
     Text,
     /// A filter parameter of the search API (`?platform=ios`) and a member of a search filter.
@@ -364,7 +371,7 @@ catalogue! {
         camel: Some("spanId"),
         text: |e| e.span_id.as_deref(),
         slot: Some(|e| &mut e.span_id),
-        uses: &[Use::Exact, Use::Filter, Use::Export],
+        uses: &[Use::Exact, Use::HexId, Use::Filter, Use::Export],
         ..FieldDef::BLANK
     }
     /// The span's parent in its trace, if it has one.
@@ -375,7 +382,7 @@ catalogue! {
         camel: Some("parentSpanId"),
         text: |e| e.parent_span_id.as_deref(),
         slot: Some(|e| &mut e.parent_span_id),
-        uses: &[Use::Exact, Use::Filter, Use::Export],
+        uses: &[Use::Exact, Use::HexId, Use::Filter, Use::Export],
         ..FieldDef::BLANK
     }
     /// ISO 3166-1 alpha-2 (`US`), from the geo lookup of the sender's IP.
@@ -780,6 +787,13 @@ pub(crate) mod tests {
                 assert!(
                     f.has(Use::Column),
                     "{}: a breakdown needs a column",
+                    def.name
+                );
+            }
+            if f.has(Use::HexId) {
+                assert!(
+                    f.has(Use::Exact) && !f.has(Use::Column),
+                    "{}: a hex id is exact, and its number column is not a string column",
                     def.name
                 );
             }

@@ -51,7 +51,7 @@ use tantivy::schema::Field;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
 
-use super::schema::{escape_json_key, exact_field, IndexFields};
+use super::schema::{escape_json_key, exact_field, hex_id, IndexFields};
 pub use super::timerange::{segments_in_range, time_range_query};
 use super::whole_segment::term_query;
 use super::{Filter, SearchError};
@@ -642,6 +642,26 @@ fn metric_term(fields: &IndexFields, key: &str, value: f64) -> Term {
     term
 }
 
+/// Matches the events whose `field` (held in `index_field`) is exactly `value`: a term of the
+/// exact field, or for a span id in the canonical form a scan of its number column.
+fn exact_query(
+    fields: &IndexFields,
+    index_field: Field,
+    field: EventField,
+    value: &str,
+) -> Box<dyn Query> {
+    match (fields.hex_id(field), hex_id(value)) {
+        (Some(column), Some(number)) => {
+            let term = Term::from_field_u64(column, number);
+            Box::new(RangeQuery::new(
+                Bound::Included(term.clone()),
+                Bound::Included(term),
+            ))
+        }
+        _ => term_query(Term::from_field_text(index_field, value)),
+    }
+}
+
 /// Matches documents with `seq < below`.
 pub fn seq_range_query(fields: &IndexFields, seqs: std::ops::Range<u64>) -> Box<dyn Query> {
     Box::new(RangeQuery::new(
@@ -789,7 +809,7 @@ impl QueryContext<'_> {
                     let level = parse_level(value, *value_pos)?;
                     term_query(Term::from_field_text(f, level.as_str()))
                 }
-                Resolved::Exact(f, _) => term_query(Term::from_field_text(f, value)),
+                Resolved::Exact(f, field) => exact_query(self.fields, f, field, value),
                 Resolved::Timestamp => {
                     return Err(syntax_error(
                         format!(
@@ -872,7 +892,7 @@ impl QueryContext<'_> {
             } else {
                 clauses.push((
                     Occur::Must,
-                    term_query(Term::from_field_text(index_field, value)),
+                    exact_query(self.fields, index_field, field, value),
                 ));
             }
         }

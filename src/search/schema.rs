@@ -12,6 +12,7 @@
 //! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::timerange`]) |
 //! | `text` | text, default tokenizer, positions | bare words and phrases (catalogue [`Use::Text`] fields, string dimensions) |
 //! | exact fields (catalogue [`Use::Exact`], named as in [`crate::fields`]) | raw string, indexed; fast with [`Use::Column`] | `field:value`, filters, breakdowns |
+//! | `NAME_hex64` beside a [`Use::HexId`] field | u64, fast only: the canonical values ([`hex_id`]), which the exact field then does not hold | `span_id:...` as a scan of the column |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
 //! | `metrics` | JSON numbers, fast only | `latency_ms:>500` (fast-field range) |
 //! | `sample_rate` | f64, fast | the event's effective sample rate (client × server); weight = 1/rate |
@@ -34,7 +35,8 @@ use crate::timespan::{DAY_MS, HOUR_MS};
 /// 3: exact fields derived from the field catalogue, `country`/`region` renamed `country_code`/
 /// `region_code`. 4: the trace context as exact fields and `message` in the free text.
 /// 5: the `sample_rate` fast column (analytics weights) and `session_id` as a fast column.
-pub const SCHEMA_VERSION: u32 = 5;
+/// 6: span ids in the canonical form as numbers ([`Use::HexId`]).
+pub const SCHEMA_VERSION: u32 = 6;
 
 pub const SEQ: &str = "seq";
 pub const TIMESTAMP: &str = "timestamp";
@@ -49,6 +51,19 @@ pub const SAMPLE_RATE: &str = "sample_rate";
 /// raw, case-sensitive, whole values; a fast column too with [`Use::Column`].
 pub fn exact_field(name: &str) -> Option<EventField> {
     EventField::lookup(name).filter(|f| f.has(Use::Exact))
+}
+
+/// The number a [`Use::HexId`] field's value is indexed as: the value must be exactly 16
+/// lowercase hex digits (the form OTLP, W3C trace context and Sentry give span ids), so that
+/// the number stands for that one text and no other.
+pub fn hex_id(value: &str) -> Option<u64> {
+    let canonical = value.len() == 16
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    canonical
+        .then(|| u64::from_str_radix(value, 16).ok())
+        .flatten()
 }
 
 /// Field handles of the schema.
@@ -66,6 +81,8 @@ pub struct IndexFields {
     pub sample_rate: Field,
     /// Indexed by [`EventField`]: the index field of each exact-match catalogue field.
     exact: Vec<Option<Field>>,
+    /// Indexed by [`EventField`]: the number column of each [`Use::HexId`] field.
+    hex_ids: Vec<Option<Field>>,
 }
 
 pub fn build_schema() -> (Schema, IndexFields) {
@@ -101,6 +118,17 @@ pub fn build_schema() -> (Schema, IndexFields) {
             })
         })
         .collect();
+    let hex_ids = EventField::ALL
+        .iter()
+        .map(|f| {
+            f.has(Use::HexId).then(|| {
+                builder.add_u64_field(
+                    &format!("{}_hex64", f.name()),
+                    NumericOptions::default().set_fast(),
+                )
+            })
+        })
+        .collect();
     let dims = builder.add_json_field(
         DIMS,
         JsonObjectOptions::default()
@@ -121,6 +149,7 @@ pub fn build_schema() -> (Schema, IndexFields) {
             metrics,
             sample_rate,
             exact,
+            hex_ids,
         },
     )
 }
@@ -205,6 +234,11 @@ impl IndexFields {
         self.exact[field as usize]
     }
 
+    /// The number column of `field`, if it is a [`Use::HexId`] field.
+    pub fn hex_id(&self, field: EventField) -> Option<Field> {
+        self.hex_ids[field as usize]
+    }
+
     /// Maps one stored event (at position `seq`) onto an index document.
     pub fn document(&self, seq: u64, event: &Event) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
@@ -231,8 +265,10 @@ impl IndexFields {
             let (Some(field), Some(value)) = (field, spec.text(event)) else {
                 continue;
             };
-            if !value.is_empty() {
-                doc.add_text(*field, value);
+            match (self.hex_id(*spec), hex_id(value)) {
+                (Some(column), Some(number)) => doc.add_u64(column, number),
+                _ if !value.is_empty() => doc.add_text(*field, value),
+                _ => {}
             }
         }
 

@@ -1179,6 +1179,52 @@ fn oldest_matches_come_oldest_first_across_segments() {
     index.close();
 }
 
+#[test]
+fn span_ids_are_found_whatever_their_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let span = |id: &str, parent: Option<&str>| Event {
+        trace_id: s("4bf92f3577b34da6a3ce929d0e0e4736"),
+        span_id: s(id),
+        parent_span_id: parent.map(str::to_string),
+        ..base_event("sdk", "span", BASE)
+    };
+    let root = "00f067aa0ba902b7";
+    let source = MemSource::new(vec![
+        span(root, None),
+        span("ffffffffffffffff", Some(root)),
+        // Not the canonical form: kept as exact terms, never confused with the numbers.
+        span("00F067AA0BA902B7", Some(root)),
+        span("span-1", Some("00f067aa0ba902b")),
+    ]);
+    let index = open_indexed(dir.path(), source.clone());
+    // A second segment.
+    index.notify_committed(source.append(vec![span("0000000000000000", Some(root))]));
+    assert!(index.wait_indexed(source.next(), WAIT));
+    for (query, expected) in [
+        ("span_id:00f067aa0ba902b7", vec![0]),
+        ("span_id:ffffffffffffffff", vec![1]),
+        ("span_id:00F067AA0BA902B7", vec![2]),
+        ("span_id:span-1", vec![3]),
+        ("span_id:0000000000000000", vec![4]),
+        ("span_id:00f067aa0ba902b", vec![]),
+        ("parent_span_id:00f067aa0ba902b7", vec![1, 2, 4]),
+        ("parent_span_id:00f067aa0ba902b", vec![3]),
+        (
+            "span_id:00f067aa0ba902b7 OR parent_span_id:00f067aa0ba902b7",
+            vec![0, 1, 2, 4],
+        ),
+    ] {
+        let mut found = index.positions(&q(query)).unwrap();
+        found.sort_unstable();
+        assert_eq!(found, expected, "{query}");
+    }
+    let by_filter = Filter::default().with(EventField::ParentSpanId, root);
+    let mut found = index.positions(&by_filter).unwrap();
+    found.sort_unstable();
+    assert_eq!(found, vec![1, 2, 4]);
+    index.close();
+}
+
 fn snapshot(index: &SearchIndex) -> Vec<Vec<u64>> {
     [
         "",
