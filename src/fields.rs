@@ -23,9 +23,9 @@
 //! below. A field clients may send also needs its [`model::Field`](crate::model::Field) variant
 //! and its place in the ingest pipeline's event; a field policies may target also needs its
 //! `Targeting` list. An index written before a change to the exact fields ([`Use::Exact`],
-//! [`Use::Column`], [`Use::HexId`]) has another schema and is rebuilt from the store on the next start; a change
-//! to what feeds the free text ([`Use::Text`]) does not show in the schema and needs
-//! `search::schema::SCHEMA_VERSION` bumped for that.
+//! [`Use::Column`], [`Use::HexId`]) has another schema and is rebuilt from the store on the next
+//! start; a change to what feeds the free text ([`Use::Text`]) does not show in the schema and
+//! needs `search::schema::SCHEMA_VERSION` bumped for that.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

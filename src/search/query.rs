@@ -51,7 +51,7 @@ use tantivy::schema::Field;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Searcher, Term};
 
-use super::schema::{escape_json_key, exact_field, hex_id, IndexFields};
+use super::schema::{escape_json_key, exact_field, IndexFields};
 pub use super::timerange::{segments_in_range, time_range_query};
 use super::whole_segment::term_query;
 use super::{Filter, SearchError};
@@ -650,15 +650,15 @@ fn exact_query(
     field: EventField,
     value: &str,
 ) -> Box<dyn Query> {
-    match (fields.hex_id(field), hex_id(value)) {
-        (Some(column), Some(number)) => {
+    match fields.id_number(field, value) {
+        Some((column, number)) => {
             let term = Term::from_field_u64(column, number);
             Box::new(RangeQuery::new(
                 Bound::Included(term.clone()),
                 Bound::Included(term),
             ))
         }
-        _ => term_query(Term::from_field_text(index_field, value)),
+        None => term_query(Term::from_field_text(index_field, value)),
     }
 }
 

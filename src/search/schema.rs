@@ -12,7 +12,7 @@
 //! | `time_day`, `time_hour` | i64 (timestamp in whole days / hours), indexed | time ranges as posting lists ([`super::timerange`]) |
 //! | `text` | text, default tokenizer, positions | bare words and phrases (catalogue [`Use::Text`] fields, string dimensions) |
 //! | exact fields (catalogue [`Use::Exact`], named as in [`crate::fields`]) | raw string, indexed; fast with [`Use::Column`] | `field:value`, filters, breakdowns |
-//! | `NAME_hex64` beside a [`Use::HexId`] field | u64, fast only: the canonical values ([`hex_id`]), which the exact field then does not hold | `span_id:...` as a scan of the column |
+//! | `NAME_hex64` beside a [`Use::HexId`] field | u64, fast only: the canonical values ([`IndexFields::id_number`]), which the exact field then does not hold | `span_id:...` as a scan of the column |
 //! | `dims` | JSON, raw strings, indexed + fast | `carrier:twilio`, breakdown by dimension |
 //! | `metrics` | JSON numbers, fast only | `latency_ms:>500` (fast-field range) |
 //! | `sample_rate` | f64, fast | the event's effective sample rate (client × server); weight = 1/rate |
@@ -56,7 +56,7 @@ pub fn exact_field(name: &str) -> Option<EventField> {
 /// The number a [`Use::HexId`] field's value is indexed as: the value must be exactly 16
 /// lowercase hex digits (the form OTLP, W3C trace context and Sentry give span ids), so that
 /// the number stands for that one text and no other.
-pub fn hex_id(value: &str) -> Option<u64> {
+fn hex_id(value: &str) -> Option<u64> {
     let canonical = value.len() == 16
         && value
             .bytes()
@@ -234,9 +234,10 @@ impl IndexFields {
         self.exact[field as usize]
     }
 
-    /// The number column of `field`, if it is a [`Use::HexId`] field.
-    pub fn hex_id(&self, field: EventField) -> Option<Field> {
-        self.hex_ids[field as usize]
+    /// Where `value` of `field` is indexed as a number, and the number: for a [`Use::HexId`]
+    /// field's canonical values. Every other value is a term of the exact field.
+    pub fn id_number(&self, field: EventField, value: &str) -> Option<(Field, u64)> {
+        Some((self.hex_ids[field as usize]?, hex_id(value)?))
     }
 
     /// Maps one stored event (at position `seq`) onto an index document.
@@ -265,17 +266,17 @@ impl IndexFields {
             let (Some(field), Some(value)) = (field, spec.text(event)) else {
                 continue;
             };
-            match (self.hex_id(*spec), hex_id(value)) {
-                (Some(column), Some(number)) => doc.add_u64(column, number),
-                _ if !value.is_empty() => doc.add_text(*field, value),
-                _ => {}
+            match self.id_number(*spec, value) {
+                Some((column, number)) => doc.add_u64(column, number),
+                None if !value.is_empty() => doc.add_text(*field, value),
+                None => {}
             }
         }
 
         if !event.dims.is_empty() {
             doc.add_field_value(self.dims, JsonView::Dims(&event.dims));
         }
-        if event.metrics.values().any(|value| value.is_finite()) {
+        if event.metrics.values().any(|v| metric_value(*v).is_some()) {
             doc.add_field_value(self.metrics, JsonView::Metrics(&event.metrics));
         }
         doc
