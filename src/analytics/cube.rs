@@ -34,7 +34,8 @@ pub struct Shape {
     pub only_with_metric: bool,
 }
 
-/// One group in one bucket.
+/// One group in one bucket. While every row a cube folded weighed 1, only `raw` is kept up to
+/// date (see [`Cube::settle`]); the cells a cube hands out carry their weight.
 #[derive(Debug, Default, Clone)]
 pub struct Cell {
     pub weight: f64,
@@ -75,7 +76,8 @@ pub struct Cube {
     installs: Distinct,
     /// Distinct ids of the counted column per cell.
     distinct: Distinct,
-    /// Whether some row weighs other than 1 (the figures are estimates).
+    /// Whether some row weighs other than 1 (the figures are estimates). Until then the
+    /// cells' weights are their `raw` counts and are not added up row by row.
     pub weighted: bool,
     bucket_of: BucketOf,
     /// Per row of a block, its key number and its cell ([`NO_CELL`]: none); reused.
@@ -169,9 +171,29 @@ impl Cube {
         }
     }
 
+    /// Gives each cell the weight of its rows when all of them weighed 1 (their count).
+    fn settle(&mut self) {
+        if !self.weighted {
+            for cell in &mut self.cells {
+                cell.weight = cell.raw as f64;
+            }
+        }
+    }
+
+    /// A cell's weighted events.
+    fn weight(&self, cell: &Cell) -> f64 {
+        match self.weighted {
+            true => cell.weight,
+            false => cell.raw as f64,
+        }
+    }
+
     /// The parts a scan folded into, as one.
     pub fn merge(parts: Vec<Cube>) -> Cube {
-        let mut parts = parts.into_iter();
+        let mut parts = parts.into_iter().map(|mut part| {
+            part.settle();
+            part
+        });
         let mut all = parts.next().expect("a fold yields at least one part");
         let buckets = all.shape.bucket_count;
         for mut part in parts {
@@ -203,7 +225,7 @@ impl Cube {
                 key: *key,
                 weight: self.cells[n * buckets..(n + 1) * buckets]
                     .iter()
-                    .map(|c| c.weight)
+                    .map(|c| self.weight(c))
                     .sum(),
                 installs: self.installs.count(n) as usize,
             })
@@ -239,6 +261,7 @@ impl Cube {
         for key in keys {
             cell.add(std::mem::take(&mut self.cells[key * buckets + bucket]));
         }
+        cell.weight = self.weight(&cell);
         cell
     }
 
@@ -280,7 +303,11 @@ impl Fold for Cube {
             ..
         } = self.shape;
         let n = rows.timestamps.len();
-        self.weighted |= rows.weighted;
+        if rows.weighted && !self.weighted {
+            self.settle();
+            self.weighted = true;
+        }
+        let weighted = self.weighted;
         let kept = |i: usize| !only_with_metric || !rows.metric[i].is_nan();
         let mut keys = std::mem::take(&mut self.row_keys);
         keys.clear();
@@ -313,10 +340,18 @@ impl Fold for Cube {
                 (key, bucket) => key * buckets + bucket,
             }
         }));
-        for (at, weight) in cells.iter().zip(rows.weights) {
-            if let Some(cell) = self.cells.get_mut(*at) {
-                cell.weight += weight;
-                cell.raw += 1;
+        if weighted {
+            for (at, weight) in cells.iter().zip(rows.weights) {
+                if let Some(cell) = self.cells.get_mut(*at) {
+                    cell.weight += weight;
+                    cell.raw += 1;
+                }
+            }
+        } else {
+            for at in &cells {
+                if let Some(cell) = self.cells.get_mut(*at) {
+                    cell.raw += 1;
+                }
             }
         }
         self.installs.insert_each(
@@ -497,11 +532,16 @@ mod tests {
                 0..300,
             ),
             split in 0usize..300,
+            cut in 0usize..300,
             large in proptest::bool::ANY,
+            unit in proptest::bool::ANY,
         ) {
+            // Every row weighing 1 (only counts kept), or a mix.
             let rows: Vec<Row> = rows
                 .into_iter()
-                .map(|(t, w, i, d, a, b, m)| (t * 10, w, i, d, a, b, m.map_or(f64::NAN, f64::from)))
+                .map(|(t, w, i, d, a, b, m)| {
+                    (t * 10, if unit { 1.0 } else { w }, i, d, a, b, m.map_or(f64::NAN, f64::from))
+                })
                 .collect();
             let values = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
             let dictionary = |n: usize| {
@@ -524,6 +564,13 @@ mod tests {
             proptest::prop_assert_eq!(matches!(start.numbers, Numbers::Map(_)), large);
             let mut whole = start.clone();
             fold(&mut whole, &rows);
+            // One cube given the rows in two blocks (the second may bring the first weight
+            // other than 1).
+            let mut blocks = start.clone();
+            let (first, second) = rows.split_at(cut.min(rows.len()));
+            fold(&mut blocks, first);
+            fold(&mut blocks, second);
+            proptest::prop_assert_eq!(seen(&blocks), seen(&whole));
             let (left, right) = rows.split_at(split.min(rows.len()));
             let (mut a, mut b) = (start.clone(), start.clone());
             fold(&mut a, left);
