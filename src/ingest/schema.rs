@@ -4,7 +4,7 @@
 //! change comes with its [`AdjustReason`]. Nested context objects are flattened into dotted
 //! snake_case keys ([`flatten`]) and meet the schema under those keys.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use regex::Regex;
 
@@ -22,7 +22,7 @@ pub const MAX_NESTING: usize = 3;
 
 #[derive(Debug)]
 enum Kind {
-    Enum(HashSet<String>),
+    Enum(FxHashSet<String>),
     Number,
     Bool,
     Text,
@@ -32,8 +32,10 @@ enum Kind {
 #[derive(Debug)]
 pub struct Schema {
     strict: bool,
-    events: HashSet<String>,
-    kinds: HashMap<String, Kind>,
+    // Fx hashing: the keys come from the config, so what a client sends cannot make them
+    // collide; every dimension of every event looks its key up here.
+    events: FxHashSet<String>,
+    kinds: FxHashMap<String, Kind>,
     pub required: Vec<Field>,
 }
 
@@ -62,7 +64,7 @@ impl<T> Kept<T> {
 
 impl Schema {
     pub fn compile(config: &SchemaConfig) -> Result<Schema, regex::Error> {
-        let mut kinds = HashMap::new();
+        let mut kinds = FxHashMap::default();
         for (name, values) in &config.enums {
             kinds.insert(name.clone(), Kind::Enum(values.iter().cloned().collect()));
         }

@@ -6,8 +6,9 @@
 //! each page of the table about once per fold instead of once per id. A lookup asks the
 //! in-memory recent ids first, then the table. The journal is read back into memory on open.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
+
+use foldhash::HashMap;
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -36,7 +37,7 @@ pub struct RecentIds {
 impl RecentIds {
     /// Reads the journal of an opened store.
     pub fn load(txn: &redb::ReadTransaction) -> Result<RecentIds, StoreError> {
-        let mut map = HashMap::new();
+        let mut map = HashMap::default();
         for row in txn.open_table(ID_JOURNAL)?.iter()? {
             let (first, ids) = row?;
             for (seq, id) in journal_entries(first.value(), ids.value()) {

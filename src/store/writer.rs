@@ -5,7 +5,7 @@
 //! Every other store write (deletions, audit entries, the file rewrite) also runs on this
 //! thread, as an exclusive job between two group commits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -366,7 +366,7 @@ fn commit_group(
     let mut results = Vec::with_capacity(group.len());
     let mut committed = Vec::new();
     let mut journaled: Vec<u128> = Vec::new();
-    let mut in_group: HashSet<u128> = HashSet::new();
+    let mut in_group: foldhash::HashSet<u128> = foldhash::HashSet::default();
     let mut installs: HashMap<String, InstallRecord> = HashMap::new();
     {
         let mut events = txn.open_table(EVENTS)?;
