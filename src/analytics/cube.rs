@@ -340,17 +340,11 @@ impl Fold for Cube {
                 (key, bucket) => key * buckets + bucket,
             }
         }));
-        if weighted {
-            for (at, weight) in cells.iter().zip(rows.weights) {
-                if let Some(cell) = self.cells.get_mut(*at) {
+        for (at, weight) in cells.iter().zip(rows.weights) {
+            if let Some(cell) = self.cells.get_mut(*at) {
+                cell.raw += 1;
+                if weighted {
                     cell.weight += weight;
-                    cell.raw += 1;
-                }
-            }
-        } else {
-            for at in &cells {
-                if let Some(cell) = self.cells.get_mut(*at) {
-                    cell.raw += 1;
                 }
             }
         }

@@ -1,17 +1,17 @@
-//! Export sinks: each `[[sinks]]` entry streams every stored event to a destination (one file
-//! per kind: `clickhouse.rs`). A sink is a commit subscriber with its own position in the
-//! store's event sequence (a file under `DATA_DIR/sinks/`), its own thread that reads committed
-//! events in batches from that position, delivers them, and moves the position only after the
-//! destination confirmed; when the destination is down it retries with capped exponential
-//! backoff and falls behind — ingest never waits for it. The writer hands each committed batch
-//! to the sink in memory (up to two batches' worth) and wakes the thread: a sink that keeps up
-//! delivers from there instead of reading and decoding the events back from the store, which it
-//! falls back to for the rest. Positions the store no longer holds when the sink reaches them
-//! (deleted by retention or erasure first) are reported as skipped. Erasure and retention are
-//! carried to the destination; an erasure the destination did not confirm is kept in a file and retried
-//! until it is. OTLP metric points go too, to their own table: a sink first copies every stored
-//! point, then follows the store's points outbox (every point write, in order) from the
-//! position it copied at; the outbox is pruned below the lowest position any sink still needs.
+//! Export sinks: each `[[sinks]]` entry streams every stored event to a destination (one file per
+//! kind: `clickhouse.rs`). A sink is a commit subscriber with its own position in the store's event
+//! sequence (a file under `DATA_DIR/sinks/`), its own thread that reads committed events in batches
+//! from that position, delivers them, and moves the position only after the destination confirmed;
+//! when the destination is down it retries with capped exponential backoff and falls behind —
+//! ingest never waits for it. The writer hands each committed batch to the sink in memory (up to
+//! two batches' worth) and wakes the thread: a sink that keeps up delivers from there instead of
+//! reading and decoding the events back from the store, which it falls back to for the rest.
+//! Positions the store no longer holds when the sink reaches them (deleted by retention or erasure
+//! first) are reported as skipped. Erasure and retention are carried to the destination; an erasure
+//! the destination did not confirm is kept in a file and retried until it is. OTLP metric points go
+//! too, to their own table: a sink first copies every stored point, then follows the store's points
+//! outbox (every point write, in order) from the position it copied at; the outbox is pruned below
+//! the lowest position any sink still needs.
 
 pub mod clickhouse;
 mod row_binary;

@@ -9,7 +9,6 @@
 use std::sync::RwLock;
 
 use foldhash::HashMap;
-
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::error::StoreError;
