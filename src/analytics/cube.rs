@@ -351,7 +351,7 @@ impl Fold for Cube {
         self.installs.insert_each(
             keys.iter()
                 .zip(&cells)
-                .zip(&rows.columns[0])
+                .zip(rows.columns[0])
                 .filter(|((_, at), _)| **at != NO_CELL)
                 .map(|((key, _), install)| (*key, *install)),
         );
@@ -359,7 +359,7 @@ impl Fold for Cube {
             self.distinct.insert_each(
                 cells
                     .iter()
-                    .zip(&rows.columns[column])
+                    .zip(rows.columns[column])
                     .filter(|(at, _)| **at != NO_CELL)
                     .map(|(at, id)| (*at, *id)),
             );
@@ -452,6 +452,7 @@ mod tests {
             column(|r| r.4),
             column(|r| r.5),
         ];
+        let columns: Vec<&[u32]> = columns.iter().map(Vec::as_slice).collect();
         let timestamps: Vec<i64> = rows.iter().map(|r| r.0).collect();
         let weights: Vec<f64> = rows.iter().map(|r| r.1).collect();
         let metric: Vec<f64> = rows.iter().map(|r| r.6).collect();

@@ -99,7 +99,7 @@ impl Scanned {
 }
 
 /// A block of scanned rows: every slice has one entry per row (`metric` is empty when the
-/// scan has no metric).
+/// scan has no metric). A block of consecutive documents borrows them from the decoded arrays.
 pub struct Rows<'a> {
     pub timestamps: &'a [i64],
     /// 1 / the event's effective sample rate (1 for a rate that is missing or not in (0, 1]).
@@ -107,7 +107,7 @@ pub struct Rows<'a> {
     /// Whether some weight is other than 1 (the figures are estimates).
     pub weighted: bool,
     /// Per scanned column, in the order asked for: the rows' global ids ([`NO_VALUE`] for none).
-    pub columns: &'a [Vec<u32>],
+    pub columns: &'a [&'a [u32]],
     /// NaN where the event lacks the metric.
     pub metric: &'a [f64],
 }
@@ -182,19 +182,22 @@ pub struct ScanSegment<F: Fold> {
     timestamps: Times,
     from_ms: i64,
     to_ms: i64,
+    /// Whether every timestamp of the segment is in range (none then checked).
+    all_in_range: bool,
     rates: Rates,
     fold: F,
     /// Reused per block.
     block: Block,
 }
 
-/// The buffers a segment reads a block into.
+/// The buffers a segment reads a block into, where its rows are not borrowed.
 #[derive(Default)]
 struct Block {
+    /// The documents in range, when some of the block's are not.
     docs: Vec<DocId>,
     timestamps: Vec<i64>,
+    /// With one rate for the whole segment, always that rate's weight (only resized).
     weights: Vec<f64>,
-    weighted: bool,
     columns: Vec<Vec<u32>>,
     metric: Vec<f64>,
     read_i64: Vec<Option<i64>>,
@@ -322,6 +325,8 @@ impl<F: Fold> Scan<'_, F> {
             })
             .collect();
         let timestamps = fast.i64(TIMESTAMP)?;
+        let all_in_range =
+            self.from_ms <= timestamps.min_value() && timestamps.max_value() < self.to_ms;
         let timestamps = match self.decoded.timestamps(id, &timestamps, docs) {
             Some(decoded) => Times::Decoded(decoded),
             None => Times::Column(timestamps),
@@ -346,6 +351,7 @@ impl<F: Fold> Scan<'_, F> {
             timestamps,
             from_ms: self.from_ms,
             to_ms: self.to_ms,
+            all_in_range,
             rates: Rates::of(fast.column_opt::<f64>(SAMPLE_RATE)?),
             fold,
             block: Block {
@@ -353,68 +359,6 @@ impl<F: Fold> Scan<'_, F> {
                 ..Block::default()
             },
         })
-    }
-}
-
-impl<F: Fold> ScanSegment<F> {
-    /// Reads the block's other columns for its documents (in range, their timestamps read),
-    /// each column once for all of them.
-    fn read_columns(&mut self) {
-        let block = &mut self.block;
-        let n = block.docs.len();
-        let docs = &block.docs;
-        block.weights.clear();
-        match &self.rates {
-            Rates::Column(rates) => {
-                fill(&mut block.read_f64, n);
-                rates.first_vals(docs, &mut block.read_f64);
-                block.weights.extend(
-                    block
-                        .read_f64
-                        .iter()
-                        .map(|r| weight_of_rate(r.unwrap_or(1.0))),
-                );
-                block.weighted = block.weights.iter().any(|w| *w != 1.0);
-            }
-            Rates::Same(weight) => {
-                block.weights.resize(n, *weight);
-                block.weighted = *weight != 1.0;
-            }
-        }
-        for (column, ids) in self.columns.iter().zip(&mut block.columns) {
-            ids.clear();
-            match column {
-                Some(Ids::Decoded(decoded)) => gather(decoded, docs, ids),
-                Some(Ids::Column(column, table)) => {
-                    fill(&mut block.read_u64, n);
-                    column.ords().first_vals(docs, &mut block.read_u64);
-                    ids.extend(block.read_u64.iter().map(|ord| global_id(table, *ord)));
-                }
-                None => ids.resize(n, NO_VALUE),
-            }
-        }
-        block.metric.clear();
-        match &self.metric {
-            Metric::None => {}
-            Metric::Decoded(decoded) => gather(decoded, docs, &mut block.metric),
-            Metric::Columns(integral, fractional) => {
-                fill(&mut block.read_i64, n);
-                if let Some(column) = integral {
-                    column.first_vals(docs, &mut block.read_i64);
-                }
-                fill(&mut block.read_f64, n);
-                if let Some(column) = fractional {
-                    column.first_vals(docs, &mut block.read_f64);
-                }
-                block.metric.extend(
-                    block
-                        .read_i64
-                        .iter()
-                        .zip(&block.read_f64)
-                        .map(|(i, f)| metric_value(*i, *f)),
-                );
-            }
-        }
     }
 }
 
@@ -455,63 +399,133 @@ pub(super) fn metric_value(integral: Option<i64>, fractional: Option<f64>) -> f6
 
 impl<F: Fold> ScanSegment<F> {
     /// Reads the block's timestamps, keeps the documents in range, reads each other column
-    /// once for all of them and folds the rows.
+    /// once for all of them and folds the rows. A run of consecutive documents all in range
+    /// (the usual block) is read in place from the decoded arrays.
     fn collect_block(&mut self, docs: &[DocId]) {
-        let block = &mut self.block;
-        block.docs.clear();
-        block.timestamps.clear();
+        let Block {
+            docs: kept,
+            timestamps,
+            weights,
+            columns,
+            metric,
+            read_i64,
+            read_f64,
+            read_u64,
+        } = &mut self.block;
         let (from, to) = (self.from_ms, self.to_ms);
-        match &self.timestamps {
-            Times::Decoded(decoded) => match contiguous(docs).map(|run| &decoded[run]) {
-                // A run of documents all in range (the usual block): copied whole.
-                Some(run) if run.iter().all(|ts| from <= *ts && *ts < to) => {
-                    block.docs.extend_from_slice(docs);
-                    block.timestamps.extend_from_slice(run);
-                }
-                _ => {
-                    for doc in docs {
-                        let ts = decoded[*doc as usize];
-                        if from <= ts && ts < to {
-                            block.docs.push(*doc);
-                            block.timestamps.push(ts);
-                        }
+        let in_range = |ts: &i64| from <= *ts && *ts < to;
+        let run = match &self.timestamps {
+            Times::Decoded(decoded) => contiguous(docs)
+                .filter(|run| self.all_in_range || decoded[run.clone()].iter().all(in_range)),
+            Times::Column(_) => None,
+        };
+        let (docs, times): (&[DocId], &[i64]) = match (&self.timestamps, &run) {
+            (Times::Decoded(decoded), Some(run)) => (docs, &decoded[run.clone()]),
+            (Times::Decoded(decoded), None) => {
+                kept.clear();
+                timestamps.clear();
+                for doc in docs {
+                    let ts = decoded[*doc as usize];
+                    if in_range(&ts) {
+                        kept.push(*doc);
+                        timestamps.push(ts);
                     }
                 }
-            },
-            Times::Column(column) => {
-                fill(&mut block.read_i64, docs.len());
-                column.first_vals(docs, &mut block.read_i64);
-                // Documents without a timestamp (none are written so) are skipped.
-                for (doc, ts) in docs.iter().zip(&block.read_i64) {
-                    if let Some(ts) = ts.filter(|ts| from <= *ts && *ts < to) {
-                        block.docs.push(*doc);
-                        block.timestamps.push(ts);
-                    }
-                }
+                (kept, timestamps)
             }
-        }
-        if block.docs.is_empty() {
+            (Times::Column(column), _) => {
+                fill(read_i64, docs.len());
+                column.first_vals(docs, read_i64);
+                kept.clear();
+                timestamps.clear();
+                // Documents without a timestamp (none are written so) are skipped.
+                for (doc, ts) in docs.iter().zip(read_i64.iter()) {
+                    if let Some(ts) = ts.filter(in_range) {
+                        kept.push(*doc);
+                        timestamps.push(ts);
+                    }
+                }
+                (kept, timestamps)
+            }
+        };
+        let n = docs.len();
+        if n == 0 {
             return;
         }
-        self.read_columns();
-        let block = &self.block;
+        let weighted = match &self.rates {
+            Rates::Column(rates) => {
+                fill(read_f64, n);
+                rates.first_vals(docs, read_f64);
+                weights.clear();
+                weights.extend(read_f64.iter().map(|r| weight_of_rate(r.unwrap_or(1.0))));
+                weights.iter().any(|w| *w != 1.0)
+            }
+            Rates::Same(weight) => {
+                weights.resize(n, *weight);
+                *weight != 1.0
+            }
+        };
+        let ids: Vec<&[u32]> = self
+            .columns
+            .iter()
+            .zip(columns.iter_mut())
+            .map(|(column, buffer)| -> &[u32] {
+                match (column, &run) {
+                    (Some(Ids::Decoded(decoded)), Some(run)) => &decoded[run.clone()],
+                    (Some(Ids::Decoded(decoded)), None) => gather(decoded, docs, buffer),
+                    (Some(Ids::Column(column, table)), _) => {
+                        fill(read_u64, n);
+                        column.ords().first_vals(docs, read_u64);
+                        buffer.clear();
+                        buffer.extend(read_u64.iter().map(|ord| global_id(table, *ord)));
+                        buffer
+                    }
+                    (None, _) => {
+                        buffer.clear();
+                        buffer.resize(n, NO_VALUE);
+                        buffer
+                    }
+                }
+            })
+            .collect();
+        let values: &[f64] = match (&self.metric, &run) {
+            (Metric::None, _) => &[],
+            (Metric::Decoded(decoded), Some(run)) => &decoded[run.clone()],
+            (Metric::Decoded(decoded), None) => gather(decoded, docs, metric),
+            (Metric::Columns(integral, fractional), _) => {
+                fill(read_i64, n);
+                if let Some(column) = integral {
+                    column.first_vals(docs, read_i64);
+                }
+                fill(read_f64, n);
+                if let Some(column) = fractional {
+                    column.first_vals(docs, read_f64);
+                }
+                metric.clear();
+                metric.extend(
+                    read_i64
+                        .iter()
+                        .zip(read_f64.iter())
+                        .map(|(i, f)| metric_value(*i, *f)),
+                );
+                metric
+            }
+        };
         self.fold.rows(&Rows {
-            timestamps: &block.timestamps,
-            weights: &block.weights,
-            weighted: block.weighted,
-            columns: &block.columns,
-            metric: &block.metric,
+            timestamps: times,
+            weights,
+            weighted,
+            columns: &ids,
+            metric: values,
         });
     }
 }
 
-/// The values of `docs` in a decoded array, appended to `out` (a run of consecutive documents
-/// as one slice).
-fn gather<T: Copy>(decoded: &[T], docs: &[DocId], out: &mut Vec<T>) {
-    match contiguous(docs) {
-        Some(run) => out.extend_from_slice(&decoded[run]),
-        None => out.extend(docs.iter().map(|doc| decoded[*doc as usize])),
-    }
+/// The values of `docs` in a decoded array, in `out`.
+fn gather<'a, T: Copy>(decoded: &[T], docs: &[DocId], out: &'a mut Vec<T>) -> &'a [T] {
+    out.clear();
+    out.extend(docs.iter().map(|doc| decoded[*doc as usize]));
+    out
 }
 
 /// The document range `docs` covers when it is one run of consecutive documents.
