@@ -334,12 +334,13 @@ impl Fold for Cube {
         let mut cells = std::mem::take(&mut self.row_cells);
         cells.clear();
         let bucket_of = &self.bucket_of;
-        cells.extend(keys.iter().zip(rows.timestamps).map(|(key, ts)| {
-            match (*key, bucket_of.of(*ts)) {
+        rows.timestamps.map_into(&mut cells, |ts| bucket_of.of(ts));
+        for (cell, key) in cells.iter_mut().zip(&keys) {
+            *cell = match (*key, *cell) {
                 (NO_CELL, _) | (_, NO_CELL) => NO_CELL,
                 (key, bucket) => key * buckets + bucket,
-            }
-        }));
+            };
+        }
         for (at, weight) in cells.iter().zip(rows.weights) {
             if let Some(cell) = self.cells.get_mut(*at) {
                 cell.raw += 1;
@@ -439,6 +440,7 @@ impl BucketOf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::Stamps;
 
     /// A row: timestamp, weight, install, counted id, two group ids (`NO_VALUE` allowed) and
     /// a metric (NaN for none).
@@ -457,7 +459,7 @@ mod tests {
         let weights: Vec<f64> = rows.iter().map(|r| r.1).collect();
         let metric: Vec<f64> = rows.iter().map(|r| r.6).collect();
         cube.rows(&Rows {
-            timestamps: &timestamps,
+            timestamps: Stamps::Whole(&timestamps),
             weights: &weights,
             weighted: weights.iter().any(|w| *w != 1.0),
             columns: &columns,

@@ -55,7 +55,7 @@ use tantivy::{Executor, Index, IndexReader, ReloadPolicy, Searcher};
 pub use aggregate::{BreakdownRow, CountryCount, LevelCounts, RegionCount, TimeBucket};
 pub use ordinals::Dictionary;
 pub use query::parse_time_param;
-pub use scan::{Fold, Rows, ScanColumn, Scanned, NO_VALUE};
+pub use scan::{Fold, Rows, ScanColumn, Scanned, Stamps, NO_VALUE};
 
 use crate::fields::{EventField, Use};
 use crate::model::{now_ms, Event};

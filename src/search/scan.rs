@@ -15,7 +15,7 @@ use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::query::Weight;
 use tantivy::{DocId, DocSet, Searcher, SegmentOrdinal, SegmentReader, COLLECT_BLOCK_BUFFER_LEN};
 
-use super::decoded::Decoded;
+use super::decoded::{Decoded, Timestamps};
 use super::ordinals::{Dictionary, SegmentTables};
 use super::schema::{SAMPLE_RATE, TIMESTAMP};
 use crate::model::weight_of_rate;
@@ -101,7 +101,7 @@ impl Scanned {
 /// A block of scanned rows: every slice has one entry per row (`metric` is empty when the
 /// scan has no metric). A block of consecutive documents borrows them from the decoded arrays.
 pub struct Rows<'a> {
-    pub timestamps: &'a [i64],
+    pub timestamps: Stamps<'a>,
     /// 1 / the event's effective sample rate (1 for a rate that is missing or not in (0, 1]).
     pub weights: &'a [f64],
     /// Whether some weight is other than 1 (the figures are estimates).
@@ -110,6 +110,48 @@ pub struct Rows<'a> {
     pub columns: &'a [&'a [u32]],
     /// NaN where the event lacks the metric.
     pub metric: &'a [f64],
+}
+
+/// A block's timestamps: as they are, or as offsets from a base (as decoded segments keep
+/// them).
+#[derive(Debug, Clone, Copy)]
+pub enum Stamps<'a> {
+    Whole(&'a [i64]),
+    Offsets(i64, &'a [u32]),
+}
+
+impl Stamps<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Stamps::Whole(whole) => whole.len(),
+            Stamps::Offsets(_, offsets) => offsets.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `f(timestamp)` for each row to `out`.
+    #[inline]
+    pub fn map_into<T>(self, out: &mut Vec<T>, f: impl Fn(i64) -> T) {
+        match self {
+            Stamps::Whole(whole) => out.extend(whole.iter().map(|ts| f(*ts))),
+            Stamps::Offsets(base, offsets) => {
+                out.extend(offsets.iter().map(|offset| f(base + i64::from(*offset))))
+            }
+        }
+    }
+
+    /// Whether every timestamp satisfies `f`.
+    fn all(self, f: impl Fn(i64) -> bool) -> bool {
+        match self {
+            Stamps::Whole(whole) => whole.iter().all(|ts| f(*ts)),
+            Stamps::Offsets(base, offsets) => {
+                offsets.iter().all(|offset| f(base + i64::from(*offset)))
+            }
+        }
+    }
 }
 
 /// What a scan does with the rows it reads. Every scan thread folds into its own copy of the
@@ -121,7 +163,7 @@ pub trait Fold: Clone + Send + Sync + 'static {
 /// Keeps every row.
 impl Fold for Scanned {
     fn rows(&mut self, rows: &Rows<'_>) {
-        self.timestamps.extend_from_slice(rows.timestamps);
+        rows.timestamps.map_into(&mut self.timestamps, |ts| ts);
         self.weights.extend_from_slice(rows.weights);
         self.weighted |= rows.weighted;
         self.metric.extend_from_slice(rows.metric);
@@ -171,7 +213,7 @@ enum Metric {
 
 /// A segment's timestamps: decoded per document, or its column.
 enum Times {
-    Decoded(Arc<[i64]>),
+    Decoded(Timestamps),
     Column(Column<i64>),
 }
 
@@ -413,25 +455,25 @@ impl<F: Fold> ScanSegment<F> {
             read_u64,
         } = &mut self.block;
         let (from, to) = (self.from_ms, self.to_ms);
-        let in_range = |ts: &i64| from <= *ts && *ts < to;
+        let in_range = |ts: i64| from <= ts && ts < to;
         let run = match &self.timestamps {
             Times::Decoded(decoded) => contiguous(docs)
-                .filter(|run| self.all_in_range || decoded[run.clone()].iter().all(in_range)),
+                .filter(|run| self.all_in_range || decoded.run(run.clone()).all(in_range)),
             Times::Column(_) => None,
         };
-        let (docs, times): (&[DocId], &[i64]) = match (&self.timestamps, &run) {
-            (Times::Decoded(decoded), Some(run)) => (docs, &decoded[run.clone()]),
+        let (docs, times): (&[DocId], Stamps) = match (&self.timestamps, &run) {
+            (Times::Decoded(decoded), Some(run)) => (docs, decoded.run(run.clone())),
             (Times::Decoded(decoded), None) => {
                 kept.clear();
                 timestamps.clear();
                 for doc in docs {
-                    let ts = decoded[*doc as usize];
-                    if in_range(&ts) {
+                    let ts = decoded.at(*doc as usize);
+                    if in_range(ts) {
                         kept.push(*doc);
                         timestamps.push(ts);
                     }
                 }
-                (kept, timestamps)
+                (kept, Stamps::Whole(timestamps))
             }
             (Times::Column(column), _) => {
                 fill(read_i64, docs.len());
@@ -440,12 +482,12 @@ impl<F: Fold> ScanSegment<F> {
                 timestamps.clear();
                 // Documents without a timestamp (none are written so) are skipped.
                 for (doc, ts) in docs.iter().zip(read_i64.iter()) {
-                    if let Some(ts) = ts.filter(in_range) {
+                    if let Some(ts) = ts.filter(|ts| in_range(*ts)) {
                         kept.push(*doc);
                         timestamps.push(ts);
                     }
                 }
-                (kept, timestamps)
+                (kept, Stamps::Whole(timestamps))
             }
         };
         let n = docs.len();
