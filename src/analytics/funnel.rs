@@ -122,8 +122,11 @@ struct ByUnit {
 
 impl ByUnit {
     /// From (unit, occurrence) pairs; pairs without a unit ([`NO_VALUE`]) are left out.
-    fn new(pairs: impl Iterator<Item = (u32, Occurrence)>) -> ByUnit {
-        let mut pairs: Vec<(u32, Occurrence)> = pairs.filter(|(u, _)| *u != NO_VALUE).collect();
+    fn new(pairs_in: impl ExactSizeIterator<Item = (u32, Occurrence)>) -> ByUnit {
+        // Sized once: grown by doubling, the pairs of millions of events were copied over and
+        // over.
+        let mut pairs: Vec<(u32, Occurrence)> = Vec::with_capacity(pairs_in.len());
+        pairs.extend(pairs_in.filter(|(u, _)| *u != NO_VALUE));
         let units = pairs
             .iter()
             .map(|(u, _)| *u as usize + 1)

@@ -85,7 +85,17 @@ impl Scanned {
         let Some(mut all) = parts.next() else {
             return Scanned::default();
         };
-        for part in parts {
+        let rest: Vec<Scanned> = parts.collect();
+        let more = rest.iter().map(Scanned::len).sum();
+        all.timestamps.reserve_exact(more);
+        all.weights.reserve_exact(more);
+        if rest.iter().any(|part| !part.metric.is_empty()) {
+            all.metric.reserve_exact(more);
+        }
+        for column in &mut all.columns {
+            column.ids.reserve_exact(more);
+        }
+        for part in rest {
             all.timestamps.extend_from_slice(&part.timestamps);
             all.weights.extend_from_slice(&part.weights);
             all.weighted |= part.weighted;
