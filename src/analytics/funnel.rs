@@ -122,11 +122,11 @@ struct ByUnit {
 
 impl ByUnit {
     /// From (unit, occurrence) pairs; pairs without a unit ([`NO_VALUE`]) are left out.
-    fn new(pairs_in: impl ExactSizeIterator<Item = (u32, Occurrence)>) -> ByUnit {
+    fn new(unsorted: impl ExactSizeIterator<Item = (u32, Occurrence)>) -> ByUnit {
         // Sized once: grown by doubling, the pairs of millions of events were copied over and
         // over.
-        let mut pairs: Vec<(u32, Occurrence)> = Vec::with_capacity(pairs_in.len());
-        pairs.extend(pairs_in.filter(|(u, _)| *u != NO_VALUE));
+        let mut pairs: Vec<(u32, Occurrence)> = Vec::with_capacity(unsorted.len());
+        pairs.extend(unsorted.filter(|(u, _)| *u != NO_VALUE));
         let units = pairs
             .iter()
             .map(|(u, _)| *u as usize + 1)

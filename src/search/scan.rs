@@ -522,17 +522,16 @@ impl<F: Fold> ScanSegment<F> {
             .iter()
             .zip(columns.iter_mut())
             .map(|(column, buffer)| -> &[u32] {
-                match (column, &run) {
-                    (Some(Ids::Decoded(decoded)), Some(run)) => &decoded[run.clone()],
-                    (Some(Ids::Decoded(decoded)), None) => gather(decoded, docs, buffer),
-                    (Some(Ids::Column(column, table)), _) => {
+                match column {
+                    Some(Ids::Decoded(decoded)) => gather(decoded, &run, docs, buffer),
+                    Some(Ids::Column(column, table)) => {
                         fill(read_u64, n);
                         column.ords().first_vals(docs, read_u64);
                         buffer.clear();
                         buffer.extend(read_u64.iter().map(|ord| global_id(table, *ord)));
                         buffer
                     }
-                    (None, _) => {
+                    None => {
                         buffer.clear();
                         buffer.resize(n, NO_VALUE);
                         buffer
@@ -540,11 +539,10 @@ impl<F: Fold> ScanSegment<F> {
                 }
             })
             .collect();
-        let values: &[f64] = match (&self.metric, &run) {
-            (Metric::None, _) => &[],
-            (Metric::Decoded(decoded), Some(run)) => &decoded[run.clone()],
-            (Metric::Decoded(decoded), None) => gather(decoded, docs, metric),
-            (Metric::Columns(integral, fractional), _) => {
+        let values: &[f64] = match &self.metric {
+            Metric::None => &[],
+            Metric::Decoded(decoded) => gather(decoded, &run, docs, metric),
+            Metric::Columns(integral, fractional) => {
                 fill(read_i64, n);
                 if let Some(column) = integral {
                     column.first_vals(docs, read_i64);
@@ -573,8 +571,17 @@ impl<F: Fold> ScanSegment<F> {
     }
 }
 
-/// The values of `docs` in a decoded array, in `out`.
-fn gather<'a, T: Copy>(decoded: &[T], docs: &[DocId], out: &'a mut Vec<T>) -> &'a [T] {
+/// The values of `docs` in a decoded array: in place when they are the consecutive `run`,
+/// else gathered into `out`.
+fn gather<'a, T: Copy>(
+    decoded: &'a [T],
+    run: &Option<Range<usize>>,
+    docs: &[DocId],
+    out: &'a mut Vec<T>,
+) -> &'a [T] {
+    if let Some(run) = run {
+        return &decoded[run.clone()];
+    }
     out.clear();
     out.extend(docs.iter().map(|doc| decoded[*doc as usize]));
     out
