@@ -322,6 +322,39 @@ impl<'a> Row<'a> {
     }
 }
 
+/// The batch's events in the events table's sorting key order (`ENGINE`: product, name, time
+/// in seconds, id), which ClickHouse otherwise puts each insert in itself: a sorted insert
+/// costs it about a third less CPU. The batch's few (product, name) pairs are ranked once, so
+/// the sort compares integers.
+fn in_sorting_key_order(events: &[(u64, Arc<Event>)]) -> Vec<&Event> {
+    let mut pairs: rustc_hash::FxHashMap<(&str, &str), u32> = Default::default();
+    for (_, e) in events {
+        pairs.entry((&e.product, &e.name)).or_default();
+    }
+    let mut ranked: Vec<(&str, &str)> = pairs.keys().copied().collect();
+    ranked.sort_unstable();
+    for (rank, pair) in ranked.iter().enumerate() {
+        pairs.insert(*pair, rank as u32);
+    }
+    let mut keys: Vec<(u64, u128, &Event)> = events
+        .iter()
+        .map(|(_, e)| {
+            let rank = pairs[&(e.product.as_str(), e.name.as_str())];
+            // ClickHouse reads a UUID's first written half as the low one and compares high
+            // half first.
+            let (first, second) = row_binary::uuid(&e.id);
+            let id = (u128::from(second) << 64) | u128::from(first);
+            (
+                (u64::from(rank) << 32) | u64::from(date_time(e.timestamp)),
+                id,
+                &**e,
+            )
+        })
+        .collect();
+    keys.sort_unstable_by_key(|(key, id, _)| (*key, *id));
+    keys.into_iter().map(|(_, _, e)| e).collect()
+}
+
 /// A server and the events and points tables the sink's deletes and partition drops run on.
 struct Target {
     url: String,
@@ -345,6 +378,9 @@ pub struct ClickHouse {
     sharded: bool,
     user: String,
     password: Option<String>,
+    /// The last insert's body, kept for the next so a batch is not written into fresh pages
+    /// (about 300 bytes an event: 15 MB at the default batch size).
+    body: std::sync::Mutex<Vec<u8>>,
 }
 
 impl ClickHouse {
@@ -392,6 +428,7 @@ impl ClickHouse {
             sharded: !config.shards.is_empty(),
             user: config.user.clone(),
             password: config.password()?,
+            body: std::sync::Mutex::default(),
         })
     }
 
@@ -516,7 +553,8 @@ impl ClickHouse {
         columns: &str,
         rows: impl Iterator<Item = R>,
     ) -> Result<(), SinkError> {
-        let mut body = Vec::with_capacity(256 * 1024);
+        let mut body = self.body.lock().unwrap_or_else(|p| p.into_inner());
+        body.clear();
         for row in rows {
             row_binary::append(&mut body, &row).map_err(|e| SinkError::Rejected {
                 status: 0,
@@ -687,7 +725,8 @@ impl Destination for ClickHouse {
     }
 
     fn deliver(&self, events: &[(u64, Arc<Event>)]) -> Result<(), SinkError> {
-        self.insert(&self.table, COLUMNS, events.iter().map(|(_, e)| Row::of(e)))
+        let rows = in_sorting_key_order(events).into_iter().map(Row::of);
+        self.insert(&self.table, COLUMNS, rows)
     }
 
     fn deliver_points(&self, points: &[PointRecord]) -> Result<(), SinkError> {
@@ -914,6 +953,42 @@ mod tests {
                     "event member {member} ({value}) is not in column {column}"
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A batch is handed over as a permutation of itself, in the table's sorting key order
+        /// as ClickHouse compares it: product, name, second, then a UUID by the half written
+        /// second (checked against ClickHouse 18.16: the row written (1, 0) sorts before (0, 2)).
+        #[test]
+        fn batches_go_in_sorting_key_order(
+            rows in proptest::collection::vec((0..3usize, 0..3usize, -2_000i64..4_000, 0..3u64, 0..3u64), 0..60)
+        ) {
+            let products = ["b", "a", "ab"];
+            let names = ["x", "", "y"];
+            let batch: Vec<(u64, Arc<Event>)> = rows
+                .iter()
+                .enumerate()
+                .map(|(seq, &(p, n, ms, high, low))| {
+                    let mut event = crate::fields::tests::full_event();
+                    event.product = products[p].into();
+                    event.name = names[n].into();
+                    event.timestamp = ms;
+                    event.id = uuid::Uuid::from_u64_pair(high, low.wrapping_add(seq as u64 * 8));
+                    (seq as u64, Arc::new(event))
+                })
+                .collect();
+            let sorted = in_sorting_key_order(&batch);
+            let key = |e: &Event| {
+                let (high, low) = e.id.as_u64_pair();
+                (e.product.clone(), e.name.clone(), date_time(e.timestamp), low, high)
+            };
+            proptest::prop_assert!(sorted.windows(2).all(|w| key(w[0]) <= key(w[1])));
+            let mut ids: Vec<uuid::Uuid> = sorted.iter().map(|e| e.id).collect();
+            let mut expected: Vec<uuid::Uuid> = batch.iter().map(|(_, e)| e.id).collect();
+            ids.sort_unstable();
+            expected.sort_unstable();
+            proptest::prop_assert_eq!(ids, expected);
         }
     }
 }
